@@ -1,0 +1,147 @@
+"""A run directory: ``RUN_DIR = <runs-dir>/<run-id>/`` with its manifest, shards and events.
+
+Every recording verb (observe, load, capacity, demo, the service) creates one ``Run``, hands
+its writers to the senders, and ``finish``-es it; ``reports`` reads it back from disk alone.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from probes.errors import ConfigError
+from probes.records import MANIFEST_FILE, EventLog, ShardWriter, read_manifest, write_json_atomic
+
+RUN_KINDS = ("observe", "load", "capacity", "scheduled", "demo")
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_run_id(now: float | None = None) -> str:
+    return datetime.fromtimestamp(now or time.time(), UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("proton-probe", "httpx", "httpx-aiohttp", "aiohttp", "locust", "pandas",
+                 "pyarrow", "matplotlib"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def worker_name(role: str = "probe") -> str:
+    """A stable identity for the recording process: ``role@host:pid``."""
+    import os
+
+    return f"{role}@{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Run:
+    """An open run directory. Create with ``Run.create``; end with ``finish``."""
+
+    path: Path
+    manifest: dict[str, Any]
+    _events: EventLog | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        runs_dir: str | Path,
+        run_id: str | None,
+        kind: str,
+        *,
+        target: dict[str, Any],
+        settings: dict[str, Any],
+        started_at: float | None = None,
+    ) -> Run:
+        """Make ``<runs_dir>/<run_id>/`` and write the first manifest.
+
+        ``target`` and ``settings`` must already be masked (see ``RequestSpec.describe``).
+        An existing run directory with samples in it is never overwritten.
+        """
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {RUN_KINDS}")
+        start = time.time() if started_at is None else started_at
+        rid = run_id or default_run_id(start)
+        path = Path(runs_dir) / rid
+        if run_id is None:  # a timestamp id may collide within a second: add a suffix
+            n = 1
+            while path.exists():
+                n += 1
+                path = Path(runs_dir) / f"{rid}-{n}"
+        elif (path / MANIFEST_FILE).exists():
+            raise ConfigError(f"--run-id: {path} already holds a run; choose another id")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--runs-dir: cannot create {path}: {exc.strerror}") from exc
+        manifest = {
+            "schema": "proton-probe/manifest/1",
+            "run_id": path.name,
+            "kind": kind,
+            "target": target,
+            "settings": settings,
+            "tools": tool_versions(),
+            "host": socket.gethostname(),
+            "started_at": iso(start),
+            "started_ts": start,
+            "ended_at": None,
+            "ended_ts": None,
+        }
+        run = cls(path=path, manifest=manifest)
+        run.save_manifest()
+        return run
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> Run:
+        """An existing run, for appending (e.g. a Locust master adding shards)."""
+        path = Path(run_dir)
+        return cls(path=path, manifest=read_manifest(path))
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest["run_id"])
+
+    @property
+    def started_ts(self) -> float:
+        return float(self.manifest["started_ts"])
+
+    def save_manifest(self) -> None:
+        write_json_atomic(self.path / MANIFEST_FILE, self.manifest)
+
+    def update(self, **fields: Any) -> None:
+        """Merge fields into the manifest and write it."""
+        self.manifest.update(fields)
+        self.save_manifest()
+
+    def shard_writer(self, prefix: str, **kwargs: Any) -> ShardWriter:
+        return ShardWriter(self.path, prefix, **kwargs)
+
+    @property
+    def events(self) -> EventLog:
+        if self._events is None:
+            self._events = EventLog(self.path)
+        return self._events
+
+    def finish(self, ended_at: float | None = None, **fields: Any) -> None:
+        """Record the end time (and any extra fields) and close the event log."""
+        end = time.time() if ended_at is None else ended_at
+        self.manifest.update(fields)
+        self.manifest["ended_at"] = iso(end)
+        self.manifest["ended_ts"] = end
+        self.save_manifest()
+        if self._events is not None:
+            self._events.close()

@@ -1,0 +1,102 @@
+"""Records: one schema, atomic shards, exact read-back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from probes.records import (
+    SAMPLE_COLUMNS,
+    EventLog,
+    Sample,
+    ShardWriter,
+    read_events,
+    read_samples,
+    shard_paths,
+)
+
+
+def sample(i: int, version: str = "v1", error: str | None = None) -> Sample:
+    return Sample(
+        ts=1000.0 + i, intended_ts=1000.0 + i, latency_ms=1.5 * i, source="probe",
+        worker="w", method="GET", name="/x", status=200 if error is None else 0,
+        error=error, version=version, tag_source="header", bytes=10, conn=None,
+    )
+
+
+def test_round_trip_keeps_dtypes_and_values(tmp_path):
+    with ShardWriter(tmp_path, "probe", background=False) as writer:
+        writer.add_many(sample(i) for i in range(5))
+        writer.flush()
+        writer.add(sample(5, "v2", error="connect"))
+    frame = read_samples(tmp_path)
+    assert list(frame.columns) == list(SAMPLE_COLUMNS)
+    assert len(frame) == 6 and len(shard_paths(tmp_path)) == 2
+    assert frame["ts"].dtype == "float64" and frame["status"].dtype == "int16"
+    assert frame["bytes"].dtype == "int32"
+    assert isinstance(frame["version"].dtype, pd.CategoricalDtype)
+    assert frame["latency_ms"].tolist() == [1.5 * i for i in range(6)]
+    assert frame["error"].isna().sum() == 5 and frame["error"].iloc[5] == "connect"
+
+
+def test_empty_run_reads_as_empty_frame(tmp_path):
+    frame = read_samples(tmp_path)
+    assert len(frame) == 0 and list(frame.columns) == list(SAMPLE_COLUMNS)
+
+
+def test_half_written_shard_is_ignored(tmp_path):
+    with ShardWriter(tmp_path, "probe", background=False) as writer:
+        writer.add(sample(1))
+    (tmp_path / "samples" / ".probe-000009.parquet.tmp").write_bytes(b"PAR1 torn")
+    assert len(read_samples(tmp_path)) == 1
+
+
+def test_writer_flushes_on_its_timer(tmp_path):
+    writer = ShardWriter(tmp_path, "probe", flush_interval=0.05)
+    writer.add(sample(1))
+    import time
+
+    deadline = time.monotonic() + 5
+    while not shard_paths(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(read_samples(tmp_path)) == 1
+    writer.close()
+
+
+def test_sigkill_loses_at_most_the_last_interval(tmp_path):
+    """A writer killed without close keeps every row of every completed flush."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from probes.records import ShardWriter, Sample
+        w = ShardWriter({str(tmp_path)!r}, "probe", background=False)
+        for i in range(300):
+            w.add(Sample(float(i), float(i), 1.0, "probe", "w", "GET", "/", 200, None, "v1", "header", 1, None))
+            if i % 100 == 99:
+                w.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    assert len(read_samples(tmp_path)) == 300
+
+
+def test_events_round_trip_and_torn_line(tmp_path):
+    log = EventLog(tmp_path)
+    log.write("marker", "replacement requested", ts=2.0, detail={"artifact": "a2"})
+    log.write("proton", "running", ts=1.0, proton_id="p1", role="active")
+    log.close()
+    with (tmp_path / "events.jsonl").open("a") as fh:
+        fh.write('{"ts": 3, "kind": "proton", "sta')
+    events = read_events(tmp_path)
+    assert [e["ts"] for e in events] == [1.0, 2.0]
+    assert events[1]["detail"] == {"artifact": "a2"}
+    assert "replacement_id" not in events[0]
+    with pytest.raises(ValueError, match="event kind"):
+        EventLog(tmp_path).write("nope", "x")
+    json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
