@@ -1,0 +1,498 @@
+"""The canary probe: an open-model sender at a constant rate, every response a sample row.
+
+Open model (vegeta, wrk2): request ``i`` is *due* at ``start + i / rate`` whatever the
+target does, so a slow target cannot slow the probe down and hide its own slowness
+(coordinated omission). Each row records ``intended_ts`` (when it was due) and ``ts``
+(when it really left); ``ts - intended_ts`` is the probe's own lateness.
+
+A bound on requests in flight (``max_in_flight``) keeps a stalled target from eating every
+socket. When the bound is hit, the due request is **not sent** and is recorded at once as
+an error row of class ``client_saturated`` (``status`` 0, ``ts = intended_ts``,
+``latency_ms`` 0): the schedule stays intact, the row count stays ``rate × duration``, and
+the report shows that callers would not have been answered. Sending it late instead would
+bunch requests after a stall and hide the stall's length.
+
+Failures are rows, never exceptions: transport failures get ``status`` 0 and a class from
+``records.ERROR_CLASSES`` (``timeout``, ``connect``, ``reset``, ``protocol``, ``other``),
+HTTP errors keep their status with ``http_5xx``/``http_4xx``.
+
+The transport is httpx's API on aiohttp's connection handling (``httpx-aiohttp``); httpx's
+default transport is kept selectable (``transport="httpx"``) for the benchmark that chose
+between them (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from probes.records import Sample, ShardWriter, http_error_class
+from probes.run import worker_name
+from probes.settings import RequestSpec
+from probes.tagging import tag
+
+#: Error class of a due request that was not sent because ``max_in_flight`` were outstanding.
+SATURATED = "client_saturated"
+TRANSPORTS = ("aiohttp", "httpx")
+DEFAULT_MAX_IN_FLIGHT = 256
+#: The scheduler wakes at least this often, so a stop request is seen promptly.
+MAX_SLEEP_S = 0.1
+
+OnSample = Callable[[Sample], None]
+
+
+# --------------------------------------------------------------------------- pacer (pure)
+
+
+def intended_offset(i: int, rate: float) -> float:
+    """Seconds after the start at which request ``i`` (0-based) is due at ``rate`` per second.
+
+    Computed from ``i`` directly rather than by adding intervals, so no error accumulates.
+    """
+    return i / rate
+
+
+def intended_time(i: int, rate: float, start: float) -> float:
+    """The clock value at which request ``i`` is due, for a schedule starting at ``start``."""
+    return start + i / rate
+
+
+def request_count(duration: float, rate: float) -> int:
+    """How many requests a run of ``duration`` seconds schedules: those due before its end."""
+    if duration <= 0 or rate <= 0:
+        return 0
+    n = math.ceil(duration * rate - 1e-9)
+    return max(n, 0)
+
+
+def due_through(elapsed: float, rate: float) -> int:
+    """How many requests are due ``elapsed`` seconds after the start (request 0 is due at 0)."""
+    if elapsed < 0:
+        return 0
+    return math.floor(elapsed * rate + 1e-9) + 1
+
+
+# --------------------------------------------------------------------------- settings, stats
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How the probe sends: rate, in-flight bound, duration, and which transport."""
+
+    rate: float
+    duration: float
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    transport: str = "aiohttp"
+    #: On a stop request, wait this long at most for requests in flight before dropping them.
+    drain_s: float = 2.0
+    source: str = "probe"
+    worker: str = field(default_factory=lambda: worker_name("probe"))
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rate) and self.rate > 0):
+            raise ValueError("rate must be a finite number > 0")
+        if not (math.isfinite(self.duration) and self.duration > 0):
+            raise ValueError("duration must be a finite number > 0")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}")
+
+
+@dataclass
+class ProbeStats:
+    """What one probe run did, for the manifest and the caller."""
+
+    scheduled: int = 0
+    sent: int = 0
+    ok: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    #: Requests in flight when a stop's drain time ran out: sent, never recorded.
+    abandoned: int = 0
+    stopped_early: bool = False
+    started_ts: float = 0.0
+    ended_ts: float = 0.0
+
+    def count(self, sample: Sample) -> None:
+        if sample.error is None:
+            self.ok += 1
+        else:
+            self.errors[sample.error] += 1
+        self.versions[sample.version] += 1
+
+    @property
+    def recorded(self) -> int:
+        return self.ok + sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "recorded": self.recorded,
+            "ok": self.ok,
+            "errors": dict(self.errors),
+            "versions": dict(self.versions),
+            "abandoned": self.abandoned,
+            "stopped_early": self.stopped_early,
+            "started_ts": self.started_ts,
+            "ended_ts": self.ended_ts,
+        }
+
+
+# --------------------------------------------------------------------------- error classes
+
+
+def _os_error_class(exc: OSError) -> str | None:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "reset"
+    if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+        return "reset"
+    if exc.errno in (
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EADDRNOTAVAIL,
+    ):
+        return "connect"
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return "connect"
+    return None
+
+
+def _aiohttp_class(exc: BaseException) -> str | None:
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiohttp is a dependency
+        return None
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return "protocol"
+    if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
+        return "protocol"
+    return None
+
+
+def _httpx_class(exc: BaseException) -> str | None:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # httpcore's wording when the peer closed before answering: a reset, not bad HTTP.
+        return "reset" if "disconnected" in str(exc).lower() else "protocol"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError):
+        return "reset"
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        return "protocol"
+    return None
+
+
+def error_class(exc: BaseException) -> str:
+    """The sample ``error`` class of a transport failure.
+
+    The innermost cause decides: httpx-aiohttp maps every aiohttp connection error to
+    ``httpx.ConnectTimeout``, so the outer type alone would call a refused connection or a
+    reset a timeout. The original exception is kept as ``__cause__``/``__context__``.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(chain) < 16:
+        seen.add(id(cur))
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for item in reversed(chain):
+        cls: str | None = None
+        if isinstance(item, OSError):
+            cls = _os_error_class(item)
+        cls = cls or _aiohttp_class(item) or _httpx_class(item)
+        if cls:
+            return cls
+    return "other"
+
+
+# --------------------------------------------------------------------------- transport
+
+
+def make_client(transport: str, max_in_flight: int, timeout: float) -> httpx.AsyncClient:
+    """An httpx client on the chosen transport, with a pool as large as the in-flight bound."""
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    if transport == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        return httpx.AsyncClient(
+            transport=AiohttpTransport(limits=limits), timeout=timeout, trust_env=False
+        )
+    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+
+
+def _conn_identity(response: httpx.Response) -> str | None:
+    """The local ``host:port`` of the connection that carried the response, if cheap to get."""
+    try:
+        stream = response.stream
+        inner = getattr(stream, "_stream", stream)  # httpx wraps it in BoundAsyncStream
+        raw = getattr(inner, "_aiohttp_response", None)  # httpx-aiohttp keeps it here
+        if raw is not None:
+            # The connection is already released when a small body arrived with the head;
+            # the protocol object (one per connection) still knows its socket.
+            proto = getattr(raw, "_protocol", None)
+            transport = getattr(proto, "transport", None)
+            addr = transport.get_extra_info("sockname") if transport is not None else None
+        else:
+            net = response.extensions.get("network_stream")
+            addr = net.get_extra_info("client_addr") if net is not None else None
+        if addr:
+            return f"{addr[0]}:{addr[1]}"
+    except Exception:  # identity is a nicety; never let it fail a request
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+class _Probe:
+    """One run of the probe: the scheduler loop plus one task per request."""
+
+    def __init__(
+        self,
+        spec: RequestSpec,
+        settings: ProbeSettings,
+        writer: ShardWriter | None,
+        on_sample: OnSample | None,
+        stop: threading.Event | asyncio.Event | None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.writer = writer
+        self.on_sample = on_sample
+        self.stop = stop
+        self.stats = ProbeStats()
+        self.headers = spec.request_headers()
+        self.name = spec.name
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _emit(self, sample: Sample) -> None:
+        self.stats.count(sample)
+        if self.writer is not None:
+            self.writer.add(sample)
+        if self.on_sample is not None:
+            self.on_sample(sample)
+
+    def _row(
+        self,
+        ts: float,
+        intended: float,
+        latency_ms: float,
+        status: int,
+        error: str | None,
+        version: str = "unknown",
+        tag_source: str = "none",
+        size: int = 0,
+        conn: str | None = None,
+    ) -> Sample:
+        s = self.settings
+        return Sample(
+            ts,
+            intended,
+            latency_ms,
+            s.source,
+            s.worker,
+            self.spec.method,
+            self.name,
+            status,
+            error,
+            version,
+            tag_source,
+            size,
+            conn,
+        )
+
+    async def _send(
+        self, client: httpx.AsyncClient, intended: float, wall0: float, mono0: float
+    ) -> None:
+        spec = self.spec
+        t0 = time.perf_counter()
+        ts = wall0 + (time.monotonic() - mono0)
+        try:
+            async with asyncio.timeout(spec.timeout):
+                request = client.build_request(
+                    spec.method, spec.url, headers=self.headers, content=spec.body
+                )
+                response = await client.send(request, stream=True)
+                try:
+                    conn = _conn_identity(response)
+                    body = await response.aread()
+                finally:
+                    await response.aclose()
+        except Exception as exc:  # a failed request is a row; CancelledError passes through
+            latency = (time.perf_counter() - t0) * 1000.0
+            self._emit(self._row(ts, intended, latency, 0, error_class(exc)))
+            return
+        latency = (time.perf_counter() - t0) * 1000.0
+        status = response.status_code
+        version, source = tag(response.headers, body, spec.tag_rules)
+        self._emit(
+            self._row(
+                ts,
+                intended,
+                latency,
+                status,
+                http_error_class(status),
+                version,
+                source,
+                len(body),
+                conn,
+            )
+        )
+
+    async def run(self) -> ProbeStats:
+        s = self.settings
+        total = request_count(s.duration, s.rate)
+        loop = asyncio.get_running_loop()
+        async with make_client(s.transport, s.max_in_flight, self.spec.timeout) as client:
+            # One clock for scheduling (monotonic), mapped once to epoch seconds for the rows,
+            # so a wall-clock step during the run cannot bend the schedule.
+            mono0 = loop.time()
+            wall0 = time.time() - (time.monotonic() - mono0)
+            self.stats.started_ts = wall0
+            i = 0
+            while i < total and not self._stopping():
+                now = loop.time()
+                due = min(due_through(now - mono0, s.rate), total)
+                while i < due:
+                    self._launch(client, wall0 + intended_offset(i, s.rate), wall0, mono0)
+                    i += 1
+                if i >= total:
+                    break
+                wait = mono0 + intended_offset(i, s.rate) - loop.time()
+                await asyncio.sleep(min(max(wait, 0.0), MAX_SLEEP_S))
+            self.stats.scheduled = i
+            self.stats.stopped_early = i < total
+            await self._drain()
+        self.stats.ended_ts = time.time()
+        return self.stats
+
+    def _launch(
+        self, client: httpx.AsyncClient, intended: float, wall0: float, mono0: float
+    ) -> None:
+        if len(self.in_flight) >= self.settings.max_in_flight:
+            self._emit(self._row(intended, intended, 0.0, 0, SATURATED))
+            return
+        self.stats.sent += 1
+        task = asyncio.create_task(self._send(client, intended, wall0, mono0))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def _drain(self) -> None:
+        """Wait for requests in flight: all of them at the end of the run (each has its own
+        timeout); at most ``drain_s`` after a stop, then drop the rest unrecorded."""
+        deadline = time.monotonic() + (self.settings.drain_s if self._stopping() else math.inf)
+        while self.in_flight:
+            if self._stopping():
+                deadline = min(deadline, time.monotonic() + self.settings.drain_s)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self.in_flight), timeout=min(left, MAX_SLEEP_S))
+        if self.in_flight:
+            self.stats.abandoned = len(self.in_flight)
+            for task in list(self.in_flight):
+                task.cancel()
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+
+async def run_probe(
+    spec: RequestSpec,
+    settings: ProbeSettings,
+    writer: ShardWriter | None,
+    *,
+    stop: threading.Event | asyncio.Event | None = None,
+    on_sample: OnSample | None = None,
+) -> ProbeStats:
+    """Probe ``spec`` at ``settings.rate`` for ``settings.duration`` seconds (or until ``stop``).
+
+    Every request due becomes exactly one row, handed to ``writer`` (if given) and to
+    ``on_sample`` (if given) on the event loop's thread. The writer is not closed here: the
+    caller owns it. Returns the run's counts.
+    """
+    return await _Probe(spec, settings, writer, on_sample, stop).run()
+
+
+def run_probe_blocking(
+    spec: RequestSpec,
+    settings: ProbeSettings,
+    writer: ShardWriter | None,
+    *,
+    stop: threading.Event | None = None,
+    on_sample: OnSample | None = None,
+) -> ProbeStats:
+    """``run_probe`` in a fresh event loop on the calling thread; returns when it ends."""
+    return asyncio.run(run_probe(spec, settings, writer, stop=stop, on_sample=on_sample))
+
+
+class ProbeThread(threading.Thread):
+    """The probe in a background thread with its own event loop, for verbs that do other
+    work meanwhile (``probes load`` runs it beside Locust).
+
+    ``start()``, later ``stop()`` (or let the duration run out), then ``join()``;
+    ``stats`` holds the counts afterwards and ``error`` any unexpected exception.
+    """
+
+    def __init__(
+        self,
+        spec: RequestSpec,
+        settings: ProbeSettings,
+        writer: ShardWriter | None,
+        *,
+        on_sample: OnSample | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        super().__init__(name="canary-probe", daemon=True)
+        self.spec = spec
+        self.settings = settings
+        self.writer = writer
+        self.on_sample = on_sample
+        self.stop_event = stop or threading.Event()
+        self.stats: ProbeStats | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.stats = run_probe_blocking(
+                self.spec,
+                self.settings,
+                self.writer,
+                stop=self.stop_event,
+                on_sample=self.on_sample,
+            )
+        except BaseException as exc:  # reported to the owner through .error
+            self.error = exc
+
+    def stop(self) -> None:
+        """Ask the probe to stop scheduling and drain; returns at once."""
+        self.stop_event.set()
