@@ -1,0 +1,274 @@
+"""The proton app: the small service every simulated proton runs, as its own process.
+
+``python -m probes.sim.app --port 0`` binds 127.0.0.1, prints ``PORT <n>`` on stdout once it
+listens, and serves:
+
+- ``GET /health`` — readiness: 503 until ``SIM_STARTUP_S`` has passed (never with
+  ``SIM_NEVER_READY``), then 200;
+- ``GET /version`` — ``{"version": LABEL}``;
+- ``POST /chat/completions`` — an OpenAI-style chat completion echoing the last message;
+- any other path and method — an echo of method, path, query and body size.
+
+The version label (``SIM_VERSION``) is revealed per ``SIM_REVEAL_VERSION``: ``header``
+(``X-Proton-Version``), ``body`` (JSON field ``version``), ``both`` (default) or ``none``.
+``SIM_LATENCY_MS`` (see :func:`parse_latency`) delays every non-health response and
+``SIM_ERROR_RATE`` answers that share of them with a 500. The process exits when its stdin
+closes, so a proton never outlives the simulator that started it, however that one ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+REVEAL_MODES = ("header", "body", "both", "none")
+
+
+def parse_latency(spec: str) -> Callable[[random.Random], float]:
+    """A latency sampler (milliseconds) from its text form.
+
+    ``"5"`` constant, ``"5-20"`` uniform, ``"lognorm:MEDIAN:SIGMA"`` log-normal with that
+    median (ms) and shape. Raises ``ValueError`` naming the expected forms.
+    """
+    text = (spec or "0").strip()
+    try:
+        if text.startswith("lognorm:"):
+            _, median, sigma = text.split(":")
+            mu, s = float(median), float(sigma)
+            if mu <= 0 or s < 0:
+                raise ValueError
+            import math
+
+            log_mu = math.log(mu)
+            return lambda rng: rng.lognormvariate(log_mu, s)
+        if "-" in text.lstrip("-"):
+            low, high = (float(x) for x in text.split("-", 1))
+            if low < 0 or high < low:
+                raise ValueError
+            return lambda rng: rng.uniform(low, high)
+        value = float(text)
+        if value < 0:
+            raise ValueError
+        return lambda rng: value
+    except ValueError:
+        raise ValueError(
+            f"latency_ms {spec!r}: expected MS, LOW-HIGH or lognorm:MEDIAN:SIGMA (e.g. 5, 5-20, "
+            "lognorm:10:0.5)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What one proton app does, read from ``SIM_*`` environment variables."""
+
+    version: str = "unknown"
+    latency_ms: str = "0"
+    error_rate: float = 0.0
+    startup_s: float = 0.0  # platform seconds; divided by time_scale
+    never_ready: bool = False
+    reveal_version: str = "both"
+    time_scale: float = 1.0
+    seed: int | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ[str]) -> AppConfig:
+        """Parse the environment; a bad value raises ``ValueError`` naming the variable."""
+        reveal = env.get("SIM_REVEAL_VERSION", "both").lower()
+        if reveal not in REVEAL_MODES:
+            raise ValueError(f"SIM_REVEAL_VERSION {reveal!r}: expected one of {REVEAL_MODES}")
+        cfg = cls(
+            version=env.get("SIM_VERSION", "unknown"),
+            latency_ms=env.get("SIM_LATENCY_MS", "0"),
+            error_rate=_float(env, "SIM_ERROR_RATE", 0.0),
+            startup_s=_float(env, "SIM_STARTUP_S", 0.0),
+            never_ready=env.get("SIM_NEVER_READY", "").lower() in ("1", "true", "yes", "on"),
+            reveal_version=reveal,
+            time_scale=_float(env, "SIM_TIME_SCALE", 1.0) or 1.0,
+            seed=int(env["SIM_SEED"]) if env.get("SIM_SEED") else None,
+        )
+        parse_latency(cfg.latency_ms)
+        if not 0.0 <= cfg.error_rate <= 1.0:
+            raise ValueError(f"SIM_ERROR_RATE {cfg.error_rate}: expected a share in [0, 1]")
+        return cfg
+
+
+def _float(env: dict[str, str] | os._Environ[str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw!r}: expected a number") from None
+
+
+def make_app(cfg: AppConfig) -> web.Application:
+    """The aiohttp application of one proton (minimal work per request: it is benchmarked)."""
+    rng = random.Random(cfg.seed)
+    latency = parse_latency(cfg.latency_ms)
+    constant_zero = cfg.latency_ms.strip() in ("", "0", "0.0")
+    ready_at = time.monotonic() + cfg.startup_s / cfg.time_scale
+    header = {"X-Proton-Version": cfg.version} if cfg.reveal_version in ("header", "both") else {}
+    in_body = cfg.reveal_version in ("body", "both")
+    state = {"label": cfg.version}
+
+    def reply(payload: dict[str, object], status: int = 200) -> web.Response:
+        if in_body:
+            payload["version"] = state["label"]
+        return web.Response(
+            body=json.dumps(payload).encode(),
+            status=status,
+            headers=header,
+            content_type="application/json",
+        )
+
+    async def delay_and_fail() -> web.Response | None:
+        if not constant_zero:
+            await asyncio.sleep(latency(rng) / 1000.0)
+        if cfg.error_rate and rng.random() < cfg.error_rate:
+            return reply({"error": "simulated server error"}, status=500)
+        return None
+
+    async def health(request: web.Request) -> web.Response:
+        if cfg.never_ready or time.monotonic() < ready_at:
+            return web.Response(status=503, text="not ready")
+        return reply({"status": "ok"})
+
+    async def version(request: web.Request) -> web.Response:
+        return reply({})
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.read()
+        failed = await delay_and_fail()
+        if failed is not None:
+            return failed
+        return reply(_completion(body, state["label"]))
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        failed = await delay_and_fail()
+        if failed is not None:
+            return failed
+        return reply(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string,
+                "bytes": len(body),
+                "authorization": "authorization" in request.headers,
+            }
+        )
+
+    async def relabel(request: web.Request) -> web.Response:
+        # Used by the platform after `promote` locks a draft in place (no restart).
+        state["label"] = (await request.json())["version"]
+        if header:
+            header["X-Proton-Version"] = state["label"]
+        return reply({})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/version", version)
+    app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/__sim/label", relabel)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+def _completion(body: bytes, label: str) -> dict[str, object]:
+    try:
+        messages = json.loads(body or b"{}").get("messages") or []
+        last = str(messages[-1].get("content", "")) if messages else ""
+    except (ValueError, AttributeError, TypeError):
+        last = ""
+    return {
+        "id": "chatcmpl-sim",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": label,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": f"echo: {last}"},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": len(last.split()),
+            "completion_tokens": len(last.split()) + 1,
+            "total_tokens": 2 * len(last.split()) + 1,
+        },
+    }
+
+
+def _exit_when_stdin_closes() -> None:
+    """Exit as soon as the parent's pipe closes: no orphan proton outlives its simulator."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+async def _serve(cfg: AppConfig, host: str, port: int) -> None:
+    runner = web.AppRunner(make_app(cfg), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1]
+    sys.stdout.write(f"PORT {bound}\n")
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m probes.sim.app``."""
+    parser = argparse.ArgumentParser(prog="python -m probes.sim.app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--no-stdin-watch",
+        action="store_true",
+        help="Keep running when stdin closes (for running the app by hand).",
+    )
+    args = parser.parse_args(argv)
+    try:
+        cfg = AppConfig.from_env(os.environ)
+    except ValueError as exc:
+        print(f"proton app: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_stdin_watch:
+        _exit_when_stdin_closes()
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(_serve(cfg, args.host, args.port))
+    return 0
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop  # optional speed-up when installed
+
+        uvloop.run(coro)  # type: ignore[arg-type,unused-ignore]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

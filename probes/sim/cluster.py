@@ -1,0 +1,504 @@
+"""The simulated platform: artifacts, workloads, protons, replacements, stats and events.
+
+One :class:`Cluster` lives on the simulator's event loop. A tick task advances every
+replacement through :func:`probes.sim.state.next_state` and performs the actions it returns;
+proton replicas are real processes (:mod:`probes.sim.protons`) probed for readiness on the
+schedule of their artifact's ``readinessProbe`` (scaled by ``time_scale``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from probes.sim import protons, state
+from probes.sim.models import Artifact, Proton, Replacement, Workload, iso, replica_count
+from probes.sim.protons import Replica
+
+TICK_S = 0.01
+MIN_PROBE_PERIOD_S = 0.02
+
+
+class Clock:
+    """Platform time: seconds since start, running ``scale`` times faster than real time."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.t0_mono = time.monotonic()
+        self.t0_epoch = time.time()
+
+    def now(self) -> float:
+        return (time.monotonic() - self.t0_mono) * self.scale
+
+    def epoch_of(self, platform: float) -> float:
+        return self.t0_epoch + platform / self.scale
+
+    def real(self, platform_s: float) -> float:
+        return platform_s / self.scale
+
+
+@dataclass
+class ProtonStats:
+    """What the gateway saw for one proton: per request (epoch ts, status, latency ms)."""
+
+    total: int = 0
+    server_errors: int = 0
+    user_errors: int = 0
+    rows: list[tuple[float, int, float]] = field(default_factory=list)
+
+    def add(self, ts: float, status: int, latency_ms: float) -> None:
+        self.total += 1
+        if status >= 500 or status == 0:
+            self.server_errors += 1
+        elif status >= 400:
+            self.user_errors += 1
+        self.rows.append((ts, status, latency_ms))
+
+
+class Cluster:
+    """All platform state and the lifecycle engine."""
+
+    def __init__(self, knobs: dict[str, Any], scale: float, seed: int | None) -> None:
+        self.knobs = knobs
+        self.clock = Clock(scale)
+        self.rng = random.Random(seed)
+        self.route_rng = random.Random(None if seed is None else seed + 1)
+        self.artifacts: dict[str, Artifact] = {}
+        self.workloads: dict[str, Workload] = {}
+        self.protons: dict[str, Proton] = {}
+        self.stats: dict[str, ProtonStats] = {}
+        self.base_url = ""
+        self.repo_id = self.new_id()
+        self.session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.event_seq = 0
+        self.seed = seed
+        # connection pins (pin_connections): client peer -> (its transport, proton id)
+        self.pins: dict[Any, tuple[Any, str]] = {}
+
+    # ---- ids, tasks, timing -------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A 24-hex id like the platform's (seeded: reproducible runs)."""
+        return f"{self.rng.getrandbits(96):024x}"
+
+    def spawn_task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def timing(self, config: dict[str, int]) -> state.Timing:
+        """Replacement timing in platform seconds; real-time knobs converted by the scale."""
+        k, c = self.knobs, self.clock
+        ready_timeout = k["ready_timeout"]
+        return state.Timing(
+            warmup_s=60.0 * float(config.get("warmupDurationMinutes", 0)),
+            keep_old_s=60.0 * float(config.get("keepOldVersionMinutes", 0)),
+            shift_s=float(k["shift_seconds"]),
+            gap_s=float(k["gap_ms"]) / 1000.0 * c.scale,
+            dwell_s=float(k["dwell"]) * c.scale,
+            completed_ttl_s=float(k["completed_ttl"]) * c.scale,
+            ready_timeout_s=None if ready_timeout is None else float(ready_timeout),
+        )
+
+    def endpoint(self, workload_id: str) -> str:
+        return f"{self.base_url}/api/v2/endpoints/workloads/{workload_id}/"
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pooled upstream session and start ticking."""
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, force_close=False)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def close(self) -> None:
+        """Stop ticking, stop every proton process, close the session."""
+        if self._ticker:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await asyncio.gather(
+            *(self.stop_proton(p) for p in list(self.protons.values())), return_exceptions=True
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        if self.session:
+            await self.session.close()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception as exc:  # one bad tick must not stop the platform
+                print(f"probes.sim: tick failed: {exc!r}")
+            await asyncio.sleep(TICK_S)
+
+    def tick(self) -> None:
+        """Advance every replacement and record every status change as an event."""
+        now = self.clock.now()
+        self._purge_pins()
+        for wl in list(self.workloads.values()):
+            rep = wl.replacement
+            if rep is not None and not rep.hidden:
+                self._advance(wl, rep, now)
+            for pid in self.workload_proton_ids(wl):
+                self._note_proton(wl, self.protons[pid])
+            status = self.workload_status(wl)
+            if status != wl.last_status:
+                wl.last_status = status
+                wl.updated = time.time()
+                self.event(
+                    wl, "workload", status, {"protonId": wl.proton_id, "artifactId": wl.artifact_id}
+                )
+
+    def _advance(self, wl: Workload, rep: Replacement, now: float) -> None:
+        before = rep.rollout
+        facts = self.facts(wl, rep)
+        after, actions = state.next_state(before, now, facts)
+        rep.rollout = after
+        for action in actions:
+            getattr(self, f"_do_{action}")(wl, rep)
+        if after.status != before.status:
+            rep.updated = time.time()
+            self.event(
+                wl, "replacement", after.status, {"replacementId": rep.id, "message": after.message}
+            )
+            if after.status in state.OUTCOMES:
+                wl.history.insert(0, {**rep.to_json(), "outcome": after.status})
+        # the candidate shows `warming` while inside its warmup window
+        cand = self.candidate(rep)
+        if cand is not None:
+            cand.warming = after.status == "initializing" and after.ready_at is not None
+
+    def facts(self, wl: Workload, rep: Replacement) -> state.Facts:
+        cand = self.candidate(rep)
+        old = self.protons.get(rep.previous_proton_ids[0]) if rep.previous_proton_ids else None
+        return state.Facts(
+            candidate_spawned=bool(cand and cand.spawned),
+            candidate_ready=bool(cand and cand.ready),
+            candidate_failed=cand.failed if cand else None,
+            cancel_requested=rep.cancel_requested,
+            candidate_stopped=cand is None or cand.stopped,
+            old_inflight=len(old.inflight) if old else 0,
+            old_stopped=old is None or old.stopped,
+        )
+
+    def candidate(self, rep: Replacement) -> Proton | None:
+        return self.protons.get(rep.candidate_proton_ids[0]) if rep.candidate_proton_ids else None
+
+    # actions named by state.next_state
+
+    def _do_spawn_candidate(self, wl: Workload, rep: Replacement) -> None:
+        art = self.artifacts[rep.candidate_artifact_id]
+        proton = self.new_proton(wl, art, rep.runtime, role="candidate")
+        rep.candidate_proton_ids = [proton.id]
+
+    def _do_stop_candidate(self, wl: Workload, rep: Replacement) -> None:
+        cand = self.candidate(rep)
+        if cand is not None:
+            self.spawn_task(self.stop_proton(cand))
+
+    def _do_switch(self, wl: Workload, rep: Replacement) -> None:
+        cand = self.candidate(rep)
+        assert cand is not None
+        for pid in rep.previous_proton_ids:
+            old = self.protons[pid]
+            old.role, old.draining, old.updated = None, True, time.time()
+        cand.role, cand.warming, cand.updated = "active", False, time.time()
+        wl.proton_id, wl.artifact_id, wl.runtime = cand.id, cand.artifact_id, rep.runtime
+        wl.updated = time.time()
+
+    def _do_cut_old_inflight(self, wl: Workload, rep: Replacement) -> None:
+        if not self.knobs["drop_inflight"]:
+            return
+        for pid in rep.previous_proton_ids:
+            for task, transport in list(self.protons[pid].inflight.values()):
+                if isinstance(transport, asyncio.Transport):
+                    transport.abort()  # the client sees its connection reset
+                task.cancel()
+
+    def _do_stop_old(self, wl: Workload, rep: Replacement) -> None:
+        for pid in rep.previous_proton_ids:
+            old = self.protons[pid]
+            if not old.stopping and not old.stopped:
+                self.spawn_task(self.stop_proton(old))
+
+    def _do_clear(self, wl: Workload, rep: Replacement) -> None:
+        rep.hidden = True
+        if wl.replacement is rep:
+            wl.replacement = None
+            wl.updated = time.time()
+
+    # ---- protons ---------------------------------------------------------------------------
+
+    def new_proton(
+        self, wl: Workload, art: Artifact, runtime: dict[str, Any], role: str | None
+    ) -> Proton:
+        """Create a proton record and start its replicas in the background."""
+        proton = Proton(
+            id=self.new_id(),
+            workload_id=wl.id,
+            artifact_id=art.id,
+            label=art.label,
+            runtime=runtime,
+            role=role,
+        )
+        self.protons[proton.id] = proton
+        self.stats[proton.id] = ProtonStats()
+        self.start_proton(proton)
+        return proton
+
+    def start_proton(self, proton: Proton) -> None:
+        art = self.artifacts[proton.artifact_id]
+        n = replica_count(proton.runtime)
+        proton.replicas = [Replica(name=f"{proton.id[-6:]}-{i}") for i in range(n)]
+        proton.stopped = proton.stopping = proton.draining = False
+        proton.spawning = True
+        proton.lifecycle_task = self.spawn_task(self._run_proton(proton, art))
+
+    async def _run_proton(self, proton: Proton, art: Artifact) -> None:
+        env = {
+            **self._app_env(proton, art),
+            "SIM_VERSION": proton.label,
+            "SIM_TIME_SCALE": str(self.clock.scale),
+        }
+        results = await asyncio.gather(
+            *(self._start_replica(proton, r, env, i, art) for i, r in enumerate(proton.replicas)),
+            return_exceptions=True,
+        )
+        proton.spawning = False
+        for replica, result in zip(proton.replicas, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                replica.failed = str(result)
+
+    def _app_env(self, proton: Proton, art: Artifact) -> dict[str, str]:
+        env = art.app_env()
+        if self.seed is not None:
+            env.setdefault("SIM_SEED", str(self.seed))
+        return env
+
+    async def _start_replica(
+        self, proton: Proton, replica: Replica, env: dict[str, str], index: int, art: Artifact
+    ) -> None:
+        seed_env = {**env}
+        if "SIM_SEED" in env:
+            seed_env["SIM_SEED"] = str(int(env["SIM_SEED"]) + index)
+        replica.proc, replica.port = await protons.spawn(seed_env)
+        replica.started_at = time.time()
+        proton.snapshot = True
+        proton.updated = time.time()
+        replica.probe_task = self.spawn_task(self._probe(proton, replica, art.probe()))
+        self.spawn_task(self._watch_exit(proton, replica))
+
+    async def _watch_exit(self, proton: Proton, replica: Replica) -> None:
+        assert replica.proc is not None
+        code = await replica.proc.wait()
+        if not proton.stopping and not proton.stopped:
+            replica.failed = f"replica {replica.name} exited with code {code}"
+            replica.ready = False
+            proton.updated = time.time()
+
+    async def _probe(self, proton: Proton, replica: Replica, probe: dict[str, Any]) -> None:
+        """Readiness probing on the artifact's schedule (scaled) until the replica is ready."""
+        c = self.clock
+        assert self.session is not None
+        await asyncio.sleep(c.real(float(probe["initialDelaySeconds"])))
+        period = max(MIN_PROBE_PERIOD_S, c.real(float(probe["periodSeconds"])))
+        timeout = aiohttp.ClientTimeout(total=max(0.05, c.real(float(probe["timeoutSeconds"]))))
+        url = f"http://127.0.0.1:{replica.port}{probe.get('path') or '/health'}"
+        threshold = int(probe.get("successThreshold") or 1)
+        while replica.alive and not proton.stopping:
+            status: int | None
+            try:
+                async with self.session.get(url, timeout=timeout) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError):
+                status = None
+            replica.streak, ready = state.readiness(replica.streak, status, threshold)
+            if ready:
+                replica.ready, replica.ready_since = True, time.time()
+                proton.updated = time.time()
+                return
+            await asyncio.sleep(period)
+
+    async def stop_proton(self, proton: Proton) -> None:
+        """Stop every replica process of a proton (no-op when already stopped)."""
+        if proton.stopped:
+            return
+        proton.stopping = True
+        proton.updated = time.time()
+        task = proton.lifecycle_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for replica in proton.replicas:
+            if replica.probe_task is not None:
+                replica.probe_task.cancel()
+            replica.ready = False
+        await asyncio.gather(
+            *(protons.stop(r.proc) for r in proton.replicas), return_exceptions=True
+        )
+        proton.stopping, proton.stopped, proton.spawning = False, True, False
+        proton.updated = time.time()
+
+    def _note_proton(self, wl: Workload, proton: Proton) -> None:
+        status = proton.status
+        if status == "running" and proton.running_since is None:
+            proton.running_since = time.time()
+        key = f"{status}/{proton.role}"
+        if key != proton.last_status:
+            proton.last_status = key
+            self.event(
+                wl,
+                "proton",
+                status,
+                {
+                    "protonId": proton.id,
+                    "role": proton.role,
+                    "artifactId": proton.artifact_id,
+                    "version": proton.label,
+                },
+            )
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    def workload_proton_ids(self, wl: Workload) -> list[str]:
+        """Active first, then candidate, then old protons still alive (not stopped)."""
+        ids = [wl.proton_id] if wl.proton_id else []
+        rep = wl.replacement
+        if rep is not None:
+            ids += [p for p in rep.candidate_proton_ids + rep.previous_proton_ids if p not in ids]
+        return [
+            p
+            for p in ids
+            if p in self.protons and (p == wl.proton_id or not self.protons[p].stopped)
+        ]
+
+    def workload_status(self, wl: Workload) -> str:
+        """Derived from the active proton; proton-only states collapse to ``running``."""
+        proton = self.protons.get(wl.proton_id or "")
+        if proton is None:
+            return "unknown"
+        status = proton.status
+        return "running" if status in ("warming", "draining") else status
+
+    def event(self, wl: Workload, kind: str, status: str, details: dict[str, Any]) -> None:
+        self.event_seq += 1
+        wl.events.append(
+            {
+                "id": f"{self.event_seq:024x}",
+                "workloadId": wl.id,
+                "timestamp": iso(time.time()),
+                "eventType": f"{kind}.{status}",
+                "actorId": "sim-platform",
+                "details": {"status": status, **details},
+            }
+        )
+
+    # ---- routing (used by the gateway on every request) --------------------------------------
+
+    def pick(
+        self, wl: Workload, pins: dict[Any, Any] | None, peer: Any, transport: Any
+    ) -> tuple[Proton, Replica] | None:
+        """The proton (and replica) for one request, or None when none may be routed."""
+        proton_id = self._route(wl)
+        if pins is not None and peer is not None:
+            pinned = pins.get(peer)
+            if pinned is not None and pinned[0] is transport:
+                old = self.protons.get(pinned[1])
+                if old is not None and old.routable():
+                    proton_id = old.id
+            elif proton_id is not None:
+                pins[peer] = (transport, proton_id)
+        if proton_id is None:
+            return None
+        proton = self.protons.get(proton_id)
+        if proton is None:
+            return None
+        ready = proton.routable()
+        if not ready:
+            return None
+        proton.rr = (proton.rr + 1) % len(ready)
+        return proton, ready[proton.rr]
+
+    def _route(self, wl: Workload) -> str | None:
+        rep = wl.replacement
+        if rep is None or rep.rollout.switched_at is None or rep.status in state.OUTCOMES:
+            return wl.proton_id
+        old = rep.previous_proton_ids[0] if rep.previous_proton_ids else None
+        ws = state.weights(rep.rollout, self.clock.now(), old, wl.proton_id)
+        if len(ws) == 1:
+            return ws[0][0]
+        return state.route(ws, self.route_rng.random())
+
+    def _purge_pins(self) -> None:
+        pins = self.pins
+        if pins:
+            for peer, (transport, _) in list(pins.items()):
+                if transport.is_closing():
+                    del pins[peer]
+
+    # ---- stats -------------------------------------------------------------------------------
+
+    def stats_for(
+        self,
+        wl: Workload,
+        proton_id: str | None,
+        start: float | None,
+        end: float | None,
+        quantile: float,
+        slow_ms: float,
+    ) -> dict[str, Any]:
+        """The documented ``metrics`` block from the gateway's per-request rows."""
+        ids = (
+            [proton_id]
+            if proton_id
+            else [p.id for p in self.protons.values() if p.workload_id == wl.id]
+        )
+        rows = [
+            row
+            for pid in ids
+            for row in self.stats.get(pid, ProtonStats()).rows
+            if (start is None or row[0] >= start) and (end is None or row[0] < end)
+        ]
+        total = len(rows)
+        server = sum(1 for _, s, _ in rows if s >= 500 or s == 0)
+        user = sum(1 for _, s, _ in rows if 400 <= s < 500)
+        lat = sorted(ms for _, _, ms in rows)
+        response_time = lat[min(len(lat) - 1, int(quantile * len(lat)))] if lat else None
+        t0 = start if start is not None else (min(r[0] for r in rows) if rows else time.time())
+        t1 = end if end is not None else time.time()
+        minutes = max((t1 - t0) / 60.0, 1e-9)
+        return {
+            "period": {"start": iso(t0), "end": iso(t1)},
+            "metrics": {
+                "totalRequests": total,
+                "serverErrors": server,
+                "userErrors": user,
+                "slowRequests": sum(1 for ms in lat if ms > slow_ms),
+                "responseTime": response_time,
+                "requestsPerMinute": total / minutes,
+                "concurrentRequests": sum(
+                    len(self.protons[p].inflight) for p in ids if p in self.protons
+                ),
+                "serverErrorRate": server / total if total else 0.0,
+                "userErrorRate": user / total if total else 0.0,
+                "totalErrorRate": (server + user) / total if total else 0.0,
+            },
+        }
+
+    def request_counts(self) -> dict[str, int]:
+        return {pid: s.total for pid, s in self.stats.items()}

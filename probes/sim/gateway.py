@@ -1,0 +1,125 @@
+"""The invoke gateway: ``/api/v2/endpoints/workloads/{id}/…`` → the routed proton.
+
+Bearer check (401 ``{"message": "Invalid API key"}``), 404 for an unknown workload, the
+prefix stripped, method, path, query and body forwarded, ``Authorization`` consumed (never
+forwarded). No routable proton: 503; upstream connection failure: 502; upstream timeout: 504.
+Every request routed to a proton is counted for it (the stats endpoint reads these counts).
+
+With ``drop_inflight`` the platform cuts in-flight requests on the old proton at the switch by
+aborting the client's connection: the caller sees a reset/closed connection (no status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+import aiohttp
+from aiohttp import web
+
+from probes.sim.cluster import Cluster
+from probes.sim.control import CLUSTER_KEY
+
+PREFIX = "/api/v2/endpoints/workloads"
+# hop-by-hop and edge-owned headers: never forwarded either way
+DROP_REQUEST = frozenset(
+    {
+        "host",
+        "authorization",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "content-length",
+    }
+)
+DROP_RESPONSE = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "date",
+        "server",
+        "trailer",
+        "upgrade",
+    }
+)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+async def invoke(request: web.Request) -> web.StreamResponse:
+    """Forward one request to the proton the rollout state routes it to."""
+    cluster: Cluster = request.app[CLUSTER_KEY]
+    expected: bytes = request.app[GATEWAY_AUTH_KEY]
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+        return _error(401, "Invalid API key")
+    wl = cluster.workloads.get(request.match_info["wid"])
+    if wl is None:
+        return _error(404, "Workload not found")
+    pins = cluster.pins if cluster.knobs["pin_connections"] else None
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if pins is not None and transport else None
+    picked = cluster.pick(wl, pins, peer, transport)
+    if picked is None:
+        return _error(503, "No ready proton is serving this workload")
+    proton, replica = picked
+    started = time.time()
+    status = 0
+    task = asyncio.current_task()
+    key = id(task)
+    assert task is not None
+    proton.inflight[key] = (task, transport)
+    try:
+        resp = await _forward(cluster, request, replica.port)  # type: ignore[arg-type]
+        status = resp.status
+        return resp
+    finally:
+        del proton.inflight[key]
+        cluster.stats[proton.id].add(started, status, (time.time() - started) * 1000.0)
+
+
+async def _forward(cluster: Cluster, request: web.Request, port: int) -> web.Response:
+    tail = request.match_info.get("tail", "")
+    url = f"http://127.0.0.1:{port}/{tail}"
+    if request.query_string:
+        url += "?" + request.query_string
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
+    body = await request.read() if request.body_exists else None
+    assert cluster.session is not None
+    try:
+        async with cluster.session.request(
+            request.method,
+            url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=request.app[TIMEOUT_KEY],
+        ) as up:
+            payload = await up.read()
+            out = {k: v for k, v in up.headers.items() if k.lower() not in DROP_RESPONSE}
+            return web.Response(status=up.status, body=payload, headers=out)
+    except TimeoutError:
+        return _error(504, "Upstream proton timed out")
+    except aiohttp.ClientError:
+        return _error(502, "Upstream proton connection failed")
+
+
+GATEWAY_AUTH_KEY = web.AppKey("gateway_auth", bytes)
+TIMEOUT_KEY = web.AppKey("upstream_timeout", aiohttp.ClientTimeout)
+
+
+def routes(app: web.Application, token: str, upstream_timeout_s: float) -> None:
+    """Register the invoke routes (with and without a path after the workload id)."""
+    app[GATEWAY_AUTH_KEY] = f"Bearer {token}".encode()
+    app[TIMEOUT_KEY] = aiohttp.ClientTimeout(total=upstream_timeout_s)
+    app.router.add_route("*", PREFIX + "/{wid}", invoke)
+    app.router.add_route("*", PREFIX + "/{wid}/{tail:.*}", invoke)

@@ -1,0 +1,126 @@
+"""Simulator configuration: knobs (all off by default) and the named scenarios bundling them.
+
+Time units: knobs ending in ``_s``/``_seconds``/``_minutes`` of the platform (readiness
+timeout, shift, warmup) are *platform* time and run ``time_scale`` times faster than real
+time; ``gap_ms``, ``completed_ttl`` and ``upstream_timeout`` are what callers and pollers
+experience and are *real* (wall-clock) time; latencies (``*_latency_ms``) are real too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from probes.errors import ConfigError
+
+#: knob -> default; every fault is off by default, so ``healthy`` is the plain platform.
+DEFAULT_KNOBS: dict[str, Any] = {
+    "ready_timeout": None,  # platform s: candidate not ready by then -> replacement errored
+    "shift_seconds": 0.0,  # platform s: weighted shift length (0 = atomic switch)
+    "pin_connections": False,  # a client connection stays on the proton it first reached
+    "drop_inflight": False,  # in-flight requests on the old proton are cut at the switch
+    "gap_ms": 0.0,  # real ms: no proton routed right after the switch (503)
+    "completed_ttl": 1.0,  # real s: completed record visible, then 404 / replacement null
+    "upstream_timeout": 30.0,  # real s: gateway -> proton timeout (504)
+    "dwell": 0.15,  # real s: minimum time in submitted/staged/promoting/canceling, for pollers
+    "replicas": 1,  # replicas of the pre-created workload's proton
+    "baseline_latency_ms": "0",
+    "candidate_latency_ms": "0",
+    "baseline_error_rate": 0.0,
+    "candidate_error_rate": 0.0,
+    "candidate_startup_s": 0.0,  # platform s before the candidate's /health answers 200
+    "candidate_never_ready": False,
+    "reveal_version": "both",  # header, body, both, none (both artifacts)
+}
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "healthy": {},
+    "bad-candidate": {"candidate_error_rate": 0.2},
+    "slow-candidate": {"candidate_latency_ms": "40-80", "baseline_latency_ms": "2-5"},
+    "never-ready": {"candidate_never_ready": True, "ready_timeout": 120.0},
+    "drop-inflight": {"drop_inflight": True, "baseline_latency_ms": "100-200"},
+    "gap": {"gap_ms": 500.0},
+    "sticky": {"pin_connections": True},
+    "gradual": {"shift_seconds": 120.0},
+    "hidden-version": {"reveal_version": "none"},
+}
+
+SCENARIO_HELP = {
+    "healthy": "a plain healthy platform, every fault off",
+    "bad-candidate": "the candidate answers 20% of requests with a 500",
+    "slow-candidate": "the candidate takes 40-80 ms per request, the baseline 2-5 ms",
+    "never-ready": "the candidate's readiness probe never passes; errored after 120 s platform",
+    "drop-inflight": (
+        "in-flight requests on the old proton are cut at the switch (100-200 ms baseline)"
+    ),
+    "gap": "no proton is routed for 500 ms after the switch (503)",
+    "sticky": "a client connection stays on the proton it first reached until it closes",
+    "gradual": "the candidate's share rises linearly over 120 s platform time after the switch",
+    "hidden-version": "the app reveals no version (neither header nor body)",
+}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything a :class:`~probes.sim.Simulator` needs; knobs left ``None`` take the
+    scenario's value, then the default (``DEFAULT_KNOBS``)."""
+
+    scenario: str = "healthy"
+    time_scale: float = 1.0
+    token: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int | None = None
+    ready_timeout: float | None = None
+    shift_seconds: float | None = None
+    pin_connections: bool | None = None
+    drop_inflight: bool | None = None
+    gap_ms: float | None = None
+    completed_ttl: float | None = None
+    upstream_timeout: float | None = None
+    dwell: float | None = None
+    replicas: int | None = None
+    baseline_latency_ms: str | None = None
+    candidate_latency_ms: str | None = None
+    baseline_error_rate: float | None = None
+    candidate_error_rate: float | None = None
+    candidate_startup_s: float | None = None
+    candidate_never_ready: bool | None = None
+    reveal_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ConfigError(
+                f"--scenario {self.scenario!r}: expected one of {', '.join(SCENARIOS)}"
+            )
+        if not self.time_scale > 0:
+            raise ConfigError(f"--time-scale {self.time_scale}: expected a number > 0")
+        if not self.token:
+            raise ConfigError("simulator token: expected a non-empty bearer token")
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"--host {self.host!r}: the simulator binds loopback only")
+        knobs = self.knobs()
+        if knobs["reveal_version"] not in ("header", "body", "both", "none"):
+            raise ConfigError(
+                f"--reveal-version {knobs['reveal_version']!r}: expected header, body, both or none"
+            )
+        for name in ("baseline_error_rate", "candidate_error_rate"):
+            if not 0 <= float(knobs[name]) <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {knobs[name]}: expected 0..1")
+        if int(knobs["replicas"]) < 1:
+            raise ConfigError(f"--replicas {knobs['replicas']}: expected an integer >= 1")
+
+    def knobs(self) -> dict[str, Any]:
+        """Defaults, overlaid by the scenario, overlaid by every knob set explicitly."""
+        out = dict(DEFAULT_KNOBS)
+        out.update(SCENARIOS[self.scenario])
+        explicit = {f.name: getattr(self, f.name) for f in fields(self) if f.name in out}
+        out.update({k: v for k, v in explicit.items() if v is not None})
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration, token masked (for logs and manifests)."""
+        data = asdict(self)
+        data["token"] = "***"
+        data["knobs"] = self.knobs()
+        return data
