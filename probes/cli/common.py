@@ -169,11 +169,16 @@ def target_unusable(summary: dict[str, Any]) -> str | None:
     return None
 
 
-def finish_recording(run_dir: Path, *, echo: Callable[[str], None] = click.echo) -> int:
-    """Make the report of a finished run, print where it is and the verdict; the exit code."""
+def finish_recording(
+    run_dir: Path, *, echo: Callable[[str], None] = click.echo, **report: Any
+) -> int:
+    """Make the report of a finished run, print where it is and the verdict; the exit code.
+
+    ``report`` goes to ``reports.make_report`` (``slos``, ``bucket_s``, ``figures``).
+    """
     from reports import make_report
 
-    summary = make_report(run_dir)
+    summary = make_report(run_dir, **report)
     echo(str(Path(run_dir) / "report.html"))
     echo(verdict_line(summary))
     reason = target_unusable(summary)

@@ -1,0 +1,37 @@
+"""``probes report RUN_DIR``: re-make summary.json, figures, report.html and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from probes.cli.common import finish_recording, option
+
+
+@click.command(short_help="(Re)make the report of a run directory.")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
+@option(
+    "--slo",
+    "slos",
+    multiple=True,
+    metavar="EXPR",
+    help="Verdict check, repeatable: error_rate<0.01, p99_ms<500, "
+    "candidate.p99_ms<1.2*baseline.p99_ms. Replaces the run's own checks.",
+)
+@option(
+    "--bucket",
+    "bucket_s",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Time bucket of the traffic split (default: the run's, else 1 s).",
+)
+@option("--no-figures", is_flag=True, help="Skip the PNG figures (faster).")
+def command(run_dir: Path, slos: tuple[str, ...], bucket_s: float | None, no_figures: bool) -> int:
+    """Re-make summary.json, figures/, report.html and report.md from RUN_DIR alone.
+
+    Prints the path of report.html and the verdict line. Exit 0 pass (or inconclusive),
+    1 verdict fail, 2 RUN_DIR missing or not a run, 3 no request reached the target.
+    """
+    return finish_recording(run_dir, slos=slos or None, bucket_s=bucket_s, figures=not no_figures)

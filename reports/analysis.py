@@ -1,0 +1,445 @@
+"""From a sample frame (+ events, manifest) to the summary: pure, vectorised, no I/O.
+
+The frame is normalised once into numpy arrays (``Columns``); every aggregate after that is a
+``bincount`` or a boolean mask, so tens of millions of rows cost seconds, not minutes.
+
+Choices worth knowing:
+
+- times are seconds from the run's start (``manifest.started_ts``; the earliest sample if that
+  is missing or later); the run ends at ``manifest.ended_ts`` or the last response;
+- ``latency_ms`` blocks are over **successful** responses (``error`` null): a refused
+  connection answers in microseconds and would make a failing version look fast; failures are
+  counted by ``error_rate``. ``latency_corrected_ms`` (an addition) is the probe's latency
+  corrected for coordinated omission, ``(ts - intended_ts) * 1000 + latency_ms``;
+- a version's ``throughput_rps`` is its requests over the time it was seen answering.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import rollout as ro
+from reports.stats import Side, compare, latency_block, rate
+from reports.timeline import attribute
+from reports.verdict import verdict
+
+SCHEMA = "proton-probe/summary/1"
+#: Log-spaced latency histogram used by the figures only (summary numbers are exact).
+HIST_LO_MS, HIST_DECADES, HIST_PER_DECADE = 1e-3, 9, 80
+PLOT_BINS = 240
+
+
+def _codes(series: pd.Series | None, n: int, fill: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and labels of a string column; nulls (or a missing column) become ``fill``."""
+    if series is None:
+        return np.zeros(n, dtype=np.int32), [fill]
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy().astype(np.int32)
+        labels = [str(c) for c in series.cat.categories]
+    else:
+        raw, uniques = pd.factorize(series, use_na_sentinel=True)
+        codes, labels = raw.astype(np.int32), [str(u) for u in uniques]
+    if n and codes.min() < 0:
+        if fill not in labels:
+            labels.append(fill)
+        codes[codes < 0] = labels.index(fill)
+    return codes, labels
+
+
+@dataclass
+class Columns:
+    """The frame as plain arrays, sorted by send time; ``rel`` is seconds from ``t0``."""
+
+    t0: float
+    end_s: float
+    rel: np.ndarray
+    latency: np.ndarray
+    ok: np.ndarray
+    status: np.ndarray
+    version: np.ndarray
+    labels: list[str]
+    stream: np.ndarray
+    corrected: np.ndarray  # probe rows only, successful responses
+
+
+def _start_end(
+    ts: np.ndarray, latency: np.ndarray, manifest: Mapping[str, Any]
+) -> tuple[float, float]:
+    """(t0, end) in epoch seconds: the manifest's start/end, widened to cover every sample."""
+    started, ended = manifest.get("started_ts"), manifest.get("ended_ts")
+    t0 = float(ts[0]) if ts.size else 0.0
+    if isinstance(started, int | float) and math.isfinite(started):
+        t0 = float(started)
+    if ts.size and ts[0] < t0:
+        t0 = float(ts[0])  # clock skew between workers: never negative times
+    last = float(np.max(ts + np.nan_to_num(latency) / 1000.0)) if ts.size else t0
+    end = float(ended) if isinstance(ended, int | float) and math.isfinite(ended) else last
+    if ts.size:
+        end = max(end, float(ts[-1]))
+    return t0, max(end, t0)
+
+
+def columns(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> Columns:
+    """Normalise a sample frame (read_samples dtypes or plain objects) into ``Columns``."""
+    n = len(frame)
+    ts = frame["ts"].to_numpy(dtype=np.float64)
+    order = None
+    if n > 1 and np.any(ts[1:] < ts[:-1]):
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+
+    def col(name: str) -> pd.Series | None:
+        if name not in frame.columns:
+            return None
+        s = frame[name]
+        return s if order is None else s.iloc[order]
+
+    latency = col("latency_ms")
+    lat = np.zeros(n) if latency is None else latency.to_numpy(dtype=np.float64)
+    error = col("error")
+    ok = np.ones(n, dtype=bool) if error is None else error.isna().to_numpy()
+    status_s = col("status")
+    status = np.zeros(n, np.int16) if status_s is None else status_s.to_numpy()
+    version, labels = _codes(col("version"), n, "unknown")
+    source, src_labels = _codes(col("source"), n, "?")
+    worker, _ = _codes(col("worker"), n, "?")
+    stream = worker.astype(np.int64) * len(src_labels) + source
+    t0, end = _start_end(ts, lat, manifest)
+    corrected = np.empty(0)
+    intended = col("intended_ts")
+    if intended is not None and "probe" in src_labels:
+        probe = ok & (source == src_labels.index("probe"))
+        it = intended.to_numpy(dtype=np.float64)[probe]
+        corrected = (ts[probe] - np.where(np.isfinite(it), it, ts[probe])) * 1000.0 + lat[probe]
+    return Columns(t0, end - t0, ts - t0, lat, ok, status, version, labels, stream, corrected)
+
+
+@dataclass
+class Buckets:
+    """Per-bucket, per-version request and error counts (rows: buckets, columns: labels)."""
+
+    bucket_s: float
+    requests: np.ndarray
+    errors: np.ndarray
+
+
+def bucketize(cols: Columns, bucket_s: float) -> Buckets:
+    """Vectorised split per time bucket: one ``bincount`` over ``bucket * n_versions + code``."""
+    nv = len(cols.labels)
+    idx = np.floor(cols.rel / bucket_s).astype(np.int64)
+    nb = int(max(math.ceil(cols.end_s / bucket_s), idx.max() + 1 if idx.size else 1, 1))
+    key = idx * nv + cols.version
+    req = np.bincount(key, minlength=nb * nv).reshape(nb, nv)
+    err = np.bincount(key[~cols.ok], minlength=nb * nv).reshape(nb, nv)
+    return Buckets(bucket_s, req, err)
+
+
+@dataclass
+class LatencyHist:
+    """Log-spaced latency histogram per (plot bin, version) of successful responses."""
+
+    bin_s: float
+    edges_ms: np.ndarray
+    counts: np.ndarray  # [plot bins, versions, latency bins]
+
+
+def latency_hist(cols: Columns, bucket_s: float) -> LatencyHist:
+    """Counts for the latency figures (percentiles over time, distributions)."""
+    nv = len(cols.labels)
+    bin_s = max(cols.end_s / PLOT_BINS, bucket_s)
+    nl = HIST_DECADES * HIST_PER_DECADE
+    edges = HIST_LO_MS * 10 ** (np.arange(nl + 1) / HIST_PER_DECADE)
+    lat = cols.latency[cols.ok]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        li = np.floor(np.log10(np.maximum(lat, HIST_LO_MS) / HIST_LO_MS) * HIST_PER_DECADE)
+    li = np.clip(np.nan_to_num(li), 0, nl - 1).astype(np.int64)
+    npb = int(min(PLOT_BINS, max(1, math.ceil(cols.end_s / bin_s))))
+    pi = np.clip((cols.rel[cols.ok] / bin_s).astype(np.int64), 0, npb - 1)
+    key = (pi * nv + cols.version[cols.ok]) * nl + li
+    counts = np.bincount(key, minlength=npb * nv * nl).reshape(npb, nv, nl)
+    return LatencyHist(bin_s, edges, counts)
+
+
+@dataclass
+class Analysis:
+    """Everything a report needs: the summary plus the aggregates the figures are drawn from."""
+
+    summary: dict[str, Any]
+    labels: list[str]
+    buckets: Buckets
+    hist: LatencyHist | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _r(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def _counts(series: pd.Series | None) -> dict[str, int]:
+    if series is None:
+        return {}
+    counts = series.value_counts(dropna=True)
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
+
+
+def _status_counts(status: np.ndarray) -> dict[str, int]:
+    if status.size == 0:
+        return {}
+    counts = np.bincount(np.clip(status.astype(np.int64), 0, 999))
+    return {str(code): int(n) for code, n in enumerate(counts) if n}
+
+
+def _stats_for(cols: Columns, mask: np.ndarray | None) -> dict[str, Any]:
+    """requests, errors, error_rate, latency_ms of the rows in ``mask`` (all rows if None)."""
+    ok = cols.ok if mask is None else cols.ok[mask]
+    lat = cols.latency[cols.ok] if mask is None else cols.latency[mask & cols.ok]
+    n = int(ok.size)
+    errors = int(n - np.count_nonzero(ok))
+    return {
+        "requests": n,
+        "errors": errors,
+        "error_rate": rate(errors, n),
+        "latency_ms": latency_block(lat),
+    }
+
+
+def _first_last(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """First and last send time per version code (NaN when never seen)."""
+    nv = len(cols.labels)
+    first = np.full(nv, np.nan)
+    last = np.full(nv, np.nan)
+    if cols.rel.size:
+        grouped = pd.Series(cols.rel).groupby(cols.version).agg(["min", "max"])
+        first[grouped.index.to_numpy()] = grouped["min"].to_numpy()
+        last[grouped.index.to_numpy()] = grouped["max"].to_numpy()
+    return first, last
+
+
+def _versions(
+    cols: Columns, roles: tuple[str | None, str | None], first: np.ndarray, last: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    total = cols.rel.size
+    req = np.bincount(cols.version, minlength=len(cols.labels))
+    out: dict[str, dict[str, Any]] = {}
+    for code in np.argsort(first, kind="stable"):
+        if req[code] == 0:
+            continue
+        label = cols.labels[code]
+        block = _stats_for(cols, cols.version == code)
+        span = last[code] - first[code]
+        out[label] = {
+            "role": ro.role_of(label, *roles),
+            "requests": block["requests"],
+            "errors": block["errors"],
+            "error_rate": block["error_rate"],
+            "share": rate(block["requests"], total),
+            "first_seen_s": _r(first[code]),
+            "last_seen_s": _r(last[code]),
+            "throughput_rps": _r(block["requests"] / span, 3) if span > 0 else None,
+            "latency_ms": block["latency_ms"],
+        }
+    return out
+
+
+def _phase_masks(rel: np.ndarray, fc: float | None, lb: float | None) -> list[np.ndarray]:
+    """Row masks of the phases of ``rollout.phase_bounds`` (same boundaries, on send times)."""
+    if fc is None:
+        return [np.ones(rel.size, dtype=bool)]
+    before = rel < fc
+    if lb is None or lb < fc:  # atomic switch: empty mixed phase at first_candidate_s
+        return [before, np.zeros(rel.size, dtype=bool), ~before]
+    after = rel > lb
+    return [before, ~before & ~after, after]
+
+
+def _phases(cols: Columns, fc: float | None, lb: float | None) -> list[dict[str, Any]]:
+    bounds = ro.phase_bounds(0.0, cols.end_s, fc, lb)
+    phases = []
+    for (name, start, end), mask in zip(bounds, _phase_masks(cols.rel, fc, lb), strict=True):
+        block = _stats_for(cols, mask)
+        n = block["requests"]
+        counts = np.bincount(cols.version[mask], minlength=len(cols.labels))
+        share = {cols.labels[i]: counts[i] / n for i in np.flatnonzero(counts)} if n else {}
+        phase = {"name": name, "start_s": _r(start), "end_s": _r(end), **block, "share": share}
+        phases.append(phase)
+    return phases
+
+
+def _role_code(labels: list[str], label: str | None) -> int | None:
+    return labels.index(label) if label is not None and label in labels else None
+
+
+def _rollout(
+    cols: Columns,
+    buckets: Buckets,
+    events: Sequence[Mapping[str, Any]],
+    roles: tuple[str | None, str | None],
+    first: np.ndarray,
+    last: np.ndarray,
+    gap: float | None,
+) -> dict[str, Any] | None:
+    baseline, candidate = roles
+    bc, cc = _role_code(cols.labels, baseline), _role_code(cols.labels, candidate)
+    platform = ro.platform_block(events, cols.t0)
+    requested = ro.requested_at_s(events, cols.t0)
+    fc = None if cc is None or np.isnan(first[cc]) else float(first[cc])
+    lb = None if bc is None or np.isnan(last[bc]) else float(last[bc])
+    if fc is None and platform is None and requested is None:
+        return None
+    zeros = np.zeros(buckets.requests.shape[0], dtype=np.int64)
+    base_b = buckets.requests[:, bc] if bc is not None else zeros
+    cand_b = buckets.requests[:, cc] if cc is not None else zeros
+    statuses = platform["statuses"] if platform else []
+    pwin = (statuses[0]["at_s"], statuses[-1]["at_s"]) if statuses else None
+    window = ro.switch_window(fc, lb, buckets.bucket_s, pwin)
+    errs = n_win = None
+    if window is not None:
+        mask = (cols.rel >= window[0]) & (cols.rel <= window[1])
+        n_win = int(np.count_nonzero(mask))
+        errs = int(n_win - np.count_nonzero(cols.ok[mask]))
+    flips = None
+    if bc is not None and cc is not None and fc is not None:
+        both = (cols.version == bc) | (cols.version == cc)
+        flips = ro.count_flips(cols.stream[both], cols.version[both] == cc)
+    return {
+        "detected": fc is not None,
+        "from_version": baseline,
+        "to_version": candidate,
+        "outcome": ro.outcome(platform, fc is not None),
+        "requested_at_s": requested,
+        "first_candidate_s": _r(fc),
+        "last_baseline_s": _r(lb),
+        "half_switch_s": _r(ro.half_switch_s(base_b, cand_b, buckets.bucket_s)),
+        "cutover_s": _r(max(0.0, lb - fc)) if fc is not None and lb is not None else None,
+        "mixed_window_s": _r(ro.mixed_window_s(base_b, cand_b, buckets.bucket_s))
+        if fc is not None
+        else None,
+        "flips": flips,
+        "errors_during_switch": errs,
+        "error_rate_during_switch": rate(errs or 0, n_win) if n_win is not None else None,
+        "switch_window_s": None if window is None else [_r(window[0]), _r(window[1])],
+        "longest_gap_s": gap,
+        "platform": platform,
+    }
+
+
+def _comparison(
+    cols: Columns, versions: Mapping[str, Any], roles: tuple[str | None, str | None]
+) -> dict[str, Any] | None:
+    baseline, candidate = roles
+    if baseline is None or candidate is None:
+        return None
+    if baseline not in versions or candidate not in versions:
+        return None
+    sides = []
+    lats = []
+    for label in (baseline, candidate):
+        block = versions[label]
+        code = cols.labels.index(label)
+        lat = cols.latency[(cols.version == code) & cols.ok]
+        lats.append(lat)
+        sides.append(
+            Side(
+                block["requests"],
+                block["errors"],
+                block["latency_ms"]["p50"],
+                block["latency_ms"]["p99"],
+                int(lat.size),
+            )
+        )
+    return compare(baseline, candidate, sides[0], sides[1], lats[0], lats[1])
+
+
+def attribute_timeline(frame: pd.DataFrame, events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Let the platform timeline name the version of untagged samples, when it can."""
+    if not events or "version" not in frame.columns:
+        return frame
+    return attribute(frame, list(events))
+
+
+def analyse(
+    frame: pd.DataFrame,
+    events: Sequence[Mapping[str, Any]],
+    manifest: Mapping[str, Any],
+    *,
+    slos: Sequence[str] | None,
+    bucket_s: float,
+    figures: bool = False,
+) -> Analysis:
+    """The summary of a run and the aggregates its figures are drawn from."""
+    if not bucket_s or bucket_s <= 0:
+        raise ValueError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
+    frame = attribute_timeline(frame, events)
+    cols = columns(frame, manifest)
+    buckets = bucketize(cols, bucket_s)
+    first, last = _first_last(cols)
+    order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
+    baseline, candidate, how = ro.resolve_roles(order, events)
+    roles = (baseline, candidate)
+    total = _stats_for(cols, None)
+    n = total["requests"]
+    arrivals = cols.rel[cols.ok] + cols.latency[cols.ok] / 1000.0
+    gap = _r(ro.longest_gap_s(arrivals))
+    versions = _versions(cols, roles, first, last)
+    rollout = _rollout(cols, buckets, events, roles, first, last, gap)
+    fc = rollout["first_candidate_s"] if rollout else None
+    lb = rollout["last_baseline_s"] if rollout else None
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run_id": manifest.get("run_id"),
+        "kind": manifest.get("kind"),
+        "target": manifest.get("target"),
+        "started_at": _iso(cols.t0),
+        "ended_at": _iso(cols.t0 + cols.end_s),
+        "duration_s": _r(cols.end_s),
+        "requests": n,
+        "ok": n - total["errors"],
+        "errors": total["errors"],
+        "error_rate": total["error_rate"],
+        "availability": None if total["error_rate"] is None else 1.0 - total["error_rate"],
+        "throughput_rps": _r(n / cols.end_s, 3) if cols.end_s > 0 else None,
+        "latency_ms": total["latency_ms"],
+        "versions": versions,
+        "rollout": rollout,
+        "phases": _phases(cols, fc, lb),
+        "comparison": _comparison(cols, versions, roles),
+        "verdict": None,
+        "capacity": None,
+        # additions
+        "status_counts": _status_counts(cols.status),
+        "error_classes": _counts(frame["error"] if "error" in frame.columns else None),
+        "sources": _counts(frame["source"] if "source" in frame.columns else None),
+        "latency_corrected_ms": latency_block(cols.corrected) if cols.corrected.size else None,
+        "longest_gap_s": gap,
+        "bucket_s": bucket_s,
+        "roles_from": how,
+        "slos": list(slos or []),
+    }
+    summary["verdict"] = verdict(summary, slos)
+    hist = latency_hist(cols, bucket_s) if figures else None
+    return Analysis(summary, cols.labels, buckets, hist)
+
+
+def build_summary(
+    frame: pd.DataFrame,
+    events: Sequence[Mapping[str, Any]],
+    manifest: Mapping[str, Any],
+    *,
+    slos: Sequence[str] | None,
+    bucket_s: float,
+) -> dict[str, Any]:
+    """The summary.json dict of a run (schema ``proton-probe/summary/1``); pure, no I/O."""
+    return analyse(frame, events, manifest, slos=slos, bucket_s=bucket_s).summary

@@ -1,0 +1,276 @@
+"""Figures of a report, drawn from aggregated buckets (never from raw rows): matplotlib Agg.
+
+- ``traffic_share.png`` — share of answers per version over time (stacked areas), the phases
+  shaded, platform statuses and ``switchedAt`` as vertical lines;
+- ``error_rate.png`` — error rate per version over time;
+- ``latency_over_time.png`` — p50 (solid) and p99 (dashed) per version over time, from a
+  log-spaced histogram (about 3% resolution; the summary's numbers are exact);
+- ``latency_cdf.png`` — latency distribution per version (CDF, log x).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+from reports.analysis import Analysis
+
+MAX_POINTS = 300
+ROLE_COLORS = {"baseline": "#1f77b4", "candidate": "#ff7f0e", "unknown": "#9e9e9e"}
+OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
+PHASE_COLORS = {"before": "#1f77b4", "mixed": "#d62728", "after": "#ff7f0e"}
+FIGURE_NAMES = ("traffic_share", "error_rate", "latency_over_time", "latency_cdf")
+
+
+def version_colors(summary: dict[str, Any]) -> dict[str, str]:
+    """A stable colour per version: blue baseline, orange candidate, grey unknown."""
+    colors: dict[str, str] = {}
+    others = iter(OTHER_COLORS * 4)
+    for label, block in (summary.get("versions") or {}).items():
+        colors[label] = ROLE_COLORS.get(block.get("role"), "") or next(others)
+    return colors
+
+
+def _coarsen(counts: np.ndarray, bucket_s: float) -> tuple[np.ndarray, float]:
+    """Sum adjacent buckets so that at most MAX_POINTS remain; (counts, new bucket width)."""
+    factor = max(1, int(np.ceil(counts.shape[0] / MAX_POINTS)))
+    if factor == 1:
+        return counts, bucket_s
+    pad = (-counts.shape[0]) % factor
+    padded = np.concatenate([counts, np.zeros((pad, *counts.shape[1:]), counts.dtype)])
+    return padded.reshape(-1, factor, *counts.shape[1:]).sum(axis=1), bucket_s * factor
+
+
+def _new(title: str, ylabel: str) -> tuple[Figure, Axes]:
+    fig, ax = plt.subplots(figsize=(9, 4.0), dpi=100, layout="constrained")
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _overlay_events(ax: Axes, summary: dict[str, Any], *, strip: bool = False) -> None:
+    """Phase shading (a strip above the data when ``strip``) and platform lines."""
+    phases = summary.get("phases") or []
+    for phase in phases if len(phases) > 1 else []:
+        start, end = phase["start_s"], phase["end_s"]
+        color = PHASE_COLORS.get(phase["name"], "grey")
+        if end <= start:
+            ax.axvline(start, color=color, lw=1.0)
+            continue
+        if strip:
+            ax.axvspan(start, end, ymin=0.93, ymax=1.0, alpha=0.35, lw=0, color=color)
+            ax.text((start + end) / 2, 104, phase["name"], ha="center", va="center", fontsize=7)
+        else:
+            ax.axvspan(start, end, alpha=0.07, lw=0, color=color)
+    rollout = summary.get("rollout") or {}
+    platform = rollout.get("platform") or {}
+    ymax = ax.get_ylim()[1]
+    for status in platform.get("statuses") or []:
+        ax.axvline(status["at_s"], color="#555555", lw=0.8, ls=":")
+        ax.text(
+            status["at_s"],
+            ymax,
+            f" {status['status']}",
+            rotation=90,
+            va="top",
+            fontsize=7,
+            color="#333333",
+        )
+    if platform.get("switched_at_s") is not None:
+        ax.axvline(platform["switched_at_s"], color="#d62728", lw=1.2, ls="--", label="switchedAt")
+    if rollout.get("requested_at_s") is not None:
+        ax.axvline(
+            rollout["requested_at_s"],
+            color="#2ca02c",
+            lw=1.0,
+            ls="-.",
+            label="replacement requested",
+        )
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Log axis labelled 1, 2, 5, 10, 20 … rather than 2×10⁰ (call after plotting)."""
+    lo, hi = sorted(axis.get_view_interval())
+    if not (lo > 0 and hi > lo):
+        return
+    ticks = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+        if lo <= m * 10.0**e <= hi
+    ]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _legend(fig: Figure, ax: Axes) -> None:
+    """Below the plot, so it never hides data (phones included)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncol=min(len(labels), 4),
+            fontsize=8,
+            frameon=False,
+        )
+
+
+def _time_axis(ax: Axes, summary: dict[str, Any]) -> None:
+    ax.set_xlabel("time since run start (s)")
+    ax.set_xlim(0, max(summary.get("duration_s") or 0, 1e-3))
+
+
+def traffic_share(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Stacked share of answers per version over time."""
+    summary = analysis.summary
+    counts, width = _coarsen(analysis.buckets.requests, analysis.buckets.bucket_s)
+    total = counts.sum(axis=1)
+    # Bucket starts plus the end, drawn as steps: each bucket's share fills its own interval.
+    x = np.arange(counts.shape[0] + 1) * width
+    counts = np.concatenate([counts, counts[-1:]])
+    total = np.concatenate([total, total[-1:]])
+    fig, ax = _new(f"Traffic share by version ({width:g} s buckets)", "share of answers (%)")
+    labels = [lab for lab in summary["versions"] if lab in analysis.labels]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = [
+            np.where(total > 0, counts[:, analysis.labels.index(lab)] / total, np.nan)
+            for lab in labels
+        ]
+    if labels:
+        ax.stackplot(
+            x,
+            [100 * np.nan_to_num(s) for s in shares],
+            labels=labels,
+            colors=[colors[lab] for lab in labels],
+            alpha=0.85,
+            step="post",
+        )
+    ax.set_ylim(0, 108)
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
+    _time_axis(ax, summary)
+    _overlay_events(ax, summary, strip=True)
+    _legend(fig, ax)
+    return fig
+
+
+def error_rate(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Error rate per version over time."""
+    summary = analysis.summary
+    req, width = _coarsen(analysis.buckets.requests, analysis.buckets.bucket_s)
+    err, _ = _coarsen(analysis.buckets.errors, analysis.buckets.bucket_s)
+    x = (np.arange(req.shape[0]) + 0.5) * width
+    fig, ax = _new(f"Error rate by version ({width:g} s buckets)", "errors (% of requests)")
+    for label in summary["versions"]:
+        i = analysis.labels.index(label)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(req[:, i] > 0, 100 * err[:, i] / req[:, i], np.nan)
+        ax.plot(x, y, color=colors[label], lw=1.4, marker=".", ms=3, label=label)
+    ax.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(ax.get_ylim()[1]))))
+    _time_axis(ax, summary)
+    _overlay_events(ax, summary)
+    _legend(fig, ax)
+    return fig
+
+
+def _hist_quantile(counts: np.ndarray, edges: np.ndarray, q: float) -> np.ndarray:
+    """Quantile per row of a histogram (geometric bin middle); NaN for empty rows."""
+    cum = np.cumsum(counts, axis=-1)
+    total = cum[..., -1:]
+    idx = np.argmax(cum >= np.maximum(q * total, 1), axis=-1)
+    mids = np.sqrt(edges[:-1] * edges[1:])
+    return np.where(total[..., 0] > 0, mids[idx], np.nan)
+
+
+def latency_over_time(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """p50 and p99 per version over time (successful responses)."""
+    summary = analysis.summary
+    fig, ax = _new("Latency by version: p50 (solid), p99 (dashed)", "latency (ms)")
+    hist = analysis.hist
+    if hist is not None:
+        x = (np.arange(hist.counts.shape[0]) + 0.5) * hist.bin_s
+        for label in summary["versions"]:
+            c = hist.counts[:, analysis.labels.index(label), :]
+            for q, ls in ((0.5, "-"), (0.99, "--")):
+                ax.plot(
+                    x,
+                    _hist_quantile(c, hist.edges_ms, q),
+                    ls=ls,
+                    lw=1.3,
+                    color=colors[label],
+                    label=f"{label} p{q * 100:g}",
+                )
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
+    _time_axis(ax, summary)
+    _overlay_events(ax, summary)
+    _legend(fig, ax)
+    return fig
+
+
+def latency_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Cumulative latency distribution per version, log x."""
+    summary = analysis.summary
+    fig, ax = _new(
+        "Latency distribution by version (successful responses)", "fraction of responses ≤ x"
+    )
+    hist = analysis.hist
+    if hist is not None:
+        for label in summary["versions"]:
+            c = hist.counts[:, analysis.labels.index(label), :].sum(axis=0)
+            if c.sum() == 0:
+                continue
+            nz = np.flatnonzero(c)
+            lo, hi = nz[0], nz[-1] + 1
+            cdf = np.cumsum(c[lo:hi]) / c.sum()
+            ax.step(
+                hist.edges_ms[lo + 1 : hi + 1],
+                cdf,
+                where="post",
+                color=colors[label],
+                lw=1.5,
+                label=f"{label} (n={int(c.sum()):,})",
+            )
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylim(0, 1.02)
+    _legend(fig, ax)
+    return fig
+
+
+def render_figures(analysis: Analysis, directory: Path) -> dict[str, bytes]:
+    """Draw every figure, write ``directory/<name>.png`` and return ``{name: png bytes}``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    colors = version_colors(analysis.summary)
+    images: dict[str, bytes] = {}
+    for name, draw in (
+        ("traffic_share", traffic_share),
+        ("error_rate", error_rate),
+        ("latency_over_time", latency_over_time),
+        ("latency_cdf", latency_cdf),
+    ):
+        fig = draw(analysis, colors)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        images[name] = buf.getvalue()
+        tmp = directory / f".{name}.png.tmp"
+        tmp.write_bytes(images[name])
+        tmp.replace(directory / f"{name}.png")
+    return images

@@ -1,0 +1,311 @@
+"""report.html (self-contained, responsive, printable) and report.md (CI comments) of a summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reports.figures import FIGURE_NAMES
+
+FIGURE_TITLES = {
+    "traffic_share": "Traffic share by version",
+    "error_rate": "Error rate by version",
+    "latency_over_time": "Latency over time",
+    "latency_cdf": "Latency distribution",
+}
+ROLLOUT_FIELDS = (
+    ("from_version", "from"),
+    ("to_version", "to"),
+    ("outcome", "outcome"),
+    ("requested_at_s", "requested at (s)"),
+    ("first_candidate_s", "first candidate answer (s)"),
+    ("last_baseline_s", "last baseline answer (s)"),
+    ("half_switch_s", "half switched (s)"),
+    ("cutover_s", "cutover (s)"),
+    ("mixed_window_s", "mixed window (s)"),
+    ("flips", "flips back to baseline"),
+    ("errors_during_switch", "errors during switch"),
+    ("error_rate_during_switch", "error rate during switch"),
+    ("longest_gap_s", "longest gap between successes (s)"),
+)
+
+
+def fmt(value: Any, kind: str = "") -> str:
+    """A number for humans: percentages, ms, counts; ``—`` for null."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if kind == "pct" and isinstance(value, int | float):
+        return f"{100 * value:.3g}%" if value else "0%"
+    if kind == "p" and isinstance(value, int | float):
+        return f"{value:.2g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.3g}"
+    return str(value)
+
+
+def _target(summary: Mapping[str, Any]) -> str:
+    target = summary.get("target")
+    if isinstance(target, Mapping):
+        for key in ("url", "invoke_url", "api", "workload_id"):
+            if target.get(key):
+                return str(target[key])
+        return json.dumps(target, default=str)
+    return "—" if target is None else str(target)
+
+
+def _headline(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    lat = s.get("latency_ms") or {}
+    return [
+        ("requests", fmt(s.get("requests"))),
+        ("errors", f"{fmt(s.get('errors'))} ({fmt(s.get('error_rate'), 'pct')})"),
+        ("throughput", f"{fmt(s.get('throughput_rps'))} req/s"),
+        ("p50 / p99", f"{fmt(lat.get('p50'))} / {fmt(lat.get('p99'))} ms"),
+        ("duration", f"{fmt(s.get('duration_s'))} s"),
+    ]
+
+
+def _versions_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = [
+        "version",
+        "role",
+        "requests",
+        "share",
+        "errors",
+        "error rate",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "first seen s",
+        "last seen s",
+    ]
+    rows = []
+    for label, v in (s.get("versions") or {}).items():
+        lat = v.get("latency_ms") or {}
+        rows.append(
+            [
+                label,
+                v.get("role"),
+                fmt(v.get("requests")),
+                fmt(v.get("share"), "pct"),
+                fmt(v.get("errors")),
+                fmt(v.get("error_rate"), "pct"),
+                fmt(lat.get("p50")),
+                fmt(lat.get("p99")),
+                fmt(lat.get("max")),
+                fmt(v.get("first_seen_s")),
+                fmt(v.get("last_seen_s")),
+            ]
+        )
+    return head, rows
+
+
+def _phase_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["phase", "start s", "end s", "requests", "error rate", "p50 ms", "p99 ms", "share"]
+    rows = []
+    for p in s.get("phases") or []:
+        lat = p.get("latency_ms") or {}
+        share = ", ".join(f"{k} {fmt(v, 'pct')}" for k, v in (p.get("share") or {}).items())
+        rows.append(
+            [
+                p["name"],
+                fmt(p.get("start_s")),
+                fmt(p.get("end_s")),
+                fmt(p.get("requests")),
+                fmt(p.get("error_rate"), "pct"),
+                fmt(lat.get("p50")),
+                fmt(lat.get("p99")),
+                share or "—",
+            ]
+        )
+    return head, rows
+
+
+def _check_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["check", "value", "op", "threshold", "result"]
+    rows = []
+    for c in (s.get("verdict") or {}).get("checks") or []:
+        result = {True: "pass", False: "FAIL", None: "n/a"}[c.get("passed")]
+        threshold = fmt(c.get("threshold"))
+        if c.get("threshold_expr") and c.get("threshold_expr") != threshold:
+            threshold = f"{threshold} ({c['threshold_expr']})"
+        rows.append([c.get("name"), fmt(c.get("value")), c.get("op"), threshold, result])
+    return head, rows
+
+
+def _comparison_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    c = s.get("comparison")
+    if not c:
+        return []
+    return [
+        ("baseline → candidate", f"{c['baseline']} → {c['candidate']}"),
+        ("judgement", str(c.get("judgement"))),
+        ("p50 delta", f"{fmt(c.get('p50_delta_ms'))} ms"),
+        ("p99 delta", f"{fmt(c.get('p99_delta_ms'))} ms"),
+        ("latency p-value", fmt(c.get("latency_p_value"), "p")),
+        ("error rate delta", fmt(c.get("error_rate_delta"), "pct")),
+        ("error p-value", fmt(c.get("error_p_value"), "p")),
+    ]
+
+
+def _rollout_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    r = s.get("rollout")
+    if not r:
+        return []
+    pct = {"error_rate_during_switch"}
+    rows = [(title, fmt(r.get(key), "pct" if key in pct else "")) for key, title in ROLLOUT_FIELDS]
+    platform = r.get("platform")
+    if platform:
+        rows.append(("replacement", str(platform.get("replacement_id"))))
+        rows.append(("switchedAt (s)", fmt(platform.get("switched_at_s"))))
+        statuses = ", ".join(f"{x['status']}@{fmt(x['at_s'])}s" for x in platform["statuses"])
+        rows.append(("platform statuses", statuses or "—"))
+    return rows
+
+
+# ---------------------------------------------------------------- HTML
+
+CSS = """
+:root{--fg:#1b1f24;--muted:#5b6470;--line:#d8dde3;--pass:#1a7f37;--fail:#cf222e;--inc:#9a6700}
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
+margin:0 auto;padding:12px;max-width:1000px}
+h1{font-size:1.3em;margin:.2em 0}h2{font-size:1.1em;margin:1.4em 0 .4em;
+border-bottom:1px solid var(--line)}
+.muted{color:var(--muted)}.badge{display:inline-block;padding:.15em .6em;border-radius:1em;
+color:#fff;font-weight:600;text-transform:uppercase;font-size:.85em}
+.pass{background:var(--pass)}.fail{background:var(--fail)}.inconclusive{background:var(--inc)}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:8px}
+.card{border:1px solid var(--line);border-radius:8px;padding:8px}
+.card b{display:block;font-size:1.15em}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;width:100%;font-size:.9em}
+th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
+dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
+figure{margin:10px 0;break-inside:avoid;page-break-inside:avoid}
+figure img{width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
+figcaption{font-size:.85em;color:var(--muted)}
+code{font-size:.9em}
+@media (max-width:600px){body{font-size:14px;padding:8px}th,td{padding:3px 5px}}
+@media print{body{max-width:none;font-size:11pt}.scroll{overflow:visible}
+h2{break-after:avoid}a{color:inherit;text-decoration:none}}
+"""
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    table = f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
+
+
+def _dl(pairs: Iterable[tuple[str, str]]) -> str:
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in pairs)
+    return f"<dl>{items}</dl>"
+
+
+def _counts_line(counts: Mapping[str, int] | None) -> str:
+    return ", ".join(f"{k}: {v:,}" for k, v in (counts or {}).items()) or "—"
+
+
+def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
+    """A self-contained page: figures inlined as base64 PNG, no external resource at all."""
+    s = summary
+    result = (s.get("verdict") or {}).get("result", "inconclusive")
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>proton-probe report {esc(str(s.get('run_id')))}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Run {esc(str(s.get('run_id')))} <span class='badge {esc(result)}'>"
+        f"{esc(result)}</span></h1>",
+        f"<p class='muted'>{esc(str(s.get('kind')))} · {esc(_target(s))}<br>"
+        f"{esc(str(s.get('started_at')))} → {esc(str(s.get('ended_at')))}</p>",
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'><span class='muted'>{esc(k)}</span><b>{esc(v)}</b></div>"
+            for k, v in _headline(s)
+        )
+        + "</div>",
+        "<h2>Verdict</h2>",
+        _table(*_check_rows(s)),
+    ]
+    if s.get("rollout"):
+        parts += ["<h2>Rollout</h2>", _dl(_rollout_rows(s))]
+    if s.get("comparison"):
+        parts += ["<h2>Baseline vs candidate</h2>", _dl(_comparison_rows(s))]
+    parts += ["<h2>Versions</h2>", _table(*_versions_rows(s))]
+    parts += ["<h2>Phases</h2>", _table(*_phase_rows(s))]
+    for name in FIGURE_NAMES:
+        if name in images:
+            data = base64.b64encode(images[name]).decode("ascii")
+            title = FIGURE_TITLES[name]
+            parts.append(
+                f"<figure><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{esc(title)}</figcaption></figure>"
+            )
+    parts += [
+        "<h2>Responses</h2>",
+        _dl(
+            [
+                ("status codes", _counts_line(s.get("status_counts"))),
+                ("error classes", _counts_line(s.get("error_classes"))),
+                ("sources", _counts_line(s.get("sources"))),
+            ]
+        ),
+        "<p class='muted'>Latency percentiles are exact, over successful responses. "
+        "Times are seconds from the run's start. Machine-readable: summary.json "
+        "(proton-probe/summary/1).</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _md_table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) -> str:
+    """A compact report for CI comments: verdict, headline, rollout, comparison, versions."""
+    s = summary
+    result = (s.get("verdict") or {}).get("result", "inconclusive")
+    mark = {"pass": "✅", "fail": "❌"}.get(result, "⚠️")
+    lines = [
+        f"## {mark} proton-probe: **{result}** — run `{s.get('run_id')}`",
+        "",
+        f"{s.get('kind')} · `{_target(s)}` · {s.get('started_at')} → {s.get('ended_at')}",
+        "",
+        " · ".join(f"**{k}** {v}" for k, v in _headline(s)),
+        "",
+        "### Checks",
+        "",
+        *_md_table(*_check_rows(s)),
+    ]
+    if s.get("rollout"):
+        lines += ["", "### Rollout", "", *_md_table(["", ""], _rollout_rows(s))]
+    if s.get("comparison"):
+        lines += ["", "### Baseline vs candidate", "", *_md_table(["", ""], _comparison_rows(s))]
+    lines += ["", "### Versions", "", *_md_table(*_versions_rows(s))]
+    lines += ["", "### Phases", "", *_md_table(*_phase_rows(s))]
+    if figures:
+        lines += ["", "Figures: " + ", ".join(f"`figures/{n}.png`" for n in figures)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""``make_report``: a run directory in, summary.json + figures + report.html/.md out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from probes.errors import ConfigError
+from probes.records import write_json_atomic
+from reports.analysis import analyse
+from reports.load import load_run
+from reports.verdict import parse_slo
+
+SUMMARY_FILE = "summary.json"
+HTML_FILE = "report.html"
+MD_FILE = "report.md"
+FIGURES_DIR = "figures"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    settings = manifest.get("settings")
+    return settings if isinstance(settings, dict) else {}
+
+
+def make_report(
+    run_dir: Path | str,
+    *,
+    slos: Sequence[str] | None = None,
+    bucket_s: float | None = None,
+    figures: bool = True,
+) -> dict[str, Any]:
+    """(Re)make summary.json, figures/*.png, report.html and report.md of a run; the summary.
+
+    ``slos`` and ``bucket_s`` default to the manifest's ``settings.slos`` / ``settings.bucket_s``
+    (1 s). A bad SLO or bucket raises ConfigError naming ``--slo`` / ``--bucket``; a directory
+    that is not a run raises RunDirError naming it.
+    """
+    from reports.render import render_html, render_markdown
+
+    path = Path(run_dir)
+    frame, events, manifest = load_run(path)
+    settings = _settings(manifest)
+    slo_list = list(slos) if slos else [str(s) for s in settings.get("slos") or []]
+    for expr in slo_list:
+        try:
+            parse_slo(expr)
+        except ValueError as exc:
+            raise ConfigError(f"--slo: {exc}") from None
+    bucket = float(bucket_s if bucket_s is not None else settings.get("bucket_s") or 1.0)
+    if not bucket > 0:
+        raise ConfigError(f"--bucket: must be a positive number of seconds, got {bucket_s!r}")
+    analysis = analyse(frame, events, manifest, slos=slo_list, bucket_s=bucket, figures=figures)
+    del frame
+    summary = analysis.summary
+    write_json_atomic(path / SUMMARY_FILE, summary)
+    images: dict[str, bytes] = {}
+    if figures:
+        from reports.figures import render_figures
+
+        images = render_figures(analysis, path / FIGURES_DIR)
+    _write_text_atomic(path / HTML_FILE, render_html(summary, images))
+    _write_text_atomic(path / MD_FILE, render_markdown(summary, figures=sorted(images)))
+    return summary

@@ -1,0 +1,222 @@
+"""Rollout policies: pure functions of plain values (arrays, numbers, event dicts).
+
+Definitions (times are seconds from the run's start):
+
+- **roles** — with control-plane events, the label of the first proton seen ``active`` is the
+  baseline and the first ``candidate`` proton's label (else the ``replacement requested``
+  marker's version) is the candidate; without them, the first version callers saw is the
+  baseline and the next one the candidate. ``unknown`` is never either.
+- **phases** — ``before`` = [start, first_candidate), ``mixed`` = [first_candidate,
+  last_baseline], ``after`` = (last_baseline, end], on exact sample send times. When the last
+  baseline answer precedes the first candidate answer (an atomic switch) the mixed phase is kept
+  with zero length at ``first_candidate_s`` so that the three phases are always present once a
+  candidate has been seen; without a candidate there is a single ``before`` phase.
+- **half_switch_s** — the candidate's share of baseline+candidate answers per bucket is the
+  average over the bucket, so it is placed at the bucket's middle; the 50% crossing is linearly
+  interpolated between the middles of the last bucket below 50% and the first at or above it
+  (the start of that bucket when it is the first bucket with traffic).
+- **mixed_window_s** — the total time of buckets in which both versions answered.
+- **flips** — per caller stream (source, worker), ordered by send time, the number of
+  candidate -> baseline transitions, summed over streams.
+- **switch window** (for ``errors_during_switch``) — [first_candidate - 1 bucket,
+  max(first_candidate, last_baseline) + 1 bucket] when callers saw the candidate; otherwise,
+  when the platform reported a replacement, from its first to its last status.
+- **longest_gap_s** — the longest time between two successful responses (arrival times,
+  ``ts + latency``), over the whole run.
+- **outcome** — the replacement's last terminal status (``completed``, ``errored``,
+  ``canceled``/``canceling`` -> ``canceled``), ``incomplete`` when the platform reported none
+  (or only the tool's request marker exists), ``inferred`` when there are no control-plane
+  events but callers saw a switch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+TERMINAL = {"completed": "completed", "errored": "errored", "canceled": "canceled"}
+TERMINAL["canceling"] = "canceled"
+#: The marker the tool writes when it asks the platform for a replacement.
+REQUESTED = "replacement requested"
+
+
+def roles_from_order(labels_in_order: Sequence[str]) -> tuple[str | None, str | None]:
+    """(baseline, candidate) from the order in which callers first saw each version."""
+    seen = [label for label in labels_in_order if label != "unknown"]
+    return (seen[0] if seen else None), (seen[1] if len(seen) > 1 else None)
+
+
+def roles_from_events(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
+    """(baseline, candidate) labels from proton events and the request marker (None if absent)."""
+    baseline = candidate = marker = None
+    for event in events:
+        detail = event.get("detail") or {}
+        label = detail.get("version") if isinstance(detail, Mapping) else None
+        if not label:
+            continue
+        if event.get("kind") == "proton":
+            if event.get("role") == "active" and baseline is None:
+                baseline = str(label)
+            elif event.get("role") == "candidate" and candidate is None:
+                candidate = str(label)
+        elif event.get("kind") == "marker" and event.get("status") == REQUESTED and not marker:
+            marker = str(label)
+    candidate = candidate or marker
+    if candidate is not None and candidate == baseline:
+        candidate = None  # same label on both sides: callers cannot tell them apart
+    return baseline, candidate
+
+
+def resolve_roles(
+    labels_in_order: Sequence[str], events: Sequence[Mapping[str, Any]]
+) -> tuple[str | None, str | None, str]:
+    """(baseline, candidate, how): control-plane roles first, callers' order filling gaps."""
+    ev_base, ev_cand = roles_from_events(events)
+    how = "control_plane" if ev_base or ev_cand else "first_seen"
+    baseline = ev_base
+    if baseline is None:
+        baseline = roles_from_order([v for v in labels_in_order if v != ev_cand])[0]
+    candidate = ev_cand
+    if candidate is None:
+        rest = [v for v in labels_in_order if v not in (baseline, "unknown")]
+        candidate = rest[0] if rest else None
+    return baseline, candidate, how
+
+
+def role_of(label: str, baseline: str | None, candidate: str | None) -> str:
+    """``baseline`` / ``candidate`` / ``unknown`` / ``other`` for a version label."""
+    if label == "unknown":
+        return "unknown"
+    if label == baseline:
+        return "baseline"
+    if label == candidate:
+        return "candidate"
+    return "other"
+
+
+def phase_bounds(
+    start_s: float, end_s: float, first_candidate_s: float | None, last_baseline_s: float | None
+) -> list[tuple[str, float, float]]:
+    """``[(name, start, end)]``: ``before`` only without a candidate, else before/mixed/after."""
+    if first_candidate_s is None:
+        return [("before", start_s, end_s)]
+    fc = first_candidate_s
+    lb = fc if last_baseline_s is None else max(fc, last_baseline_s)
+    return [("before", start_s, fc), ("mixed", fc, lb), ("after", lb, max(lb, end_s))]
+
+
+def half_switch_s(base: np.ndarray, cand: np.ndarray, bucket_s: float) -> float | None:
+    """When the candidate's share first reached 50% (see the module docstring)."""
+    base = np.asarray(base, dtype=np.float64)
+    cand = np.asarray(cand, dtype=np.float64)
+    total = base + cand
+    busy = np.flatnonzero(total > 0)
+    if busy.size == 0:
+        return None
+    share = cand[busy] / total[busy]
+    hits = np.flatnonzero(share >= 0.5)
+    if hits.size == 0:
+        return None
+    k = int(hits[0])
+    if k == 0:
+        return float(busy[0] * bucket_s)
+    s0, s1 = share[k - 1], share[k]
+    m0, m1 = (busy[k - 1] + 0.5) * bucket_s, (busy[k] + 0.5) * bucket_s
+    return float(m0 + (0.5 - s0) / (s1 - s0) * (m1 - m0))
+
+
+def mixed_window_s(base: np.ndarray, cand: np.ndarray, bucket_s: float) -> float:
+    """Total time of buckets in which both versions answered."""
+    both = (np.asarray(base) > 0) & (np.asarray(cand) > 0)
+    return float(np.count_nonzero(both) * bucket_s)
+
+
+def count_flips(stream: np.ndarray, is_candidate: np.ndarray) -> int:
+    """Candidate -> baseline transitions per stream, summed.
+
+    Inputs are the baseline/candidate answers only, ordered by send time; ``stream`` is any
+    integer code of the caller stream. Vectorised: a stable sort groups each stream while
+    keeping its time order.
+    """
+    stream = np.asarray(stream)
+    cand = np.asarray(is_candidate, dtype=bool)
+    if cand.size < 2:
+        return 0
+    order = np.argsort(stream, kind="stable")
+    s, c = stream[order], cand[order]
+    return int(np.count_nonzero(c[:-1] & ~c[1:] & (s[:-1] == s[1:])))
+
+
+def longest_gap_s(arrivals: np.ndarray) -> float | None:
+    """Longest time between two successful responses (None with fewer than two)."""
+    if arrivals.size < 2:
+        return None
+    return float(np.max(np.diff(np.sort(arrivals))))
+
+
+def switch_window(
+    first_candidate_s: float | None,
+    last_baseline_s: float | None,
+    bucket_s: float,
+    platform_window: tuple[float, float] | None,
+) -> tuple[float, float] | None:
+    """The interval whose requests count as "during the switch" (module docstring)."""
+    if first_candidate_s is not None:
+        end = max(first_candidate_s, last_baseline_s or first_candidate_s)
+        return first_candidate_s - bucket_s, end + bucket_s
+    return platform_window
+
+
+def _event_time(value: Any) -> float | None:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def platform_block(events: Sequence[Mapping[str, Any]], t0: float) -> dict[str, Any] | None:
+    """``{replacement_id, switched_at_s, statuses}`` of the run's last replacement, or None."""
+    reps = [e for e in events if e.get("kind") == "replacement"]
+    if not reps:
+        return None
+    rid = next((e.get("replacement_id") for e in reversed(reps) if e.get("replacement_id")), None)
+    if rid is not None:
+        reps = [e for e in reps if e.get("replacement_id") in (rid, None)]
+    switched = None
+    for event in reps:
+        detail = event.get("detail") or {}
+        if isinstance(detail, Mapping):
+            at = _event_time(detail.get("switched_ts")) or _event_time(detail.get("switchedAt"))
+            switched = at if at is not None else switched
+    statuses = [{"status": e.get("status"), "at_s": round(float(e["ts"]) - t0, 6)} for e in reps]
+    return {
+        "replacement_id": rid,
+        "switched_at_s": None if switched is None else round(switched - t0, 6),
+        "statuses": statuses,
+    }
+
+
+def outcome(platform: Mapping[str, Any] | None, candidate_seen: bool) -> str:
+    """completed / errored / canceled / incomplete / inferred (module docstring)."""
+    if platform is None:
+        return "inferred" if candidate_seen else "incomplete"
+    final = None
+    for status in platform["statuses"]:
+        final = TERMINAL.get(str(status.get("status")), final)
+    return final or "incomplete"
+
+
+def requested_at_s(events: Sequence[Mapping[str, Any]], t0: float) -> float | None:
+    """When the tool asked for the replacement (the marker event), or None."""
+    for event in events:
+        if event.get("kind") == "marker" and event.get("status") == REQUESTED:
+            return round(float(event["ts"]) - t0, 6)
+    return None

@@ -1,0 +1,210 @@
+"""SLO expressions and the verdict.
+
+An SLO is ``[SCOPE.]METRIC OP RIGHT``:
+
+- SCOPE: nothing (the whole run), ``baseline``, ``candidate`` or a version label
+  (``app:1.2.p99_ms`` — the metric is the part after the last dot);
+- OP: ``<`` ``<=`` ``>`` ``>=`` ``==``;
+- RIGHT: a number, or ``[K*]SCOPE.METRIC`` (``1.2*baseline.p99_ms``).
+
+A check whose value (or reference) is not available has ``passed: null``; the verdict is
+``fail`` if any check failed, else ``inconclusive`` if any check could not be decided, else
+``pass``. Without SLOs the default checks are ``error_rate<0.01`` and, once a comparison
+exists, ``candidate not judged worse``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+EXAMPLES = "error_rate<0.01, p99_ms<500, candidate.p99_ms<1.2*baseline.p99_ms, availability>=0.999"
+
+#: metric -> key of a latency block, for the latency metrics.
+LATENCY_METRICS = {
+    "p50_ms": "p50",
+    "p90_ms": "p90",
+    "p95_ms": "p95",
+    "p99_ms": "p99",
+    "p999_ms": "p999",
+    "max_ms": "max",
+    "mean_ms": "mean",
+}
+#: metrics every scope (run or version) has.
+SCOPED_METRICS = frozenset({"error_rate", "availability", "throughput_rps", "requests"}) | set(
+    LATENCY_METRICS
+)
+#: metrics of the run as a whole (the rollout block); no scope allowed.
+RUN_METRICS = frozenset(
+    {"errors_during_switch", "longest_gap_s", "cutover_s", "mixed_window_s", "flips"}
+)
+METRICS = SCOPED_METRICS | RUN_METRICS
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_OP_RE = re.compile(r"<=|>=|==|<|>")
+_REF_RE = re.compile(r"^(?:(?P<k>[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<ref>\S+)$")
+
+
+@dataclass(frozen=True)
+class Operand:
+    """``scope.metric`` (scope None = the whole run)."""
+
+    scope: str | None
+    metric: str
+
+    def __str__(self) -> str:
+        return f"{self.scope}.{self.metric}" if self.scope else self.metric
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A parsed SLO check: ``left op (number | factor * ref)``."""
+
+    expr: str
+    left: Operand
+    op: str
+    number: float | None = None
+    factor: float = 1.0
+    ref: Operand | None = None
+
+    @property
+    def threshold_expr(self) -> str:
+        if self.ref is None:
+            return f"{self.number:g}"
+        return f"{self.factor:g}*{self.ref}" if self.factor != 1.0 else str(self.ref)
+
+
+def _bad(expr: str, why: str) -> ValueError:
+    return ValueError(
+        f"bad SLO {expr!r}: {why}; expected [SCOPE.]METRIC OP NUMBER|[K*]SCOPE.METRIC, "
+        f"e.g. {EXAMPLES}"
+    )
+
+
+def _operand(text: str, expr: str) -> Operand:
+    scope, _, metric = text.rpartition(".")
+    if metric not in METRICS:
+        raise _bad(expr, f"unknown metric {metric!r} (known: {', '.join(sorted(METRICS))})")
+    if scope and metric in RUN_METRICS:
+        raise _bad(expr, f"{metric} is a run-wide metric and takes no scope")
+    return Operand(scope or None, metric)
+
+
+def parse_slo(expr: str) -> Slo:
+    """Parse one SLO expression; ValueError showing the expected form when it is malformed."""
+    text = "".join(str(expr).split())
+    found = _OP_RE.search(text)
+    if not found:
+        raise _bad(expr, "no comparison operator (< <= > >= ==)")
+    left_text, op, right = text[: found.start()], found.group(), text[found.end() :]
+    if not left_text or not right:
+        raise _bad(expr, "missing left or right side")
+    if _OP_RE.search(right):
+        raise _bad(expr, "more than one operator")
+    left = _operand(left_text, expr)
+    try:
+        return Slo(expr.strip(), left, op, number=float(right))
+    except ValueError:
+        pass
+    match = _REF_RE.match(right)
+    if not match:
+        raise _bad(expr, f"right side {right!r} is neither a number nor [K*]SCOPE.METRIC")
+    try:
+        factor = float(match.group("k")) if match.group("k") else 1.0
+    except ValueError:
+        raise _bad(expr, f"factor {match.group('k')!r} is not a number") from None
+    return Slo(expr.strip(), left, op, factor=factor, ref=_operand(match.group("ref"), expr))
+
+
+def _version_of_scope(summary: Mapping[str, Any], scope: str) -> Mapping[str, Any] | None:
+    versions: Mapping[str, Any] = summary.get("versions") or {}
+    if scope in ("baseline", "candidate"):
+        for block in versions.values():
+            if block.get("role") == scope:
+                return block
+        return None
+    return versions.get(scope)
+
+
+def metric_value(summary: Mapping[str, Any], operand: Operand) -> float | None:
+    """The value of ``scope.metric`` in a summary, or None when not available."""
+    metric = operand.metric
+    if metric in RUN_METRICS:
+        if metric == "longest_gap_s":
+            return summary.get("longest_gap_s")
+        return (summary.get("rollout") or {}).get(metric)
+    block = summary if operand.scope is None else _version_of_scope(summary, operand.scope)
+    if block is None:
+        return None
+    if metric in LATENCY_METRICS:
+        return (block.get("latency_ms") or {}).get(LATENCY_METRICS[metric])
+    if metric == "availability":
+        er = block.get("error_rate")
+        return None if er is None else 1.0 - er
+    value = block.get(metric)
+    return None if value is None else float(value)
+
+
+def evaluate(slo: Slo, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """One check ``{name, value, op, threshold, passed}`` (+ ``expr``, ``threshold_expr``)."""
+    value = metric_value(summary, slo.left)
+    if slo.ref is None:
+        threshold = slo.number
+    else:
+        ref = metric_value(summary, slo.ref)
+        threshold = None if ref is None else slo.factor * ref
+    passed = None if value is None or threshold is None else OPS[slo.op](value, threshold)
+    return {
+        "name": str(slo.left),
+        "value": value,
+        "op": slo.op,
+        "threshold": threshold,
+        "passed": passed,
+        "expr": slo.expr,
+        "threshold_expr": slo.threshold_expr,
+    }
+
+
+def comparison_check(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    """The default check that the candidate is not judged ``worse`` (inconclusive -> null)."""
+    judgement = comparison.get("judgement")
+    passed = None if judgement == "inconclusive" else judgement != "worse"
+    return {
+        "name": "comparison.judgement",
+        "value": judgement,
+        "op": "!=",
+        "threshold": "worse",
+        "passed": passed,
+        "expr": "candidate not judged worse than baseline",
+    }
+
+
+def combine(checks: Sequence[Mapping[str, Any]]) -> str:
+    """``fail`` if any check failed, ``inconclusive`` if any is undecided, else ``pass``."""
+    results = [c.get("passed") for c in checks]
+    if any(r is False for r in results):
+        return "fail"
+    if any(r is None for r in results):
+        return "inconclusive"
+    return "pass"
+
+
+DEFAULT_SLOS = ("error_rate<0.01",)
+
+
+def verdict(summary: Mapping[str, Any], slos: Sequence[str] | None) -> dict[str, Any]:
+    """The ``verdict`` block: the given SLOs, or the default checks when there are none."""
+    parsed = [parse_slo(s) for s in (slos or DEFAULT_SLOS)]
+    checks = [evaluate(s, summary) for s in parsed]
+    if not slos and summary.get("comparison"):
+        checks.append(comparison_check(summary["comparison"]))
+    return {"result": combine(checks), "checks": checks, "defaults": not slos}
