@@ -1,0 +1,184 @@
+"""The live per-version view, as pure functions (no Locust, no clock).
+
+``version_window`` turns the newest samples into what the "Versions" tab shows: per version
+the share of traffic, request rate, error rate and p50/p99 over the last ``window_s``
+seconds. ``rollout_state`` folds the control plane's event rows (written by the rollout
+watcher into ``events.jsonl``) into the state shown beside it. ``RecentSamples`` is the
+bounded store the Locust master keeps between the two.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from probes.records import Sample
+
+#: One row of the window: (ts, version, latency_ms, error class or None).
+Row = tuple[float, str, float, str | None]
+
+DEFAULT_WINDOW_S = 10.0
+
+
+def version_window(
+    rows: Iterable[Row],
+    end_ts: float,
+    window_s: float = DEFAULT_WINDOW_S,
+    first_ts: float | None = None,
+) -> dict[str, Any]:
+    """Per-version traffic over ``(end_ts - window_s, end_ts]``.
+
+    ``first_ts`` (the first sample of the test) shortens the span rates are computed over
+    while the test is younger than the window, so the first seconds do not read low.
+
+    Returns ``{"end_ts", "window_s", "requests", "versions": [{version, requests, share,
+    rps, errors, error_rate, p50_ms, p99_ms}, ...]}``, versions by requests, most first.
+    Percentiles are exact over the raw latencies in the window (linear interpolation).
+    """
+    start = end_ts - window_s
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    for ts, version, latency_ms, error in rows:
+        if start < ts <= end_ts:
+            latencies.setdefault(version, []).append(latency_ms)
+            if error is not None:
+                errors[version] = errors.get(version, 0) + 1
+    total = sum(len(v) for v in latencies.values())
+    span = window_s if first_ts is None else min(window_s, end_ts - first_ts)
+    span = max(span, 1.0)  # one second at least: a rate over a few ms means nothing
+    versions: list[dict[str, Any]] = []
+    for version, values in latencies.items():
+        n = len(values)
+        p50, p99 = np.percentile(np.asarray(values, dtype=float), [50, 99])
+        err = errors.get(version, 0)
+        versions.append(
+            {
+                "version": version,
+                "requests": n,
+                "share": n / total,
+                "rps": n / span,
+                "errors": err,
+                "error_rate": err / n,
+                "p50_ms": float(p50),
+                "p99_ms": float(p99),
+            }
+        )
+    versions.sort(key=lambda v: (-v["requests"], v["version"]))
+    return {"end_ts": end_ts, "window_s": window_s, "requests": total, "versions": versions}
+
+
+def rollout_state(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The control plane's latest state from event rows, or None when there are none.
+
+    ``{"replacement_id", "status", "switched_ts", "protons": {proton_id: {status, role,
+    version}}, "roles": {version: role}, "requested": bool}``.
+    """
+    if not events:
+        return None
+    state: dict[str, Any] = {
+        "replacement_id": None,
+        "status": None,
+        "switched_ts": None,
+        "protons": {},
+        "roles": {},
+        "requested": False,
+        "workload_status": None,
+    }
+    for event in events:
+        kind = event.get("kind")
+        detail = event.get("detail") or {}
+        if kind == "marker" and event.get("status") == "replacement requested":
+            state["requested"] = True
+        elif kind == "replacement":
+            state["replacement_id"] = event.get("replacement_id") or state["replacement_id"]
+            state["status"] = event.get("status")
+            if isinstance(detail, dict) and detail.get("switched_ts") is not None:
+                state["switched_ts"] = detail["switched_ts"]
+        elif kind == "proton" and event.get("proton_id"):
+            version = detail.get("version") if isinstance(detail, dict) else None
+            state["protons"][event["proton_id"]] = {
+                "status": event.get("status"),
+                "role": event.get("role"),
+                "version": version,
+            }
+        elif kind == "workload":
+            state["workload_status"] = event.get("status")
+    for proton in state["protons"].values():
+        if proton["version"] and proton["role"]:
+            state["roles"][proton["version"]] = proton["role"]
+    return state
+
+
+def table_rows(
+    window: Mapping[str, Any], rollout: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Rows for the Locust web UI table: numbers rounded for reading, role from the rollout."""
+    roles = (rollout or {}).get("roles", {})
+    rows = [
+        {
+            "version": v["version"],
+            "role": roles.get(v["version"], ""),
+            "share": f"{100 * v['share']:.1f}%",
+            "rps": round(v["rps"], 1),
+            "errors": f"{100 * v['error_rate']:.2f}%",
+            "p50": round(v["p50_ms"], 1),
+            "p99": round(v["p99_ms"], 1),
+        }
+        for v in window["versions"]
+    ]
+    if rollout and rollout.get("status"):
+        # The rollout state rides in the same table: one line, marked as such.
+        rows.append(
+            {
+                "version": "(rollout)",
+                "role": str(rollout["status"]),
+                "share": "",
+                "rps": "",
+                "errors": "",
+                "p50": "",
+                "p99": "",
+            }
+        )
+    return rows
+
+
+class RecentSamples:
+    """The samples of the last ``keep_s`` seconds (by sample time), for the live view.
+
+    Bounded by time, not by count: rows older than the newest row minus ``keep_s`` are
+    dropped as new rows arrive. Batches from workers arrive a few seconds late and out of
+    order between workers, so ``keep_s`` is the window plus slack.
+    """
+
+    def __init__(self, window_s: float = DEFAULT_WINDOW_S, slack_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.keep_s = window_s + slack_s
+        self.newest_ts = 0.0
+        self.first_ts: float | None = None
+        self._rows: deque[Row] = deque()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add_many(self, samples: Iterable[Sample]) -> None:
+        rows = self._rows
+        newest = self.newest_ts
+        start = len(rows)
+        for s in samples:
+            rows.append((s.ts, s.version, s.latency_ms, s.error))
+            if s.ts > newest:
+                newest = s.ts
+        self.newest_ts = newest
+        if self.first_ts is None and len(rows) > start:
+            self.first_ts = min(r[0] for r in list(rows)[start:])
+        horizon = newest - self.keep_s
+        while rows and rows[0][0] < horizon:
+            rows.popleft()
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """The window ending at the newest sample (or ``now`` if given)."""
+        end = self.newest_ts if now is None else now
+        return version_window(list(self._rows), end, self.window_s, self.first_ts)
