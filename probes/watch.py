@@ -111,6 +111,8 @@ class WatchState:
     #: Set when this tool asked for a replacement: (request time, id from the POST answer).
     expected_since: float | None = None
     expected_id: str | None = None
+    #: False until the first observation: what was already over then is history, not news.
+    primed: bool = False
 
 
 Event = dict[str, Any]
@@ -145,8 +147,17 @@ def step(
         state, new = _protons_step(state, obs.protons, labels)
         events += new
     if obs.replacement_known:
+        if (
+            not state.primed
+            and obs.replacement is not None
+            and obs.replacement.status in (TERMINAL_REPLACEMENT)
+        ):
+            # A record that was already over when we started (an errored one stays readable
+            # until the next replacement) belongs to an earlier rollout: no event.
+            state = replace(state, finished=state.finished | {obs.replacement.id})
         state, new = _replacement_step(state, obs)
         events += new
+        state = replace(state, primed=True)
     return state, events
 
 

@@ -31,7 +31,7 @@ SWITCHED = replace(REP, status="promoting", switched_at="2026-07-01T12:00:00Z", 
 
 def seen(*protons: ProtonView, rep: ReplacementView | None = None) -> WatchState:
     """A state in which the given protons and replacement were already seen."""
-    return WatchState(workload=WL, protons={p.id: p for p in protons}, replacement=rep)
+    return WatchState(workload=WL, protons={p.id: p for p in protons}, replacement=rep, primed=True)
 
 
 def brief(events):
@@ -52,6 +52,18 @@ CASES = [
             ("workload", "running", None, None, None),
             ("proton", "running", "pr-1", "active", None),
         ],
+    ),
+    (
+        "a record already over at the first poll is an earlier rollout's",
+        WatchState(),
+        Observation(None, replace(REP, status="errored"), True, None),
+        [],
+    ),
+    (
+        "an active record at the first poll is written",
+        WatchState(),
+        Observation(None, SWITCHED, True, None),
+        [("replacement", "promoting", "rep-1", None, False)],
     ),
     ("nothing changed: nothing written", seen(OLD), Observation(WL, None, True, (OLD,)), []),
     (

@@ -34,6 +34,7 @@ from probes.cli.common import (
     request_kwargs,
     request_options,
 )
+from probes.cli.observe_api import api_options, observe_workload, wants_api
 from probes.errors import ConfigError
 from probes.run import Run
 from probes.settings import RequestSpec, build_request, parse_run_id, positive
@@ -205,12 +206,15 @@ def record_observation(
     help="Most requests outstanding at once; a request due beyond it is "
     "recorded as a client_saturated error instead of being sent.",
 )
+@api_options
 def command(url: str | None, **params: Any) -> int:
     """Probe URL at a constant rate and record which version answered each request.
 
     Writes RUN_DIR (manifest.json, samples/, then summary.json and report.html), prints the
     report's path and the verdict. Exit 0 pass, 1 fail, 2 bad flags, 3 target unusable.
     """
+    if wants_api(url, params):  # --api BASE --workload ID: see probes.cli.observe_api
+        return observe_workload(params)
     if not url:
         raise ConfigError("URL: give the invoke URL to probe (e.g. http://127.0.0.1:8080/)")
     spec = build_request(url, **request_kwargs(params))
