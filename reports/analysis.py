@@ -395,8 +395,13 @@ def analyse(
     gap = _r(ro.longest_gap_s(arrivals))
     versions = _versions(cols, roles, first, last)
     rollout = _rollout(cols, buckets, events, roles, first, last, gap)
-    fc = rollout["first_candidate_s"] if rollout else None
-    lb = rollout["last_baseline_s"] if rollout else None
+    # Phase masks compare raw send times: use the unrounded bounds, not the summary's
+    # 6-digit ones (a rounded-up bound put the first candidate row into "before").
+    fc = lb = None
+    if rollout and rollout["first_candidate_s"] is not None:
+        fc = float(first[_role_code(cols.labels, roles[1])])
+    if rollout and rollout["last_baseline_s"] is not None:
+        lb = float(last[_role_code(cols.labels, roles[0])])
     summary: dict[str, Any] = {
         "schema": SCHEMA,
         "run_id": manifest.get("run_id"),
