@@ -1,0 +1,210 @@
+"""The invoke gateway and the named scenarios, through real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from probes.sim import Simulator
+from tests.sim.conftest import AUTH, alive, make_sim, replacement_status, wait_for, wait_gone
+
+
+def replace(sim: Simulator, warmup: int = 0, keep: int = 0) -> None:
+    r = httpx.post(
+        f"{sim.api_url}/workloads/{sim.workload_id}/replacement",
+        headers=AUTH,
+        json={
+            "artifactId": sim.candidate_artifact_id,
+            "strategy": "rolling",
+            "config": {"warmupDurationMinutes": warmup, "keepOldVersionMinutes": keep},
+        },
+    )
+    assert r.status_code == 202, r.text
+
+
+@dataclass
+class Traffic:
+    """Background senders; each row (sent_ts, status or 0, version or error class)."""
+
+    sim: Simulator
+    threads: int = 1
+    rows: list[tuple[float, int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def _send(self) -> None:
+        with httpx.Client(headers=AUTH, timeout=10) as client:
+            for _ in range(20000):  # bounded
+                if self.stop.is_set():
+                    return
+                ts = time.time()
+                try:
+                    r = client.get(self.sim.invoke_url + "work")
+                    version = r.headers.get("X-Proton-Version", "-")
+                    self.rows.append((ts, r.status_code, version))
+                except httpx.TransportError as exc:
+                    self.rows.append((ts, 0, type(exc).__name__))
+
+    def __enter__(self) -> Traffic:
+        self._workers = [threading.Thread(target=self._send) for _ in range(self.threads)]
+        for w in self._workers:
+            w.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for w in self._workers:
+            w.join(20)
+
+
+def api(sim: Simulator) -> httpx.Client:
+    return httpx.Client(base_url=sim.api_url, headers=AUTH, timeout=10)
+
+
+def test_forwarding_auth_and_errors(sim: Simulator) -> None:
+    r = httpx.put(
+        sim.invoke_url + "a/b?x=1&y=2", content=b"hello", headers={**AUTH, "X-Custom": "1"}
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body == {
+        "method": "PUT",
+        "path": "/a/b",
+        "query": "x=1&y=2",
+        "bytes": 5,
+        "authorization": False,
+        "version": "proton-app:1",
+    }
+    assert r.headers["X-Proton-Version"] == "proton-app:1"
+    bare = httpx.get(sim.invoke_url.rstrip("/"), headers=AUTH)
+    assert bare.json()["path"] == "/"
+    chat = httpx.post(
+        sim.invoke_url + "chat/completions",
+        headers=AUTH,
+        json={"messages": [{"role": "user", "content": "hi there"}]},
+    ).json()
+    assert chat["choices"][0]["message"]["content"] == "echo: hi there"
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "test-token"}):
+        denied = httpx.get(sim.invoke_url, headers=headers)
+        assert (denied.status_code, denied.json()) == (401, {"message": "Invalid API key"})
+    unknown = httpx.get(f"{sim.base_url}/api/v2/endpoints/workloads/nope/", headers=AUTH)
+    assert unknown.status_code == 404
+    assert httpx.get(sim.invoke_url + "health", headers=AUTH).status_code == 200
+
+
+def test_bad_candidate_error_share_and_stats() -> None:
+    with make_sim(scenario="bad-candidate") as s, api(s) as c:
+        replace(s)
+        wait_gone(c, s.workload_id)
+        pid = c.get(f"/workloads/{s.workload_id}").json()["protonId"]
+        statuses = []
+        with httpx.Client(headers=AUTH) as client:
+            for _ in range(600):
+                r = client.get(s.invoke_url + "x")
+                assert r.headers["X-Proton-Version"] == "proton-app:2"
+                statuses.append(r.status_code)
+        share = statuses.count(500) / len(statuses)
+        assert 0.13 < share < 0.27, share
+        m = c.get(f"/workloads/{s.workload_id}/stats", params={"protonId": pid}).json()["metrics"]
+        assert m["totalRequests"] == 600 and m["serverErrors"] == statuses.count(500)
+        assert abs(m["serverErrorRate"] - share) < 1e-9
+        assert s.proton_request_counts()[pid] == 600
+
+
+def test_gap_503s_between_versions() -> None:
+    with make_sim(scenario="gap", gap_ms=300.0) as s, api(s) as c:
+        with Traffic(s) as t:
+            wait_for(lambda: len(t.rows) > 5)
+            replace(s)
+            wait_gone(c, s.workload_id)
+            n = len(t.rows)
+            wait_for(lambda: len(t.rows) > n + 5)
+        kinds = [(st, v) for _, st, v in t.rows]
+        assert set(kinds) == {(200, "proton-app:1"), (503, "-"), (200, "proton-app:2")}
+        first_503 = kinds.index((503, "-"))
+        first_v2 = kinds.index((200, "proton-app:2"))
+        assert (200, "proton-app:1") not in kinds[first_503:]
+        assert (503, "-") not in kinds[first_v2:]
+        gap_ts = [ts for ts, st, _ in t.rows if st == 503]
+        assert len(gap_ts) >= 2
+
+
+def test_drop_inflight_cuts_requests_on_old() -> None:
+    with make_sim(scenario="drop-inflight") as s, api(s) as c:
+        with Traffic(s, threads=6) as t:
+            wait_for(lambda: len(t.rows) > 12)
+            replace(s)
+            wait_gone(c, s.workload_id)
+        cut = [r for r in t.rows if r[1] == 0]
+        assert cut, "no in-flight request was cut at the switch"
+        assert {r[1] for r in t.rows} == {0, 200}
+        counts = s.proton_request_counts()
+        assert sum(counts.values()) == len(t.rows)  # the cut ones are counted too
+        stats = c.get(f"/workloads/{s.workload_id}/stats").json()["metrics"]
+        assert stats["serverErrors"] == len(cut)
+
+
+def test_default_switch_drains_without_errors() -> None:
+    with make_sim(scenario="healthy", baseline_latency_ms="50-100") as s, api(s) as c:
+        with Traffic(s, threads=4) as t:
+            wait_for(lambda: len(t.rows) > 8)
+            replace(s)
+            wait_gone(c, s.workload_id)
+        assert {r[1] for r in t.rows} == {200}
+        versions = [r[2] for r in sorted(t.rows)]
+        assert versions[0] == "proton-app:1" and versions[-1] == "proton-app:2"
+        counts = s.proton_request_counts()
+        by_version = {v: sum(1 for r in t.rows if r[2] == v) for v in set(versions)}
+        assert sorted(counts.values()) == sorted(by_version.values())
+
+
+def test_sticky_connection_stays_on_old_proton() -> None:
+    with make_sim(scenario="sticky") as s, api(s) as c:
+        one = httpx.Client(headers=AUTH, limits=httpx.Limits(max_connections=1))
+        assert one.get(s.invoke_url).headers["X-Proton-Version"] == "proton-app:1"
+        old = c.get(f"/workloads/{s.workload_id}").json()["protonId"]
+        replace(s, keep=30)  # old kept 3 s real
+        wait_for(lambda: c.get(f"/workloads/{s.workload_id}").json()["protonId"] != old)
+        pinned = [one.get(s.invoke_url).headers["X-Proton-Version"] for _ in range(20)]
+        fresh = httpx.get(s.invoke_url, headers=AUTH).headers["X-Proton-Version"]
+        one.close()
+        assert replacement_status(c, s.workload_id) in ("promoting", "finalizing")  # old kept
+        assert pinned == ["proton-app:1"] * 20
+        assert fresh == "proton-app:2"
+        with httpx.Client(headers=AUTH) as again:
+            assert again.get(s.invoke_url).headers["X-Proton-Version"] == "proton-app:2"
+
+
+def test_gradual_shift_weights_rise() -> None:
+    with make_sim(scenario="gradual", time_scale=60.0) as s, api(s) as c:  # 2 s real shift
+        with Traffic(s) as t:
+            wait_for(lambda: len(t.rows) > 5)
+            replace(s)
+            wait_for(lambda: replacement_status(c, s.workload_id) in ("finalizing", 404), 30)
+        rows = sorted(t.rows)
+        first_v2 = next(ts for ts, _, v in rows if v == "proton-app:2")
+        last_v1 = max(ts for ts, _, v in rows if v == "proton-app:1")
+        mixed = [v for ts, _, v in rows if first_v2 <= ts <= last_v1]
+        half = len(mixed) // 2
+        assert half >= 20
+        early, late = mixed[:half], mixed[half:]
+        share_early = early.count("proton-app:2") / len(early)
+        share_late = late.count("proton-app:2") / len(late)
+        assert share_early < share_late
+        assert 0 < share_early < 0.6 and 0.4 < share_late < 1
+
+
+def test_hidden_version() -> None:
+    with make_sim(scenario="hidden-version") as s:
+        r = httpx.get(s.invoke_url + "x", headers=AUTH)
+        assert r.status_code == 200
+        assert "X-Proton-Version" not in r.headers and "version" not in r.json()
+
+
+def test_no_orphan_protons_after_exit() -> None:
+    with make_sim(replicas=2) as s:
+        pids = s.proton_pids()
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
