@@ -18,9 +18,11 @@ Definitions (times are seconds from the run's start):
 - **mixed_window_s** — the total time of buckets in which both versions answered.
 - **flips** — per caller stream (source, worker), ordered by send time, the number of
   candidate -> baseline transitions, summed over streams.
-- **switch window** (for ``errors_during_switch``) — [first_candidate - 1 bucket,
-  max(first_candidate, last_baseline) + 1 bucket] when callers saw the candidate; otherwise,
-  when the platform reported a replacement, from its first to its last status.
+- **switch window** (for ``errors_during_switch``) — from 1 bucket before the earlier of
+  (first candidate answer, last baseline answer) to 1 bucket after the later of them, when
+  callers saw the candidate (so an outage between the last baseline and the first candidate
+  answer of an atomic switch is inside it); otherwise, when the platform reported a
+  replacement, from its first to its last status.
 - **longest_gap_s** — the longest time between two successful responses (arrival times,
   ``ts + latency``), over the whole run.
 - **outcome** — the replacement's last terminal status (``completed``, ``errored``,
@@ -166,8 +168,11 @@ def switch_window(
 ) -> tuple[float, float] | None:
     """The interval whose requests count as "during the switch" (module docstring)."""
     if first_candidate_s is not None:
-        end = max(first_candidate_s, last_baseline_s or first_candidate_s)
-        return first_candidate_s - bucket_s, end + bucket_s
+        lb = first_candidate_s if last_baseline_s is None else last_baseline_s
+        # min/max: after an atomic switch with an outage, the last baseline answer precedes
+        # the first candidate answer, and the outage between them is the switch.
+        start, end = min(first_candidate_s, lb), max(first_candidate_s, lb)
+        return start - bucket_s, end + bucket_s
     return platform_window
 
 

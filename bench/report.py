@@ -1,0 +1,208 @@
+"""Benchmark of ``probes report``: synthetic runs of 1M and 10M samples, time and peak memory.
+
+Goal (issue 2): 10M samples to summary and figures in under 20 s and under 3 GB.
+
+Each run is generated in a temp dir (Parquet shards of 500k rows, written with pyarrow from
+numpy arrays): a probe plus four Locust workers over 600 s, ``app:1`` switching gradually to
+``app:2`` between 40% and 60% of the run, 0.5% errors, 0.2% untagged (``unknown``) answers,
+and the control-plane events of a replacement (so timeline attribution runs too).
+``reports.make_report`` then runs in a fresh subprocess per measurement; its wall time is
+measured around the call and its peak RSS read with ``getrusage(RUSAGE_CHILDREN)``.
+
+Usage: ``python -m bench.run report [--sizes 1000000,10000000] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from probes.records import SAMPLE_SCHEMA, EventLog, write_table_atomic
+from probes.run import Run
+
+DURATION_S = 600.0
+SHARD_ROWS = 500_000
+T0 = 1_760_000_000.0
+WORKERS = (
+    "probe@bench:1",
+    "locust@bench:11",
+    "locust@bench:12",
+    "locust@bench:13",
+    "locust@bench:14",
+)
+
+
+def _shard(rng: np.random.Generator, start: int, n: int, total: int) -> pa.Table:
+    """Rows ``start .. start+n`` of a run of ``total`` evenly spread samples."""
+    i = np.arange(start, start + n)
+    rel = i * (DURATION_S / total)
+    ts = T0 + rel + rng.uniform(0, 1e-4, n)
+    worker = rng.integers(0, len(WORKERS), n)
+    p_cand = np.clip((rel / DURATION_S - 0.4) / 0.2, 0, 1)
+    cand = rng.random(n) < p_cand
+    version = np.where(cand, "app:2", "app:1").astype(object)
+    version[rng.random(n) < 0.002] = "unknown"
+    fail = rng.random(n) < 0.005
+    latency = rng.lognormal(3.0, 0.5, n)  # same distribution: the verdict is "pass"
+    status = np.where(fail, 503, 200).astype(np.int16)
+    intended = ts - np.where(worker == 0, rng.uniform(0, 2e-3, n), 0.0)
+    columns = {
+        "ts": ts,
+        "intended_ts": intended,
+        "latency_ms": latency,
+        "source": np.where(worker == 0, "probe", "locust"),
+        "worker": np.array(WORKERS, dtype=object)[worker],
+        "method": np.full(n, "POST", dtype=object),
+        "name": np.full(n, "/predict", dtype=object),
+        "status": status,
+        "error": np.where(fail, "http_5xx", None),
+        "version": version,
+        "tag_source": np.where(version == "unknown", "none", "header"),
+        "bytes": np.full(n, 512, dtype=np.int32),
+        "conn": np.full(n, None, dtype=object),
+    }
+    arrays = [pa.array(columns[f.name], type=f.type) for f in SAMPLE_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
+
+
+def _events(run_dir: Path) -> None:
+    log = EventLog(run_dir)
+    at = T0 + 0.4 * DURATION_S
+    log.write("marker", "watch started", ts=T0, detail={"poll_s": 0.5})
+    log.write(
+        "proton",
+        "running",
+        ts=T0 + 1,
+        proton_id="p1",
+        role="active",
+        detail={"version": "app:1", "artifact_id": "a1"},
+    )
+    log.write(
+        "marker",
+        "replacement requested",
+        ts=at - 5,
+        detail={"artifact_id": "a2", "version": "app:2"},
+    )
+    log.write(
+        "proton",
+        "running",
+        ts=at - 2,
+        proton_id="p2",
+        role="candidate",
+        detail={"version": "app:2", "artifact_id": "a2"},
+    )
+    for k, status in enumerate(("submitted", "staged", "promoting", "finalizing", "completed")):
+        switched = at if status in ("finalizing", "completed") else None
+        log.write(
+            "replacement",
+            status,
+            ts=at - 4 + k * 0.1 * DURATION_S / 2,
+            replacement_id="r1",
+            detail={
+                "switched_ts": switched,
+                "switchedAt": None,
+                "message": None,
+                "inferred": False,
+            },
+        )
+    log.write("marker", "watch stopped", ts=T0 + DURATION_S)
+    log.close()
+
+
+def make_run(root: Path, total: int, seed: int = 7) -> Path:
+    """A synthetic run directory of ``total`` samples under ``root``."""
+    run = Run.create(
+        root,
+        f"bench-{total}",
+        "load",
+        target={"url": "http://127.0.0.1:9/"},
+        settings={"slos": [], "bucket_s": 1.0},
+        started_at=T0,
+    )
+    rng = np.random.default_rng(seed)
+    (run.path / "samples").mkdir()
+    for k, start in enumerate(range(0, total, SHARD_ROWS)):
+        table = _shard(rng, start, min(SHARD_ROWS, total - start), total)
+        write_table_atomic(table, run.path / "samples" / f"bench-{k:06d}.parquet")
+    _events(run.path)
+    run.finish(ended_at=T0 + DURATION_S)
+    return run.path
+
+
+CHILD = """
+import json, sys, time
+t = time.perf_counter()
+from reports import make_report
+s = make_report(sys.argv[1], figures=sys.argv[2] == "1")
+print(json.dumps({"seconds": time.perf_counter() - t, "requests": s["requests"],
+                  "verdict": s["verdict"]["result"], "flips": (s["rollout"] or {}).get("flips")}))
+"""
+
+
+def measure(run_dir: Path, figures: bool) -> dict[str, float]:
+    """Wall time and peak RSS of make_report in a fresh interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(run_dir), "1" if figures else "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"make_report failed: {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # ru_maxrss of children is the maximum over every child waited for so far: measure the
+    # sizes in increasing order so that each reading is the current child's own peak.
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench report")
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
+    args, _ = parser.parse_known_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    root = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    rows = []
+    try:
+        for total in sizes:
+            t = time.perf_counter()
+            run_dir = make_run(root, total)
+            gen = time.perf_counter() - t
+            for figures in (False, True):
+                r = measure(run_dir, figures)
+                rows.append((total, figures, r))
+                print(
+                    f"samples={total:>11,} figures={'yes' if figures else 'no ':3} "
+                    f"time={r['seconds']:6.2f} s peak_rss={r['peak_rss_mb']:7.0f} MB "
+                    f"(generated in {gen:.1f} s; verdict {r['verdict']}, flips {r['flips']})",
+                    flush=True,
+                )
+    finally:
+        if args.keep:
+            print(f"runs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    worst = max(
+        (r for total, fig, r in rows if fig and total >= 10_000_000),
+        key=lambda r: r["seconds"],
+        default=None,
+    )
+    if worst is not None:
+        ok = worst["seconds"] < 20 and worst["peak_rss_mb"] < 3072
+        print(f"goal (10M: < 20 s, < 3 GB): {'met' if ok else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
