@@ -26,8 +26,10 @@ lint: install
 types: install
 	$(BIN)/mypy
 
+# tests/locust imports Locust (gevent monkey-patches sockets): its own pytest process.
 unit: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests --ignore=tests/locust
+	$(BIN)/pytest -q -p no:anyio tests/locust
 
 test: check unit
 
