@@ -141,8 +141,9 @@ def test_master_store_takes_rows_after_the_wire(tmp_path: Path) -> None:
     store = glue.Store(writer)
     store.add_rows(wire.data[glue.REPORT_KEY])
     writer.close()
-    assert [tuple(r) for r in read_samples(tmp_path).itertuples(index=False)][0][:4] == (
-        0.0, 0.0, 1.5, "locust")  # fmt: skip
+    frame = read_samples(tmp_path)
+    assert frame["ts"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert set(frame["source"]) == {"locust"} and set(frame["version"]) == {"v1"}
     assert store.received == 5 and len(store.recent) == 5
 
 
