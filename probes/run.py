@@ -32,8 +32,16 @@ def default_run_id(now: float | None = None) -> str:
 
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for dist in ("proton-probe", "httpx", "httpx-aiohttp", "aiohttp", "locust", "pandas",
-                 "pyarrow", "matplotlib"):
+    for dist in (
+        "proton-probe",
+        "httpx",
+        "httpx-aiohttp",
+        "aiohttp",
+        "locust",
+        "pandas",
+        "pyarrow",
+        "matplotlib",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -19,7 +19,9 @@ from probes.errors import ConfigError
 from probes.tagging import TagRules
 
 DEFAULT_TOKEN_ENV = "DATAROBOT_API_TOKEN"
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"})
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+)
 MASK = "***"
 
 
@@ -145,8 +147,8 @@ def read_body(body: str | None, body_file: str | None) -> bytes | None:
 def parse_env_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise ConfigError(
-            f"--token-env: {value!r} is not an environment variable name (e.g. DATAROBOT_API_TOKEN);"
-            " pass the variable's name, never the token"
+            f"--token-env: {value!r} is not an environment variable name"
+            " (e.g. DATAROBOT_API_TOKEN); pass the variable's name, never the token"
         )
     return value
 

@@ -61,12 +61,16 @@ class TagRules:
             try:
                 pattern = re.compile(regex)
             except re.error as exc:
-                raise ConfigError(f"--tag-regex: {regex!r} is not a regular expression: {exc}") from exc
+                raise ConfigError(
+                    f"--tag-regex: {regex!r} is not a regular expression: {exc}"
+                ) from exc
             if pattern.groups > 1 and "version" not in pattern.groupindex:
                 raise ConfigError(
                     "--tag-regex: with several groups, name the version one (?P<version>...)"
                 )
-        return cls(headers=heads, json_paths=tuple(tuple(p.split(".")) for p in paths), regex=pattern)
+        return cls(
+            headers=heads, json_paths=tuple(tuple(p.split(".")) for p in paths), regex=pattern
+        )
 
     def describe(self) -> dict[str, Any]:
         """The rules as plain data, for the manifest."""
@@ -145,9 +149,7 @@ def _json_doc(body: bytes | str) -> Any:
         return None
 
 
-def tag(
-    headers: Any, body: bytes | str | None, rules: TagRules = DEFAULT_RULES
-) -> tuple[str, str]:
+def tag(headers: Any, body: bytes | str | None, rules: TagRules = DEFAULT_RULES) -> tuple[str, str]:
     """``(version, tag_source)`` of one response; ``("unknown", "none")`` when nothing matches.
 
     ``headers`` is any mapping with ``.get`` (case-insensitive ones are used as they are; a
@@ -172,7 +174,11 @@ def tag(
         except Exception:  # catastrophic patterns are the user's; never the request's fault
             match = None
         if match:
-            group = "version" if "version" in rules.regex.groupindex else (1 if rules.regex.groups else 0)
+            group = (
+                "version"
+                if "version" in rules.regex.groupindex
+                else (1 if rules.regex.groups else 0)
+            )
             value = _label(match.group(group))
             if value:
                 return value, "regex"

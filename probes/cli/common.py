@@ -36,44 +36,101 @@ def _options(*opts: Callable[[F], F]) -> Callable[[F], F]:
 
 
 recording_options = _options(
-    option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
-           help="Where run directories are created."),
+    option(
+        "--runs-dir",
+        default="runs",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="Where run directories are created.",
+    ),
     option("--run-id", default=None, help="Run directory name (default: a UTC timestamp)."),
-    option("--duration", type=float, default=60.0, show_default=True,
-           help="How long to record, in seconds."),
-    option("--slo", "slos", multiple=True, metavar="EXPR",
-           help="Verdict check, repeatable: error_rate<0.01, p99_ms<500, "
-                "candidate.p99_ms<1.2*baseline.p99_ms. Replaces the default checks."),
+    option(
+        "--duration",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="How long to record, in seconds.",
+    ),
+    option(
+        "--slo",
+        "slos",
+        multiple=True,
+        metavar="EXPR",
+        help="Verdict check, repeatable: error_rate<0.01, p99_ms<500, "
+        "candidate.p99_ms<1.2*baseline.p99_ms. Replaces the default checks.",
+    ),
     option("--quiet", "-q", is_flag=True, help="No live status line."),
 )
 
 request_options = _options(
     option("--method", default="GET", show_default=True, help="HTTP method."),
     option("--path", default=None, help="App path appended to the invoke URL, e.g. /health."),
-    option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-           help="Extra request header, repeatable. Never put a token here: use --token-env."),
+    option(
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'NAME: VALUE'",
+        help="Extra request header, repeatable. Never put a token here: use --token-env.",
+    ),
     option("--body", default=None, help="Request body (JSON bodies get a JSON content type)."),
-    option("--body-file", default=None, type=click.Path(dir_okay=False),
-           help="Read the request body from a file."),
-    option("--timeout", type=float, default=10.0, show_default=True,
-           help="Per-request timeout, in seconds."),
-    option("--token-env", default="DATAROBOT_API_TOKEN", show_default=True, metavar="NAME",
-           help="Environment variable holding the bearer token."),
-    option("--tag-header", "tag_headers", multiple=True, metavar="NAME",
-           help="Response header revealing the version, repeatable "
-                "(default: X-Proton-Version, X-Version)."),
-    option("--tag-json", "tag_json", multiple=True, metavar="DOTTED.PATH",
-           help="JSON body field revealing the version, repeatable "
-                "(default: version, model_version)."),
-    option("--tag-regex", default=None, metavar="REGEX",
-           help="Regex over the body; group 1 or (?P<version>...) is the version."),
+    option(
+        "--body-file",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="Read the request body from a file.",
+    ),
+    option(
+        "--timeout",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Per-request timeout, in seconds.",
+    ),
+    option(
+        "--token-env",
+        default="DATAROBOT_API_TOKEN",
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable holding the bearer token.",
+    ),
+    option(
+        "--tag-header",
+        "tag_headers",
+        multiple=True,
+        metavar="NAME",
+        help="Response header revealing the version, repeatable "
+        "(default: X-Proton-Version, X-Version).",
+    ),
+    option(
+        "--tag-json",
+        "tag_json",
+        multiple=True,
+        metavar="DOTTED.PATH",
+        help="JSON body field revealing the version, repeatable (default: version, model_version).",
+    ),
+    option(
+        "--tag-regex",
+        default=None,
+        metavar="REGEX",
+        help="Regex over the body; group 1 or (?P<version>...) is the version.",
+    ),
 )
 
 
 def request_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """Pick the request flags out of a verb's parameters for ``settings.build_request``."""
-    keys = ("method", "path", "headers", "body", "body_file", "timeout", "token_env",
-            "tag_headers", "tag_json", "tag_regex")
+    keys = (
+        "method",
+        "path",
+        "headers",
+        "body",
+        "body_file",
+        "timeout",
+        "token_env",
+        "tag_headers",
+        "tag_json",
+        "tag_regex",
+    )
     return {k: params[k] for k in keys if k in params}
 
 
@@ -83,7 +140,9 @@ def _find_config(explicit: str | None) -> tuple[Path, dict[str, Any]] | None:
         if not path.is_file():
             raise ConfigError(f"--config: {explicit} does not exist")
         data = _read_toml(path)
-        return path, data.get("tool", {}).get("probes", data) if path.name == "pyproject.toml" else data
+        return path, data.get("tool", {}).get(
+            "probes", data
+        ) if path.name == "pyproject.toml" else data
     local = Path("probes.toml")
     if local.is_file():
         return local, _read_toml(local)
@@ -128,7 +187,9 @@ def load_config_defaults(explicit: str | None, group: click.Command) -> dict[str
             for key, value in per_verb.items():
                 norm = key.replace("-", "_")
                 if norm not in names:
-                    raise ConfigError(f"{path}: [{verb_name}] key {key!r} is not a flag of 'probes {verb_name}'")
+                    raise ConfigError(
+                        f"{path}: [{verb_name}] key {key!r} is not a flag of 'probes {verb_name}'"
+                    )
                 values[norm] = value
         result[verb_name] = values
     known = {p.name for v in verbs.values() for p in v.params if p.name}
@@ -146,8 +207,12 @@ def verdict_line(summary: dict[str, Any]) -> str:
         mark = "ok" if check.get("passed") else ("n/a" if check.get("passed") is None else "FAIL")
         value = check.get("value")
         shown = f"{value:.4g}" if isinstance(value, int | float) else str(value)
-        parts.append(f"{check.get('name')} {shown} {check.get('op')} {check.get('threshold')} [{mark}]")
-    return f"verdict: {verdict.get('result', 'inconclusive')}" + (" — " + "; ".join(parts) if parts else "")
+        parts.append(
+            f"{check.get('name')} {shown} {check.get('op')} {check.get('threshold')} [{mark}]"
+        )
+    return f"verdict: {verdict.get('result', 'inconclusive')}" + (
+        " — " + "; ".join(parts) if parts else ""
+    )
 
 
 #: statuses that mean the target itself could not be used (no response, or refused us).
