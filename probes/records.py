@@ -88,7 +88,7 @@ SAMPLE_SCHEMA = pa.schema(
     ]
 )
 SAMPLE_COLUMNS: tuple[str, ...] = tuple(SAMPLE_SCHEMA.names)
-assert SAMPLE_COLUMNS == Sample._fields
+assert Sample._fields == SAMPLE_COLUMNS
 
 #: Columns read back as pandas categoricals (few distinct values, many rows).
 CATEGORY_COLUMNS = ("source", "worker", "method", "name", "error", "version", "tag_source", "conn")

@@ -23,9 +23,19 @@ from probes.records import (
 
 def sample(i: int, version: str = "v1", error: str | None = None) -> Sample:
     return Sample(
-        ts=1000.0 + i, intended_ts=1000.0 + i, latency_ms=1.5 * i, source="probe",
-        worker="w", method="GET", name="/x", status=200 if error is None else 0,
-        error=error, version=version, tag_source="header", bytes=10, conn=None,
+        ts=1000.0 + i,
+        intended_ts=1000.0 + i,
+        latency_ms=1.5 * i,
+        source="probe",
+        worker="w",
+        method="GET",
+        name="/x",
+        status=200 if error is None else 0,
+        error=error,
+        version=version,
+        tag_source="header",
+        bytes=10,
+        conn=None,
     )
 
 
@@ -76,7 +86,8 @@ def test_sigkill_loses_at_most_the_last_interval(tmp_path):
         from probes.records import ShardWriter, Sample
         w = ShardWriter({str(tmp_path)!r}, "probe", background=False)
         for i in range(300):
-            w.add(Sample(float(i), float(i), 1.0, "probe", "w", "GET", "/", 200, None, "v1", "header", 1, None))
+            w.add(Sample(float(i), float(i), 1.0, "probe", "w", "GET", "/", 200, None,
+                         "v1", "header", 1, None))
             if i % 100 == 99:
                 w.flush()
         os.kill(os.getpid(), signal.SIGKILL)
