@@ -103,6 +103,7 @@ ERROR_CLASSES = (
     "protocol",
     "http_5xx",
     "http_4xx",
+    "client_saturated",  # the open-model probe's in-flight bound was hit: not sent
     "other",
 )
 EVENT_KINDS = ("replacement", "workload", "proton", "marker")
