@@ -244,8 +244,10 @@ class WorkloadClient:
         retry: Retry | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        page_size: int = 100,
     ) -> None:
         self.base = normalize_api_base(api)
+        self.page_size = page_size
         self.token_env = token_env
         self.retry = retry or Retry()
         self._sleep = sleep
@@ -340,9 +342,10 @@ class WorkloadClient:
         return _json(response, what)
 
     def _paged(
-        self, path: str, *, what: str, params: Mapping[str, Any] | None = None, limit: int = 100
+        self, path: str, *, what: str, params: Mapping[str, Any] | None = None, limit: int = 0
     ) -> Iterator[dict[str, Any]]:
         """Every item of a list envelope ``{data, next, totalCount}``, page by page."""
+        limit = limit or self.page_size
         offset = 0
         for _ in range(10_000):  # a platform that never ends a list must not hang us
             page = self._get_json(
@@ -441,7 +444,7 @@ class WorkloadClient:
         items = self._paged(
             f"workloads/{workload_id}/history",
             what=f"history of workload {workload_id!r}",
-            limit=min(limit or 100, 100),
+            limit=min(limit or self.page_size, self.page_size),
         )
         result = []
         for item in items:
