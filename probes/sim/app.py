@@ -257,17 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_stdin_watch:
         _exit_when_stdin_closes()
     with contextlib.suppress(KeyboardInterrupt):
-        _run(_serve(cfg, args.host, args.port))
+        asyncio.run(_serve(cfg, args.host, args.port))
     return 0
-
-
-def _run(coro: object) -> None:
-    try:
-        import uvloop  # optional speed-up when installed
-
-        uvloop.run(coro)  # type: ignore[arg-type,unused-ignore]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

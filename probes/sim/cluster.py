@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from probes.sim.protons import Replica
 
 TICK_S = 0.01
 MIN_PROBE_PERIOD_S = 0.02
+MAX_ROWS = 2_000_000  # per proton, about 200 MB at most
 
 
 class Clock:
@@ -50,7 +52,8 @@ class ProtonStats:
     total: int = 0
     server_errors: int = 0
     user_errors: int = 0
-    rows: list[tuple[float, int, float]] = field(default_factory=list)
+    # bounded: windowed stats cover the last MAX_ROWS requests; the totals cover all
+    rows: deque[tuple[float, int, float]] = field(default_factory=lambda: deque(maxlen=MAX_ROWS))
 
     def add(self, ts: float, status: int, latency_ms: float) -> None:
         self.total += 1
@@ -416,11 +419,12 @@ class Cluster:
         """The proton (and replica) for one request, or None when none may be routed."""
         proton_id = self._route(wl)
         if pins is not None and peer is not None:
+            # a connection keeps the proton it first reached while that one can serve;
+            # the transport identity guards against a reused client port
             pinned = pins.get(peer)
-            if pinned is not None and pinned[0] is transport:
-                old = self.protons.get(pinned[1])
-                if old is not None and old.routable():
-                    proton_id = old.id
+            held = self.protons.get(pinned[1]) if pinned and pinned[0] is transport else None
+            if held is not None and held.routable():
+                proton_id = held.id
             elif proton_id is not None:
                 pins[peer] = (transport, proton_id)
         if proton_id is None:
