@@ -432,6 +432,11 @@ class Watcher:
             if artifact is not None:
                 self.labels[aid] = artifact.label
 
+    @property
+    def error_streak(self) -> int:
+        """Polls in a row, up to the latest, in which some call failed."""
+        return self._error_streak
+
     def _note_errors(self, errors: list[str]) -> None:
         if not errors:
             if self._error_streak:

@@ -299,3 +299,37 @@ def test_client_against_the_simulator(tmp_path):
             c.get_artifact("nope")
         stats = c.stats(sim.workload_id, proton_id=protons[0].id)
         assert stats["totalRequests"] == 0
+
+
+def test_control_plane_failing_mid_run_keeps_the_run_and_exits_3(tmp_path, capsys):
+    """A control plane that answers the lookup and then only 503s: the probe's samples and
+    the report are kept, the watcher's failures are markers, and the exit code is 3."""
+    from tests.test_workload import Server
+
+    srv = Server()
+    try:
+        wl = {"id": "wl-1", "status": "running", "artifactId": "a1", "protonId": "p1",
+              "endpoint": f"{srv.url}/invoke/"}  # fmt: skip
+        srv.routes[("GET", "/api/v2/workloads/wl-1")] = [(200, wl), (503, {"detail": "down"})]
+        srv.routes[("GET", "/api/v2/workloads/wl-1/protons")] = [
+            (200, {"data": [{"id": "p1", "artifactId": "a1", "role": "active"}], "next": None}),
+            (503, {"detail": "down"}),
+        ]
+        srv.routes[("GET", "/api/v2/artifacts/a1")] = [
+            (200, {"id": "a1", "name": "app", "version": 1})
+        ]
+        srv.routes[("GET", "/invoke/")] = [(200, {"version": "app:1"})]
+        code = main(
+            ["observe", "--api", srv.url, "--workload", "wl-1", "--token-env", TOKEN_ENV,
+             "--rate", "20", "--duration", "3", "--runs-dir", str(tmp_path), "--run-id", "r", "-q"]
+        )  # fmt: skip
+    finally:
+        srv.close()
+    err = capsys.readouterr().err
+    assert code == 3 and "could not be read during the run" in err and "503" in err
+    run_dir = tmp_path / "r"
+    assert (run_dir / "report.html").exists()
+    frame = read_samples(run_dir)
+    assert len(frame) >= 50 and set(frame["version"].astype(str)) == {"app:1"}
+    markers = [e["status"] for e in read_events(run_dir) if e["kind"] == "marker"]
+    assert markers == ["watch started", "watch error", "watch stopped"]

@@ -27,7 +27,8 @@ from probes.workload import WorkloadClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-API_FLAGS = ("api", "workload", "replace_with", "warmup_minutes", "keep_old_minutes", "tail")
+#: Failed polls in a row at the end of a run that make the platform "unusable" (exit 3).
+UNREADABLE_POLLS = 3
 
 
 def api_options(func: F) -> F:
@@ -140,9 +141,16 @@ def platform_problem(driver: RolloutDriver, target: PlatformTarget) -> str | Non
     if driver.failure is not None:
         return f"replacement not started: {driver.failure}"
     watcher = driver.watcher
-    if watcher is not None and watcher.polls and watcher.errors >= watcher.polls:
+    if watcher is None or not watcher.polls:
+        return None
+    if watcher.errors >= watcher.polls:
         return (
             f"control plane {target.api} could not be read during the run: "
             f"{watcher.timeline.last_error}"
+        )
+    if watcher.error_streak >= UNREADABLE_POLLS:
+        return (
+            f"control plane {target.api} stopped answering during the run "
+            f"({watcher.error_streak} failed polls at the end): {watcher.timeline.last_error}"
         )
     return None
