@@ -14,12 +14,16 @@ completed (a request wrk abandons at the end of a run still reaches the proton).
 Goal (issue 3): at least 3,000 req/s through the gateway with under 1 ms p50 added. Exit
 code 1 when the goal is missed, 2 when wrk is not installed.
 
+On two or more cores the gateway (this process) is pinned to CPU 1 and the proton and wrk to
+CPU 0, so the gateway's rate is that of one core.
+
 Options: ``--duration S`` (default 5), ``--connections 8,32,64``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +33,18 @@ from probes.sim import SimConfig, Simulator
 
 TOKEN = "bench-token"  # a local throwaway token for a loopback-only simulator
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+PIN_WRK: list[str] = []  # ["taskset", "-c", "0"] once pinning is set up
+
+
+def pin(sim: Simulator) -> str:
+    """On 2+ cores: the gateway (this process) on CPU 1, the proton and wrk on CPU 0."""
+    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
+        return "not pinned (one CPU or no taskset)"
+    os.sched_setaffinity(0, {1})
+    for pid in sim.proton_pids():
+        os.sched_setaffinity(pid, {0})
+    PIN_WRK[:] = ["taskset", "-c", "0"]
+    return "gateway on CPU 1; proton and wrk on CPU 0"
 
 
 def parse_wrk(text: str) -> dict[str, float]:
@@ -50,7 +66,16 @@ def parse_wrk(text: str) -> dict[str, float]:
 
 
 def wrk(url: str, connections: int, duration: float, auth: bool) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s"]
+    cmd = [
+        *PIN_WRK,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "--timeout",
+        "5s",
+    ]
     if auth:
         cmd += ["-H", f"Authorization: Bearer {TOKEN}"]
     done = subprocess.run(
@@ -64,6 +89,7 @@ def run(duration: float, connections: list[int]) -> dict[str, Any]:
     results: dict[str, Any] = {"overhead": {}, "rate": []}
     with Simulator(cfg) as sim:
         proton_id, port = sim.call(_active_port, sim)
+        results["pinning"] = pin(sim)
         direct = f"http://127.0.0.1:{port}/echo"
         via = sim.invoke_url + "echo"
         wrk(via, 4, 1.0, True)  # warm both paths (connection pools, caches)
@@ -101,6 +127,7 @@ def _active_port(sim: Simulator) -> tuple[str, int]:
 def report(res: dict[str, Any]) -> bool:
     """Print a Markdown summary; True when the goal is met."""
     o = res["overhead"]
+    print(f"pinning: {res['pinning']}\n")
     print("| path (1 connection) | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
     for name in ("direct", "gateway"):
         r = o[name]

@@ -14,6 +14,7 @@ import sys
 #: name -> module under bench/ (in the order ``make bench`` runs them).
 BENCHMARKS: dict[str, str] = {
     "canary": "bench.canary",
+    "gateway": "bench.gateway",
     "report": "bench.report",
 }
 
