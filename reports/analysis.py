@@ -287,16 +287,14 @@ def _rollout(
     buckets: Buckets,
     events: Sequence[Mapping[str, Any]],
     roles: tuple[str | None, str | None],
-    first: np.ndarray,
-    last: np.ndarray,
+    switch: tuple[float | None, float | None],
     gap: float | None,
 ) -> dict[str, Any] | None:
     baseline, candidate = roles
     bc, cc = _role_code(cols.labels, baseline), _role_code(cols.labels, candidate)
     platform = ro.platform_block(events, cols.t0)
     requested = ro.requested_at_s(events, cols.t0)
-    fc = None if cc is None or np.isnan(first[cc]) else float(first[cc])
-    lb = None if bc is None or np.isnan(last[bc]) else float(last[bc])
+    fc, lb = switch
     if fc is None and platform is None and requested is None:
         return None
     zeros = np.zeros(buckets.requests.shape[0], dtype=np.int64)
@@ -370,6 +368,39 @@ def attribute_timeline(frame: pd.DataFrame, events: Sequence[Mapping[str, Any]])
     return attribute(frame, list(events))
 
 
+def _switch_times(
+    cols: Columns, roles: tuple[str | None, str | None], first: np.ndarray, last: np.ndarray
+) -> tuple[float | None, float | None]:
+    """(first candidate, last baseline) send times, unrounded: phase masks compare raw times
+    (a bound rounded up would put the first candidate row into "before")."""
+    bc, cc = _role_code(cols.labels, roles[0]), _role_code(cols.labels, roles[1])
+    fc = None if cc is None or np.isnan(first[cc]) else float(first[cc])
+    lb = None if bc is None or np.isnan(last[bc]) else float(last[bc])
+    return fc, lb
+
+
+def _run_block(cols: Columns, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-wide fields of the summary, from ``schema`` to ``latency_ms``."""
+    total = _stats_for(cols, None)
+    n, error_rate = total["requests"], total["error_rate"]
+    return {
+        "schema": SCHEMA,
+        "run_id": manifest.get("run_id"),
+        "kind": manifest.get("kind"),
+        "target": manifest.get("target"),
+        "started_at": _iso(cols.t0),
+        "ended_at": _iso(cols.t0 + cols.end_s),
+        "duration_s": _r(cols.end_s),
+        "requests": n,
+        "ok": n - total["errors"],
+        "errors": total["errors"],
+        "error_rate": error_rate,
+        "availability": None if error_rate is None else 1.0 - error_rate,
+        "throughput_rps": _r(n / cols.end_s, 3) if cols.end_s > 0 else None,
+        "latency_ms": total["latency_ms"],
+    }
+
+
 def analyse(
     frame: pd.DataFrame,
     events: Sequence[Mapping[str, Any]],
@@ -389,50 +420,28 @@ def analyse(
     order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
     baseline, candidate, how = ro.resolve_roles(order, events)
     roles = (baseline, candidate)
-    total = _stats_for(cols, None)
-    n = total["requests"]
+    fc, lb = _switch_times(cols, roles, first, last)
     arrivals = cols.rel[cols.ok] + cols.latency[cols.ok] / 1000.0
     gap = _r(ro.longest_gap_s(arrivals))
     versions = _versions(cols, roles, first, last)
-    rollout = _rollout(cols, buckets, events, roles, first, last, gap)
-    # Phase masks compare raw send times: use the unrounded bounds, not the summary's
-    # 6-digit ones (a rounded-up bound put the first candidate row into "before").
-    fc = lb = None
-    if rollout and rollout["first_candidate_s"] is not None:
-        fc = float(first[_role_code(cols.labels, roles[1])])
-    if rollout and rollout["last_baseline_s"] is not None:
-        lb = float(last[_role_code(cols.labels, roles[0])])
-    summary: dict[str, Any] = {
-        "schema": SCHEMA,
-        "run_id": manifest.get("run_id"),
-        "kind": manifest.get("kind"),
-        "target": manifest.get("target"),
-        "started_at": _iso(cols.t0),
-        "ended_at": _iso(cols.t0 + cols.end_s),
-        "duration_s": _r(cols.end_s),
-        "requests": n,
-        "ok": n - total["errors"],
-        "errors": total["errors"],
-        "error_rate": total["error_rate"],
-        "availability": None if total["error_rate"] is None else 1.0 - total["error_rate"],
-        "throughput_rps": _r(n / cols.end_s, 3) if cols.end_s > 0 else None,
-        "latency_ms": total["latency_ms"],
-        "versions": versions,
-        "rollout": rollout,
-        "phases": _phases(cols, fc, lb),
-        "comparison": _comparison(cols, versions, roles),
-        "verdict": None,
-        "capacity": None,
-        # additions
-        "status_counts": _status_counts(cols.status),
-        "error_classes": _counts(frame["error"] if "error" in frame.columns else None),
-        "sources": _counts(frame["source"] if "source" in frame.columns else None),
-        "latency_corrected_ms": latency_block(cols.corrected) if cols.corrected.size else None,
-        "longest_gap_s": gap,
-        "bucket_s": bucket_s,
-        "roles_from": how,
-        "slos": list(slos or []),
-    }
+    summary = _run_block(cols, manifest)
+    summary.update(
+        versions=versions,
+        rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap),
+        phases=_phases(cols, fc, lb),
+        comparison=_comparison(cols, versions, roles),
+        verdict=None,
+        capacity=None,
+        # additions to the contract
+        status_counts=_status_counts(cols.status),
+        error_classes=_counts(frame["error"] if "error" in frame.columns else None),
+        sources=_counts(frame["source"] if "source" in frame.columns else None),
+        latency_corrected_ms=latency_block(cols.corrected) if cols.corrected.size else None,
+        longest_gap_s=gap,
+        bucket_s=bucket_s,
+        roles_from=how,
+        slos=list(slos or []),
+    )
     summary["verdict"] = verdict(summary, slos)
     hist = latency_hist(cols, bucket_s) if figures else None
     return Analysis(summary, cols.labels, buckets, hist)

@@ -189,7 +189,7 @@ table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
-dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
+dt{color:var(--muted)}dd{margin:0;min-width:0;overflow-wrap:break-word}
 figure{margin:10px 0;break-inside:avoid;page-break-inside:avoid}
 figure img{width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
 figcaption{font-size:.85em;color:var(--muted)}

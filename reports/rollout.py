@@ -148,6 +148,8 @@ def count_flips(stream: np.ndarray, is_candidate: np.ndarray) -> int:
     cand = np.asarray(is_candidate, dtype=bool)
     if cand.size < 2:
         return 0
+    if stream.size and stream.min() >= 0 and stream.max() < 2**15:
+        stream = stream.astype(np.int16)  # numpy's stable sort is a radix sort for 16 bits
     order = np.argsort(stream, kind="stable")
     s, c = stream[order], cand[order]
     return int(np.count_nonzero(c[:-1] & ~c[1:] & (s[:-1] == s[1:])))
