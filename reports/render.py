@@ -218,6 +218,14 @@ def _counts_line(counts: Mapping[str, int] | None) -> str:
     return ", ".join(f"{k}: {v:,}" for k, v in (counts or {}).items()) or "—"
 
 
+def _corrected(s: Mapping[str, Any]) -> str:
+    """The probe's latency corrected for coordinated omission (send lateness added)."""
+    block = s.get("latency_corrected_ms")
+    if not block:
+        return "—"
+    return f"p50 {fmt(block.get('p50'))} / p99 {fmt(block.get('p99'))} ms (ts − intended_ts added)"
+
+
 def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     """A self-contained page: figures inlined as base64 PNG, no external resource at all."""
     s = summary
@@ -262,6 +270,7 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
                 ("status codes", _counts_line(s.get("status_counts"))),
                 ("error classes", _counts_line(s.get("error_classes"))),
                 ("sources", _counts_line(s.get("sources"))),
+                ("probe latency, corrected", _corrected(s)),
             ]
         ),
         "<p class='muted'>Latency percentiles are exact, over successful responses. "

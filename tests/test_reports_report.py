@@ -106,6 +106,7 @@ def test_round_trip_writes_every_file(tmp_path):
     assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r"<link|<script|@import|url\(", page)
     assert "app:1" in page and "completed" in page and ">fail<" in page
+    assert "probe latency, corrected</dt><dd>p50 " in page
 
     md = (run_dir / "report.md").read_text()
     assert md.startswith("## ❌ proton-probe: **fail**")
