@@ -1,8 +1,45 @@
-"""The embedded Workload platform simulator (``probes sim``): control plane, invoke gateway
-and proton processes on 127.0.0.1. See ``platform/workload-api.md`` and
-``platform/simulator-decisions.md`` for what it implements.
+"""The embedded Workload platform (``probes sim``): control plane, invoke gateway and proton
+processes on 127.0.0.1, following ``platform/workload-api.md`` and settling its open points
+as ``platform/simulator-decisions.md`` says.
 
-Public surface: :class:`Simulator`, :class:`SimConfig`, ``SCENARIOS``.
+Use from Python::
+
+    from probes.sim import Simulator, SimConfig
+    with Simulator(SimConfig(scenario="gap", time_scale=60, token="t", seed=1)) as sim:
+        sim.invoke_url, sim.api_url, sim.workload_id, sim.candidate_artifact_id, sim.labels
+        sim.proton_request_counts()
+
+Modules: ``app`` (the proton app, its own process), ``protons`` (process start/stop),
+``state`` (the pure rollout/routing policy), ``models`` (objects and JSON shapes),
+``cluster`` (the lifecycle engine and stats), ``control`` (``/api/v2`` routes), ``gateway``
+(invoke routes), ``scenarios`` (``SimConfig``, knobs, named scenarios), ``server``
+(``Simulator``: one aiohttp app on one port, in its own thread and event loop).
+
+Choices beyond the decisions doc, in one place:
+
+- Timestamps in JSON (``switchedAt``, ``createdAt``, …) are real wall-clock times; only
+  durations are scaled by ``time_scale`` (warmup, keep-old, readiness probe delays and
+  periods, ``startup_s``, ``ready_timeout``, ``shift_seconds``). What callers and pollers
+  experience is real time: ``gap_ms``, ``completed_ttl``, ``upstream_timeout``, latencies,
+  and ``dwell`` (each of ``submitted``, ``staged``, ``promoting``, ``canceling`` lasts at
+  least 0.15 s real so a poller can see it).
+- ``drop_inflight``: at the switch the gateway aborts the client connections of requests in
+  flight on the old proton; callers see a reset/closed connection (no HTTP status). The
+  stats count them as server errors of the old proton.
+- Version label = ``f"{name}:{version}"``, ``f"{name}:draft"`` for a draft; ``promote``
+  relabels the running proton in place. The simulator starts with two locked artifacts of
+  the proton app, ``proton-app:1`` (baseline, running) and ``proton-app:2`` (candidate).
+- App knobs travel in the artifact spec as the primary container's ``environmentVars``
+  (``SIM_LATENCY_MS``, ``SIM_ERROR_RATE``, ``SIM_STARTUP_S``, ``SIM_NEVER_READY``,
+  ``SIM_REVEAL_VERSION``), so artifacts made through the API behave the same way.
+- Readiness probes follow the artifact's ``readinessProbe`` (documented defaults 30 s/30 s,
+  ``successThreshold`` 1) and stop once a replica is ready (no liveness simulation). A
+  replacement with ``ready_timeout`` unset waits for readiness forever, as documented.
+- ``POST /promote`` answers 202; a replacement cannot be canceled once ``promoting``
+  (409), nor once ``errored``/``completed``. ``DELETE /workloads/{id}`` is allowed during a
+  replacement and stops every proton. Stopping during a replacement is 409.
+- Proton processes exit when their stdin pipe closes, so even a killed simulator leaves no
+  orphans.
 """
 
 from probes.sim.scenarios import DEFAULT_KNOBS, SCENARIO_HELP, SCENARIOS, SimConfig

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class Cluster:
             try:
                 self.tick()
             except Exception as exc:  # one bad tick must not stop the platform
-                print(f"probes.sim: tick failed: {exc!r}")
+                print(f"probes.sim: tick failed: {exc!r}", file=sys.stderr)
             await asyncio.sleep(TICK_S)
 
     def tick(self) -> None:
