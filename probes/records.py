@@ -305,23 +305,37 @@ def shard_paths(run_dir: Path | str) -> list[Path]:
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
-def read_samples_table(run_dir: Path | str, columns: Iterable[str] | None = None) -> pa.Table:
-    """All samples of a run as one Arrow table in the sample schema."""
+def read_samples_table(
+    run_dir: Path | str, columns: Iterable[str] | None = None, *, dictionary: bool = False
+) -> pa.Table:
+    """All samples of a run as one Arrow table in the sample schema.
+
+    With ``dictionary`` the string columns come back dictionary-encoded, decoded that way
+    straight from Parquet (much cheaper than encoding plain strings afterwards).
+    """
     cols = list(columns) if columns is not None else list(SAMPLE_COLUMNS)
     unknown = [c for c in cols if c not in SAMPLE_COLUMNS]
     if unknown:
         raise ValueError(f"unknown sample column(s): {', '.join(unknown)}")
     paths = shard_paths(run_dir)
-    schema = pa.schema([SAMPLE_SCHEMA.field(c) for c in cols])
+    fields = [SAMPLE_SCHEMA.field(c) for c in cols]
+    if dictionary:
+        fields = [
+            f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in CATEGORY_COLUMNS else f
+            for f in fields
+        ]
+    schema = pa.schema(fields)
     if not paths:
         return schema.empty_table()
+    read_dictionary = [c for c in cols if c in CATEGORY_COLUMNS] if dictionary else None
     tables = []
     for path in paths:
         try:
-            tables.append(pq.read_table(path, columns=cols, schema=SAMPLE_SCHEMA))
+            table = pq.read_table(path, columns=cols, read_dictionary=read_dictionary)
         except (OSError, pa.ArrowInvalid) as exc:
             raise RunDirError(f"sample shard {path} is unreadable: {exc}") from exc
-    return pa.concat_tables(tables).cast(schema)
+        tables.append(table.select(cols).cast(schema))
+    return pa.concat_tables(tables)
 
 
 def read_samples(run_dir: Path | str, columns: Iterable[str] | None = None) -> Any:
@@ -332,14 +346,9 @@ def read_samples(run_dir: Path | str, columns: Iterable[str] | None = None) -> A
     """
     import pandas as pd
 
-    table = read_samples_table(run_dir, columns)
-    cat_cols = [c for c in table.column_names if c in CATEGORY_COLUMNS]
-    for name in cat_cols:
-        idx = table.column_names.index(name)
-        table = table.set_column(idx, name, table.column(name).dictionary_encode())
-    frame = table.to_pandas()
-    for name in cat_cols:
-        if not isinstance(frame[name].dtype, pd.CategoricalDtype):
+    frame = read_samples_table(run_dir, columns, dictionary=True).to_pandas()
+    for name in frame.columns:
+        if name in CATEGORY_COLUMNS and not isinstance(frame[name].dtype, pd.CategoricalDtype):
             frame[name] = frame[name].astype("category")
     if "ts" in frame.columns and len(frame):
         frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
