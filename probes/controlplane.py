@@ -86,7 +86,7 @@ def resolve_target(
     )
 
 
-def poll_client(client: WorkloadClient, timeout: float = 5.0) -> WorkloadClient:
+def poll_client(client: WorkloadClient, timeout: float = 2.0) -> WorkloadClient:
     """A client for the watcher: short timeout, one quick retry (the next poll is the
     real retry), so a slow control plane never stalls the timeline for long."""
     return WorkloadClient(

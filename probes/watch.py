@@ -484,7 +484,8 @@ class Watcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 15)
-        if final_poll:
+        # A control plane that is failing is not asked again: the run must not hang on it.
+        if final_poll and not self._error_streak:
             try:
                 self.poll_once()
             except ProbesError as exc:
