@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -103,8 +104,10 @@ class StatusLine:
         quiet: bool = False,
         tty: bool | None = None,
         interval: float | None = None,
+        extra: Callable[[], str] | None = None,
     ) -> None:
         self.tally = tally
+        self.extra = extra  # more text for the line, e.g. the control plane's rollout status
         self.total_s = total_s
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
@@ -137,9 +140,11 @@ class StatusLine:
         t0, n0 = self._last
         rate = (snap.requests - n0) / (now - t0) if now > t0 else 0.0
         self._last = (now, snap.requests)
-        return format_status(
+        text = format_status(
             now - self._start, self.total_s, rate, snap.requests, snap.errors, snap.versions
         )
+        more = self.extra() if self.extra is not None else ""
+        return f"{text} · {more}" if more else text
 
     def draw(self) -> None:
         text = self.line()

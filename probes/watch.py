@@ -302,7 +302,9 @@ class PlatformTimeline:
     def add(self, event: Event) -> None:
         self.events.append(event)
         kind, detail = event.get("kind"), event.get("detail") or {}
-        if kind == "replacement":
+        if kind == "marker" and event.get("status") == "replacement requested":
+            self.replacement_status = "requested"
+        elif kind == "replacement":
             self.replacement_status = event["status"]
             self.switched_ts = detail.get("switched_ts") or self.switched_ts
         elif kind == "proton" and event.get("role") == "active":

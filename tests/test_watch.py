@@ -215,6 +215,9 @@ def test_needs_history():
 
 def test_timeline_status_line():
     tl = PlatformTimeline()
+    assert tl.status_line() == "rollout none"
+    tl.add({"kind": "marker", "status": "replacement requested", "detail": {}})
+    assert tl.status_line() == "rollout requested"
     tl.add(
         {"kind": "proton", "status": "running", "role": "active", "detail": {"version": "app:1"}}
     )

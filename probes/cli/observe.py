@@ -144,6 +144,7 @@ def record_observation(
     quiet: bool = False,
     side_tasks: Sequence[SideTask] = (),
     status_stream: Any = None,
+    status_extra: Callable[[], str] | None = None,
 ) -> ProbeStats:
     """Probe ``spec`` into ``run`` for ``probe.duration`` seconds; finish the run's manifest.
 
@@ -160,7 +161,9 @@ def record_observation(
     ]
     stats = ProbeStats()
     with stop_on_signals(stop) as signals:
-        status = StatusLine(tally, probe.duration, quiet=quiet, stream=status_stream)
+        status = StatusLine(
+            tally, probe.duration, quiet=quiet, stream=status_stream, extra=status_extra
+        )
         try:
             for thread in threads:
                 thread.start()

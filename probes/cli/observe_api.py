@@ -108,7 +108,12 @@ def observe_workload(params: dict[str, Any]) -> int:
             tail_s=tail,
         )  # fmt: skip
         obs.record_observation(
-            spec, run, probe, quiet=params["quiet"], side_tasks=[_side_task(driver, probe.duration)]
+            spec,
+            run,
+            probe,
+            quiet=params["quiet"],
+            side_tasks=[_side_task(driver, probe.duration)],
+            status_extra=driver.status_line,
         )
         run.update(platform={**target.manifest(), "outcome": driver.outcome})
     sys.stderr.flush()
