@@ -125,7 +125,7 @@ def http_error_class(status: int) -> str | None:
 def samples_to_table(rows: Iterable[Sample] | list[tuple[Any, ...]]) -> pa.Table:
     """Build an Arrow table in the sample schema from sample tuples."""
     rows = list(rows)
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in SAMPLE_COLUMNS]
+    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in SAMPLE_COLUMNS]
     arrays = [
         pa.array(col, type=field.type) for col, field in zip(columns, SAMPLE_SCHEMA, strict=True)
     ]

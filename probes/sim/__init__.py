@@ -22,7 +22,7 @@ Choices beyond the decisions doc, in one place:
   periods, ``startup_s``, ``ready_timeout``, ``shift_seconds``). What callers and pollers
   experience is real time: ``gap_ms``, ``completed_ttl``, ``upstream_timeout``, latencies,
   and ``dwell`` (each of ``submitted``, ``staged``, ``promoting``, ``canceling`` lasts at
-  least 0.15 s real so a poller can see it).
+  least 0.6 s real, longer than the watcher's 0.5 s poll, so a poller sees it).
 - ``drop_inflight``: at the switch the gateway aborts the client connections of requests in
   flight on the old proton; callers see a reset/closed connection (no HTTP status). The
   stats count them as server errors of the old proton.

@@ -22,7 +22,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "gap_ms": 0.0,  # real ms: no proton routed right after the switch (503)
     "completed_ttl": 1.0,  # real s: completed record visible, then 404 / replacement null
     "upstream_timeout": 30.0,  # real s: gateway -> proton timeout (504)
-    "dwell": 0.15,  # real s: minimum time in submitted/staged/promoting/canceling, for pollers
+    "dwell": 0.6,  # real s: min time in submitted/staged/promoting/canceling (> a 0.5 s poll)
     "replicas": 1,  # replicas of the pre-created workload's proton
     "baseline_latency_ms": "0",
     "candidate_latency_ms": "0",
