@@ -342,3 +342,13 @@ def test_watcher_loop_is_bounded_by_deadline_and_stop(tmp_path):
     assert markers == ["watch started", "watch stopped"]
     started = next(e for e in read_events(tmp_path) if e["status"] == "watch started")
     assert started["detail"] == {"poll_s": 0.01, "workload_id": "wl-1"}
+
+
+def test_status_line_carries_the_platform_text():
+    from probes.status import StatusLine, Tally
+
+    tl = PlatformTimeline()
+    tl.add({"kind": "replacement", "status": "staged", "detail": {}})
+    line = StatusLine(Tally(), 10.0, quiet=True, extra=tl.status_line).line()
+    assert line.endswith(" · rollout staged")
+    assert " · " not in StatusLine(Tally(), 10.0, quiet=True, extra=lambda: "").line()
