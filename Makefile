@@ -3,18 +3,28 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: install demo test check lint types unit bench clean
+.PHONY: install install-base demo test check lint types unit bench bench-deps clean
 
+# `install` is the package plus the dev tools (tests, lint, types); `demo` needs only the
+# package, so a fresh `make demo` skips installing the test tools.
 install: $(STAMP)
+install-base: $(BASE_STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-demo: install
+$(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(BASE_STAMP)
+
+demo: install-base
 	$(BIN)/probes demo
 
 check: lint types
@@ -33,7 +43,12 @@ unit: install
 
 test: check unit
 
-bench: install
+# The benchmarks drive nginx and compare with wrk (Debian packages), all on 127.0.0.1.
+bench-deps:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk)
+
+bench: install bench-deps
 	$(BIN)/python -m bench.run
 
 clean:
