@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,26 @@ from bench.canary import nginx
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ROOT / "locustfiles" / "invoke.py"
+#: Added to either locustfile: every process appends the CPU it used from test start to its
+#: exit (after the glue's final flush), so start-up imports do not count per request.
+CPU_PROBE = """
+import json, os, time
+from locust import events
+
+_start = {}
+
+
+@events.test_start.add_listener
+def _started(**_):
+    _start.setdefault("cpu", time.process_time())
+
+
+@events.quitting.add_listener
+def _quitting(**_):
+    if "cpu" in _start:
+        with open(os.environ["BENCH_CPU_FILE"], "a") as fh:
+            fh.write(json.dumps(time.process_time() - _start["cpu"]) + "\\n")
+"""
 BARE = """
 from locust import FastHttpUser, task
 
@@ -53,11 +72,15 @@ def run_once(
     locustfile = OURS if mode == "ours" else tmp / "bare_locustfile.py"
     if mode == "bare":
         locustfile.write_text(BARE)
+    cpu_probe = tmp / "bench_cpu.py"
+    cpu_probe.write_text(CPU_PROBE)
+    cpu_file = tmp / f"{mode}-cpu.txt"
+    cpu_file.unlink(missing_ok=True)
     stats = tmp / f"{mode}-stats"
     runs = tmp / f"{mode}-runs"
     host = url.rstrip("/") if mode == "bare" else url  # bare requests "/" on the origin
-    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--host", host, "--headless",
-           "--only-summary", "-u", str(users), "-r", str(users), "-t", f"{duration}s",
+    cmd = [sys.executable, "-m", "locust", "-f", f"{locustfile},{cpu_probe}", "--host", host,
+           "--headless", "--only-summary", "-u", str(users), "-r", str(users), "-t", f"{duration}s",
            "--stop-timeout", "0", "--json-file", str(stats), "--loglevel", "WARNING"]  # fmt: skip
     if mode == "ours":
         cmd += ["--probes-runs-dir", str(runs)]
@@ -65,12 +88,10 @@ def run_once(
         cmd += ["--processes", str(processes)]
     if cpu is not None and not processes:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_CPU_FILE": str(cpu_file)}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 120)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # CPU of the Locust process and its workers (reaped by it, so counted in ours).
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # CPU of every Locust process (master and workers) from test start to exit.
+    cpu_s = sum(float(line) for line in cpu_file.read_text().split())
     if result.returncode not in (0, 1):
         raise RuntimeError(f"locust failed ({mode}): {result.stderr[-2000:]}")
     entries = json.loads(Path(f"{stats}.json").read_text())

@@ -46,7 +46,14 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from probes.errors import ConfigError
 from probes.locustglue.window import DEFAULT_WINDOW_S, RecentSamples, rollout_state, table_rows
-from probes.records import Sample, ShardWriter, http_error_class, read_events, write_json_atomic
+from probes.records import (
+    Sample,
+    ShardWriter,
+    http_error_class,
+    read_events,
+    samples_to_table,
+    write_json_atomic,
+)
 from probes.run import Run, worker_name
 from probes.settings import RequestSpec, build_request, mask_url
 from probes.shapes import Shape, parse_shape, users_at
@@ -430,10 +437,23 @@ def state_of(environment: Environment) -> ProbesState:
 # --------------------------------------------------------------------------- wiring
 
 
+def warm_up_arrow() -> None:
+    """Build and write one tiny shard in memory now: pyarrow's first table costs ~0.2 s of
+    CPU, which would otherwise stall the load at the first flush."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    row = Sample(0.0, 0.0, 0.0, "locust", "w", "GET", "/", 200, None, "v", "header", 0, None)
+    pq.write_table(samples_to_table([row]), io.BytesIO(), compression="zstd")
+
+
 def setup(environment: Environment) -> ProbesState:
     """Wire recording into an Environment according to its runner's role."""
     state = state_of(environment)
     runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        warm_up_arrow()
     ev = environment.events
     if isinstance(runner, WorkerRunner):
         state.buffer = WorkerBuffer(lambda rows: runner.send_message(MESSAGE, {"rows": rows}))
