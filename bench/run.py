@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "canary": "bench.canary",
     "gateway": "bench.gateway",
     "report": "bench.report",
+    "locust": "bench.locust",
 }
 
 
