@@ -155,3 +155,67 @@ def test_replacement_under_load_on_the_simulator(tmp_path: Path) -> None:
         assert ours[version] == pytest.approx(n, rel=0.01, abs=2), (ours, dict(sim_versions))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rollout"]["outcome"] == "completed"
+
+
+def get_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as resp:  # 127.0.0.1 only
+        return json.loads(resp.read())
+
+
+@pytest.mark.slow
+def test_versions_tab_shows_the_rollout_of_a_standalone_locust(tmp_path: Path, monkeypatch) -> None:
+    """``locust -f locustfiles/invoke.py --probes-api --probes-workload`` (web UI): the
+    Versions endpoint shows both versions and the replacement's state from the watcher."""
+    import socket
+
+    from probes.sim import SimConfig, Simulator
+    from probes.workload import WorkloadClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("SIM_TOKEN", "t")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cfg = SimConfig(scenario="healthy", time_scale=60.0, token="t", port=0)
+    with Simulator(cfg) as sim:
+        cmd = [sys.executable, "-m", "locust", "-f", "locustfiles/invoke.py", "--host",
+               sim.invoke_url, "--autostart", "-u", "2", "-r", "2", "-t", "60s", "--web-host",
+               "127.0.0.1", "--web-port", str(port), "--probes-runs-dir", str(tmp_path),
+               "--probes-token-env", "SIM_TOKEN", "--probes-api", sim.api_url,
+               "--probes-workload", sim.workload_id]  # fmt: skip
+        log = (tmp_path / "locust.log").open("w")
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            data: dict[str, Any] = {}
+            requested = False
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                try:
+                    data = get_json(f"{base}/probes/versions")
+                except OSError:
+                    continue
+                if not requested and data["samples"] > 50:
+                    with WorkloadClient(sim.api_url, token_env="SIM_TOKEN") as client:
+                        client.start_replacement(sim.workload_id, sim.candidate_artifact_id)
+                    requested = True
+                rollout = data.get("rollout") or {}
+                if rollout.get("status") == "completed" and len(data["window"]["versions"]) == 2:
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            log.close()
+    rollout = data["rollout"]
+    assert rollout["status"] == "completed", data
+    assert {v["version"] for v in data["window"]["versions"]} == set(rollout["roles"])
+    assert "(rollout)" in [r["version"] for r in data["rows"]]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["platform"]["workload_id"] == sim.workload_id
+    counts = json.loads((run_dir / "locust.json").read_text())
+    assert counts["samples"] == counts["requests"] == len(read_samples(run_dir))

@@ -95,6 +95,10 @@ def test_rollout_state_folds_events() -> None:
         "role": "candidate",
         "version": "m:2",
     }
+    removed = {"ts": 6, "kind": "proton", "status": "removed", "proton_id": "p1",
+               "detail": {"version": "m:1", "artifact_id": "a1"}}  # fmt: skip
+    later = rollout_state([*EVENTS, removed])
+    assert later is not None and later["roles"] == {"m:1": "removed", "m:2": "candidate"}
 
 
 def test_table_rows_show_roles_and_rollout_line() -> None:

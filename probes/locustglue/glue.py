@@ -123,6 +123,8 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             "help": "Seconds of traffic in the Versions tab.",
         },
     ),
+    ("api", "api", {"help": "Workload API base: record the control plane beside the load."}),
+    ("workload", "workload", {"help": "Workload id (with --probes-api)."}),
 )
 
 
@@ -350,6 +352,7 @@ class ProbesState:
         self.buffer: WorkerBuffer | None = None
         self.recorder: Recorder | None = None
         self.closed = False
+        self.watcher: Any = None
         #: Rows of this process's own users (single-process mode), moved to the store in
         #: batches by ``drain_local``: a list append is all a request pays.
         self.local_rows: list[Sample] = []
@@ -389,6 +392,7 @@ class ProbesState:
                 settings=standalone_settings(self.options, spec),
             )
             self.owns_run = True
+            self.watcher = start_watcher(self.options, self.run, spec)
         prefix = f"locust-{os.getpid()}"
         writer = self.run.shard_writer(prefix)
         self.store = Store(writer, float(_opt(self.options, "window", DEFAULT_WINDOW_S)))
@@ -401,6 +405,9 @@ class ProbesState:
         self.drain_local()
         self.closed = True
         self.store.writer.close()
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.client.close()
         total = self.environment.stats.total if self.environment.stats is not None else None
         counts = {
             "requests": total.num_requests if total else 0,
@@ -411,6 +418,25 @@ class ProbesState:
         write_json_atomic(self.run.path / COUNTS_FILE, counts)
         if self.owns_run:
             self.run.finish(locust=counts)
+
+
+def start_watcher(options: Any, run: Run, spec: RequestSpec) -> Any:
+    """With ``--probes-api``/``--probes-workload``: the rollout watcher writing the control
+    plane's lifecycle into the run (the Versions tab shows it). ``probes load`` runs its own
+    watcher and passes ``--probes-run-dir`` instead."""
+    api, workload = _opt(options, "api"), _opt(options, "workload")
+    if not (api and workload):
+        return None
+    from probes.controlplane import poll_client, resolve_target
+    from probes.watch import Watcher
+    from probes.workload import WorkloadClient
+
+    with WorkloadClient(api, token_env=spec.token_env) as client:
+        target = resolve_target(client, workload)
+        run.update(platform=target.manifest())
+        watch_client = poll_client(client)
+    watcher = Watcher(watch_client, workload, run.events, labels=target.labels)
+    return watcher.start(deadline=time.time() + 7 * 86400)  # stopped at close
 
 
 def standalone_settings(options: Any, spec: RequestSpec) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def rollout_state(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The control plane's latest state from event rows, or None when there are none.
 
     ``{"replacement_id", "status", "switched_ts", "protons": {proton_id: {status, role,
-    version}}, "roles": {version: role}, "requested": bool}``.
+    version}}, "roles": {version: role, or status when it has none}, "requested": bool}``.
     """
     if not events:
         return None
@@ -107,8 +107,10 @@ def rollout_state(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
         elif kind == "workload":
             state["workload_status"] = event.get("status")
     for proton in state["protons"].values():
-        if proton["version"] and proton["role"]:
-            state["roles"][proton["version"]] = proton["role"]
+        # A proton out of the rollout (draining, removed) has no role: show its status.
+        label = proton["role"] or proton["status"]
+        if proton["version"] and label:
+            state["roles"][proton["version"]] = label
     return state
 
 

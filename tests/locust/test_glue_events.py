@@ -99,7 +99,13 @@ def test_local_environment_records_every_event_and_counts_match(tmp_path: Path) 
         response = FakeResponse(200 if i % 10 else 500, {"X-Proton-Version": version})
         env.events.request.fire(**fire_kwargs(response, None if i % 10 else RuntimeError("500"),
                                               start_time=2000.0 + i))  # fmt: skip
+    state.run.events.write("replacement", "promoting", replacement_id="r1")
+    state.run.events.write("proton", "running", proton_id="p1", role="active",
+                           detail={"version": "v1", "artifact_id": "a1"})  # fmt: skip
     payload = glue.versions_payload(state)
+    assert payload["rollout"]["status"] == "promoting"
+    assert [(r["version"], r["role"]) for r in payload["rows"]] == [
+        ("v1", "active"), ("v2", ""), ("(rollout)", "promoting")]  # fmt: skip
     assert payload["samples"] == 250 == payload["locust_requests"]
     assert {v["version"]: v["requests"] for v in payload["window"]["versions"]} == {
         "v1": 8,
