@@ -43,7 +43,7 @@ def sample(ts: float, version: str, error: str | None = None) -> Sample:
 
 def test_recent_samples_is_bounded_by_time() -> None:
     recent = RecentSamples(window_s=10.0, slack_s=5.0)
-    recent.add_many(sample(float(t), "v1") for t in range(100))
+    recent.add_many([sample(float(t), "v1") for t in range(100)])
     assert len(recent) == 16  # ts 84..99: newest - 15 s
     assert recent.first_ts == 0.0
     snap = recent.snapshot()

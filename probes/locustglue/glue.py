@@ -323,14 +323,19 @@ class WorkerBuffer:
 class Store:
     """Where samples end up on the master or a single process: shards plus the live window."""
 
-    def __init__(self, writer: ShardWriter, window_s: float = DEFAULT_WINDOW_S) -> None:
+    def __init__(
+        self, writer: ShardWriter, window_s: float = DEFAULT_WINDOW_S, live: bool = True
+    ) -> None:
         self.writer = writer
         self.recent = RecentSamples(window_s)
+        #: Keep the live window only when someone can look at it (the web UI is on).
+        self.live = live
         self.received = 0
 
     def add_samples(self, samples: list[Sample]) -> None:
         self.writer.add_many(samples)
-        self.recent.add_many(samples)
+        if self.live:
+            self.recent.add_many(samples)
         self.received += len(samples)
 
     def add_rows(self, rows: Iterable[Any]) -> None:
@@ -395,7 +400,8 @@ class ProbesState:
             self.watcher = start_watcher(self.options, self.run, spec)
         prefix = f"locust-{os.getpid()}"
         writer = self.run.shard_writer(prefix)
-        self.store = Store(writer, float(_opt(self.options, "window", DEFAULT_WINDOW_S)))
+        window_s = float(_opt(self.options, "window", DEFAULT_WINDOW_S))
+        self.store = Store(writer, window_s, live=self.environment.web_ui is not None)
         return self.store
 
     def close(self) -> None:

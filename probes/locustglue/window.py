@@ -160,27 +160,27 @@ class RecentSamples:
         self.keep_s = window_s + slack_s
         self.newest_ts = 0.0
         self.first_ts: float | None = None
-        self._rows: deque[Row] = deque()
+        self._rows: deque[Sample] = deque()
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add_many(self, samples: Iterable[Sample]) -> None:
+    def add_many(self, samples: list[Sample]) -> None:
+        """Keep references to the samples (no copy: they are on their way to disk anyway)."""
+        if not samples:
+            return
         rows = self._rows
-        newest = self.newest_ts
-        start = len(rows)
-        for s in samples:
-            rows.append((s.ts, s.version, s.latency_ms, s.error))
-            if s.ts > newest:
-                newest = s.ts
+        rows.extend(samples)
+        newest = max(self.newest_ts, max(s.ts for s in samples))
         self.newest_ts = newest
-        if self.first_ts is None and len(rows) > start:
-            self.first_ts = min(r[0] for r in list(rows)[start:])
+        if self.first_ts is None:
+            self.first_ts = min(s.ts for s in samples)
         horizon = newest - self.keep_s
-        while rows and rows[0][0] < horizon:
+        while rows and rows[0].ts < horizon:
             rows.popleft()
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The window ending at the newest sample (or ``now`` if given)."""
         end = self.newest_ts if now is None else now
-        return version_window(list(self._rows), end, self.window_s, self.first_ts)
+        rows = [(s.ts, s.version, s.latency_ms, s.error) for s in self._rows]
+        return version_window(rows, end, self.window_s, self.first_ts)

@@ -94,6 +94,8 @@ def test_local_environment_records_every_event_and_counts_match(tmp_path: Path) 
     env.create_local_runner()
     state = glue.setup(env)
     env.events.test_start.fire(environment=env)
+    assert state.store is not None and state.store.live is False  # no web UI: no live window
+    state.store.live = True
     for i in range(250):
         version = "v1" if i % 5 else "v2"
         response = FakeResponse(200 if i % 10 else 500, {"X-Proton-Version": version})
