@@ -246,12 +246,37 @@ def make_client(
     """
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     if transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
         return httpx.AsyncClient(
-            transport=AiohttpTransport(limits=limits, verify=tls), timeout=timeout, trust_env=False
+            transport=_aiohttp_transport(limits, tls), timeout=timeout, trust_env=False
         )
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, verify=tls)
+
+
+def no_silent_retry(session: Any) -> Any:
+    """Turn off aiohttp's silent re-send of idempotent requests on a reused connection.
+
+    aiohttp re-sends a GET/HEAD/PUT/DELETE/OPTIONS/TRACE once, unseen, when a *reused*
+    keep-alive connection turns out reset or closed (RFC 9112 §9.3.1). A client library may
+    do that; a probe may not: the caller of the target would have seen the failure, and the
+    probe must record it (a request cut at a switch is exactly what it looks for). The switch
+    is ``ClientSession._retry_connection``, a private attribute (aiohttp 3.x): hasattr keeps
+    a future aiohttp without it working, and tests/test_canary.py fails if the retry is back.
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
+
+
+def _aiohttp_transport(limits: httpx.Limits, tls: bool) -> httpx.AsyncBaseTransport:
+    """httpx-aiohttp's transport, whose aiohttp session (made lazily by ``get_client``) never
+    re-sends a request silently."""
+    from httpx_aiohttp import AiohttpTransport
+
+    class ProbeTransport(AiohttpTransport):
+        def get_client(self) -> Any:
+            return no_silent_retry(super().get_client())
+
+    return ProbeTransport(limits=limits, verify=tls)
 
 
 def _conn_identity(response: httpx.Response) -> str | None:

@@ -309,3 +309,22 @@ def test_stop_as_asyncio_event_too():
     stats = asyncio.run(go())
     assert stats.scheduled == 0 and stats.stopped_early
     assert threading.active_count() >= 1
+
+
+async def _ok_then_reset(reader, writer):
+    await _ok(reader, writer)  # the first request on this keep-alive connection is answered
+    await reader.readuntil(b"\r\n\r\n")  # the second one is cut
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_reset_on_a_reused_connection_is_recorded_not_resent(transport):
+    # aiohttp silently re-sends an idempotent request once on a fresh connection when a
+    # reused one is reset; the second GET would then be a 200 and the cut would be hidden.
+    rows, stats, srv = asyncio.run(_probe_raw(_ok_then_reset, transport, rate=5.0, duration=0.4))
+    assert stats.scheduled == 2
+    assert [(r.method, r.status, r.error) for r in rows] == [
+        ("GET", 200, None),
+        ("GET", 0, "reset"),
+    ]
+    assert len(srv.requests) == 1  # one connection: nothing was re-sent on a new one

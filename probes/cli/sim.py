@@ -17,6 +17,7 @@ from probes.sim import SCENARIO_HELP, SCENARIOS, SimConfig, Simulator
 KNOB_FLAGS = (
     ("ready_timeout", float, "Platform seconds after which a never-ready candidate errors."),
     ("shift_seconds", float, "Weighted shift: candidate share rises 0→1 over these platform s."),
+    ("drain_s", float, "Longest drain of the old proton, platform s (pinned connections)."),
     ("gap_ms", float, "No proton routed for this many real ms after the switch (503)."),
     ("completed_ttl", float, "Real seconds a completed replacement stays readable (default 1)."),
     ("upstream_timeout", float, "Gateway → proton timeout, real seconds (504 after)."),

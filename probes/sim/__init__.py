@@ -26,6 +26,16 @@ Choices beyond the decisions doc, in one place:
 - ``drop_inflight``: at the switch the gateway aborts the client connections of requests in
   flight on the old proton; callers see a reset/closed connection (no HTTP status). The
   stats count them as server errors of the old proton.
+- The switch is atomic for *new connections* at ``switchedAt``. With ``pin_connections`` a
+  client connection stays on the proton it first reached: the old proton keeps serving its
+  pinned connections while ``draining`` and kept. The drain (``promoting``) ends when the old
+  proton has no request in flight and no pinned connection open, or after ``drain_s``
+  (platform s, default 30; ``sticky`` sets 180, 3 s real at ``--time-scale 60``), so busy
+  keep-alive clients never hold a replacement up. After ``keepOldVersionMinutes`` (from
+  ``switchedAt``) the old proton is *retired*: nothing new reaches it, idle pinned
+  connections are closed, busy ones get ``Connection: close`` on their answer (clients
+  reconnect to the new proton), and once its last request finished its processes stop.
+  Stopping therefore never cuts a request (only ``drop_inflight`` does).
 - Version label = ``f"{name}:{version}"``, ``f"{name}:draft"`` for a draft; ``promote``
   relabels the running proton in place. The simulator starts with two locked artifacts of
   the proton app, ``proton-app:1`` (baseline, running) and ``proton-app:2`` (candidate).

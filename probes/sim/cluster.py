@@ -108,6 +108,7 @@ class Cluster:
             keep_old_s=60.0 * float(config.get("keepOldVersionMinutes", 0)),
             shift_s=float(k["shift_seconds"]),
             gap_s=float(k["gap_ms"]) / 1000.0 * c.scale,
+            drain_s=float(k["drain_s"]),
             dwell_s=float(k["dwell"]) * c.scale,
             completed_ttl_s=float(k["completed_ttl"]) * c.scale,
             ready_timeout_s=None if ready_timeout is None else float(ready_timeout),
@@ -195,6 +196,7 @@ class Cluster:
             cancel_requested=rep.cancel_requested,
             candidate_stopped=cand is None or cand.stopped,
             old_inflight=len(old.inflight) if old else 0,
+            old_pinned=self._pinned_to(old.id) if old else 0,
             old_stopped=old is None or old.stopped,
         )
 
@@ -231,6 +233,24 @@ class Cluster:
                 if isinstance(transport, asyncio.Transport):
                     transport.abort()  # the client sees its connection reset
                 task.cancel()
+
+    def _do_retire_old(self, wl: Workload, rep: Replacement) -> None:
+        """No request reaches the old protons any more; close the connections pinned to them.
+
+        An idle pinned connection is closed now; one with a request in flight gets
+        ``Connection: close`` on its response (the gateway sees ``retired``). Either way the
+        client reconnects and its next request lands on the new proton. As on any server
+        closing idle keep-alive connections, a request the client sends at that very moment
+        meets a closed connection (the caller sees a reset).
+        """
+        for pid in rep.previous_proton_ids:
+            old = self.protons[pid]
+            old.retired, old.updated = True, time.time()
+            busy = {id(transport) for _, transport in old.inflight.values()}
+            for peer, (transport, held) in list(self.pins.items()):
+                if held == pid and id(transport) not in busy:
+                    del self.pins[peer]
+                    transport.close()
 
     def _do_stop_old(self, wl: Workload, rep: Replacement) -> None:
         for pid in rep.previous_proton_ids:
@@ -448,6 +468,14 @@ class Cluster:
         if len(ws) == 1:
             return ws[0][0]
         return state.route(ws, self.route_rng.random())
+
+    def _pinned_to(self, proton_id: str) -> int:
+        """Open client connections pinned to a proton."""
+        return sum(
+            1
+            for transport, pid in self.pins.values()
+            if pid == proton_id and not transport.is_closing()
+        )
 
     def _purge_pins(self) -> None:
         pins = self.pins

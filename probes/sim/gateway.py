@@ -5,6 +5,10 @@ prefix stripped, method, path, query and body forwarded, ``Authorization`` consu
 forwarded). No routable proton: 503; upstream connection failure: 502; upstream timeout: 504.
 Every request routed to a proton is counted for it (the stats endpoint reads these counts).
 
+With ``pin_connections`` a client connection keeps the proton it first reached until that
+proton is retired (after the drain and keep-old window); its connection is then closed and
+the client's next connection lands on the new proton.
+
 With ``drop_inflight`` the platform cuts in-flight requests on the old proton at the switch by
 aborting the client's connection: the caller sees a reset/closed connection (no status).
 """
@@ -81,6 +85,10 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     try:
         resp = await _forward(cluster, request, replica.port)  # type: ignore[arg-type]
         status = resp.status
+        if proton.retired:
+            # the old proton retired while this request ran: close the (pinned) connection
+            # after the answer, so the client reconnects to the new proton
+            resp.force_close()
         return resp
     finally:
         del proton.inflight[key]

@@ -125,6 +125,7 @@ class Proton:
     stopped: bool = False
     warming: bool = False
     draining: bool = False
+    retired: bool = False  # after the keep-old window: no request is routed here any more
     snapshot: bool = False  # a status snapshot exists (statusDetails 204 before)
     last_status: str = "submitted"
     rr: int = 0  # round-robin cursor over ready replicas
@@ -160,7 +161,9 @@ class Proton:
         )
 
     def routable(self) -> list[Replica]:
-        """Replicas that may receive requests: alive and ready."""
+        """Replicas that may receive requests: alive and ready (none once retired)."""
+        if self.retired:
+            return []
         return [r for r in self.replicas if r.ready and r.port is not None and r.alive]
 
     def to_json(self, endpoint: str | None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Simulator configuration: knobs (all off by default) and the named scenarios bundling them.
 
 Time units: knobs ending in ``_s``/``_seconds``/``_minutes`` of the platform (readiness
-timeout, shift, warmup) are *platform* time and run ``time_scale`` times faster than real
+timeout, shift, drain, warmup) are *platform* time and run ``time_scale`` times faster than real
 time; ``gap_ms``, ``completed_ttl`` and ``upstream_timeout`` are what callers and pollers
 experience and are *real* (wall-clock) time; latencies (``*_latency_ms``) are real too.
 """
@@ -18,6 +18,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "ready_timeout": None,  # platform s: candidate not ready by then -> replacement errored
     "shift_seconds": 0.0,  # platform s: weighted shift length (0 = atomic switch)
     "pin_connections": False,  # a client connection stays on the proton it first reached
+    "drain_s": 30.0,  # platform s: longest drain of the old proton (pinned connections open)
     "drop_inflight": False,  # in-flight requests on the old proton are cut at the switch
     "gap_ms": 0.0,  # real ms: no proton routed right after the switch (503)
     "completed_ttl": 1.0,  # real s: completed record visible, then 404 / replacement null
@@ -40,7 +41,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "never-ready": {"candidate_never_ready": True, "ready_timeout": 120.0},
     "drop-inflight": {"drop_inflight": True, "baseline_latency_ms": "100-200"},
     "gap": {"gap_ms": 500.0},
-    "sticky": {"pin_connections": True},
+    # 180 platform s of drain = 3 s real at --time-scale 60: a clearly visible mixed window
+    "sticky": {"pin_connections": True, "drain_s": 180.0},
     "gradual": {"shift_seconds": 120.0},
     "hidden-version": {"reveal_version": "none"},
 }
@@ -54,7 +56,10 @@ SCENARIO_HELP = {
         "in-flight requests on the old proton are cut at the switch (100-200 ms baseline)"
     ),
     "gap": "no proton is routed for 500 ms after the switch (503)",
-    "sticky": "a client connection stays on the proton it first reached until it closes",
+    "sticky": (
+        "a client connection stays on the proton it first reached until it closes; the old "
+        "proton drains 180 s platform (or until its connections close), is kept, then stopped"
+    ),
     "gradual": "the candidate's share rises linearly over 120 s platform time after the switch",
     "hidden-version": "the app reveals no version (neither header nor body)",
 }
@@ -74,6 +79,7 @@ class SimConfig:
     ready_timeout: float | None = None
     shift_seconds: float | None = None
     pin_connections: bool | None = None
+    drain_s: float | None = None
     drop_inflight: bool | None = None
     gap_ms: float | None = None
     completed_ttl: float | None = None
@@ -107,6 +113,8 @@ class SimConfig:
         for name in ("baseline_error_rate", "candidate_error_rate"):
             if not 0 <= float(knobs[name]) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} {knobs[name]}: expected 0..1")
+        if not float(knobs["drain_s"]) >= 0:
+            raise ConfigError(f"--drain-s {knobs['drain_s']}: expected a number >= 0")
         if int(knobs["replicas"]) < 1:
             raise ConfigError(f"--replicas {knobs['replicas']}: expected an integer >= 1")
 

@@ -30,6 +30,7 @@ class Timing:
     keep_old_s: float = 0.0
     shift_s: float = 0.0  # weighted shift length; 0 = atomic switch
     gap_s: float = 0.0  # no proton routed for this long after the switch
+    drain_s: float = 30.0  # longest drain after the shift (pinned connections still open)
     dwell_s: float = 0.0  # minimum time in submitted/staged/promoting/canceling (for pollers)
     completed_ttl_s: float = 1.0  # completed record visible this long
     ready_timeout_s: float | None = None  # candidate not ready by then -> errored
@@ -46,6 +47,7 @@ class Rollout:
     ready_at: float | None = None  # gate satisfied (every replica ready successThreshold times)
     switched_at: float | None = None
     cut_done: bool = False
+    retired: bool = False  # the old proton gets no more requests; its connections are closed
     message: str | None = None
 
 
@@ -59,6 +61,7 @@ class Facts:
     cancel_requested: bool = False
     candidate_stopped: bool = False  # after a cancel/error: processes are gone
     old_inflight: int = 0  # requests still in flight on the old proton
+    old_pinned: int = 0  # client connections still pinned to the old proton (open)
     old_stopped: bool = False
 
 
@@ -75,8 +78,10 @@ def next_state(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ..
     """One step of the replacement lifecycle: the new state and the actions to perform.
 
     Actions: ``spawn_candidate``, ``stop_candidate``, ``switch`` (candidate becomes active,
-    old becomes draining), ``cut_old_inflight``, ``stop_old``, ``clear`` (hide the record).
-    Call repeatedly; a state that does not change returns no actions.
+    old becomes draining), ``cut_old_inflight``, ``retire_old`` (no request reaches the old
+    proton any more, its pinned connections are closed), ``stop_old`` (its processes stop),
+    ``clear`` (hide the record). Call repeatedly; a state that does not change returns no
+    actions.
     """
     t = r.timing
     dwelt = now - r.since >= t.dwell_s
@@ -96,12 +101,7 @@ def next_state(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ..
     if r.status == "promoting":
         return _promoting(r, now, f)
     if r.status == "finalizing":
-        assert r.switched_at is not None
-        if f.old_stopped:
-            return _to(r, "completed", now), ()
-        if now >= r.switched_at + max(t.keep_old_s, t.shift_s) and f.old_inflight == 0:
-            return r, ("stop_old",)
-        return r, ()
+        return _finalizing(r, now, f)
     if r.status == "completed":
         return (r, ("clear",)) if now - r.since >= t.completed_ttl_s else (r, ())
     if r.status == "canceling":
@@ -138,10 +138,34 @@ def _promoting(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ..
         actions = ("cut_old_inflight",)
     elapsed = now - switched_at
     shifted = elapsed >= max(t.shift_s, t.gap_s, t.dwell_s)
-    # Drain: in-flight requests on the old proton finish before the rollout moves on.
-    if shifted and f.old_inflight == 0:
+    # Drain: requests in flight on the old proton finish and the connections pinned to it
+    # close before the rollout moves on, for ``drain_s`` at most: clients that keep their
+    # connections busy (keep-alive) must not hold the replacement up forever.
+    drained = f.old_inflight == 0 and f.old_pinned == 0
+    if shifted and (drained or elapsed >= t.shift_s + t.drain_s):
         return _to(r, "finalizing", now), actions
     return r, actions
+
+
+def _finalizing(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ...]]:
+    """The old proton is kept (rollback window), then retired, then stopped.
+
+    Kept: it still serves its pinned connections until ``keep_old_s`` after the switch.
+    Retired: nothing new reaches it and its pinned connections are closed, so clients
+    reconnect to the new proton; the requests it still holds finish, then it stops. Retiring
+    first means stopping never cuts a request.
+    """
+    t = r.timing
+    assert r.switched_at is not None
+    if f.old_stopped:
+        return _to(r, "completed", now), ()
+    if not r.retired:
+        if now >= r.switched_at + max(t.keep_old_s, t.shift_s):
+            return replace(r, retired=True), ("retire_old",)
+        return r, ()
+    if f.old_inflight == 0:
+        return r, ("stop_old",)
+    return r, ()
 
 
 def weights(

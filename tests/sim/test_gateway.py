@@ -32,9 +32,11 @@ class Traffic:
     sim: Simulator
     threads: int = 1
     rows: list[tuple[float, int, str]] = field(default_factory=list)
+    per_thread: dict[int, list[tuple[float, int, str]]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def _send(self) -> None:
+    def _send(self, index: int) -> None:
+        mine = self.per_thread.setdefault(index, [])
         with httpx.Client(headers=AUTH, timeout=10) as client:
             for _ in range(20000):  # bounded
                 if self.stop.is_set():
@@ -42,13 +44,16 @@ class Traffic:
                 ts = time.time()
                 try:
                     r = client.get(self.sim.invoke_url + "work")
-                    version = r.headers.get("X-Proton-Version", "-")
-                    self.rows.append((ts, r.status_code, version))
+                    row = (ts, r.status_code, r.headers.get("X-Proton-Version", "-"))
                 except httpx.TransportError as exc:
-                    self.rows.append((ts, 0, type(exc).__name__))
+                    row = (ts, 0, type(exc).__name__)
+                self.rows.append(row)
+                mine.append(row)
 
     def __enter__(self) -> Traffic:
-        self._workers = [threading.Thread(target=self._send) for _ in range(self.threads)]
+        self._workers = [
+            threading.Thread(target=self._send, args=(i,)) for i in range(self.threads)
+        ]
         for w in self._workers:
             w.start()
         return self
@@ -57,6 +62,9 @@ class Traffic:
         self.stop.set()
         for w in self._workers:
             w.join(20)
+
+
+ORDER = ["submitted", "initializing", "staged", "promoting", "finalizing", "completed"]
 
 
 def api(sim: Simulator) -> httpx.Client:
@@ -169,12 +177,44 @@ def test_sticky_connection_stays_on_old_proton() -> None:
         wait_for(lambda: c.get(f"/workloads/{s.workload_id}").json()["protonId"] != old)
         pinned = [one.get(s.invoke_url).headers["X-Proton-Version"] for _ in range(20)]
         fresh = httpx.get(s.invoke_url, headers=AUTH).headers["X-Proton-Version"]
-        one.close()
         assert replacement_status(c, s.workload_id) in ("promoting", "finalizing")  # old kept
         assert pinned == ["proton-app:1"] * 20
         assert fresh == "proton-app:2"
-        with httpx.Client(headers=AUTH) as again:
-            assert again.get(s.invoke_url).headers["X-Proton-Version"] == "proton-app:2"
+        # Once the old proton is stopped, its pinned connection was closed: the same client
+        # reconnects and lands on the new proton.
+        assert wait_gone(c, s.workload_id)[-1] == 404
+        assert one.get(s.invoke_url).headers["X-Proton-Version"] == "proton-app:2"
+        one.close()
+        assert c.get(f"/workloads/{s.workload_id}/protons/{old}").json()["status"] == "stopped"
+
+
+def test_sticky_busy_keepalive_traffic_does_not_hold_the_replacement() -> None:
+    """Busy pinned keep-alive connections on a slow baseline: the replacement still goes
+    promoting -> finalizing -> completed (drain bounded by ``drain_s``), each caller stays on
+    the old proton while it is kept and moves to the new one when it stops."""
+    with (
+        make_sim(scenario="sticky", time_scale=60.0, baseline_latency_ms="5-150") as s,
+        api(s) as c,
+    ):
+        with Traffic(s, threads=4) as t:
+            wait_for(lambda: all(len(t.per_thread.get(i, ())) > 3 for i in range(4)))
+            replace(s, keep=1)  # drain 180 s platform (3 s real), then keep is over
+            seen = wait_gone(c, s.workload_id, timeout=30)
+            n = {i: len(rows) for i, rows in t.per_thread.items()}
+            wait_for(lambda: all(len(t.per_thread[i]) > n[i] + 3 for i in range(4)))
+        assert [x for x in ORDER if x in seen] == ORDER and seen[-1] == 404
+        wl = c.get(f"/workloads/{s.workload_id}").json()
+        assert wl["artifactId"] == s.candidate_artifact_id
+        for rows in t.per_thread.values():
+            versions = [v for _, st, v in rows if st == 200]
+            k = versions.index("proton-app:2")
+            # one caller, one connection: the old proton until it stopped, then the new one
+            assert k > 3 and versions == ["proton-app:1"] * k + ["proton-app:2"] * (
+                len(versions) - k
+            )
+        counts = s.proton_request_counts()
+        ok = sum(1 for r in t.rows if r[1] == 200)
+        assert sum(counts.values()) >= ok and len(counts) == 2
 
 
 def test_gradual_shift_weights_rise() -> None:

@@ -35,7 +35,9 @@ def test_happy_path_order_and_actions():
         (81.0, READY),  # -> promoting, switch
         (82.0, READY),  # -> finalizing (dwell elapsed, nothing in flight)
         (150.0, READY),  # keep-old window (120 s from 81) not over
-        (201.0, READY),  # -> stop_old
+        (201.0, Facts(candidate_ready=True, old_inflight=1)),  # -> retire (a request runs)
+        (201.5, Facts(candidate_ready=True, old_inflight=1)),  # it finishes first
+        (201.6, READY),  # -> stop_old
         (202.0, Facts(candidate_ready=True, old_stopped=True)),  # -> completed
         (206.0, Facts(old_stopped=True)),  # completed visible
         (207.0, Facts(old_stopped=True)),  # -> clear
@@ -50,6 +52,8 @@ def test_happy_path_order_and_actions():
         ("staged", ()),
         ("promoting", ("switch",)),
         ("finalizing", ("cut_old_inflight",)),
+        ("finalizing", ()),
+        ("finalizing", ("retire_old",)),
         ("finalizing", ()),
         ("finalizing", ("stop_old",)),
         ("completed", ()),
@@ -110,12 +114,75 @@ def test_no_ready_timeout_waits_forever():
     assert state.next_state(r, 1e9, Facts())[0].status == "initializing"
 
 
-def test_drain_waits_for_inflight_on_old():
+@pytest.mark.parametrize(
+    ("timing", "elapsed", "facts", "status"),
+    [
+        # default drain bound 30 s: requests in flight or pinned connections hold it that long
+        (T, 10, Facts(old_inflight=2), "promoting"),
+        (T, 10, Facts(old_pinned=1), "promoting"),
+        (T, 10, Facts(), "finalizing"),
+        (T, 0.5, Facts(), "promoting"),  # dwell 1 s
+        (T, 29.9, Facts(old_inflight=3, old_pinned=4), "promoting"),
+        # busy pinned keep-alive traffic never holds the replacement up past drain_s
+        (T, 30, Facts(old_inflight=3, old_pinned=4), "finalizing"),
+        (Timing(drain_s=180), 179, Facts(old_pinned=1), "promoting"),
+        (Timing(drain_s=180), 180, Facts(old_inflight=1, old_pinned=1), "finalizing"),
+        (Timing(drain_s=180), 1, Facts(), "finalizing"),  # every pinned connection closed
+        (Timing(drain_s=0), 0, Facts(old_inflight=1, old_pinned=1), "finalizing"),
+        # the drain starts after a weighted shift
+        (Timing(shift_s=100, drain_s=30), 120, Facts(old_pinned=1), "promoting"),
+        (Timing(shift_s=100, drain_s=30), 130, Facts(old_pinned=1), "finalizing"),
+        (Timing(shift_s=100, drain_s=30), 99, Facts(), "promoting"),
+    ],
+)
+def test_drain_is_bounded(timing, elapsed, facts, status):
     r = state.Rollout(
-        status="promoting", since=10, created=0, timing=T, switched_at=10, cut_done=True
+        status="promoting", since=10, created=0, timing=timing, switched_at=10, cut_done=True
     )
-    assert state.next_state(r, 20, Facts(old_inflight=2))[0].status == "promoting"
-    assert state.next_state(r, 20, Facts(old_inflight=0))[0].status == "finalizing"
+    assert state.next_state(r, 10 + elapsed, facts)[0].status == status
+
+
+@pytest.mark.parametrize(
+    ("keep_old_s", "steps", "expected"),
+    [
+        # kept 60 s after the switch (at 10): served pinned connections meanwhile
+        (60, [(50, Facts(old_inflight=2, old_pinned=2))], [("finalizing", ())]),
+        # then retired even while busy, stopped once its last request finished
+        (
+            60,
+            [
+                (70, Facts(old_inflight=2, old_pinned=2)),
+                (70.1, Facts(old_inflight=1)),
+                (70.2, Facts(old_inflight=1)),
+                (70.3, Facts()),
+                (70.4, Facts()),  # stopping takes a moment: asked again, idempotent
+                (70.5, Facts(old_stopped=True)),
+            ],
+            [
+                ("finalizing", ("retire_old",)),
+                ("finalizing", ()),
+                ("finalizing", ()),
+                ("finalizing", ("stop_old",)),
+                ("finalizing", ("stop_old",)),
+                ("completed", ()),
+            ],
+        ),
+        # keep 0: retired at once when the drain is over
+        (0, [(40, Facts(old_pinned=3)), (40.1, Facts())], [
+            ("finalizing", ("retire_old",)), ("finalizing", ("stop_old",))
+        ]),
+    ],
+)  # fmt: skip
+def test_keep_then_retire_then_stop(keep_old_s, steps, expected):
+    t = Timing(keep_old_s=keep_old_s)
+    r = state.Rollout(
+        status="finalizing", since=40, created=0, timing=t, switched_at=10, cut_done=True
+    )
+    out = []
+    for now, facts in steps:
+        r, actions = state.next_state(r, now, facts)
+        out.append((r.status, actions))
+    assert out == expected
 
 
 @pytest.mark.parametrize(
