@@ -31,7 +31,7 @@ import os
 import socket
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -224,7 +224,6 @@ class Recorder:
         self.sink = sink
         self.worker = worker
         self.rules = rules
-        self.recorded = 0
 
     @property
     def rules(self) -> TagRules:
@@ -265,7 +264,10 @@ class Recorder:
             headers = getattr(response, "headers", None)
             body = getattr(response, "content", None)
             version, tag_source = self.tag(headers, body)
-            error = http_error_class(status) or (None if exception is None else "other")
+            if status < 400 and exception is None:
+                error = None
+            else:  # an HTTP error, or a response a catch_response block marked as failed
+                error = http_error_class(status) or "other"
         else:
             version, tag_source = "unknown", "none"
             error = transport_error_class(exception)
@@ -288,7 +290,6 @@ class Recorder:
                 None,
             )
         )
-        self.recorded += 1
 
 
 class WorkerBuffer:
@@ -338,8 +339,13 @@ class Store:
             self.recent.add_many(samples)
         self.received += len(samples)
 
-    def add_rows(self, rows: Iterable[Any]) -> None:
-        self.add_samples([Sample(*row) for row in rows])
+    def add_rows(self, rows: list[Any]) -> None:
+        """Rows as they come off the wire (lists in Sample order): the writer takes them as
+        they are; only the live window needs Sample objects."""
+        self.writer.add_many(rows)
+        if self.live:
+            self.recent.add_many([Sample(*row) for row in rows])
+        self.received += len(rows)
 
 
 # --------------------------------------------------------------------------- state
