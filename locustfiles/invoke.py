@@ -1,4 +1,4 @@
-"""Locust on a stable invoke URL, every request version-tagged and recorded.
+r"""Locust on a stable invoke URL, every request version-tagged and recorded.
 
     locust -f locustfiles/invoke.py --host http://127.0.0.1:8080/ \
         --probes-method POST --probes-path /chat/completions --probes-body-file body.json
