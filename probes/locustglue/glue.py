@@ -25,6 +25,7 @@ and failure counts beside the number of samples written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -510,6 +511,13 @@ def setup(environment: Environment) -> ProbesState:
         ev.request.add_listener(state.recorder.on_request)
     ev.test_start.add_listener(lambda environment, **_: _on_test_start(state))
     ev.quitting.add_listener(lambda environment, **_: _on_quitting(state))
+    headless = bool(getattr(environment.parsed_options, "headless", False))
+    if headless and environment.host and not isinstance(runner, WorkerRunner):
+        # Headless with a host: the run directory (manifest, tool versions) is made now,
+        # not at test start where it would delay the first users. The web UI stays lazy,
+        # so merely opening it leaves no empty run behind.
+        with contextlib.suppress(ConfigError):  # bad options: reported at test start
+            state.open_store()
     return state
 
 
