@@ -162,6 +162,7 @@ class ShardWriter:
         self.flush_interval = flush_interval
         self.max_rows = max_rows
         self.rows_written = 0
+        self.last_error: Exception | None = None
         self._rows: list[Sample] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -175,8 +176,13 @@ class ShardWriter:
             self._thread.start()
 
     def _next_seq(self) -> int:
-        existing = list(self.directory.glob(f"{self.prefix}-*.parquet"))
-        return len(existing)
+        # After the highest existing shard: a resumed writer never overwrites one.
+        seqs = []
+        for path in self.directory.glob(f"{self.prefix}-*.parquet"):
+            tail = path.stem[len(self.prefix) + 1 :]
+            if tail.isdigit():
+                seqs.append(int(tail))
+        return max(seqs, default=-1) + 1
 
     def add(self, sample: Sample) -> None:
         """Queue one sample; it is on disk after the next flush."""
@@ -200,7 +206,11 @@ class ShardWriter:
         return len(self._rows)
 
     def flush(self) -> None:
-        """Write every queued row to a new shard now (no-op when nothing is queued)."""
+        """Write every queued row to a new shard now (no-op when nothing is queued).
+
+        If the write fails the rows go back to the front of the queue, so a full or
+        failing disk loses nothing that a later flush can still write.
+        """
         # One writer at a time keeps shard sequence numbers in write order.
         with self._write_lock:
             with self._lock:
@@ -208,15 +218,20 @@ class ShardWriter:
             if not rows:
                 return
             path = self.directory / f"{self.prefix}-{next(self._seq):06d}.parquet"
-            write_table_atomic(samples_to_table(rows), path)
+            try:
+                write_table_atomic(samples_to_table(rows), path)
+            except BaseException:
+                with self._lock:
+                    self._rows[:0] = rows
+                raise
             self.rows_written += len(rows)
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(self.flush_interval):
             try:
                 self.flush()
-            except OSError:  # disk trouble: keep the rows queued, try again next tick
-                continue
+            except Exception as exc:  # keep the rows queued and the timer alive
+                self.last_error = exc
 
     def close(self) -> None:
         """Stop the timer and write what is left. Safe to call more than once."""

@@ -91,11 +91,18 @@ def parse_url(value: str, flag: str = "URL") -> str:
     """An absolute http(s) URL, or ConfigError naming ``flag``."""
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{flag}: {value!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/)")
+        raise ConfigError(
+            f"{flag}: {mask_url(value)!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/)"
+        )
     try:
         parts.port  # noqa: B018 - validates the port
     except ValueError as exc:
-        raise ConfigError(f"{flag}: {value!r} has a bad port") from exc
+        raise ConfigError(f"{flag}: {mask_url(value)!r} has a bad port") from exc
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"{flag}: {mask_url(value)!r} carries credentials; put the token in the variable"
+            " named by --token-env (sent as Authorization: Bearer)"
+        )
     return value.strip()
 
 

@@ -63,8 +63,10 @@ def test_request_flags_are_validated(kwargs, flag):
 
 def test_request_spec_masks_secrets(monkeypatch):
     monkeypatch.setenv("MY_TOKEN", "s3cr3t-value")
+    with pytest.raises(ConfigError, match=r"URL: 'http://\*\*\*@127\.0\.0\.1:9/' carries"):
+        build_request("http://user:pw@127.0.0.1:9/")
     spec = build_request(
-        "http://user:pw@127.0.0.1:9/x/?api_key=abc&v=1",
+        "http://127.0.0.1:9/x/?api_key=abc&v=1",
         headers=["X-Api-Key: k1", "X-Trace: t"],
         token_env="MY_TOKEN",
         body='{"a": 1}',
@@ -72,7 +74,7 @@ def test_request_spec_masks_secrets(monkeypatch):
     assert spec.request_headers()["Authorization"] == "Bearer s3cr3t-value"
     assert ("Content-Type", "application/json") in spec.headers
     text = repr(spec.describe())
-    for secret in ("s3cr3t-value", "pw", "abc", "k1"):
+    for secret in ("s3cr3t-value", "abc", "k1"):
         assert secret not in text
     assert spec.describe()["token_set"] is True
 
@@ -86,3 +88,22 @@ def test_join_path_and_headers():
     assert join_path("http://h/a?x=1", "/b") == "http://h/a/b?x=1"
     assert parse_header("X-A:  b c ") == ("X-A", "b c")
     assert mask_url("http://h:8/p?token=abc") == "http://h:8/p?token=***"
+
+
+def test_repeatable_flags_read_one_value_per_line_from_the_environment(monkeypatch):
+    import click
+
+    from probes.cli.common import option
+
+    seen = {}
+
+    @click.command()
+    @option("--header", "headers", multiple=True)
+    @option("--slo", "slos", multiple=True)
+    def cmd(headers, slos):
+        seen.update(headers=headers, slos=slos)
+
+    monkeypatch.setenv("PROBES_HEADER", "X-A: hello world\nX-B: two")
+    monkeypatch.setenv("PROBES_SLO", "p99_ms < 500")
+    cmd.main([], standalone_mode=False)
+    assert seen == {"headers": ("X-A: hello world", "X-B: two"), "slos": ("p99_ms < 500",)}

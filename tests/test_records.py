@@ -111,3 +111,29 @@ def test_events_round_trip_and_torn_line(tmp_path):
     with pytest.raises(ValueError, match="event kind"):
         EventLog(tmp_path).write("nope", "x")
     json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
+
+
+def test_failed_flush_keeps_rows_and_sequence_resumes(tmp_path, monkeypatch):
+    import probes.records as records
+
+    writer = ShardWriter(tmp_path, "probe", background=False)
+    writer.add_many(sample(i) for i in range(3))
+
+    def broken(table, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "write_table_atomic", broken)
+    with pytest.raises(OSError):
+        writer.flush()
+    assert writer.pending == 3
+    writer.add(sample(3))
+    monkeypatch.undo()
+    writer.close()
+    assert read_samples(tmp_path)["latency_ms"].tolist() == [1.5 * i for i in range(4)]
+    # a second writer on the same prefix continues after the highest shard
+    (tmp_path / "samples" / "probe-000007.parquet").write_bytes(
+        (tmp_path / "samples" / shard_paths(tmp_path)[0].name).read_bytes()
+    )
+    with ShardWriter(tmp_path, "probe", background=False) as again:
+        again.add(sample(9))
+    assert (tmp_path / "samples" / "probe-000008.parquet").exists()

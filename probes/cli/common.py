@@ -18,11 +18,28 @@ def _env(flag: str) -> str:
     return "PROBES_" + flag.lstrip("-").upper().replace("-", "_")
 
 
+class _LinesOption(click.Option):
+    """A repeatable option whose environment variable holds one value per line.
+
+    Click splits such variables on white space, which would cut ``PROBES_HEADER='X-A: b'``
+    or ``PROBES_SLO='p99_ms < 500'`` apart; values of these flags contain spaces.
+    """
+
+    def value_from_envvar(self, ctx: click.Context) -> Any:
+        raw = self.resolve_envvar_value(ctx)
+        if raw is None:
+            return None
+        return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
 def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
-    """A click option that also reads ``PROBES_<FLAG>`` from the environment."""
+    """A click option that also reads ``PROBES_<FLAG>`` from the environment
+    (one value per line for a repeatable flag)."""
     long = next(d for d in decls if d.startswith("--"))
     attrs.setdefault("envvar", _env(long.split("/")[0]))
     attrs.setdefault("show_envvar", False)
+    if attrs.get("multiple"):
+        attrs.setdefault("cls", _LinesOption)
     return click.option(*decls, **attrs)
 
 
