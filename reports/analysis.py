@@ -11,7 +11,9 @@ Choices worth knowing:
   connection answers in microseconds and would make a failing version look fast; failures are
   counted by ``error_rate``. ``latency_corrected_ms`` (an addition) is the probe's latency
   corrected for coordinated omission, ``(ts - intended_ts) * 1000 + latency_ms``;
-- a version's ``throughput_rps`` is its requests over the time it was seen answering.
+- a version's ``throughput_rps`` is its requests over the time it was seen answering;
+- rows of requests the probe never sent (``client_saturated``: its in-flight bound was full)
+  are left out of every count and reported as ``not_sent`` (an addition).
 """
 
 from __future__ import annotations
@@ -401,6 +403,25 @@ def _run_block(cols: Columns, manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Rows of requests the probe never sent (its in-flight bound was full): not the target's errors.
+UNSENT_ERROR = "client_saturated"
+
+
+def split_unsent(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of requests that were sent, and how many were not (``client_saturated``).
+
+    Such a row says the *client* could not keep up with its own schedule; counting it as a
+    request the target failed would blame the target for the prober's limits.
+    """
+    if "error" not in frame.columns or not len(frame):
+        return frame, 0
+    unsent = (frame["error"] == UNSENT_ERROR).to_numpy(dtype=bool, na_value=False)
+    count = int(unsent.sum())
+    if not count:
+        return frame, 0
+    return frame.loc[~unsent].reset_index(drop=True), count
+
+
 def analyse(
     frame: pd.DataFrame,
     events: Sequence[Mapping[str, Any]],
@@ -413,6 +434,7 @@ def analyse(
     """The summary of a run and the aggregates its figures are drawn from."""
     if not bucket_s or bucket_s <= 0:
         raise ValueError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
+    frame, not_sent = split_unsent(frame)
     frame = attribute_timeline(frame, events)
     cols = columns(frame, manifest)
     buckets = bucketize(cols, bucket_s)
@@ -437,6 +459,7 @@ def analyse(
         error_classes=_counts(frame["error"] if "error" in frame.columns else None),
         sources=_counts(frame["source"] if "source" in frame.columns else None),
         latency_corrected_ms=latency_block(cols.corrected) if cols.corrected.size else None,
+        not_sent=not_sent,
         longest_gap_s=gap,
         bucket_s=bucket_s,
         roles_from=how,

@@ -270,6 +270,10 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
                 ("status codes", _counts_line(s.get("status_counts"))),
                 ("error classes", _counts_line(s.get("error_classes"))),
                 ("sources", _counts_line(s.get("sources"))),
+                (
+                    "not sent (probe saturated)",
+                    f"{s.get('not_sent') or 0:,} scheduled requests, left out of every count",
+                ),
                 ("probe latency, corrected", _corrected(s)),
             ]
         ),

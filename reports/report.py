@@ -30,6 +30,22 @@ def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
+#: More buckets than this would make the per-bucket arrays, not the samples, the memory cost.
+MAX_BUCKETS = 1_000_000
+
+
+def _check_bucket_count(frame: Any, manifest: dict[str, Any], bucket: float) -> None:
+    times = [float(t) for t in (manifest.get("started_ts"), manifest.get("ended_ts")) if t]
+    if len(frame):
+        times += [float(frame["ts"].min()), float(frame["ts"].max())]
+    span = max(times) - min(times) if times else 0.0
+    if span / bucket > MAX_BUCKETS:
+        raise ConfigError(
+            f"--bucket: {bucket:g} s gives {span / bucket:,.0f} buckets over this {span:,.0f} s"
+            f" run; use at least {span / MAX_BUCKETS:.3g} s"
+        )
+
+
 def make_report(
     run_dir: Path | str,
     *,
@@ -57,6 +73,7 @@ def make_report(
     bucket = float(bucket_s if bucket_s is not None else settings.get("bucket_s") or 1.0)
     if not bucket > 0:
         raise ConfigError(f"--bucket: must be a positive number of seconds, got {bucket_s!r}")
+    _check_bucket_count(frame, manifest, bucket)
     analysis = analyse(frame, events, manifest, slos=slo_list, bucket_s=bucket, figures=figures)
     del frame
     summary = analysis.summary

@@ -164,6 +164,7 @@ def test_cli_exit_codes(tmp_path, capsys):
         (["not-a-run"], ["RUN_DIR", "not-a-run", "manifest.json"]),
         (["good", "--slo", "p99<5"], ["--slo", "p99_ms<500"]),
         (["good", "--bucket", "-1"], ["--bucket"]),
+        (["good", "--bucket", "1e-6"], ["--bucket", "buckets", "use at least"]),
     ],
 )
 def test_cli_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args, names):

@@ -307,3 +307,12 @@ def test_unsorted_plain_object_frame_and_bucket_size():
     assert s["rollout"]["first_candidate_s"] == pytest.approx(10.5)
     with pytest.raises(ValueError, match="bucket_s"):
         summarize(df, bucket_s=0)
+
+
+def test_unsent_probe_rows_are_not_the_targets_errors():
+    df = switch_frame()
+    sent = len(df)
+    saturated = frame(T0 + np.arange(30) / 50 + 0.001, "unknown", error=["client_saturated"] * 30)
+    s = summarize(pd.concat([df, saturated], ignore_index=True))
+    assert s["requests"] == sent and s["errors"] == 0 and s["not_sent"] == 30
+    assert "unknown" not in s["versions"] and s["verdict"]["result"] == "pass"
