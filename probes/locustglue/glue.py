@@ -34,7 +34,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import gevent
@@ -46,7 +46,13 @@ from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 from probes.errors import ConfigError
-from probes.locustglue.window import DEFAULT_WINDOW_S, RecentSamples, rollout_state, table_rows
+from probes.locustglue.window import (
+    DEFAULT_WINDOW_S,
+    RecentSamples,
+    SampleRow,
+    rollout_state,
+    table_rows,
+)
 from probes.records import (
     Sample,
     ShardWriter,
@@ -220,7 +226,7 @@ class Recorder:
     """``events.request`` listener: one tagged sample per request, handed to ``sink``."""
 
     def __init__(
-        self, sink: Callable[[Sample], None], worker: str, rules: TagRules = DEFAULT_RULES
+        self, sink: Callable[[SampleRow], None], worker: str, rules: TagRules = DEFAULT_RULES
     ) -> None:
         self.sink = sink
         self.worker = worker
@@ -274,8 +280,11 @@ class Recorder:
             error = transport_error_class(exception)
         latency = float(response_time or 0.0)
         ts = start_time if start_time is not None else time.time() - latency / 1000
+        # A plain tuple in Sample order, not a Sample: CPython's collector untracks exact
+        # tuples of plain values, never NamedTuple instances, and thousands of buffered rows
+        # scanned by every collection cost more than the rest of this function (measured).
         self.sink(
-            Sample(
+            (
                 ts,
                 ts,
                 latency,
@@ -296,18 +305,20 @@ class Recorder:
 class WorkerBuffer:
     """A worker's rows between two reports to the master."""
 
-    def __init__(self, send: Callable[[list[Sample]], None], batch_rows: int = BATCH_ROWS) -> None:
-        self.rows: list[Sample] = []
+    def __init__(
+        self, send: Callable[[list[SampleRow]], None], batch_rows: int = BATCH_ROWS
+    ) -> None:
+        self.rows: list[SampleRow] = []
         self.send = send
         self.batch_rows = batch_rows
         self.sent = 0
 
-    def add(self, sample: Sample) -> None:
+    def add(self, sample: SampleRow) -> None:
         self.rows.append(sample)
         if len(self.rows) >= self.batch_rows:
             self.send_now()
 
-    def drain(self) -> list[Sample]:
+    def drain(self) -> list[SampleRow]:
         rows, self.rows = self.rows, []
         self.sent += len(rows)
         return rows
@@ -334,19 +345,16 @@ class Store:
         self.live = live
         self.received = 0
 
-    def add_samples(self, samples: list[Sample]) -> None:
-        self.writer.add_many(samples)
+    def add_samples(self, rows: list[SampleRow]) -> None:
+        """Rows in Sample order: Samples, tuples, or lists as they come off the wire."""
+        self.writer.add_many(cast(list[Sample], rows))  # the writer only iterates them
         if self.live:
-            self.recent.add_many(samples)
-        self.received += len(samples)
+            self.recent.add_many(rows)
+        self.received += len(rows)
 
     def add_rows(self, rows: list[Any]) -> None:
-        """Rows as they come off the wire (lists in Sample order): the writer takes them as
-        they are; only the live window needs Sample objects."""
-        self.writer.add_many(rows)
-        if self.live:
-            self.recent.add_many([Sample(*row) for row in rows])
-        self.received += len(rows)
+        """Rows off the wire (msgpack lists): as tuples, which the collector can untrack."""
+        self.add_samples([tuple(row) for row in rows])
 
 
 # --------------------------------------------------------------------------- state
@@ -367,7 +375,7 @@ class ProbesState:
         self.watcher: Any = None
         #: Rows of this process's own users (single-process mode), moved to the store in
         #: batches by ``drain_local``: a list append is all a request pays.
-        self.local_rows: list[Sample] = []
+        self.local_rows: list[SampleRow] = []
 
     def drain_local(self) -> None:
         if self.local_rows:

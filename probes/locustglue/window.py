@@ -19,6 +19,11 @@ from probes.records import Sample
 
 #: One row of the window: (ts, version, latency_ms, error class or None).
 Row = tuple[float, str, float, str | None]
+#: A sample as the glue passes it around: a ``Sample`` or a plain tuple/list in its order.
+SampleRow = Sequence[Any]
+TS, LATENCY, ERROR, VERSION = (
+    Sample._fields.index(f) for f in ("ts", "latency_ms", "error", "version")
+)
 
 DEFAULT_WINDOW_S = 10.0
 
@@ -160,27 +165,27 @@ class RecentSamples:
         self.keep_s = window_s + slack_s
         self.newest_ts = 0.0
         self.first_ts: float | None = None
-        self._rows: deque[Sample] = deque()
+        self._rows: deque[SampleRow] = deque()
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add_many(self, samples: list[Sample]) -> None:
-        """Keep references to the samples (no copy: they are on their way to disk anyway)."""
+    def add_many(self, samples: Sequence[SampleRow]) -> None:
+        """Keep references to the rows (no copy: they are on their way to disk anyway)."""
         if not samples:
             return
         rows = self._rows
         rows.extend(samples)
-        newest = max(self.newest_ts, max(s.ts for s in samples))
+        newest = max(self.newest_ts, max(s[TS] for s in samples))
         self.newest_ts = newest
         if self.first_ts is None:
-            self.first_ts = min(s.ts for s in samples)
+            self.first_ts = min(s[TS] for s in samples)
         horizon = newest - self.keep_s
-        while rows and rows[0].ts < horizon:
+        while rows and rows[0][TS] < horizon:
             rows.popleft()
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The window ending at the newest sample (or ``now`` if given)."""
         end = self.newest_ts if now is None else now
-        rows = [(s.ts, s.version, s.latency_ms, s.error) for s in self._rows]
+        rows = [(s[TS], s[VERSION], s[LATENCY], s[ERROR]) for s in self._rows]
         return version_window(rows, end, self.window_s, self.first_ts)

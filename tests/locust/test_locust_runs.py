@@ -65,6 +65,42 @@ def test_headless_counts_agree_exactly(tmp_path: Path, processes: int) -> None:
     assert manifest["kind"] == "load" and manifest["ended_at"] is not None
 
 
+def test_master_and_workers_started_separately(tmp_path: Path) -> None:
+    """``--master`` and two ``--worker`` processes: the same exact counts."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with VersionServer(v2_share=0.5) as server:
+        workers = [
+            subprocess.Popen(
+                locust_cmd(server.url, "--worker", "--master-port", str(port)),
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        try:
+            run_locust(
+                server.url, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                str(port), "--expect-workers", "2", "--headless", "-u", "4", "-r", "4", "-t",
+                "3s", "--only-summary", "--json-file", str(tmp_path / "stats"),
+                "--probes-runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
+            )  # fmt: skip
+            for worker in workers:  # the master told them to quit
+                assert worker.wait(timeout=30) == 0
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+    run_dir = only_run(tmp_path / "runs")
+    samples = locust_samples(run_dir)
+    locust_requests, _ = json_total(tmp_path / "stats")
+    assert len(samples) == locust_requests == counts(run_dir)["requests"] > 100
+    assert samples["worker"].nunique() == 2
+
+
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as resp:  # 127.0.0.1 only
         return json.loads(resp.read())
