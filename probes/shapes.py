@@ -9,7 +9,7 @@ A shape is written ``NAME[:key=value,...]`` on the command line (``--shape``):
 ==========  =========================================================================
 ``steady``  ``users`` from start to end (the default)
 ``ramp``    linear from ``from`` users to ``users`` over ``over`` seconds, then hold
-``step``    start at ``step`` users and add ``step`` every ``every`` seconds, up to ``users``
+``step``    ``from`` users (default ``step``), ``step`` more every ``every`` s, up to ``users``
 ``spike``   ``users`` all along, except ``peak`` users from ``at`` s for ``for`` s
 ==========  =========================================================================
 
@@ -30,7 +30,7 @@ SHAPES = ("steady", "ramp", "step", "spike")
 SHAPE_KEYS: dict[str, tuple[str, ...]] = {
     "steady": (),
     "ramp": ("from", "over"),
-    "step": ("step", "every"),
+    "step": ("from", "step", "every"),
     "spike": ("peak", "at", "for"),
 }
 COMMON_KEYS = ("users", "spawn_rate", "duration")
@@ -148,7 +148,8 @@ def ramp(shape: Shape, t: float) -> tuple[int, float]:
 def step(shape: Shape, t: float) -> tuple[int, float]:
     size = int(shape.param("step", max(1, shape.users // 5)))
     every = shape.param("every", 10.0)
-    users = size * (1 + int(t // every))
+    start = int(shape.param("from", size))
+    users = start + size * int(t // every)
     return max(1, min(shape.users, users)), shape.spawn_rate
 
 

@@ -466,8 +466,21 @@ def analyse(
         slos=list(slos or []),
     )
     summary["verdict"] = verdict(summary, slos)
+    if manifest.get("kind") == "capacity":
+        _capacity(summary, cols, manifest, slos)
     hist = latency_hist(cols, bucket_s) if figures else None
     return Analysis(summary, cols.labels, buckets, hist)
+
+
+def _capacity(
+    summary: dict[str, Any], cols: Columns, manifest: Mapping[str, Any], slos: Sequence[str] | None
+) -> None:
+    """A capacity run: the ``capacity`` block, and its verdict (per step; reports.capacity)."""
+    from reports.capacity import analyse_capacity
+
+    found = analyse_capacity(cols.rel + cols.t0, cols.latency, cols.ok, manifest, slos)
+    if found is not None:
+        summary["capacity"], summary["verdict"] = found
 
 
 def build_summary(
