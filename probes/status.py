@@ -4,7 +4,10 @@ Independent of who sends: feed a ``Tally`` one ``(version, error)`` per finished
 (the canary probe, the Locust glue, the service), and a ``StatusLine`` draws it. The text
 is made by ``format_status``, a pure function of plain numbers.
 
-    12.0s/60s  rate 49.8/s  v1 88% v2 12%  errors 3 (0.5%)
+    12.0s/60s  rate 49.8/s  requests 600  now v1 88% v2 12%  errors 3 (0.5%)
+
+Rate and split are over the last interval (what answers *now*, so a switch shows as it
+happens); requests and errors are totals since the start.
 """
 
 from __future__ import annotations
@@ -65,15 +68,20 @@ def format_status(
     errors: int,
     versions: dict[str, int],
 ) -> str:
-    """The status text: elapsed of total, recent rate, split by version, errors."""
+    """The status text: elapsed of total, recent rate, totals, recent split, errors.
+
+    ``versions`` are the counts of the recent window the split is computed over.
+    """
     when = f"{elapsed:.1f}s/{total:g}s" if total else f"{elapsed:.1f}s"
     parts = [when, f"rate {rate:.1f}/s", f"requests {requests}"]
-    if requests:
+    recent = sum(versions.values())
+    if recent:
         top = sorted(versions.items(), key=lambda kv: (-kv[1], kv[0]))
-        shown = [f"{v} {n / requests:.0%}" for v, n in top[:MAX_VERSIONS_SHOWN]]
+        shown = [f"{v} {n / recent:.0%}" for v, n in top[:MAX_VERSIONS_SHOWN] if n]
         if len(top) > MAX_VERSIONS_SHOWN:
             shown.append(f"+{len(top) - MAX_VERSIONS_SHOWN} more")
-        parts.append(" ".join(shown))
+        parts.append("now " + " ".join(shown))
+    if requests:
         parts.append(f"errors {errors} ({errors / requests:.1%})")
     else:
         parts.append("errors 0")
@@ -116,7 +124,7 @@ class StatusLine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = time.monotonic()
-        self._last = (self._start, 0)
+        self._last = (self._start, Snapshot(0, 0, {}))
         self._width = 0
 
     def _isatty(self) -> bool:
@@ -127,7 +135,7 @@ class StatusLine:
 
     def start(self) -> StatusLine:
         self._start = time.monotonic()
-        self._last = (self._start, 0)
+        self._last = (self._start, Snapshot(0, 0, {}))
         if not self.quiet:
             self._thread = threading.Thread(target=self._loop, name="status-line", daemon=True)
             self._thread.start()
@@ -137,11 +145,12 @@ class StatusLine:
         """The current status text (advances the rate window)."""
         now = time.monotonic() if now is None else now
         snap = self.tally.snapshot()
-        t0, n0 = self._last
-        rate = (snap.requests - n0) / (now - t0) if now > t0 else 0.0
-        self._last = (now, snap.requests)
+        t0, before = self._last
+        rate = (snap.requests - before.requests) / (now - t0) if now > t0 else 0.0
+        self._last = (now, snap)
+        recent = {v: n - before.versions.get(v, 0) for v, n in snap.versions.items()}
         text = format_status(
-            now - self._start, self.total_s, rate, snap.requests, snap.errors, snap.versions
+            now - self._start, self.total_s, rate, snap.requests, snap.errors, recent
         )
         more = self.extra() if self.extra is not None else ""
         return f"{text} · {more}" if more else text

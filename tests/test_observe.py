@@ -193,12 +193,13 @@ def test_sigterm_mid_run_still_reports(tmp_path, version_server):
     [
         (
             (12.04, 60, 49.81, 600, 3, {"v1": 528, "v2": 72}),
-            "12.0s/60s  rate 49.8/s  requests 600  v1 88% v2 12%  errors 3 (0.5%)",
+            "12.0s/60s  rate 49.8/s  requests 600  now v1 88% v2 12%  errors 3 (0.5%)",
         ),
         ((0.5, None, 0.0, 0, 0, {}), "0.5s  rate 0.0/s  requests 0  errors 0"),
         (
             (1, 10, 5, 5, 0, {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}),
-            "1.0s/10s  rate 5.0/s  requests 5  a 20% b 20% c 20% d 20% +1 more  errors 0 (0.0%)",
+            "1.0s/10s  rate 5.0/s  requests 5  now a 20% b 20% c 20% d 20% +1 more"
+            "  errors 0 (0.0%)",
         ),
     ],
 )
@@ -214,8 +215,12 @@ def test_status_plain_lines_and_quiet():
     out = io.StringIO()
     line = StatusLine(tally, 10, stream=out, tty=False)
     line.draw()
-    assert out.getvalue().endswith("\n") and "v1 75% v2 25%" in out.getvalue()
+    assert out.getvalue().endswith("\n") and "now v1 75% v2 25%" in out.getvalue()
     assert "errors 1 (25.0%)" in out.getvalue()
+    for _ in range(4):
+        tally.add("v2")
+    line.draw()  # the split is over what answered since the last line: all v2 now
+    assert out.getvalue().splitlines()[-1].split("  ")[3] == "now v2 100%"
     tty = io.StringIO()
     StatusLine(tally, 10, stream=tty, tty=True).draw()
     assert tty.getvalue().startswith("\r") and "\n" not in tty.getvalue()
