@@ -5,7 +5,8 @@
 - ``error_rate.png`` — error rate per version over time;
 - ``latency_over_time.png`` — p50 (solid) and p99 (dashed) per version over time, from a
   log-spaced histogram (about 3% resolution; the summary's numbers are exact);
-- ``latency_cdf.png`` — latency distribution per version (CDF, log x).
+- ``latency_cdf.png`` — latency distribution per version (CDF, log x);
+- ``capacity.png`` — capacity runs only: rps and p99 per step against users.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ MAX_POINTS = 300
 ROLE_COLORS = {"baseline": "#1f77b4", "candidate": "#ff7f0e", "unknown": "#9e9e9e"}
 OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
 PHASE_COLORS = {"before": "#1f77b4", "mixed": "#d62728", "after": "#ff7f0e"}
-FIGURE_NAMES = ("traffic_share", "error_rate", "latency_over_time", "latency_cdf")
+FIGURE_NAMES = ("capacity", "traffic_share", "error_rate", "latency_over_time", "latency_cdf")
 
 
 def version_colors(summary: dict[str, Any]) -> dict[str, str]:
@@ -254,12 +255,38 @@ def latency_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
     return fig
 
 
+def capacity(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Throughput (left) and p99 (right) of each capacity step against its users; steps that
+    broke a check are drawn hollow."""
+    steps = analysis.summary["capacity"]["steps"]
+    users = [s["users"] for s in steps]
+    fig, ax = _new("Capacity: throughput and p99 per step", "requests per second")
+    ax.set_xlabel("users")
+    ax.plot(users, [s["rps"] for s in steps], color="#1f77b4", lw=1.6, label="rps")
+    right = ax.twinx()
+    right.set_ylabel("p99 latency (ms)")
+    p99 = [np.nan if (s["latency_ms"] or {}).get("p99") is None else s["latency_ms"]["p99"]
+           for s in steps]  # fmt: skip
+    right.plot(users, p99, color="#d62728", lw=1.4, ls="--", label="p99 ms")
+    for s, y in zip(steps, p99, strict=True):
+        face = "#1f77b4" if s["passed"] else "white"
+        ax.plot(s["users"], s["rps"], "o", color="#1f77b4", mfc=face, ms=6)
+        right.plot(s["users"], y, "s", color="#d62728", mfc="#d62728" if s["passed"] else "white")
+    ax.set_ylim(bottom=0)
+    right.set_ylim(bottom=0)
+    lines = ax.get_lines()[:1] + right.get_lines()[:1]
+    ax.legend(lines, [str(ln.get_label()) for ln in lines], loc="upper left", fontsize=9)
+    return fig
+
+
 def render_figures(analysis: Analysis, directory: Path) -> dict[str, bytes]:
     """Draw every figure, write ``directory/<name>.png`` and return ``{name: png bytes}``."""
     directory.mkdir(parents=True, exist_ok=True)
     colors = version_colors(analysis.summary)
     images: dict[str, bytes] = {}
+    steps = (analysis.summary.get("capacity") or {}).get("steps")
     for name, draw in (
+        *((("capacity", capacity),) if steps else ()),
         ("traffic_share", traffic_share),
         ("error_rate", error_rate),
         ("latency_over_time", latency_over_time),

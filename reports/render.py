@@ -11,6 +11,7 @@ from typing import Any
 from reports.figures import FIGURE_NAMES
 
 FIGURE_TITLES = {
+    "capacity": "Capacity: throughput and p99 per step",
     "traffic_share": "Traffic share by version",
     "error_rate": "Error rate by version",
     "latency_over_time": "Latency over time",
@@ -139,6 +140,42 @@ def _check_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _capacity_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["users", "req/s", "requests", "error rate", "p50 ms", "p99 ms", "within SLO"]
+    rows = []
+    for step in (s.get("capacity") or {}).get("steps") or []:
+        lat = step.get("latency_ms") or {}
+        rows.append(
+            [
+                fmt(step.get("users")),
+                fmt(step.get("rps")),
+                fmt(step.get("requests")),
+                fmt(step.get("error_rate"), "pct"),
+                fmt(lat.get("p50")),
+                fmt(lat.get("p99")),
+                "yes" if step.get("passed") else "NO",
+            ]
+        )
+    return head, rows
+
+
+def _capacity_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    c = s.get("capacity") or {}
+    knee = c.get("knee_rps")
+    return [
+        ("max req/s within SLO", fmt(c.get("max_rps_within_slo"))),
+        ("knee", "—" if knee is None else f"{fmt(knee)} req/s at {c.get('knee_users')} users"),
+        ("limit", str(c.get("limit_reason"))),
+        ("checks per step", ", ".join(c.get("slos") or []) or "—"),
+    ]
+
+
+CAPACITY_NOTE = (
+    "Each step is measured after its ramp-up (the first max(1 s, added users / spawn rate) "
+    "seconds are left out); steps cut short by a stop or by --duration are not shown."
+)
+
+
 def _comparison_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     c = s.get("comparison")
     if not c:
@@ -249,6 +286,9 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         "<h2>Verdict</h2>",
         _table(*_check_rows(s)),
     ]
+    if s.get("capacity"):
+        parts += ["<h2>Capacity</h2>", _dl(_capacity_pairs(s)), _table(*_capacity_rows(s))]
+        parts.append(f"<p class='muted'>{esc(CAPACITY_NOTE)}</p>")
     if s.get("rollout"):
         parts += ["<h2>Rollout</h2>", _dl(_rollout_rows(s))]
     if s.get("comparison"):
@@ -313,6 +353,9 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
         "",
         *_md_table(*_check_rows(s)),
     ]
+    if s.get("capacity"):
+        lines += ["", "### Capacity", "", *_md_table(["", ""], _capacity_pairs(s))]
+        lines += ["", *_md_table(*_capacity_rows(s)), "", CAPACITY_NOTE]
     if s.get("rollout"):
         lines += ["", "### Rollout", "", *_md_table(["", ""], _rollout_rows(s))]
     if s.get("comparison"):
