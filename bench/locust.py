@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.canary import nginx
+from probes.cli.load import master_port_args
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ROOT / "locustfiles" / "invoke.py"
@@ -85,7 +86,7 @@ def run_once(
     if mode == "ours":
         cmd += ["--probes-runs-dir", str(runs)]
     if processes:
-        cmd += ["--processes", str(processes)]
+        cmd += ["--processes", str(processes), *master_port_args()]
     if cpu is not None and not processes:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_CPU_FILE": str(cpu_file)}

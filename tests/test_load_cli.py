@@ -69,7 +69,8 @@ def test_locust_command_line(tmp_path, monkeypatch) -> None:
     cmd = locust_command("http://127.0.0.1:9/w/", p, parse_load(p), tmp_path)
     text = " ".join(cmd)
     assert "s3cret" not in text
-    for part in ("--headless", "--processes 2", "--run-time 30s", "--users 5", "--spawn-rate 2",
+    for part in ("--headless", "--processes 2", "--master-bind-host 127.0.0.1", "--run-time 30s",
+                 "--users 5", "--spawn-rate 2",
                  f"--probes-run-dir {tmp_path}", "--probes-method POST", "--probes-header X-A: 1",
                  "--probes-tag-header X-V", "--probes-shape step:every=5,step=2",
                  "--probes-token-env MY_TOKEN", "--probes-path /chat/completions"):  # fmt: skip

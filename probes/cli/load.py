@@ -127,8 +127,19 @@ def locust_command(
         params_text = ",".join(f"{k}={v:g}" for k, v in shape.params)
         cmd += ["--probes-shape", f"{shape.name}:{params_text}" if params_text else shape.name]
     if load.workers:
-        cmd += ["--processes", str(load.workers)]
+        cmd += ["--processes", str(load.workers), *master_port_args()]
     return cmd
+
+
+def master_port_args() -> list[str]:
+    """Bind the Locust master to 127.0.0.1 on a free port: its default (``*:5557``) would
+    listen on every interface and collide with any other Locust master on the machine."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port]
 
 
 def load_settings(

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from probes.cli.load import master_port_args
 from tests.helpers import VersionServer
 from tests.locust.conftest import (
     ROOT,
@@ -39,7 +40,7 @@ def answered(server: VersionServer) -> dict[str, int]:
 @pytest.mark.parametrize("processes", [0, 2], ids=["one-process", "two-workers"])
 def test_headless_counts_agree_exactly(tmp_path: Path, processes: int) -> None:
     with VersionServer(v2_share=0.3, error_share={"v2": 0.1}) as server:
-        extra = ["--processes", str(processes)] if processes else []
+        extra = ["--processes", str(processes), *master_port_args()] if processes else []
         run_locust(
             server.url, "--headless", "-u", "4", "-r", "4", "-t", "3s", "--only-summary",
             "--json-file", str(tmp_path / "stats"), "--probes-runs-dir", str(tmp_path / "runs"),
