@@ -12,10 +12,13 @@ Comparison rules (``judge``), documented here because CI gates act on them:
   ``MWU_MAX_PER_SIDE`` latencies per side, a deterministic 1-in-k stride subsample (time
   ordered, so it spans the whole run) is tested instead; ``subsampled`` says so.
 - **judgement** — ``inconclusive`` when neither test has ``MIN_SAMPLES`` on both sides;
-  ``worse`` when the candidate's error rate is higher with p < ``ALPHA``, or its latency
-  differs with p < ``ALPHA`` and its p50 or p99 is higher by more than both ``MIN_DELTA_MS``
-  and ``MIN_DELTA_FRACTION`` of the baseline's; ``better`` by the mirror rules when nothing is
-  worse; else ``same``.
+  ``worse`` when the candidate's error rate is higher with p < ``ALPHA`` and by more than
+  ``MIN_ERROR_DELTA``, or its latency differs with p < ``ALPHA`` and its p50 is higher by
+  more than 5 ms and 10% of the baseline's, or its p99 by more than 20 ms and 25%
+  (``MIN_DELTA``); ``better`` by the mirror rules when nothing is worse; else ``same``.
+  With many samples any difference is "significant": the bounds are what makes a
+  difference material. Stricter gates belong in ``--slo`` (e.g.
+  ``candidate.p99_ms<1.1*baseline.p99_ms``).
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ _PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 ALPHA = 0.01
 MIN_SAMPLES = 30
-MIN_DELTA_MS = 5.0
-MIN_DELTA_FRACTION = 0.10
+#: A latency shift must exceed both bounds (absolute ms, fraction of the baseline's) to count.
+#: The tail gets wider bounds: a p99 moves with every hiccup of the machine it was measured
+#: from, and a default check that fails healthy rollouts would be ignored.
+MIN_DELTA = {"p50": (5.0, 0.10), "p99": (20.0, 0.25)}
+#: An error-rate difference smaller than this (0.1 percentage point) is not material.
+MIN_ERROR_DELTA = 0.001
 FISHER_MAX_N = 200_000
 MWU_MAX_PER_SIDE = 200_000
 
@@ -111,11 +118,12 @@ class Side:
 def _latency_shift(base: Side, cand: Side) -> int:
     """+1 if the candidate is materially slower, -1 if materially faster, 0 otherwise."""
     signs = set()
-    for b, c in ((base.p50, cand.p50), (base.p99, cand.p99)):
+    for key, b, c in (("p50", base.p50, cand.p50), ("p99", base.p99, cand.p99)):
         if b is None or c is None:
             continue
         delta = c - b
-        if abs(delta) > MIN_DELTA_MS and abs(delta) > MIN_DELTA_FRACTION * abs(b):
+        min_ms, min_fraction = MIN_DELTA[key]
+        if abs(delta) > min_ms and abs(delta) > min_fraction * abs(b):
             signs.add(1 if delta > 0 else -1)
     return 1 if 1 in signs else (-1 if -1 in signs else 0)
 
@@ -133,7 +141,8 @@ def judge(base: Side, cand: Side, error_p: float | None, latency_p: float | None
     err_sign = 0
     if errors_testable and error_p is not None and error_p < ALPHA:
         delta = cand.errors / cand.requests - base.errors / base.requests
-        err_sign = 1 if delta > 0 else (-1 if delta < 0 else 0)
+        if abs(delta) > MIN_ERROR_DELTA:
+            err_sign = 1 if delta > 0 else -1
     lat_sign = 0
     if latency_testable and latency_p is not None and latency_p < ALPHA:
         lat_sign = _latency_shift(base, cand)

@@ -391,6 +391,12 @@ def side(requests=1000, errors=0, p50=10.0, p99=20.0, ok=None):
         (side(p50=1.0, p99=2.0), side(p50=3.0, p99=6.0), 1.0, 1e-9, "same"),
         # p99 +10 ms but not significant
         (side(), side(p99=30.0), 1.0, 0.2, "same"),
+        # a significant tail shift below the p99 bounds (20 ms and 25%) is machine noise
+        (side(p50=2.0, p99=8.0), side(p50=2.2, p99=19.0), 1.0, 1e-9, "same"),
+        (side(p99=100.0), side(p99=124.0), 1.0, 1e-9, "same"),
+        (side(p99=100.0), side(p99=126.0), 1.0, 1e-9, "worse"),
+        # a significant but immaterial error difference (0.05 percentage point)
+        (side(100_000, errors=50), side(100_000, errors=100), 1e-4, 0.5, "same"),
         (side(p50=30.0, p99=60.0), side(), 1.0, 1e-6, "better"),
         (side(errors=100), side(), 1e-10, 0.5, "better"),
         (side(errors=100), side(p50=30.0, p99=90.0), 1e-10, 1e-6, "worse"),
