@@ -10,7 +10,8 @@ column          type         meaning
 ``intended_ts`` float64      when an open-model sender meant to send it (= ``ts`` for Locust)
 ``latency_ms``  float64      send to full response (or to failure)
 ``source``      string       ``probe`` or ``locust``
-``worker``      string       which process recorded it
+``worker``      string       which caller recorded it: the process (``role@host:pid``), and
+                             for a Locust user also the user (``…/u7``): flips are per caller
 ``method``      string       HTTP method
 ``name``        string       request name (path or Locust name)
 ``status``      int16        HTTP status; 0 when no response arrived

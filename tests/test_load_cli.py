@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from probes.cli import main
-from probes.cli.load import LoadSettings, locust_command, parse_load
+from probes.cli.load import LoadSettings, locust_command, locust_env, parse_load
+from probes.locustglue import HEADERS_ENV
 from probes.records import read_events, read_samples
 from probes.shapes import parse_shape
 from tests.helpers import VersionServer
@@ -71,10 +72,12 @@ def test_locust_command_line(tmp_path, monkeypatch) -> None:
     assert "s3cret" not in text
     for part in ("--headless", "--processes 2", "--master-bind-host 127.0.0.1", "--run-time 30s",
                  "--users 5", "--spawn-rate 2",
-                 f"--probes-run-dir {tmp_path}", "--probes-method POST", "--probes-header X-A: 1",
+                 f"--probes-run-dir {tmp_path}", "--probes-method POST",
                  "--probes-tag-header X-V", "--probes-shape step:every=5,step=2",
                  "--probes-token-env MY_TOKEN", "--probes-path /chat/completions"):  # fmt: skip
         assert part in text, part
+    assert "X-A" not in text  # headers travel in Locust's environment, not its command line
+    assert json.loads(locust_env(p)[HEADERS_ENV]) == ["X-A: 1"]
     one = locust_command("http://h/", params(workers=0), parse_load(params(workers=0)), tmp_path)
     assert "--processes" not in one and "--probes-shape" not in one
 

@@ -8,7 +8,7 @@ the samples into steps from the run directory alone (``reports.capacity``).
 While Locust runs, new sample shards are read as they land; once a step has ended and its
 samples had time to arrive (``grace_s``: a shard flush, plus Locust's stats report interval
 with ``--workers``), the step is judged against the SLO checks with the same pure functions
-the report uses. The first step that breaks a check stops the load: Locust gets SIGTERM and
+the report uses. The first step that breaks a check stops the load: Locust gets SIGINT and
 quits the way it always does, flushing every sample (``stop_locust``). The run also ends at
 ``--max-users`` (the plan is over) or at ``--duration`` (a hard cap), and on Ctrl-C/SIGTERM.
 The manifest's ``capacity`` block records when and why the load was stopped early.
@@ -17,8 +17,6 @@ The manifest's ``capacity`` block records when and why the load was stopped earl
 from __future__ import annotations
 
 import math
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -39,13 +37,13 @@ from probes.cli.common import (
 from probes.cli.load import (
     BUCKET_S,
     LOCUST_LOG,
-    LOCUST_QUIT_TIMEOUT_S,
     MAX_WORKERS,
     LoadSettings,
     ShardFollower,
     _log_tail,
     _platform,
     locust_command,
+    locust_env,
     read_counts,
     stop_locust,
 )
@@ -165,30 +163,13 @@ class StepWatch(ShardFollower):
         return self.broken
 
 
-def interrupt_locust(proc: subprocess.Popen[bytes], timeout: float = LOCUST_QUIT_TIMEOUT_S) -> None:
-    """Stop a shaped headless Locust cleanly: SIGINT, then wait; SIGTERM and kill only if it
-    does not finish in time.
-
-    Not SIGTERM first: with a shape, Locust's headless start blocks on the shape before it
-    installs its SIGTERM handler, so a SIGTERM kills it outright (no final flush, no
-    locust.json). A SIGINT is caught there and ends the test the way the shape's own end does.
-    """
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        stop_locust(proc, timeout=5.0)
-
-
 def record_capacity(run: Run, load: LoadSettings, watch: StepWatch, params: dict[str, Any]) -> Any:
     """Run Locust into ``run`` until the plan ends, a step breaks the SLO, or a signal."""
     from probes.cli.observe import stop_on_signals
 
     stop = threading.Event()
     cmd = locust_command(params["locust_host"], params, load, run.path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = locust_env(params)
     proc: subprocess.Popen[bytes] | None = None
     stopped_ts: float | None = None
     with stop_on_signals(stop) as signals, (run.path / LOCUST_LOG).open("wb") as log:
@@ -203,7 +184,7 @@ def record_capacity(run: Run, load: LoadSettings, watch: StepWatch, params: dict
                         break
                 if proc.poll() is None:
                     stopped_ts = time.time()
-                interrupt_locust(proc)
+                stop_locust(proc)
                 watch.poll()
         finally:
             if proc is not None and proc.poll() is None:

@@ -40,6 +40,8 @@ from probes.cli.common import (
     request_options,
 )
 from probes.errors import ConfigError, ProbesError
+from probes.locustglue import HEADERS_ENV
+from probes.records import shard_paths
 from probes.run import Run
 from probes.settings import RequestSpec, build_request, parse_env_name, parse_run_id
 from probes.shapes import SHAPES, Shape, parse_shape
@@ -114,8 +116,9 @@ def locust_command(
         cmd += ["--probes-body", params["body"]]
     if params.get("body_file"):
         cmd += ["--probes-body-file", str(Path(params["body_file"]).resolve())]
+    # --header values never go on the command line (any user can read it in ps): the glue
+    # reads them from HEADERS_ENV in Locust's environment (see locust_env).
     for flag, key in (
-        ("header", "headers"),
         ("tag-header", "tag_headers"),
         ("tag-json", "tag_json"),
     ):
@@ -140,6 +143,15 @@ def master_port_args() -> list[str]:
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port]
+
+
+def locust_env(params: dict[str, Any]) -> dict[str, str]:
+    """Locust's environment: ours, plus the request headers (kept off its command line)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop(HEADERS_ENV, None)
+    if params.get("headers"):
+        env[HEADERS_ENV] = json.dumps(list(params["headers"]))
+    return env
 
 
 def load_settings(
@@ -191,17 +203,27 @@ class ShardFollower:
 
 
 def stop_locust(proc: subprocess.Popen[bytes], timeout: float = LOCUST_QUIT_TIMEOUT_S) -> None:
-    """SIGTERM to the Locust master (it quits its workers itself), then wait; kill the whole
-    process group only if it does not finish in time."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    """Stop headless Locust so that it flushes: SIGINT, then wait; SIGTERM, then kill the
+    whole process group, only if it does not finish in time.
+
+    Not SIGTERM first: with a load shape, Locust's headless start blocks on the shape before
+    it installs its SIGTERM handler, so a SIGTERM kills it outright (no final flush, no
+    locust.json). A SIGINT is caught there and ends the test the way the shape's own end
+    does, and without a shape it quits the same way as SIGTERM (the master first collects
+    every worker's final report, see the glue).
+    """
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0)):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
 
 
 def read_counts(run_dir: Path) -> dict[str, Any] | None:
@@ -247,7 +269,7 @@ def record_load(
     tally = Tally()
     follower = ShardFollower(run.path, tally)
     cmd = locust_command(params["locust_host"], params, load, run.path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = locust_env(params)
     probe_thread, probe_writer = _start_probe(spec, run, load, tally)
     proc: subprocess.Popen[bytes] | None = None
     with stop_on_signals(stop) as signals, (run.path / LOCUST_LOG).open("wb") as log:
@@ -260,9 +282,15 @@ def record_load(
                 # a far deadline makes that exactly ``replace_at``; we stop it ourselves.
                 horizon = max(load.shape.duration + 5.0, 10 * (replace_at or 0) + 1.0)
                 driver.start(deadline=time.time() + horizon)
+            # Locust ends itself at --run-time; the deadline only guards against a Locust that
+            # never starts (e.g. workers that never connect).
+            deadline = time.monotonic() + load.shape.duration + LOCUST_QUIT_TIMEOUT_S
             with StatusLine(tally, load.shape.duration, quiet=params["quiet"]):
                 while proc.poll() is None and not stop.wait(0.25):
                     follower.poll()
+                    if time.monotonic() > deadline:
+                        click.echo("probes: Locust did not finish in time; stopping it", err=True)
+                        break
                 stop_locust(proc)
                 follower.poll()
         finally:
@@ -298,8 +326,16 @@ def _stop_probe(thread: Any, writer: Any) -> dict[str, Any] | None:
         return None
     thread.stop()
     thread.join(timeout=30)
+    if thread.is_alive():
+        # Never close the writer under a live sender: what it still adds would be lost.
+        click.echo("probes: the canary probe did not stop in 30 s; its last rows may be missing",
+                   err=True)  # fmt: skip
     writer.close()
-    return thread.stats.as_dict() if thread.stats is not None else None
+    stats = thread.stats.as_dict() if thread.stats is not None else {}
+    if thread.error is not None:
+        click.echo(f"probes: the canary probe failed: {thread.error}", err=True)
+        stats["error"] = str(thread.error)
+    return stats or None
 
 
 def _platform(params: dict[str, Any]) -> tuple[Any, Any]:
@@ -410,7 +446,7 @@ def command(url: str | None, **params: Any) -> int:
     from probes.cli.observe import parse_rate, validate_slos
 
     if load.probe_rate:
-        parse_rate(load.probe_rate)
+        parse_rate(load.probe_rate, "--probe-rate")
     slos = validate_slos(params["slos"])
     run_id = parse_run_id(params["run_id"])
     replace_at = params["replace_at"]
@@ -458,10 +494,14 @@ def _load(
     if driver is not None:
         run.update(platform={**target.manifest(), "outcome": driver.outcome})
     if outcome.counts is None:
+        # Locust itself failed (a bad option, a crash): report what was recorded anyway
+        # (the probe's rows, any Locust shard that landed), then fail as a set-up error.
         tail = _log_tail(run.path / LOCUST_LOG)
+        if shard_paths(run.path):
+            finish_recording(Path(run.path))
         raise ProbesError(
-            f"Locust did not record (exit {outcome.returncode}); see {run.path / LOCUST_LOG}:\n"
-            f"{tail}"
+            f"Locust did not finish its run (exit {outcome.returncode}); see"
+            f" {run.path / LOCUST_LOG}:\n{tail}"
         )
     sys.stderr.flush()
     code = finish_recording(Path(run.path))

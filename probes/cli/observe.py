@@ -50,14 +50,14 @@ BUCKET_S = 1.0
 SideTask = Callable[[threading.Event], object]
 
 
-def parse_rate(value: float) -> float:
-    """``--rate``: requests per second, finite, > 0."""
+def parse_rate(value: float, flag: str = "--rate") -> float:
+    """``--rate`` (or ``flag``): requests per second, finite, > 0."""
     if not (isinstance(value, int | float) and math.isfinite(value)) or value <= 0:
         raise ConfigError(
-            f"--rate: {value!r} must be a number of requests per second > 0 (e.g. 10)"
+            f"{flag}: {value!r} must be a number of requests per second > 0 (e.g. 10)"
         )
     if value > MAX_RATE:
-        raise ConfigError(f"--rate: {value:g} is above the limit of {MAX_RATE:g} per second")
+        raise ConfigError(f"{flag}: {value:g} is above the limit of {MAX_RATE:g} per second")
     return float(value)
 
 

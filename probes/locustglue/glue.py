@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import socket
@@ -46,6 +47,7 @@ from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 from probes.errors import ConfigError
+from probes.locustglue import CALLER_KEY, HEADERS_ENV
 from probes.locustglue.window import (
     DEFAULT_WINDOW_S,
     RecentSamples,
@@ -157,6 +159,19 @@ def _opt(options: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _env_headers() -> tuple[str, ...]:
+    raw = os.environ.get(HEADERS_ENV)
+    if not raw:
+        return ()
+    try:
+        values = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{HEADERS_ENV}: not a JSON list of 'Name: value' strings") from exc
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{HEADERS_ENV}: not a JSON list of 'Name: value' strings")
+    return tuple(values)
+
+
 def request_spec(options: Any, host: str | None) -> RequestSpec:
     """The RequestSpec of InvokeUser from Locust's parsed options and host."""
     if not host:
@@ -165,7 +180,7 @@ def request_spec(options: Any, host: str | None) -> RequestSpec:
         host,
         method=_opt(options, "method", "GET"),
         path=_opt(options, "path"),
-        headers=tuple(_opt(options, "header", ())),
+        headers=tuple(_opt(options, "header", ())) + _env_headers(),
         body=_opt(options, "body"),
         body_file=_opt(options, "body_file"),
         timeout=float(_opt(options, "timeout", 10.0)),
@@ -264,8 +279,12 @@ class Recorder:
         response: Any = None,
         exception: BaseException | None = None,
         start_time: float | None = None,
+        context: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
+        # Each InvokeUser is a caller of its own (``worker`` = process/user), so flips are
+        # counted per caller; requests of other user classes stay on the process's name.
+        worker = (context.get(CALLER_KEY) if context else None) or self.worker
         status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
         if status:
             headers = getattr(response, "headers", None)
@@ -289,7 +308,7 @@ class Recorder:
                 ts,
                 latency,
                 "locust",
-                self.worker,
+                worker,
                 request_type,
                 name,
                 status,
@@ -749,6 +768,9 @@ def install_shape(environment: Environment) -> None:
 # --------------------------------------------------------------------------- the user
 
 
+_USER_IDS = itertools.count(1)
+
+
 class InvokeUser(FastHttpUser):
     """Sends the configured request (``--probes-*``) to the invoke URL (``--host``), in a loop.
 
@@ -766,6 +788,11 @@ class InvokeUser(FastHttpUser):
         self._url = spec.url if urlsplit(spec.url).path else spec.url + "/"
         self._headers = spec.request_headers()
         self._body = spec.body
+        self._context = {CALLER_KEY: f"{worker_name('locust')}/u{next(_USER_IDS)}"}
+
+    def context(self) -> dict[str, Any]:
+        """The request context: names this user as the caller of its samples."""
+        return self._context
 
     @task
     def invoke(self) -> None:

@@ -195,3 +195,19 @@ def test_request_spec_from_options_keeps_the_token_out(tmp_path, monkeypatch) ->
     assert "s3cret" not in json.dumps(spec.describe())
     with pytest.raises(glue.ConfigError, match="--host"):
         glue.request_spec(opts, None)
+
+
+def test_headers_come_from_the_environment_and_users_are_callers(tmp_path, monkeypatch) -> None:
+    from probes.locustglue import CALLER_KEY, HEADERS_ENV
+
+    monkeypatch.setenv(HEADERS_ENV, json.dumps(["X-A: 1", "X-B: two words"]))
+    spec = glue.request_spec(options(tmp_path, probes_header=["X-C: 3"]), "http://127.0.0.1:1/")
+    assert dict(spec.headers) == {"X-C": "3", "X-A": "1", "X-B": "two words"}
+    monkeypatch.setenv(HEADERS_ENV, "not json")
+    with pytest.raises(glue.ConfigError, match=HEADERS_ENV):
+        glue.request_spec(options(tmp_path), "http://127.0.0.1:1/")
+    rows: list[Sample] = []
+    recorder = glue.Recorder(rows.append, "proc")
+    recorder.on_request(**fire_kwargs(FakeResponse(200), context={CALLER_KEY: "proc/u7"}))
+    recorder.on_request(**fire_kwargs(FakeResponse(200)))
+    assert [Sample(*r).worker for r in rows] == ["proc/u7", "proc"]
