@@ -135,8 +135,10 @@ def test_manifest_masks_the_token(tmp_path, version_server, monkeypatch):
     )
     assert code == 0
     manifest = read_manifest(run_dir)
-    text = json.dumps(manifest)
-    assert "tok-should-not-leak" not in text and "other-secret" not in text
+    for path in run_dir.rglob("*"):  # manifest, summary, report.html/.md, events, shards
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"tok-should-not-leak" not in data and b"other-secret" not in data, path
     settings = manifest["settings"]
     assert settings["rate"] == 20 and settings["bucket_s"] == 1.0 and settings["slos"] == []
     assert manifest["kind"] == "observe" and manifest["ended_at"]
