@@ -121,29 +121,16 @@ class StepWatch(ShardFollower):
         self.next_step = 0
         self.broken: dict[str, Any] | None = None
 
-    def poll(self) -> None:
-        import pyarrow.parquet as pq
+    columns = ("ts", "latency_ms", "version", "error")
 
-        if not self.directory.is_dir():
-            return
-        for path in sorted(self.directory.glob(f"{self.prefix}*.parquet")):
-            if path.name in self.seen:
-                continue
-            self.seen.add(path.name)
-            try:
-                table = pq.read_table(path, columns=["ts", "latency_ms", "version", "error"])
-            except OSError:
-                continue
-            errors = table.column("error").to_pylist()
-            for version, error in zip(table.column("version").to_pylist(), errors, strict=True):
-                self.tally.add(version, error)
-            self.rows += table.num_rows
-            ts = table.column("ts").to_numpy()
-            if ts.size:
-                self.ts.append(ts)
-                self.latency.append(table.column("latency_ms").to_numpy())
-                self.ok.append(np.array([e is None for e in errors], dtype=bool))
-                self.t0 = min(float(ts.min()), self.t0 if self.t0 is not None else math.inf)
+    def on_table(self, table: Any) -> None:
+        super().on_table(table)
+        ts = table.column("ts").to_numpy()
+        if ts.size:
+            self.ts.append(ts)
+            self.latency.append(table.column("latency_ms").to_numpy())
+            self.ok.append(table.column("error").is_null().to_numpy(zero_copy_only=False))
+            self.t0 = min(float(ts.min()), self.t0 if self.t0 is not None else math.inf)
 
     def judge(self, now: float) -> dict[str, Any] | None:
         """Judge every step whose samples are in by ``now``; the first broken step, or None."""

@@ -173,7 +173,10 @@ def load_settings(
 
 
 class ShardFollower:
-    """Counts the rows of new Locust shards into a Tally, for the live status line."""
+    """Reads new Locust shards as they land; counts their rows into a Tally for the live
+    status line. Subclasses read more ``columns`` and extend ``on_table``."""
+
+    columns: tuple[str, ...] = ("version", "error")
 
     def __init__(self, run_dir: Path, tally: Tally, prefix: str = "locust-") -> None:
         self.directory = run_dir / "samples"
@@ -192,14 +195,17 @@ class ShardFollower:
                 continue
             self.seen.add(path.name)
             try:
-                table = pq.read_table(path, columns=["version", "error"])
+                table = pq.read_table(path, columns=list(self.columns))
             except OSError:
                 continue
-            for version, error in zip(
-                table.column("version").to_pylist(), table.column("error").to_pylist(), strict=True
-            ):
-                self.tally.add(version, error)
-            self.rows += table.num_rows
+            self.on_table(table)
+
+    def on_table(self, table: Any) -> None:
+        """Take one new shard (an Arrow table of ``columns``)."""
+        errors = table.column("error").to_pylist()
+        for version, error in zip(table.column("version").to_pylist(), errors, strict=True):
+            self.tally.add(version, error)
+        self.rows += table.num_rows
 
 
 def stop_locust(proc: subprocess.Popen[bytes], timeout: float = LOCUST_QUIT_TIMEOUT_S) -> None:
