@@ -478,7 +478,8 @@ def _load(
     replace_at: float | None,
 ) -> int:
     invoke_url = target.invoke_url if target is not None else url
-    assert invoke_url is not None
+    if invoke_url is None:  # wants_api already refused this; kept for -O and for readers
+        raise ConfigError("URL: give an invoke URL, or --api BASE --workload ID")
     spec = build_request(invoke_url, **request_kwargs(params))
     params["locust_host"] = invoke_url
     extra = {"replace_at_s": replace_at} if replace_at is not None else {}
