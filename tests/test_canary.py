@@ -250,7 +250,9 @@ def test_stalled_server_keeps_the_schedule(version_server):
     """Coordinated omission: while the server stalls, requests stay due on schedule; those
     beyond the in-flight bound are rows too, so the stall cannot thin out the record."""
     rate = 50.0
-    t0 = time.time() + 1.0  # the stall starts well after the server is up
+    # The stall's times are absolute and fixed before the server process starts: leave that
+    # start-up (slow on a loaded machine) ample room, so the probe sees the whole stall.
+    t0 = time.time() + 3.0
     srv = version_server(stall=(t0 + 0.5, t0 + 1.1))
     duration = t0 + 1.6 - time.time()
     spec = build_request(srv.url, timeout=5)
