@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import psutil  # a dependency of Locust
+
 from probes.cli import main
 from probes.cli.demo import DEMO_TOKEN_ENV
 
@@ -17,6 +19,8 @@ def test_demo_end_to_end(tmp_path, capsys, monkeypatch):
     )  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 0, err[-2000:]
+    # everything the demo started (protons, Locust and its workers) is gone
+    assert psutil.Process().children(recursive=True) == []
     run = tmp_path / "d1"
     assert str(run / "report.html") in out
     assert "verdict: pass" in out

@@ -96,10 +96,22 @@ def wait_for_shard(run_dir: Path, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_locust_cleanly_and_loses_no_sample(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "extra"),
+    [
+        (signal.SIGTERM, ["--workers", "2"]),
+        # Ctrl-C on a shaped single-process run: Locust must still flush (it dies on a
+        # SIGTERM of its own while a shape starts, hence SIGINT-first in stop_locust)
+        (signal.SIGINT, ["--shape", "ramp:from=1,over=5"]),
+    ],
+    ids=["SIGTERM-workers", "Ctrl-C-shape"],
+)
+def test_signal_stops_locust_cleanly_and_loses_no_sample(
+    tmp_path: Path, sig: signal.Signals, extra: list[str]
+) -> None:
     with VersionServer(v2_share=0.5) as server:
         proc = subprocess.Popen(
-            [PROBES, "load", server.url, "--users", "4", "--workers", "2", "--duration", "120",
+            [PROBES, "load", server.url, "--users", "4", "--duration", "120", *extra,
              "--runs-dir", str(tmp_path), "--run-id", "r", "-q"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -107,11 +119,11 @@ def test_sigterm_stops_locust_cleanly_and_loses_no_sample(tmp_path: Path) -> Non
         try:
             wait_for_shard(run_dir)
         finally:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             out, err = proc.communicate(timeout=90)
         served = server.stats()
     assert proc.returncode in (0, 1), err
-    assert "SIGTERM" in err and "report.html" in out
+    assert sig.name in err and "report.html" in out
     counts = json.loads((run_dir / "locust.json").read_text())
     frame = read_samples(run_dir)
     answered = sum(sum(s.values()) for s in served["answered"].values())
@@ -119,7 +131,7 @@ def test_sigterm_stops_locust_cleanly_and_loses_no_sample(tmp_path: Path) -> Non
     # Users killed mid-request were answered but never counted, by Locust or by us.
     assert 0 <= answered - len(frame) <= 4
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["interrupted"] == "SIGTERM" and manifest["ended_at"]
+    assert manifest["interrupted"] == sig.name and manifest["ended_at"]
     assert (run_dir / "summary.json").exists()
 
 

@@ -145,7 +145,8 @@ def test_manifest_masks_the_token(tmp_path, version_server, monkeypatch):
     assert manifest["probe"]["recorded"] == 6
 
 
-def test_sigterm_mid_run_still_reports(tmp_path, version_server):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_mid_run_still_reports(tmp_path, version_server, sig):
     srv = version_server()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
@@ -174,12 +175,12 @@ def test_sigterm_mid_run_still_reports(tmp_path, version_server):
     deadline = time.monotonic() + 30
     while not shard_paths(run_dir) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "report.html" in out and "Traceback" not in err and "SIGTERM" in err
+    assert "report.html" in out and "Traceback" not in err and sig.name in err
     manifest = read_manifest(run_dir)
-    assert manifest["interrupted"] == "SIGTERM" and manifest["ended_at"]
+    assert manifest["interrupted"] == sig.name and manifest["ended_at"]
     assert manifest["probe"]["stopped_early"]
     frame = read_samples(run_dir)
     # Every row the probe recorded is on disk, and the report counted all of them.
