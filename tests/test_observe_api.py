@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from probes.cli import main
@@ -43,6 +44,7 @@ class Observed:
     summary: dict[str, Any]
     events: list[dict[str, Any]]
     sim_counts: dict[str, int]  # proton id -> requests the gateway routed to it
+    sim_server_errors: dict[str, int]  # proton id -> its stats endpoint's serverErrors
     labels: dict[str, str]  # artifact id -> label
     baseline: str
     candidate: str
@@ -54,15 +56,27 @@ class Observed:
     def version(self, label: str) -> dict[str, Any]:
         return self.summary["versions"][label]
 
-    def counts_by_label(self) -> dict[str, int]:
-        """The simulator's per-proton counts, keyed by the label the watcher recorded."""
+    def counts_by_label(self, counts: dict[str, int] | None = None) -> dict[str, int]:
+        """The simulator's per-proton counts (``sim_counts`` unless given), keyed by the
+        label the watcher recorded."""
         label_of = {
             e["proton_id"]: e["detail"]["version"] for e in self.events if e["kind"] == "proton"
         }
         out: dict[str, int] = {}
-        for pid, n in self.sim_counts.items():
+        for pid, n in (self.sim_counts if counts is None else counts).items():
             out[label_of[pid]] = out.get(label_of[pid], 0) + n
         return out
+
+
+def server_errors(sim: Simulator, proton_ids: list[str]) -> dict[str, int]:
+    """Per proton, the 5xx (and cut) answers the platform's stats endpoint counted."""
+    out = {}
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
+        for pid in proton_ids:
+            r = c.get(f"{sim.api_url}/workloads/{sim.workload_id}/stats", params={"protonId": pid})
+            assert r.status_code == 200, r.text
+            out[pid] = r.json()["metrics"]["serverErrors"]
+    return out
 
 
 def observe(
@@ -83,12 +97,13 @@ def observe(
         argv += ["--tail", "1.5", "--runs-dir", str(tmp_path), "--run-id", scenario, "-q", *flags]
         code = main(argv)
         counts = sim.proton_request_counts()
+        errors = server_errors(sim, list(counts))
         labels = dict(sim.labels)
         baseline, candidate = labels[sim.baseline_artifact_id], labels[sim.candidate_artifact_id]
     run_dir = tmp_path / scenario
     summary = json.loads((run_dir / "summary.json").read_text())
     return Observed(
-        code, run_dir, summary, read_events(run_dir), counts, labels, baseline, candidate
+        code, run_dir, summary, read_events(run_dir), counts, errors, labels, baseline, candidate
     )
 
 
@@ -130,11 +145,17 @@ def test_bad_candidate_error_rate_near_configured(tmp_path):
     obs = observe(tmp_path, "bad-candidate", rate=100)
     cand = obs.version(obs.candidate)
     assert cand["requests"] > 150
-    assert 0.1 <= cand["error_rate"] <= 0.3  # configured 0.2; ±3 sd at n ≈ 200
-    assert obs.version(obs.baseline)["errors"] == 0
-    assert obs.summary["comparison"]["judgement"] == "worse" and obs.code == 1
+    # Exact: every 500 the platform counted for the candidate proton is one error row of the
+    # candidate in the report, and the baseline's none; requests agree within ±1%.
+    errors_by_label = obs.counts_by_label(obs.sim_server_errors)
+    assert cand["errors"] == errors_by_label[obs.candidate] > 0
+    assert obs.version(obs.baseline)["errors"] == errors_by_label[obs.baseline] == 0
     by_label = obs.counts_by_label()
     assert abs(cand["requests"] - by_label[obs.candidate]) <= max(1, 0.01 * by_label[obs.candidate])
+    assert cand["error_rate"] == pytest.approx(cand["errors"] / cand["requests"])
+    # Sanity only (the seeded app draws the errors): configured 0.2, ±3 sd at n ≈ 200.
+    assert 0.1 <= cand["error_rate"] <= 0.3
+    assert obs.summary["comparison"]["judgement"] == "worse" and obs.code == 1
 
 
 def test_never_ready_errored_and_traffic_stays_on_baseline(tmp_path):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -100,6 +103,83 @@ def test_forwarding_auth_and_errors(sim: Simulator) -> None:
     unknown = httpx.get(f"{sim.base_url}/api/v2/endpoints/workloads/nope/", headers=AUTH)
     assert unknown.status_code == 404
     assert httpx.get(sim.invoke_url + "health", headers=AUTH).status_code == 200
+
+
+def proton_metrics(c: httpx.Client, sim: Simulator, proton_id: str) -> dict[str, Any]:
+    r = c.get(f"/workloads/{sim.workload_id}/stats", params={"protonId": proton_id})
+    assert r.status_code == 200, r.text
+    metrics: dict[str, Any] = r.json()["metrics"]
+    return metrics
+
+
+def test_upstream_timeout_is_504_and_a_server_error() -> None:
+    # The app delays every non-health answer 800 ms; the gateway waits 0.3 s real.
+    with (
+        make_sim(upstream_timeout=0.3, baseline_latency_ms="800") as s,
+        api(s) as c,
+        httpx.Client(headers=AUTH, timeout=10) as client,
+    ):
+        pid = c.get(f"/workloads/{s.workload_id}").json()["protonId"]
+        r = client.get(s.invoke_url + "slow")
+        assert (r.status_code, r.json()) == (504, {"message": "Upstream proton timed out"})
+        assert "X-Proton-Version" not in r.headers  # the edge answered, not the app
+        # /health is never delayed: the same route answers within the timeout
+        assert client.get(s.invoke_url + "health").status_code == 200
+        m = proton_metrics(c, s, pid)
+        assert (m["totalRequests"], m["serverErrors"], m["userErrors"]) == (2, 1, 0)
+        assert m["serverErrorRate"] == 0.5
+        assert s.proton_request_counts() == {pid: 2}
+
+
+def active_replica_pid(c: httpx.Client, sim: Simulator) -> tuple[str, int]:
+    """The active proton's id and the pid of its (only) replica process."""
+    proton_id = c.get(f"/workloads/{sim.workload_id}").json()["protonId"]
+    pids = sim.call(lambda: [r.proc.pid for r in sim.cluster.protons[proton_id].replicas if r.proc])
+    assert len(pids) == 1 and pids[0] in sim.proton_pids()
+    return proton_id, pids[0]
+
+
+def test_killed_proton_is_502_in_flight_then_503() -> None:
+    """SIGKILL the active proton's process while a request waits on it: the gateway's
+    upstream connection fails (502). Once the platform has seen the exit the proton is no
+    longer routable and requests get 503 (no ready proton), not counted for any proton."""
+    with (
+        make_sim(baseline_latency_ms="5000") as s,
+        api(s) as c,
+        httpx.Client(headers=AUTH, timeout=10) as client,
+    ):
+        proton_id, pid = active_replica_pid(c, s)
+        answers: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: answers.append(client.get(s.invoke_url + "x")))
+        sender.start()
+        wait_for(lambda: proton_metrics(c, s, proton_id)["concurrentRequests"] == 1, 5)
+        os.kill(pid, signal.SIGKILL)
+        sender.join(8)
+        assert not sender.is_alive() and len(answers) == 1
+        first = answers[0]
+        assert (first.status_code, first.json()) == (
+            502,
+            {"message": "Upstream proton connection failed"},
+        )
+        assert not alive(pid)
+        later: list[int] = []
+
+        def settled() -> bool:
+            later.append(client.get(s.invoke_url + "x").status_code)
+            return later[-1] == 503
+
+        wait_for(settled, 5, 0.05)
+        # until the exit is noticed a request may still reach the dead port: 502, never 200
+        assert set(later[:-1]) <= {502}
+        gone = client.get(s.invoke_url + "x")
+        assert (gone.status_code, gone.json()) == (
+            503,
+            {"message": "No ready proton is serving this workload"},
+        )
+        n502 = 1 + later.count(502)
+        m = proton_metrics(c, s, proton_id)
+        assert (m["totalRequests"], m["serverErrors"]) == (n502, n502)
+        assert s.proton_request_counts() == {proton_id: n502}
 
 
 def test_bad_candidate_error_share_and_stats() -> None:
