@@ -107,3 +107,24 @@ def test_repeatable_flags_read_one_value_per_line_from_the_environment(monkeypat
     monkeypatch.setenv("PROBES_SLO", "p99_ms < 500")
     cmd.main([], standalone_mode=False)
     assert seen == {"headers": ("X-A: hello world", "X-B: two"), "slos": ("p99_ms < 500",)}
+
+
+def test_verdict_line_reads_as_value_and_requirement():
+    from probes.cli.common import verdict_line
+
+    summary = {
+        "verdict": {
+            "result": "fail",
+            "checks": [
+                {"name": "error_rate", "value": 0.01534, "op": "<", "threshold": 0.01,
+                 "passed": False},
+                {"name": "comparison.judgement", "value": "worse", "op": "!=",
+                 "threshold": "worse", "passed": False},
+                {"name": "p99_ms", "value": None, "op": "<", "threshold": 500, "passed": None},
+            ],
+        }
+    }  # fmt: skip
+    assert verdict_line(summary) == (
+        "verdict: fail — error_rate=0.01534 (needs < 0.01) FAIL; "
+        "comparison.judgement=worse (needs != worse) FAIL; p99_ms=None (needs < 500) n/a"
+    )

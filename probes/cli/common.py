@@ -217,19 +217,18 @@ def load_config_defaults(explicit: str | None, group: click.Command) -> dict[str
 
 
 def verdict_line(summary: dict[str, Any]) -> str:
-    """``verdict: pass — error_rate 0.0000 < 0.01 ✓; …`` for the terminal and CI logs."""
+    """``verdict: fail — error_rate=0.0153 (needs < 0.01) FAIL; …`` for terminals and CI."""
     verdict = summary.get("verdict") or {}
     parts = []
     for check in verdict.get("checks", []):
-        mark = "ok" if check.get("passed") else ("n/a" if check.get("passed") is None else "FAIL")
+        mark = {True: "ok", False: "FAIL"}.get(check.get("passed"), "n/a")
         value = check.get("value")
         shown = f"{value:.4g}" if isinstance(value, int | float) else str(value)
-        parts.append(
-            f"{check.get('name')} {shown} {check.get('op')} {check.get('threshold')} [{mark}]"
-        )
-    return f"verdict: {verdict.get('result', 'inconclusive')}" + (
-        " — " + "; ".join(parts) if parts else ""
-    )
+        threshold = check.get("threshold")
+        need = f"{threshold:.4g}" if isinstance(threshold, int | float) else str(threshold)
+        parts.append(f"{check.get('name')}={shown} (needs {check.get('op')} {need}) {mark}")
+    result = verdict.get("result", "inconclusive")
+    return f"verdict: {result}" + (" — " + "; ".join(parts) if parts else "")
 
 
 #: statuses that mean the target itself could not be used (no response, or refused us).
