@@ -206,8 +206,8 @@ def record_observation(
     default=DEFAULT_MAX_IN_FLIGHT,
     show_default=True,
     metavar="N",
-    help="Most requests outstanding at once; a request due beyond it is "
-    "recorded as a client_saturated error instead of being sent.",
+    help="Most requests outstanding at once; a request due beyond it is not sent but "
+    "recorded as a client_saturated row (reported as not_sent, not as the target's error).",
 )
 @api_options
 def command(url: str | None, **params: Any) -> int:
