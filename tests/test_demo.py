@@ -13,6 +13,7 @@ from probes.cli.demo import DEMO_TOKEN_ENV
 
 def test_demo_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(DEMO_TOKEN_ENV, "unset")  # the demo overwrites it; undone after the test
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # other tests' servers
     code = main(
         ["demo", "--runs-dir", str(tmp_path), "--run-id", "d1", "--duration", "12",
          "--replace-at", "3", "--users", "2", "--probe-rate", "10", "-q"]
@@ -20,7 +21,9 @@ def test_demo_end_to_end(tmp_path, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert code == 0, err[-2000:]
     # everything the demo started (protons, Locust and its workers) is gone
-    assert psutil.Process().children(recursive=True) == []
+    started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    _, alive = psutil.wait_procs(started, timeout=5)  # a process may still be exiting
+    assert alive == [], [p.cmdline() for p in alive]
     run = tmp_path / "d1"
     assert str(run / "report.html") in out
     assert "verdict: pass" in out

@@ -200,13 +200,18 @@ def test_sticky_mixed_window_and_flips(tmp_path):
     assert ro["outcome"] == "completed" and obs.code in (0, 1)
     switched = ro["platform"]["switched_at_s"]
     assert ro["mixed_window_s"] >= 1.0
-    # The signature of stickiness: the baseline still answered long after switchedAt, and
-    # the candidate answered well before that.
+    # The signature of stickiness: the baseline still answered long after switchedAt (its
+    # pinned connections), for up to the drain bound.
     assert ro["last_baseline_s"] > switched + 1.5
-    assert ro["first_candidate_s"] < ro["last_baseline_s"] - 1.0
-    # The probe's connections opened after the switch reach the candidate while the older
-    # ones stay on the baseline: one caller sees the baseline after the candidate.
-    assert ro["flips"] > 0
+    # Flips are counted: every time this one caller got the baseline again after the
+    # candidate. How many there are depends on whether the probe's pool opened connections
+    # during the drain (they reach the candidate while older ones stay pinned), which a
+    # loaded machine decides; the count itself must be exact.
+    frame = read_samples(obs.run_dir)
+    seen = frame[frame["version"].isin([obs.baseline, obs.candidate])]
+    is_candidate = (seen["version"].astype(str) == obs.candidate).to_numpy()
+    flips = int(((~is_candidate[1:]) & is_candidate[:-1]).sum())
+    assert ro["flips"] == flips
     by_label = obs.counts_by_label()
     assert obs.version(obs.candidate)["requests"] > 0
     assert abs(obs.version(obs.candidate)["requests"] - by_label[obs.candidate]) <= max(
