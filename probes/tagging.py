@@ -106,7 +106,12 @@ def _header(headers: Any, lower_names: tuple[str, ...], names: tuple[str, ...]) 
     if not headers:
         return None
     if isinstance(headers, dict):
-        # A plain dict is case-sensitive: index it by lower-case name once.
+        # Lower-case keys (as the probe builds them) match directly, with no copy.
+        for name in lower_names:
+            value = _label(headers.get(name))
+            if value:
+                return value
+        # A plain dict is case-sensitive: otherwise index it by lower-case name once.
         lowered = {str(k).lower(): v for k, v in headers.items()}
         for name in lower_names:
             value = _label(lowered.get(name))
