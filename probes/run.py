@@ -2,6 +2,21 @@
 
 Every recording verb (observe, load, capacity, demo, the service) creates one ``Run``, hands
 its writers to the senders, and ``finish``-es it; ``reports`` reads it back from disk alone.
+
+This module owns the directory's layout: every file name below is defined here once.
+
+==================  ===========================================================
+file                what it holds
+==================  ===========================================================
+``manifest.json``   run id, kind, trigger, target (masked), settings, start/end
+``events.jsonl``    control-plane events and the tool's own markers
+``samples/``        Parquet shards of sample rows (``records``)
+``summary.json``    the report's machine-readable result (CONTRACT.md)
+``report.html``     the self-contained HTML report; ``report.md`` its Markdown twin
+``figures/``        the report's PNG figures
+``locust.log``      Locust's own output (load and capacity runs)
+``locust.json``     Locust's own request counts, written by the glue at its end
+==================  ===========================================================
 """
 
 from __future__ import annotations
@@ -16,9 +31,47 @@ from pathlib import Path
 from typing import Any
 
 from probes.errors import ConfigError
-from probes.records import MANIFEST_FILE, EventLog, ShardWriter, read_manifest, write_json_atomic
+from probes.records import (
+    EVENTS_FILE,
+    MANIFEST_FILE,
+    SAMPLES_DIR,
+    EventLog,
+    ShardWriter,
+    read_manifest,
+    write_json_atomic,
+)
 
-RUN_KINDS = ("observe", "load", "capacity", "scheduled", "demo")
+__all__ = [
+    "EVENTS_FILE",
+    "FIGURES_DIR",
+    "LOCUST_COUNTS_FILE",
+    "LOCUST_LOG_FILE",
+    "MANIFEST_FILE",
+    "REPORT_HTML_FILE",
+    "REPORT_MD_FILE",
+    "RUN_KINDS",
+    "SAMPLES_DIR",
+    "SUMMARY_FILE",
+    "TRIGGERS",
+    "Run",
+    "default_run_id",
+    "iso",
+    "read_summary",
+    "tool_versions",
+    "worker_name",
+]
+
+SUMMARY_FILE = "summary.json"
+REPORT_HTML_FILE = "report.html"
+REPORT_MD_FILE = "report.md"
+FIGURES_DIR = "figures"
+LOCUST_LOG_FILE = "locust.log"
+LOCUST_COUNTS_FILE = "locust.json"
+
+#: What made a run: the CLI verbs, and the service's continuous canary and rollout captures.
+RUN_KINDS = ("observe", "load", "capacity", "canary", "rollout", "scheduled", "demo")
+#: Who started it (CONTRACT.md): a person at the CLI, or the service.
+TRIGGERS = ("cli", "continuous", "auto", "schedule", "api")
 
 
 def iso(ts: float) -> str:
@@ -74,6 +127,8 @@ class Run:
         target: dict[str, Any],
         settings: dict[str, Any],
         started_at: float | None = None,
+        trigger: str = "cli",
+        schedule: str | None = None,
     ) -> Run:
         """Make ``<runs_dir>/<run_id>/`` and write the first manifest.
 
@@ -82,6 +137,8 @@ class Run:
         """
         if kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {RUN_KINDS}")
+        if trigger not in TRIGGERS:
+            raise ValueError(f"run trigger must be one of {TRIGGERS}")
         start = time.time() if started_at is None else started_at
         rid = run_id or default_run_id(start)
         path = Path(runs_dir) / rid
@@ -100,6 +157,8 @@ class Run:
             "schema": "proton-probe/manifest/1",
             "run_id": path.name,
             "kind": kind,
+            "trigger": trigger,
+            "schedule": schedule,
             "target": target,
             "settings": settings,
             "tools": tool_versions(),
@@ -153,3 +212,14 @@ class Run:
         self.save_manifest()
         if self._events is not None:
             self._events.close()
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's ``summary.json``, or None when the report was not made (or is unreadable)."""
+    import json
+
+    try:
+        data = json.loads((Path(run_dir) / SUMMARY_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -9,14 +9,13 @@ from typing import Any
 
 from probes.errors import ConfigError
 from probes.records import write_json_atomic
+from probes.run import FIGURES_DIR, REPORT_MD_FILE, SUMMARY_FILE
+from probes.run import REPORT_HTML_FILE as HTML_FILE
 from reports.analysis import analyse
 from reports.load import load_run
 from reports.verdict import parse_slo
 
-SUMMARY_FILE = "summary.json"
-HTML_FILE = "report.html"
-MD_FILE = "report.md"
-FIGURES_DIR = "figures"
+MD_FILE = REPORT_MD_FILE
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
