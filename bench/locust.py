@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.canary import nginx
-from probes.cli.load import master_port_args
+from probes.recording.locustproc import master_port_args
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ROOT / "locustfiles" / "invoke.py"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import platform
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -109,6 +110,29 @@ def worker_name(role: str = "probe") -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
+def _claim(runs_dir: Path, run_id: str | None, stamp: str, place: Callable[[str], str]) -> Path:
+    """Create the run's directory, atomically; with no id, the timestamp (plus ``-N`` when a
+    run of the same second has it)."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{place('runs_dir')}: cannot create {runs_dir}: {exc.strerror}") from exc
+    names = [run_id] if run_id else [stamp, *(f"{stamp}-{n}" for n in range(2, 10_000))]
+    for name in names:
+        path = runs_dir / name
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            if run_id is None:
+                continue
+            what = "already holds a run" if (path / MANIFEST_FILE).exists() else "exists"
+            raise ConfigError(f"{place('run_id')}: {path} {what}; choose another id") from None
+        except OSError as exc:
+            raise ConfigError(f"{place('runs_dir')}: cannot create {path}: {exc.strerror}") from exc
+    raise ConfigError(f"{place('run_id')}: every run id of {stamp} is taken in {runs_dir}")
+
+
 @dataclass
 class Run:
     """An open run directory. Create with ``Run.create``; end with ``finish``."""
@@ -129,30 +153,22 @@ class Run:
         started_at: float | None = None,
         trigger: str = "cli",
         schedule: str | None = None,
+        place: Callable[[str], str] = str,
     ) -> Run:
-        """Make ``<runs_dir>/<run_id>/`` and write the first manifest.
+        """Claim ``<runs_dir>/<run_id>/`` and write the first manifest.
 
         ``target`` and ``settings`` must already be masked (see ``RequestSpec.describe``).
-        An existing run directory with samples in it is never overwritten.
+        The directory is claimed atomically (``mkdir`` without ``exist_ok``), so of two runs
+        started at once with one id exactly one gets it; an id naming any existing directory
+        (a run, or something that is not a run) is refused. Errors name ``place("run_id")``
+        and ``place("runs_dir")``.
         """
         if kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {RUN_KINDS}")
         if trigger not in TRIGGERS:
             raise ValueError(f"run trigger must be one of {TRIGGERS}")
         start = time.time() if started_at is None else started_at
-        rid = run_id or default_run_id(start)
-        path = Path(runs_dir) / rid
-        if run_id is None:  # a timestamp id may collide within a second: add a suffix
-            n = 1
-            while path.exists():
-                n += 1
-                path = Path(runs_dir) / f"{rid}-{n}"
-        elif (path / MANIFEST_FILE).exists():
-            raise ConfigError(f"--run-id: {path} already holds a run; choose another id")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"--runs-dir: cannot create {path}: {exc.strerror}") from exc
+        path = _claim(Path(runs_dir), run_id, default_run_id(start), place)
         manifest = {
             "schema": "proton-probe/manifest/1",
             "run_id": path.name,

@@ -24,6 +24,10 @@ from dataclasses import dataclass, field, replace
 
 from probes.errors import ConfigError
 
+#: Most users a shape may hold (as --users); longest duration (as --duration): 31 days.
+MAX_USERS = 100_000
+MAX_DURATION_S = 31 * 86400.0
+
 SHAPES = ("steady", "ramp", "step", "spike")
 
 #: Keys each shape accepts besides users, spawn_rate and duration.
@@ -76,7 +80,7 @@ def parse_shape(
     users: int = 1,
     spawn_rate: float = 1.0,
     duration: float = 60.0,
-    flag: str = "--shape",
+    flag: str = "shape",
 ) -> Shape:
     """``NAME[:key=value,...]`` → ``Shape``; ConfigError naming ``flag`` and the expected form."""
     name, _, rest = (text or "steady").strip().partition(":")
@@ -111,14 +115,21 @@ def parse_shape(
     return validate(shape, flag)
 
 
-def validate(shape: Shape, flag: str = "--shape") -> Shape:
+def validate(shape: Shape, flag: str = "shape") -> Shape:
     """Check the values that would make a policy meaningless."""
-    if shape.users < 1:
-        raise ConfigError(f"{flag}: users must be >= 1 (got {shape.users})")
-    if shape.spawn_rate <= 0:
-        raise ConfigError(f"{flag}: spawn_rate must be > 0 (got {shape.spawn_rate})")
-    if shape.duration <= 0:
-        raise ConfigError(f"{flag}: duration must be > 0 (got {shape.duration})")
+    if not 1 <= shape.users <= MAX_USERS:
+        raise ConfigError(f"{flag}: users must be from 1 to {MAX_USERS} (got {shape.users})")
+    if not 0 < shape.spawn_rate <= MAX_USERS:
+        raise ConfigError(
+            f"{flag}: spawn_rate must be > 0 and <= {MAX_USERS} (got {shape.spawn_rate})"
+        )
+    if not 0 < shape.duration <= MAX_DURATION_S:
+        raise ConfigError(
+            f"{flag}: duration must be > 0 and <= {MAX_DURATION_S:g} s (got {shape.duration})"
+        )
+    for key, value in shape.params:
+        if not math.isfinite(value) or abs(value) > MAX_DURATION_S:
+            raise ConfigError(f"{flag}: {key}= must be a finite number (got {value})")
     if shape.name == "step" and shape.param("every", 10.0) <= 0:
         raise ConfigError(f"{flag}: step every= must be > 0 seconds")
     return shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,27 +46,35 @@ class TagRules:
         headers: tuple[str, ...] | list[str] = (),
         json_paths: tuple[str, ...] | list[str] = (),
         regex: str | None = None,
+        place: Callable[[str], str] = str,
     ) -> TagRules:
-        """Rules from flag values; empty header/path lists fall back to the defaults."""
+        """Rules from setting values; empty header/path lists fall back to the defaults.
+
+        Errors name ``place(setting)`` (``tag_headers``, ``tag_json``, ``tag_regex``): the
+        caller's name for where the value came from (``probes.settings.Place``).
+        """
         heads = tuple(h.strip() for h in headers) or DEFAULT_HEADERS
         for h in heads:
             if not h or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", h):
-                raise ConfigError(f"--tag-header: {h!r} is not a header name (e.g. X-Version)")
+                name = place("tag_headers")
+                raise ConfigError(f"{name}: {h!r} is not a header name (e.g. X-Version)")
         paths = tuple(p.strip() for p in json_paths) or DEFAULT_JSON_PATHS
         for p in paths:
             if not p or any(part == "" for part in p.split(".")):
-                raise ConfigError(f"--tag-json: {p!r} is not a dotted path (e.g. meta.version)")
+                name = place("tag_json")
+                raise ConfigError(f"{name}: {p!r} is not a dotted path (e.g. meta.version)")
         pattern = None
         if regex:
             try:
                 pattern = re.compile(regex)
             except re.error as exc:
                 raise ConfigError(
-                    f"--tag-regex: {regex!r} is not a regular expression: {exc}"
+                    f"{place('tag_regex')}: {regex!r} is not a regular expression: {exc}"
                 ) from exc
             if pattern.groups > 1 and "version" not in pattern.groupindex:
                 raise ConfigError(
-                    "--tag-regex: with several groups, name the version one (?P<version>...)"
+                    f"{place('tag_regex')}: with several groups, name the version one"
+                    " (?P<version>...)"
                 )
         return cls(
             headers=heads, json_paths=tuple(tuple(p.split(".")) for p in paths), regex=pattern

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from probes.errors import ProbesError
+from probes.lifecycle import RolloutState
 from probes.records import EventLog
 from probes.workload import TERMINAL_REPLACEMENT, Proton, Replacement, Workload, WorkloadClient
 
@@ -290,37 +291,25 @@ def _vanished_step(
 
 @dataclass
 class PlatformTimeline:
-    """What the control plane has said so far, for the live status line."""
+    """What the control plane has said so far (``lifecycle.RolloutState``), plus the last
+    error polling it, for the live status line."""
 
     events: list[Event] = field(default_factory=list)
-    replacement_status: str | None = None
-    switched_ts: float | None = None
-    active_version: str | None = None
-    candidate_version: str | None = None
+    state: RolloutState = field(default_factory=RolloutState)
     last_error: str | None = None
 
     def add(self, event: Event) -> None:
         self.events.append(event)
-        kind, detail = event.get("kind"), event.get("detail") or {}
-        if kind == "marker" and event.get("status") == "replacement requested":
-            self.replacement_status = "requested"
-        elif kind == "replacement":
-            self.replacement_status = event["status"]
-            self.switched_ts = detail.get("switched_ts") or self.switched_ts
-        elif kind == "proton" and event.get("role") == "active":
-            self.active_version = detail.get("version")
-            if self.candidate_version == self.active_version:
-                self.candidate_version = None
-        elif kind == "proton" and event.get("role") == "candidate":
-            self.candidate_version = detail.get("version")
+        self.state.add(event)
 
     def status_line(self) -> str:
         """``rollout promoting · active app:1 · candidate app:2``."""
-        parts = [f"rollout {self.replacement_status or 'none'}"]
-        if self.active_version:
-            parts.append(f"active {self.active_version}")
-        if self.candidate_version:
-            parts.append(f"candidate {self.candidate_version}")
+        state = self.state
+        parts = [f"rollout {state.status or 'none'}"]
+        if state.active_version:
+            parts.append(f"active {state.active_version}")
+        if state.candidate_version:
+            parts.append(f"candidate {state.candidate_version}")
         if self.last_error:
             parts.append(f"control plane: {self.last_error}")
         return " · ".join(parts)

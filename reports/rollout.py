@@ -33,17 +33,15 @@ Definitions (times are seconds from the run's start):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from probes.lifecycle import RolloutState, fold
+
 TERMINAL = {"completed": "completed", "errored": "errored", "canceled": "canceled"}
 TERMINAL["canceling"] = "canceled"
-#: The marker the tool writes when it asks the platform for a replacement.
-REQUESTED = "replacement requested"
 
 
 def roles_from_order(labels_in_order: Sequence[str]) -> tuple[str | None, str | None]:
@@ -52,25 +50,16 @@ def roles_from_order(labels_in_order: Sequence[str]) -> tuple[str | None, str | 
     return (seen[0] if seen else None), (seen[1] if len(seen) > 1 else None)
 
 
-def roles_from_events(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
-    """(baseline, candidate) labels from proton events and the request marker (None if absent)."""
-    baseline = candidate = marker = None
-    for event in events:
-        detail = event.get("detail") or {}
-        label = detail.get("version") if isinstance(detail, Mapping) else None
-        if not label:
-            continue
-        if event.get("kind") == "proton":
-            if event.get("role") == "active" and baseline is None:
-                baseline = str(label)
-            elif event.get("role") == "candidate" and candidate is None:
-                candidate = str(label)
-        elif event.get("kind") == "marker" and event.get("status") == REQUESTED and not marker:
-            marker = str(label)
-    candidate = candidate or marker
-    if candidate is not None and candidate == baseline:
-        candidate = None  # same label on both sides: callers cannot tell them apart
-    return baseline, candidate
+def roles_from_events(
+    events: Sequence[Mapping[str, Any]] | RolloutState,
+) -> tuple[str | None, str | None]:
+    """(baseline, candidate) labels from proton events and the request marker (None if absent).
+
+    The one fold of the events (``probes.lifecycle``) decides: the first label seen active,
+    the first seen candidate (else the request marker's).
+    """
+    state = as_state(events)
+    return state.baseline, state.candidate
 
 
 def resolve_roles(
@@ -178,32 +167,20 @@ def switch_window(
     return platform_window
 
 
-def _event_time(value: Any) -> float | None:
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def platform_block(events: Sequence[Mapping[str, Any]], t0: float) -> dict[str, Any] | None:
+def platform_block(
+    events: Sequence[Mapping[str, Any]] | RolloutState, t0: float
+) -> dict[str, Any] | None:
     """``{replacement_id, switched_at_s, statuses}`` of the run's last replacement, or None."""
-    reps = [e for e in events if e.get("kind") == "replacement"]
+    reps = as_state(events).replacements
     if not reps:
         return None
-    rid = next((e.get("replacement_id") for e in reversed(reps) if e.get("replacement_id")), None)
+    rid = next((e.replacement_id for e in reversed(reps) if e.replacement_id), None)
     if rid is not None:
-        reps = [e for e in reps if e.get("replacement_id") in (rid, None)]
+        reps = [e for e in reps if e.replacement_id in (rid, None)]
     switched = None
     for event in reps:
-        detail = event.get("detail") or {}
-        if isinstance(detail, Mapping):
-            at = _event_time(detail.get("switched_ts")) or _event_time(detail.get("switchedAt"))
-            switched = at if at is not None else switched
-    statuses = [{"status": e.get("status"), "at_s": round(float(e["ts"]) - t0, 6)} for e in reps]
+        switched = event.switched_ts if event.switched_ts is not None else switched
+    statuses = [{"status": e.status, "at_s": round(e.ts - t0, 6)} for e in reps]
     return {
         "replacement_id": rid,
         "switched_at_s": None if switched is None else round(switched - t0, 6),
@@ -221,9 +198,12 @@ def outcome(platform: Mapping[str, Any] | None, candidate_seen: bool) -> str:
     return final or "incomplete"
 
 
-def requested_at_s(events: Sequence[Mapping[str, Any]], t0: float) -> float | None:
+def requested_at_s(events: Sequence[Mapping[str, Any]] | RolloutState, t0: float) -> float | None:
     """When the tool asked for the replacement (the marker event), or None."""
-    for event in events:
-        if event.get("kind") == "marker" and event.get("status") == REQUESTED:
-            return round(float(event["ts"]) - t0, 6)
-    return None
+    requested = as_state(events).requested_ts
+    return None if requested is None else round(requested - t0, 6)
+
+
+def as_state(events: Sequence[Mapping[str, Any]] | RolloutState) -> RolloutState:
+    """The events folded (``probes.lifecycle.fold``), unless they already are."""
+    return events if isinstance(events, RolloutState) else fold(events)

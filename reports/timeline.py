@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from probes.lifecycle import RolloutState, fold
+
 UNKNOWN = "unknown"
 TIMELINE = "timeline"
 DEFAULT_POLL_S = 0.5
@@ -86,31 +88,27 @@ def _replacement_windows(events: Sequence[Mapping[str, Any]]) -> list[Window]:
     return windows
 
 
+def _active(state: RolloutState) -> set[str]:
+    """The versions of the protons whose role is ``active`` in ``state``."""
+    return {p.version or UNKNOWN for p in state.protons.values() if p.role == "active"}
+
+
 def _active_versions(events: Sequence[Mapping[str, Any]], until: float) -> set[str]:
     """The versions of the protons with role ``active`` as last seen at or before ``until``."""
-    roles: dict[str, tuple[str | None, str | None]] = {}
-    for event in events:
-        if event["ts"] > until:
-            break
-        if event.get("kind") == "proton" and event.get("proton_id"):
-            version = (event.get("detail") or {}).get("version")
-            roles[event["proton_id"]] = (event.get("role"), version)
-    return {v or UNKNOWN for role, v in roles.values() if role == "active"}
+    return _active(fold(e for e in events if e["ts"] <= until))
 
 
 def _active_change_windows(events: Sequence[Mapping[str, Any]]) -> list[Window]:
     """A window around every change of the active version the watcher saw: the change
     happened after the poll before (its last event) and by the poll that saw it."""
     windows: list[Window] = []
-    roles: dict[str, tuple[str | None, str | None]] = {}
+    state = RolloutState()
     previous: set[str] = set()
     last_ts = -math.inf
     for ts, group in groupby(events, key=lambda e: float(e["ts"])):
         for event in group:
-            if event.get("kind") == "proton" and event.get("proton_id"):
-                version = (event.get("detail") or {}).get("version")
-                roles[event["proton_id"]] = (event.get("role"), version)
-        current = {v or UNKNOWN for role, v in roles.values() if role == "active"}
+            state.add(event)
+        current = _active(state)
         if previous and current and current != previous:
             windows.append((last_ts, ts))
         previous = current or previous

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from probes.cli import main
-from probes.cli.capacity import StepWatch, load_of, parse_plan
+from probes.recording import CapacitySettings, NoProgress, StepWatch
 from probes.records import Sample, ShardWriter, read_samples
 from probes.shapes import parse_shape, users_at
-from probes.status import Tally
 from reports.capacity import (
     CAPACITY_SLOS,
     StepPlan,
@@ -146,7 +145,7 @@ def test_plan_and_step_shape() -> None:
     assert (p.n_steps, p.planned_s) == (4, 40.0)
     assert [p.users(k) for k in range(4)] == [1, 4, 7, 9]
     assert [p.skip_s(k) for k in range(4)] == [1.0, 1.5, 1.5, 1.0]
-    shape = load_of(p, 0).shape
+    shape = CapacitySettings(p).locust.shape
     assert [users_at(shape, t) for t in (0, 9.9, 10, 25, 39.9, 40)] == [
         (1, 2.0), (1, 2.0), (4, 2.0), (7, 2.0), (9, 2.0), None,
     ]  # fmt: skip
@@ -162,16 +161,15 @@ def test_check_slos() -> None:
             check_slos([bad])
 
 
-def _params(**kw: Any) -> dict[str, Any]:
-    base = dict(start_users=1, step_users=2, step_seconds=5.0, max_users=5, spawn_rate=10.0,
-                duration=60.0)  # fmt: skip
-    return {**base, **kw}
+def _plan(**kw: Any) -> StepPlan:
+    base = dict(start_users=1, step_users=2, step_seconds=5.0, max_users=5, spawn_rate=10.0)
+    return CapacitySettings.build(**{**base, **kw}).plan
 
 
 def test_duration_caps_the_plan() -> None:
-    assert parse_plan(_params(), duration_given=False).duration_s == 15.0
-    assert parse_plan(_params(duration=7.0), duration_given=True).duration_s == 7.0
-    assert parse_plan(_params(duration=99.0), duration_given=True).duration_s == 15.0
+    assert _plan().duration_s == 15.0
+    assert _plan(duration=7.0).duration_s == 7.0
+    assert _plan(duration=99.0).duration_s == 15.0
 
 
 def test_step_watch_judges_shards(tmp_path: Path) -> None:
@@ -186,7 +184,7 @@ def test_step_watch_judges_shards(tmp_path: Path) -> None:
         for t, la, k in zip(ts.tolist(), lat.tolist(), ok.tolist(), strict=True)
     )  # fmt: skip
     writer.close()
-    watch = StepWatch(tmp_path, Tally(), p, ["p99_ms<50"], grace_s=1.0)
+    watch = StepWatch(tmp_path, NoProgress(), p, ["p99_ms<50"], grace_s=1.0)
     watch.poll()
     assert watch.rows == len(ts) and watch.t0 == T0
     assert watch.judge(T0 + 8.5) is None and watch.next_step == 1  # step 2 not yet in

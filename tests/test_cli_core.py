@@ -93,7 +93,7 @@ def test_join_path_and_headers():
 def test_repeatable_flags_read_one_value_per_line_from_the_environment(monkeypatch):
     import click
 
-    from probes.cli.common import option
+    from probes.cli.options import option
 
     seen = {}
 
@@ -110,7 +110,7 @@ def test_repeatable_flags_read_one_value_per_line_from_the_environment(monkeypat
 
 
 def test_verdict_line_reads_as_value_and_requirement():
-    from probes.cli.common import verdict_line
+    from probes.cli.output import verdict_line
 
     summary = {
         "verdict": {

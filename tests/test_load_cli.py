@@ -5,6 +5,7 @@ Locust runs as a subprocess here (this process never imports it).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -18,9 +19,11 @@ from typing import Any
 import pytest
 
 from probes.cli import main
-from probes.cli.load import LoadSettings, locust_command, locust_env, parse_load
-from probes.locustglue import HEADERS_ENV
+from probes.locustglue import BODY_ENV, HEADERS_ENV
+from probes.recording import LoadSettings
+from probes.recording.locustproc import locust_command, locust_env
 from probes.records import read_events, read_samples
+from probes.settings import build_request
 from probes.shapes import parse_shape
 from tests.helpers import VersionServer
 
@@ -54,31 +57,38 @@ def test_url_or_workload_is_required(tmp_path, capsys) -> None:
 
 
 def params(**over: Any) -> dict[str, Any]:
-    base = {
-        "users": 5, "spawn_rate": 2.0, "duration": 30.0, "workers": 2, "probe_rate": 0.0,
-        "shape": None, "method": "POST", "timeout": 5.0, "token_env": "MY_TOKEN",
-        "path": "/chat/completions", "body": '{"a": 1}', "body_file": None,
-        "headers": ("X-A: 1",), "tag_headers": ("X-V",), "tag_json": (), "tag_regex": None,
-    }  # fmt: skip
+    base = {"users": 5, "spawn_rate": 2.0, "duration": 30.0, "workers": 2, "probe_rate": 0.0,
+            "shape": None}  # fmt: skip
     base.update(over)
     return base
 
 
+def spec():
+    return build_request(
+        "http://127.0.0.1:9/w/", method="POST", timeout=5.0, token_env="MY_TOKEN",
+        path="/chat/completions", body='{"a": 1}', headers=("X-A: 1",), tag_headers=("X-V",),
+    )  # fmt: skip
+
+
 def test_locust_command_line(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MY_TOKEN", "s3cret-token")
-    p = params(shape="step:step=2,every=5")
-    cmd = locust_command("http://127.0.0.1:9/w/", p, parse_load(p), tmp_path)
+    load = LoadSettings.build(**params(shape="step:step=2,every=5"))
+    cmd = locust_command(spec(), load.locust, tmp_path)
     text = " ".join(cmd)
     assert "s3cret" not in text
     for part in ("--headless", "--processes 2", "--master-bind-host 127.0.0.1", "--run-time 30s",
                  "--users 5", "--spawn-rate 2",
                  f"--probes-run-dir {tmp_path}", "--probes-method POST",
                  "--probes-tag-header X-V", "--probes-shape step:every=5,step=2",
-                 "--probes-token-env MY_TOKEN", "--probes-path /chat/completions"):  # fmt: skip
+                 "--probes-token-env MY_TOKEN",
+                 "--host http://127.0.0.1:9/w/chat/completions"):  # fmt: skip
         assert part in text, part
-    assert "X-A" not in text  # headers travel in Locust's environment, not its command line
-    assert json.loads(locust_env(p)[HEADERS_ENV]) == ["X-A: 1"]
-    one = locust_command("http://h/", params(workers=0), parse_load(params(workers=0)), tmp_path)
+    # headers and body travel in Locust's environment, not its command line (ps shows it)
+    assert "X-A" not in text and '"a"' not in text
+    env = locust_env(spec())
+    assert json.loads(env[HEADERS_ENV]) == ["X-A: 1", "Content-Type: application/json"]
+    assert base64.b64decode(env[BODY_ENV]) == b'{"a": 1}'
+    one = locust_command(spec(), LoadSettings.build(**params(workers=0)).locust, tmp_path)
     assert "--processes" not in one and "--probes-shape" not in one
 
 

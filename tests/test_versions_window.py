@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from probes.locustglue.window import RecentSamples, rollout_state, table_rows, version_window
+from probes.lifecycle import fold
+from probes.live import RecentSamples, table_rows, version_window
 from probes.records import Sample
+
+
+def rollout_state(events):
+    return fold(events).as_dict() if events else None
 
 
 def test_window_counts_shares_errors_and_exact_percentiles() -> None:

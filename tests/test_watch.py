@@ -229,7 +229,7 @@ def test_timeline_status_line():
     tl.add(
         {"kind": "proton", "status": "running", "role": "active", "detail": {"version": "app:2"}}
     )
-    assert tl.status_line() == "rollout promoting · active app:2" and tl.switched_ts == 5.0
+    assert tl.status_line() == "rollout promoting · active app:2" and tl.state.switched_ts == 5.0
 
 
 class FakeClient:

@@ -1,18 +1,21 @@
 """The ``probes`` command: one entry point, one verb per module.
 
-Exit codes are decided here and nowhere else: 0 pass, 1 verdict fail, 2 usage or
-configuration error, 3 target or platform unusable. Ctrl-C and SIGTERM let a recording verb
-drain, save and report before it exits.
+Exit codes are decided here and nowhere else (``exit_code``), from a verb's
+``probes.recording.Outcome`` and from the error tree (``probes.errors``): 0 pass, 1 verdict
+fail, 2 usage or configuration error, 3 the target, the platform or the load generator could
+not be used. Ctrl-C and SIGTERM let a recording verb drain, save and report before it exits.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from probes.cli.common import load_config_defaults
+from probes.config import find_config, verb_defaults
 from probes.errors import ProbesError
+from probes.recording.types import Outcome
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -38,6 +41,29 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 
 VERB_MODULES = ("observe", "load", "capacity", "report", "sim", "demo")
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNUSABLE = 0, 1, 2, 3
+
+
+def load_config_defaults(explicit: str | None, group: click.Command) -> dict[str, Any]:
+    """The config file's entries as click's ``default_map`` (``probes.config`` reads it)."""
+    found = find_config(explicit)
+    if not found:
+        return {}
+    assert isinstance(group, click.Group)
+    verbs = {name: {p.name for p in verb.params if p.name} for name, verb in group.commands.items()}
+    return verb_defaults(found[0], found[1], verbs)
+
+
+def exit_code(outcome: Any) -> int:
+    """The exit code of a verb's result: an ``Outcome`` (or a plain code from ``sim``)."""
+    if isinstance(outcome, int) and not isinstance(outcome, bool):
+        return outcome
+    if not isinstance(outcome, Outcome):
+        return EXIT_PASS
+    if outcome.failure or outcome.unusable:
+        return EXIT_UNUSABLE
+    return EXIT_FAIL if outcome.verdict == "fail" else EXIT_PASS
 
 
 def _register() -> None:
@@ -73,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"probes: {exc}", err=True)
         code = exc.exit_code
     else:
-        code = rv if isinstance(rv, int) else 0
+        code = exit_code(rv)
     sys.stdout.flush()
     if argv is None:
         sys.exit(code)

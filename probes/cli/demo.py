@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from probes.cli.common import option
+from probes.cli.options import option
+from probes.recording import Outcome
 from probes.sim import SCENARIOS, SimConfig, Simulator
 
 #: The demo's private token variable: set for Locust and the probe, never printed.
@@ -68,7 +69,7 @@ DEMO_TOKEN_ENV = "PROBES_DEMO_TOKEN"
 @option("--slo", "slos", multiple=True, metavar="EXPR", help="Verdict check, repeatable.")
 @option("--quiet", "-q", is_flag=True, help="No live status line.")
 @click.pass_context
-def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any) -> int:
+def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any) -> Outcome:
     """Simulator + Locust load + canary probe + a replacement + the report, end to end.
 
     Prints the report's path and the verdict; exit codes as for `probes load`.
@@ -86,7 +87,7 @@ def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any)
             f"{sim.workload_id} serves {sim.labels[base]}; replacing it with "
             f"{sim.labels[cand]} at {params['replace_at']:g} s under load"
         )
-        code: int = ctx.invoke(
+        outcome: Outcome = ctx.invoke(
             load_command,
             url=None,
             api=sim.api_url,
@@ -100,4 +101,4 @@ def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any)
             "simulator's own count of requests per proton: "
             + ", ".join(f"{pid} {n}" for pid, n in sorted(counts.items()))
         )
-    return code
+    return outcome

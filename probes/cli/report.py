@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
-from probes.cli.common import finish_recording, option
+from probes.cli.options import option
+from probes.cli.output import show_outcome
+from probes.recording import Outcome
+from probes.recording.finish import outcome_of_report
 
 
 @click.command(short_help="(Re)make the report of a run directory.")
@@ -28,10 +31,16 @@ from probes.cli.common import finish_recording, option
     help="Time bucket of the traffic split (default: the run's, else 1 s).",
 )
 @option("--no-figures", is_flag=True, help="Skip the PNG figures (faster).")
-def command(run_dir: Path, slos: tuple[str, ...], bucket_s: float | None, no_figures: bool) -> int:
+def command(
+    run_dir: Path, slos: tuple[str, ...], bucket_s: float | None, no_figures: bool
+) -> Outcome:
     """Re-make summary.json, figures/, report.html and report.md from RUN_DIR alone.
 
     Prints the path of report.html and the verdict line. Exit 0 pass (or inconclusive),
     1 verdict fail, 2 RUN_DIR missing or not a run, 3 no request reached the target.
     """
-    return finish_recording(run_dir, slos=slos or None, bucket_s=bucket_s, figures=not no_figures)
+    outcome = outcome_of_report(
+        run_dir, slos=slos or None, bucket_s=bucket_s, figures=not no_figures
+    )
+    show_outcome(outcome)
+    return outcome

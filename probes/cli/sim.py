@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from probes.cli.common import option
+from probes.cli.options import option
 from probes.errors import ConfigError
 from probes.sim import SCENARIO_HELP, SCENARIOS, SimConfig, Simulator
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from probes.cli.load import master_port_args
+from probes.recording.locustproc import master_port_args
 from tests.helpers import VersionServer
 from tests.locust.conftest import (
     ROOT,

@@ -1,10 +1,10 @@
-"""The live per-version view, as pure functions (no Locust, no clock).
+"""The live per-version view of the newest samples (no Locust, no clock).
 
-``version_window`` turns the newest samples into what the "Versions" tab shows: per version
-the share of traffic, request rate, error rate and p50/p99 over the last ``window_s``
-seconds. ``rollout_state`` folds the control plane's event rows (written by the rollout
-watcher into ``events.jsonl``) into the state shown beside it. ``RecentSamples`` is the
-bounded store the Locust master keeps between the two.
+``version_window`` turns the newest samples into what a live view shows — the Locust
+"Versions" tab, the service's targets — per version the share of traffic, request rate,
+error rate and p50/p99 over the last ``window_s`` seconds. ``RecentSamples`` is the bounded
+store kept between arrivals and views. The control plane's side of the view is
+``probes.lifecycle`` (one fold of the events).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from probes.records import Sample
+
+__all__ = ["DEFAULT_WINDOW_S", "RecentSamples", "Row", "SampleRow", "table_rows", "version_window"]
 
 #: One row of the window: (ts, version, latency_ms, error class or None).
 Row = tuple[float, str, float, str | None]
@@ -73,50 +75,6 @@ def version_window(
         )
     versions.sort(key=lambda v: (-v["requests"], v["version"]))
     return {"end_ts": end_ts, "window_s": window_s, "requests": total, "versions": versions}
-
-
-def rollout_state(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The control plane's latest state from event rows, or None when there are none.
-
-    ``{"replacement_id", "status", "switched_ts", "protons": {proton_id: {status, role,
-    version}}, "roles": {version: role, or status when it has none}, "requested": bool}``.
-    """
-    if not events:
-        return None
-    state: dict[str, Any] = {
-        "replacement_id": None,
-        "status": None,
-        "switched_ts": None,
-        "protons": {},
-        "roles": {},
-        "requested": False,
-        "workload_status": None,
-    }
-    for event in events:
-        kind = event.get("kind")
-        detail = event.get("detail") or {}
-        if kind == "marker" and event.get("status") == "replacement requested":
-            state["requested"] = True
-        elif kind == "replacement":
-            state["replacement_id"] = event.get("replacement_id") or state["replacement_id"]
-            state["status"] = event.get("status")
-            if isinstance(detail, dict) and detail.get("switched_ts") is not None:
-                state["switched_ts"] = detail["switched_ts"]
-        elif kind == "proton" and event.get("proton_id"):
-            version = detail.get("version") if isinstance(detail, dict) else None
-            state["protons"][event["proton_id"]] = {
-                "status": event.get("status"),
-                "role": event.get("role"),
-                "version": version,
-            }
-        elif kind == "workload":
-            state["workload_status"] = event.get("status")
-    for proton in state["protons"].values():
-        # A proton out of the rollout (draining, removed) has no role: show its status.
-        label = proton["role"] or proton["status"]
-        if proton["version"] and label:
-            state["roles"][proton["version"]] = label
-    return state
 
 
 def table_rows(

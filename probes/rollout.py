@@ -1,11 +1,11 @@
-"""Control-plane mode of ``probes observe``: a Workload instead of a bare URL.
+"""The rollout driver: a watched Workload, and the replacement the tool asks for itself.
 
-``resolve_target`` turns ``--api BASE --workload ID [--replace-with ARTIFACT]`` into what
-the probe needs (the invoke URL from the workload's ``endpoint``, version labels from the
-artifacts) and what the manifest records. ``RolloutDriver`` is the side task that runs
-beside the probe: it starts the rollout watcher, asks for the replacement (marker event
-``replacement requested`` first), and says when the observation may end: once the
-replacement is over (completed, errored, canceled) plus ``tail_s``. ``--duration`` stays
+``resolve_target`` turns a workload id (and the artifact to replace it with) into what the
+senders need (the invoke URL from the workload's ``endpoint``, version labels from the
+artifacts) and what the manifest records. ``RolloutDriver`` runs beside the senders: it
+starts the rollout watcher, asks for the replacement at the time it is given (marker event
+``replacement requested`` first), and says when an observation may end: once the
+replacement is over (completed, errored, canceled) plus ``tail_s``. The run's duration stays
 the hard cap; the caller enforces it.
 
 A platform that fails *during* the observation never loses the recorded samples: the
@@ -28,11 +28,17 @@ from probes.workload import Retry, WorkloadClient
 
 #: Default seconds observed after the replacement ended.
 DEFAULT_TAIL_S = 5.0
-#: Seconds of baseline traffic recorded before the replacement is requested (capped at a
-#: tenth of the duration), so the report has a "before" phase to compare against.
+#: Seconds of baseline traffic recorded before the replacement is requested (capped by
+#: ``lead_in_s``), so the report has a "before" phase to compare against.
 LEAD_IN_S = 2.0
 #: After a failure to start the replacement, keep observing this long, then stop.
 FAILURE_TAIL_S = 1.0
+
+
+def lead_in_s(duration_s: float) -> float:
+    """When an observation asks for its replacement: ``LEAD_IN_S`` after the start, but no
+    later than a tenth of the run (with its 5 s grace), so a short run still sees the switch."""
+    return min(LEAD_IN_S, (duration_s + 5.0) / 10)
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ class RolloutDriver:
     warmup_minutes: int = 0
     keep_old_minutes: int = 0
     tail_s: float = DEFAULT_TAIL_S
-    lead_in_s: float = LEAD_IN_S
+    #: Epoch seconds at which to request the replacement (None: only watch).
+    request_at: float | None = None
     interval: float = DEFAULT_INTERVAL_S
     clock: Callable[[], float] = time.time
     #: Set when the observation may end (replacement over + tail, or a failure).
@@ -119,7 +126,8 @@ class RolloutDriver:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, deadline: float) -> RolloutDriver:
-        """Start the watcher now; request the replacement after the lead-in."""
+        """Start the watcher now (it polls until ``deadline``); request the replacement at
+        ``request_at``."""
         self.watcher = Watcher(
             poll_client(self.client),
             self.target.workload_id,
@@ -128,16 +136,14 @@ class RolloutDriver:
             labels=self.target.labels,
             clock=self.clock,
         ).start(deadline)
-        self._thread = threading.Thread(
-            target=self._run, args=(deadline,), name="rollout-driver", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="rollout-driver", daemon=True)
         self._thread.start()
         return self
 
-    def _run(self, deadline: float) -> None:
+    def _run(self) -> None:
         assert self.watcher is not None
-        lead_in = min(self.lead_in_s, max(0.0, deadline - self.clock()) / 10)
-        if self.target.replace_with and not self._stop.wait(lead_in):
+        request_at = self.request_at if self.target.replace_with else None
+        if request_at is not None and not self._stop.wait(max(0.0, request_at - self.clock())):
             self._request()
         if self.failure is not None:
             self._stop.wait(FAILURE_TAIL_S)

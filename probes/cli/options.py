@@ -1,0 +1,182 @@
+"""The verbs' flags: one decorator per flag group, each flag also read from ``PROBES_<FLAG>``.
+
+The values are parsed by ``probes.settings`` (through the ``probes.recording`` settings'
+``build``), never here: a click option only names a flag, its help, and its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _env(flag: str) -> str:
+    return "PROBES_" + flag.lstrip("-").upper().replace("-", "_")
+
+
+class _LinesOption(click.Option):
+    """A repeatable option whose environment variable holds one value per line.
+
+    Click splits such variables on white space, which would cut ``PROBES_HEADER='X-A: b'``
+    or ``PROBES_SLO='p99_ms < 500'`` apart; values of these flags contain spaces.
+    """
+
+    def value_from_envvar(self, ctx: click.Context) -> Any:
+        raw = self.resolve_envvar_value(ctx)
+        if raw is None:
+            return None
+        return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """A click option that also reads ``PROBES_<FLAG>`` from the environment
+    (one value per line for a repeatable flag)."""
+    long = next(d for d in decls if d.startswith("--"))
+    attrs.setdefault("envvar", _env(long.split("/")[0]))
+    attrs.setdefault("show_envvar", False)
+    if attrs.get("multiple"):
+        attrs.setdefault("cls", _LinesOption)
+    return click.option(*decls, **attrs)
+
+
+def _options(*opts: Callable[[F], F]) -> Callable[[F], F]:
+    def wrap(func: F) -> F:
+        for opt in reversed(opts):
+            func = opt(func)
+        return func
+
+    return wrap
+
+
+recording_options = _options(
+    option(
+        "--runs-dir",
+        default="runs",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="Where run directories are created.",
+    ),
+    option("--run-id", default=None, help="Run directory name (default: a UTC timestamp)."),
+    option(
+        "--duration",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="How long to record, in seconds.",
+    ),
+    option(
+        "--slo",
+        "slos",
+        multiple=True,
+        metavar="EXPR",
+        help="Verdict check, repeatable: error_rate<0.01, p99_ms<500, "
+        "candidate.p99_ms<1.2*baseline.p99_ms. Replaces the default checks.",
+    ),
+    option("--quiet", "-q", is_flag=True, help="No live status line."),
+)
+
+request_options = _options(
+    option("--method", default="GET", show_default=True, help="HTTP method."),
+    option("--path", default=None, help="App path appended to the invoke URL, e.g. /health."),
+    option(
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'NAME: VALUE'",
+        help="Extra request header, repeatable. Never put a token here: use --token-env.",
+    ),
+    option("--body", default=None, help="Request body (JSON bodies get a JSON content type)."),
+    option(
+        "--body-file",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="Read the request body from a file.",
+    ),
+    option(
+        "--timeout",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Per-request timeout, in seconds.",
+    ),
+    option(
+        "--token-env",
+        default="DATAROBOT_API_TOKEN",
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable holding the bearer token.",
+    ),
+    option(
+        "--tag-header",
+        "tag_headers",
+        multiple=True,
+        metavar="NAME",
+        help="Response header revealing the version, repeatable "
+        "(default: X-Proton-Version, X-Version).",
+    ),
+    option(
+        "--tag-json",
+        "tag_json",
+        multiple=True,
+        metavar="DOTTED.PATH",
+        help="JSON body field revealing the version, repeatable (default: version, model_version).",
+    ),
+    option(
+        "--tag-regex",
+        default=None,
+        metavar="REGEX",
+        help="Regex over the body; group 1 or (?P<version>...) is the version.",
+    ),
+)
+
+
+def request_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """Pick the request flags out of a verb's parameters for ``settings.build_request``."""
+    keys = (
+        "method",
+        "path",
+        "headers",
+        "body",
+        "body_file",
+        "timeout",
+        "token_env",
+        "tag_headers",
+        "tag_json",
+        "tag_regex",
+    )
+    return {k: params[k] for k in keys if k in params}
+
+
+def api_options(func: F) -> F:
+    """``--api BASE --workload ID``: a Workload's invoke URL instead of a URL, its control
+    plane recorded beside the run."""
+    opts = [
+        option("--api", default=None, metavar="BASE",
+               help="Workload API base (e.g. https://app.datarobot.com/api/v2); "
+                    "use a Workload's invoke endpoint instead of a URL and record its control "
+                    "plane."),
+        option("--workload", default=None, metavar="ID", help="Workload id (with --api)."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def replacement_options(func: F) -> F:
+    """``--replace-with ARTIFACT`` and the replacement's settings (with ``--api``)."""
+    opts = [
+        option("--replace-with", default=None, metavar="ARTIFACT_ID",
+               help="Start a replacement onto this artifact during the run "
+                    "(with --api/--workload)."),
+        option("--warmup-minutes", type=int, default=0, show_default=True, metavar="N",
+               help="Replacement warmup (warmupDurationMinutes)."),
+        option("--keep-old-minutes", type=int, default=0, show_default=True, metavar="N",
+               help="Rollback window (keepOldVersionMinutes)."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        func = opt(func)
+    return func

@@ -1,0 +1,274 @@
+"""Recording wired into a Locust Environment by the runner's role (local, worker, master),
+and the run directory it records into."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.rpc import Message
+from locust.runners import MasterRunner, WorkerRunner
+
+from probes.errors import ConfigError
+from probes.lifeline import die_with_parent
+from probes.live import DEFAULT_WINDOW_S, SampleRow
+from probes.locustglue.options import _opt, request_spec
+from probes.locustglue.recorder import REPORT_KEY, Recorder, Store, WorkerBuffer
+from probes.records import Sample, samples_to_table, write_json_atomic
+from probes.run import LOCUST_COUNTS_FILE, Run, worker_name
+from probes.settings import RequestSpec, mask_url
+
+#: Custom message type of an early sample batch from a worker.
+MESSAGE = "probes_samples"
+#: How long a quitting master waits for its workers' final reports.
+WORKER_QUIT_TIMEOUT_S = 15.0
+COUNTS_FILE = LOCUST_COUNTS_FILE
+#: The process that imported the glue: Locust forks its ``--processes`` workers after that.
+_IMPORT_PID = os.getpid()
+
+
+class ProbesState:
+    """What the glue keeps per Environment (``environment.probes``)."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.spec: RequestSpec | None = None
+        self.run: Run | None = None
+        self.owns_run = False
+        self.store: Store | None = None
+        self.buffer: WorkerBuffer | None = None
+        self.recorder: Recorder | None = None
+        self.closed = False
+        self.watcher: Any = None
+        #: Rows of this process's own users (single-process mode), moved to the store in
+        #: batches by ``drain_local``: a list append is all a request pays.
+        self.local_rows: list[SampleRow] = []
+
+    def drain_local(self) -> None:
+        if self.local_rows:
+            # No greenlet switch between the copy and the clear: no row can slip between.
+            rows = self.local_rows[:]
+            self.local_rows.clear()
+            self.open_store().add_samples(rows)
+
+    @property
+    def options(self) -> Any:
+        return self.environment.parsed_options
+
+    def spec_for(self, host: str | None) -> RequestSpec:
+        if self.spec is None or not self.spec.url.startswith((host or "").rstrip("/")):
+            self.spec = request_spec(self.options, host)
+            if self.recorder is not None:
+                self.recorder.rules = self.spec.tag_rules
+        return self.spec
+
+    def open_store(self) -> Store:
+        """Open (or create) the run directory and its shard writer, once."""
+        if self.store is not None:
+            return self.store
+        run_dir = _opt(self.options, "run_dir")
+        if run_dir:
+            self.run = Run.open(run_dir)
+        else:
+            spec = self.spec_for(self.environment.host)
+            self.run = Run.create(
+                _opt(self.options, "runs_dir", "runs"),
+                None,
+                "load",
+                target={"url": mask_url(spec.url)},
+                settings=standalone_settings(self.options, spec),
+            )
+            self.owns_run = True
+            self.watcher = start_watcher(self.options, self.run, spec)
+        prefix = f"locust-{os.getpid()}"
+        writer = self.run.shard_writer(prefix)
+        window_s = float(_opt(self.options, "window", DEFAULT_WINDOW_S))
+        self.store = Store(writer, window_s, live=self.environment.web_ui is not None)
+        return self.store
+
+    def close(self) -> None:
+        """Write what is left and Locust's own counts; idempotent."""
+        if self.closed or self.store is None or self.run is None:
+            return
+        self.drain_local()
+        self.closed = True
+        self.store.writer.close()
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.client.close()
+        total = self.environment.stats.total if self.environment.stats is not None else None
+        counts = {
+            "requests": total.num_requests if total else 0,
+            "failures": total.num_failures if total else 0,
+            "samples": self.store.writer.rows_written,
+            "runner": type(self.environment.runner).__name__,
+        }
+        write_json_atomic(self.run.path / COUNTS_FILE, counts)
+        if self.owns_run:
+            self.run.finish(locust=counts)
+
+
+def start_watcher(options: Any, run: Run, spec: RequestSpec) -> Any:
+    """With ``--probes-api``/``--probes-workload``: the rollout watcher writing the control
+    plane's lifecycle into the run (the Versions tab shows it). ``probes load`` runs its own
+    watcher and passes ``--probes-run-dir`` instead."""
+    api, workload = _opt(options, "api"), _opt(options, "workload")
+    if not (api and workload):
+        return None
+    from probes.rollout import poll_client, resolve_target
+    from probes.watch import Watcher
+    from probes.workload import WorkloadClient
+
+    with WorkloadClient(api, token_env=spec.token_env) as client:
+        target = resolve_target(client, workload)
+        run.update(platform=target.manifest())
+        watch_client = poll_client(client)
+    watcher = Watcher(watch_client, workload, run.events, labels=target.labels)
+    return watcher.start(deadline=time.time() + 7 * 86400)  # stopped at close
+
+
+def standalone_settings(options: Any, spec: RequestSpec) -> dict[str, Any]:
+    """Manifest settings of a run started by ``locust -f`` itself (no ``probes load``)."""
+    return {
+        "slos": [],
+        "bucket_s": 1.0,
+        "request": spec.describe(),
+        "users": getattr(options, "num_users", None),
+        "spawn_rate": getattr(options, "spawn_rate", None),
+        "shape": _opt(options, "shape"),
+        "processes": getattr(options, "processes", None),
+    }
+
+
+def state_of(environment: Environment) -> ProbesState:
+    state = getattr(environment, "probes", None)
+    if state is None:
+        state = ProbesState(environment)
+        environment.probes = state  # type: ignore[attr-defined]
+    return state
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def warm_up_arrow() -> None:
+    """Build and write one tiny shard in memory now: pyarrow's first table costs ~0.2 s of
+    CPU, which would otherwise stall the load at the first flush."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    row = Sample(0.0, 0.0, 0.0, "locust", "w", "GET", "/", 200, None, "v", "header", 0, None)
+    pq.write_table(samples_to_table([row]), io.BytesIO(), compression="zstd")
+
+
+def setup(environment: Environment) -> ProbesState:
+    """Wire recording into an Environment according to its runner's role."""
+    state = state_of(environment)
+    runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        warm_up_arrow()
+    ev = environment.events
+    if isinstance(runner, WorkerRunner):
+        state.buffer = WorkerBuffer(lambda rows: runner.send_message(MESSAGE, {"rows": rows}))
+        state.recorder = Recorder(state.buffer.add, worker_name("locust"))
+        ev.report_to_master.add_listener(state.buffer.on_report_to_master)
+    elif isinstance(runner, MasterRunner):
+        runner.register_message(
+            MESSAGE, lambda environment, msg, **_: _store(state).add_rows(msg.data["rows"])
+        )
+        ev.worker_report.add_listener(lambda client_id, data, **_: _on_worker_report(state, data))
+        _wrap_master_quit(runner)
+    else:
+        state.recorder = Recorder(state.local_rows.append, worker_name("locust"))
+        gevent.spawn(_drain_loop, state)
+    if state.recorder is not None:
+        ev.request.add_listener(state.recorder.on_request)
+    ev.test_start.add_listener(lambda environment, **_: _on_test_start(state))
+    ev.quitting.add_listener(lambda environment, **_: _on_quitting(state))
+    headless = bool(getattr(environment.parsed_options, "headless", False))
+    if headless and environment.host and not isinstance(runner, WorkerRunner):
+        # Headless with a host: the run directory (manifest, tool versions) is made now,
+        # not at test start where it would delay the first users. The web UI stays lazy,
+        # so merely opening it leaves no empty run behind.
+        with contextlib.suppress(ConfigError):  # bad options: reported at test start
+            state.open_store()
+    return state
+
+
+DRAIN_INTERVAL_S = 0.25
+
+
+def _drain_loop(state: ProbesState) -> None:
+    while not state.closed:
+        gevent.sleep(DRAIN_INTERVAL_S)
+        state.drain_local()
+
+
+def _store(state: ProbesState) -> Store:
+    return state.open_store()
+
+
+def _on_worker_report(state: ProbesState, data: dict[str, Any]) -> None:
+    rows = data.pop(REPORT_KEY, None)
+    if rows:
+        _store(state).add_rows(rows)
+
+
+def _on_test_start(state: ProbesState) -> None:
+    env = state.environment
+    spec = state.spec_for(env.host)  # validates the options on every node, early
+    if state.recorder is not None:
+        state.recorder.rules = spec.tag_rules
+    if not isinstance(env.runner, WorkerRunner):
+        state.open_store()
+
+
+def _on_quitting(state: ProbesState) -> None:
+    runner = state.environment.runner
+    if isinstance(runner, WorkerRunner):
+        # Killed directly (not told by the master): stop the users, then send what is left.
+        if state.buffer is not None and state.buffer.rows:
+            runner.stop()
+            state.buffer.send_now()
+        return
+    if isinstance(runner, MasterRunner):
+        runner.quit()  # our wrapper: waits for the workers' final reports
+    elif runner is not None:
+        runner.stop()  # no request fires after this, so nothing is recorded after close
+    state.close()
+
+
+def _wrap_master_quit(runner: MasterRunner) -> None:
+    """Make ``runner.quit`` wait for every worker's final report before Locust's own quit."""
+    original = runner.quit
+
+    def quit_after_final_reports() -> None:
+        # Stop dispatching first, or the master hands a quitting worker's users to the others.
+        runner.stop(send_stop_to_client=False)
+        clients = list(runner.clients.all)
+        for client in clients:
+            runner.server.send_to_client(Message("quit", None, client.id))
+        deadline = time.monotonic() + WORKER_QUIT_TIMEOUT_S
+        # A worker sends its final stats (with our rows) and then "quit", which removes it.
+        while runner.clients.all and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        original()
+
+    runner.quit = quit_after_final_reports  # type: ignore[method-assign]
+
+
+def on_init(environment: Environment, **_: Any) -> None:
+    """``events.init``: wire recording, the shape and the web UI."""
+    from probes.locustglue.shapes import install_shape
+    from probes.locustglue.webui import install_web_ui
+
+    if os.getpid() != _IMPORT_PID:  # a worker forked by ``--processes``: tie it to the master
+        die_with_parent(direct=False)
+    state = setup(environment)
+    install_shape(environment)
+    install_web_ui(environment, state)

@@ -1,0 +1,271 @@
+"""A capacity run: stepped Locust load until a step breaks the SLO; a capacity report.
+
+Locust runs with the ``step`` shape: ``start_users`` for ``step_seconds``, then
+``step_users`` more every ``step_seconds`` up to ``max_users``. The plan goes into the
+manifest (``settings.capacity``) so the report cuts the samples into steps from the run
+directory alone (``reports.capacity``).
+
+While Locust runs, new sample shards are read as they land; once a step has ended and its
+samples had time to arrive (``grace_s``: a shard flush, plus Locust's stats report interval
+with workers), the step is judged against the SLO checks with the same pure functions the
+report uses. The first step that breaks a check stops the load (``locustproc.stop_locust``:
+SIGINT first, so every sample is flushed). The run also ends when the plan is over, at its
+duration cap, and at the caller's stop. The manifest's ``capacity`` block records when and
+why the load was stopped early.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probes.errors import ConfigError
+from probes.recording.finish import outcome
+from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
+from probes.recording.locustproc import MAX_WORKERS, LocustSettings, ShardFollower, run_locust
+from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
+from probes.run import Run
+from probes.settings import (
+    FLAGS,
+    RequestSpec,
+    parse_count,
+    parse_duration,
+    parse_number,
+    parse_slos,
+)
+from probes.shapes import Shape, validate
+from reports.capacity import CAPACITY_SLOS, StepPlan, check_slos, judge_step, step_stats
+
+__all__ = ["DEFAULTS", "GRACE_S", "WORKER_GRACE_S", "CapacitySettings", "StepWatch", "capacity"]
+
+#: Seconds after a step's end before it is judged: the shard flush interval (1 s) + margin.
+GRACE_S = 1.5
+#: Added with workers: workers send their rows with Locust's stats report (every 3 s).
+WORKER_GRACE_S = 3.5
+#: Defaults of a capacity run's settings (the CLI's flag defaults too).
+DEFAULTS: dict[str, Any] = {
+    "start_users": 5,
+    "step_users": 5,
+    "step_seconds": 20.0,
+    "max_users": 50,
+    "spawn_rate": 10.0,
+    "workers": 0,
+}
+
+
+@dataclass(frozen=True)
+class CapacitySettings:
+    """The step plan, where Locust runs, and the checks each step is judged by."""
+
+    plan: StepPlan
+    workers: int = 0
+    expect_workers: int = 0
+    slos: tuple[str, ...] = ()
+
+    @property
+    def locust(self) -> LocustSettings:
+        """The ``step`` shape that runs the plan."""
+        plan = self.plan
+        shape = Shape(
+            name="step",
+            users=plan.max_users,
+            spawn_rate=plan.spawn_rate,
+            duration=plan.duration_s,
+            params=(
+                ("every", plan.step_seconds),
+                ("from", float(plan.start_users)),
+                ("step", float(plan.step_users)),
+            ),
+        )
+        return LocustSettings(validate(shape), self.workers, self.expect_workers)
+
+    @property
+    def judged_by(self) -> tuple[str, ...]:
+        """The checks each step is judged by: the run's, else the capacity defaults."""
+        return self.slos or tuple(CAPACITY_SLOS)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        start_users: Any = DEFAULTS["start_users"],
+        step_users: Any = DEFAULTS["step_users"],
+        step_seconds: Any = DEFAULTS["step_seconds"],
+        max_users: Any = DEFAULTS["max_users"],
+        spawn_rate: Any = DEFAULTS["spawn_rate"],
+        duration: Any = None,
+        workers: Any = DEFAULTS["workers"],
+        expect_workers: Any = 0,
+        slos: Sequence[str] = (),
+        place: Callable[[str], str] = FLAGS,
+    ) -> CapacitySettings:
+        """From raw values; ConfigError naming ``place(setting)``. Without ``duration`` the
+        cap is the plan's own length."""
+        start = parse_count(start_users, place("start_users"), 1, MAX_USERS)
+        step = parse_count(step_users, place("step_users"), 1, MAX_USERS)
+        if (
+            isinstance(max_users, bool)
+            or not isinstance(max_users, int)
+            or not (start <= max_users <= MAX_USERS)
+        ):
+            raise ConfigError(
+                f"{place('max_users')}: {max_users!r} must be from"
+                f" {place('start_users')} to {MAX_USERS}"
+            )
+        rate = parse_number(
+            spawn_rate, place("spawn_rate"), maximum=MAX_SPAWN_RATE, unit="users per second"
+        )
+        seconds = parse_duration(step_seconds, place("step_seconds"))
+        plan = StepPlan(start, step, seconds, max_users, rate, 1.0)
+        need = max(plan.skip_s(k) for k in range(min(plan.n_steps, 2))) + 1.0
+        if seconds < need:
+            raise ConfigError(
+                f"{place('step_seconds')}: {step_seconds!r} must be >= {need:g} (the ramp-up "
+                f"skipped at the start of each step, max(1 s, users added / "
+                f"{place('spawn_rate')}), plus 1 s measured)"
+            )
+        cap = plan.planned_s
+        if duration is not None:
+            cap = min(parse_duration(duration, place("duration")), plan.planned_s)
+        workers = parse_count(workers, place("workers"), 0, MAX_WORKERS, "(0: one process)")
+        expect = parse_count(expect_workers, place("expect_workers"), 0, MAX_WORKERS)
+        checks = parse_slos(slos, place("slos"))
+        try:
+            check_slos(list(checks))
+        except ValueError as exc:
+            raise ConfigError(f"{place('slos')}: {exc}") from None
+        plan = StepPlan(start, step, seconds, max_users, rate, cap)
+        return cls(plan, workers, expect, checks)
+
+    def manifest(self, spec: RequestSpec) -> dict[str, Any]:
+        """The manifest's ``settings`` of a capacity run (secrets already masked)."""
+        plan, locust = self.plan, self.locust
+        block = {
+            "slos": list(self.slos),
+            "bucket_s": BUCKET_S,
+            "request": spec.describe(),
+            "capacity": plan.describe(),
+            "shape": locust.shape.describe(),
+            "users": plan.max_users,
+            "spawn_rate": plan.spawn_rate,
+            "duration_s": plan.duration_s,
+            "workers": self.workers,
+        }
+        if self.expect_workers:
+            block["expect_workers"] = self.expect_workers
+        return block
+
+
+class StepWatch(ShardFollower):
+    """Follows Locust's shards (also feeding the live view) and judges each step once its
+    samples are in: the first step that breaks a check is the limit."""
+
+    columns = ("ts", "latency_ms", "version", "error")
+
+    def __init__(
+        self,
+        run_dir: Path,
+        progress: Progress,
+        plan: StepPlan,
+        slos: Sequence[str],
+        grace_s: float,
+    ) -> None:
+        super().__init__(run_dir, progress)
+        self.plan, self.slos, self.grace_s = plan, list(slos), grace_s
+        self.ts: list[np.ndarray] = []
+        self.latency: list[np.ndarray] = []
+        self.ok: list[np.ndarray] = []
+        self.t0: float | None = None
+        self.next_step = 0
+        self.broken: dict[str, Any] | None = None
+
+    def on_table(self, table: Any) -> None:
+        super().on_table(table)
+        ts = table.column("ts").to_numpy()
+        if ts.size:
+            self.ts.append(ts)
+            self.latency.append(table.column("latency_ms").to_numpy())
+            self.ok.append(table.column("error").is_null().to_numpy(zero_copy_only=False))
+            self.t0 = min(float(ts.min()), self.t0 if self.t0 is not None else math.inf)
+
+    def judge(self, now: float) -> dict[str, Any] | None:
+        """Judge every step whose samples are in by ``now``; the first broken step, or None."""
+        plan, t0 = self.plan, self.t0
+        while self.broken is None and t0 is not None and self.next_step < plan.n_steps:
+            k = self.next_step
+            end = t0 + (k + 1) * plan.step_seconds
+            if end - t0 > plan.duration_s or now < end + self.grace_s:
+                break
+            ts, lat, ok = (np.concatenate(a) for a in (self.ts, self.latency, self.ok))
+            step = judge_step(step_stats(ts, lat, ok, plan, t0, k), self.slos)
+            if not step["passed"] and any(c["passed"] is False for c in step["checks"]):
+                self.broken = step
+            self.next_step += 1
+            keep = ts >= end  # earlier rows are judged; bound the memory
+            self.ts, self.latency, self.ok = [ts[keep]], [lat[keep]], [ok[keep]]
+        return self.broken
+
+
+def capacity(
+    spec: RequestSpec,
+    where: RunLocation,
+    settings: CapacitySettings,
+    *,
+    stop: threading.Event,
+    progress: Progress | None = None,
+    platform: Platform | None = None,
+) -> Outcome:
+    """The stepped load into a new run at ``where``; the capacity report; the outcome.
+    Blocking; ``stop`` is the caller's (see ``observe``). ``platform`` names the Workload
+    measured (its manifest block); capacity runs ask for no replacement."""
+    progress = progress or NoProgress()
+    run = Run.create(
+        where.runs_dir,
+        where.run_id,
+        "capacity",
+        target=spec.describe(),
+        settings=settings.manifest(spec),
+        trigger=where.trigger,
+        schedule=where.schedule,
+        place=where.place,
+    )
+    if platform is not None:
+        run.update(platform=platform.target.manifest())
+    grace = GRACE_S + (WORKER_GRACE_S if settings.workers or settings.expect_workers else 0.0)
+    watch = StepWatch(run.path, progress, settings.plan, settings.judged_by, grace)
+    progress.started(settings.plan.duration_s, None)
+    try:
+        result = run_locust(
+            spec,
+            settings.locust,
+            run.path,
+            stop=stop,
+            follower=watch,
+            until=lambda: watch.judge(time.time()) is not None,
+        )
+    finally:
+        progress.finished()
+    interrupted = stop_reason(stop)
+    broken = watch.broken
+    run.update(
+        capacity={
+            "stopped_ts": result.stopped_ts,
+            "stopped_at_users": broken["users"] if broken else None,
+            "interrupted": interrupted,
+        }
+    )
+    run.finish(locust=result.counts, interrupted=interrupted)
+    return outcome(
+        run.path,
+        interrupted=interrupted,
+        warnings=result.warnings,
+        failure=result.failure(run.path),
+        recorded=int((result.counts or {}).get("samples", watch.rows)),
+    )

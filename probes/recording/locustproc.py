@@ -1,0 +1,290 @@
+"""Locust as a subprocess: the one place that builds its command line, starts it, follows
+its shards, stops it and reads its counts. Load and capacity runs share ``run_locust``.
+
+Locust runs headless (``python -m locust`` on the package's locustfile,
+``probes/locustglue/locustfile.py``) in its own session, so a Ctrl-C in a terminal reaches
+only the recording; its output goes to ``RUN_DIR/locust.log``. ``workers = N`` becomes
+Locust's ``--processes N``; ``expect_workers = N`` starts a master that waits for N workers
+started elsewhere. The Locust master writes its sample shards straight into ``RUN_DIR``.
+
+Nothing secret is on its command line (any local user can read it in ``ps``): the request's
+headers and body reach the glue through its environment. Locust dies with the recording
+whatever kills it (``probes.lifeline``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probes.lifeline import parent_env
+from probes.locustglue import BODY_ENV, HEADERS_ENV
+from probes.recording.types import Progress
+from probes.run import LOCUST_COUNTS_FILE, LOCUST_LOG_FILE
+from probes.settings import RequestSpec
+from probes.shapes import Shape
+
+__all__ = [
+    "LOCUST_QUIT_TIMEOUT_S",
+    "MAX_WORKERS",
+    "LocustRun",
+    "LocustSettings",
+    "ShardFollower",
+    "locust_command",
+    "locust_env",
+    "locustfile_path",
+    "log_tail",
+    "master_port_args",
+    "read_counts",
+    "run_locust",
+    "stop_locust",
+]
+
+#: How long Locust may take to quit after SIGINT before its process group is killed.
+LOCUST_QUIT_TIMEOUT_S = 60.0
+MAX_WORKERS = 256
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class LocustSettings:
+    """What Locust is asked to run: a load shape, on this many processes."""
+
+    shape: Shape
+    #: Locust worker processes on this machine (``--processes``); 0 runs one process.
+    workers: int = 0
+    #: Start a master that waits for this many workers started elsewhere.
+    expect_workers: int = 0
+    #: Where that master listens for them.
+    master_bind_host: str = "127.0.0.1"
+
+    @property
+    def run_time_s(self) -> int:
+        """Locust's ``--run-time`` is whole seconds."""
+        return max(1, math.ceil(self.shape.duration))
+
+
+def locustfile_path() -> Path:
+    """The package's own locustfile (found without importing Locust)."""
+    import probes.locustglue
+
+    return Path(probes.locustglue.__file__).with_name("locustfile.py")
+
+
+def master_port_args(host: str = "127.0.0.1") -> list[str]:
+    """Bind the Locust master to ``host`` on a free port: its default (``*:5557``) would
+    listen on every interface and collide with any other Locust master on the machine."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = str(sock.getsockname()[1])
+    return ["--master-bind-host", host, "--master-bind-port", port, "--master-port", port]
+
+
+def locust_command(spec: RequestSpec, locust: LocustSettings, run_dir: Path) -> list[str]:
+    """The Locust command line of a recording into ``run_dir`` (no secret in it)."""
+    shape = locust.shape
+    rules = spec.tag_rules.describe()
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(locustfile_path()), "--headless",
+        "--only-summary", "--host", spec.url,
+        "--users", str(shape.users), "--spawn-rate", f"{shape.spawn_rate:g}",
+        "--run-time", f"{locust.run_time_s}s", "--stop-timeout", "0",
+        "--probes-run-dir", str(run_dir),
+        "--probes-method", spec.method,
+        "--probes-timeout", f"{spec.timeout:g}",
+        "--probes-token-env", spec.token_env,
+    ]  # fmt: skip
+    for header in rules["headers"]:
+        cmd += ["--probes-tag-header", header]
+    for path in rules["json_paths"]:
+        cmd += ["--probes-tag-json", path]
+    if rules["regex"]:
+        cmd += ["--probes-tag-regex", rules["regex"]]
+    if shape.name != "steady" or shape.params:
+        params_text = ",".join(f"{k}={v:g}" for k, v in shape.params)
+        cmd += ["--probes-shape", f"{shape.name}:{params_text}" if params_text else shape.name]
+    if locust.expect_workers:
+        cmd += ["--master", "--expect-workers", str(locust.expect_workers)]
+        cmd += master_port_args(locust.master_bind_host)
+    elif locust.workers:
+        cmd += ["--processes", str(locust.workers), *master_port_args()]
+    return cmd
+
+
+def locust_env(spec: RequestSpec) -> dict[str, str]:
+    """Locust's environment: ours, the request's headers and body (kept off its command
+    line), and the recording's pid (Locust dies with it)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **parent_env()}
+    env.pop(HEADERS_ENV, None)
+    env.pop(BODY_ENV, None)
+    if spec.headers:
+        env[HEADERS_ENV] = json.dumps([f"{k}: {v}" for k, v in spec.headers])
+    if spec.body is not None:
+        env[BODY_ENV] = base64.b64encode(spec.body).decode("ascii")
+    return env
+
+
+class ShardFollower:
+    """Reads new Locust shards as they land and shows their rows live (``Progress``).
+    Subclasses read more ``columns`` and extend ``on_table``."""
+
+    columns: tuple[str, ...] = ("version", "error", "latency_ms")
+
+    def __init__(self, run_dir: Path, progress: Progress, prefix: str = "locust-") -> None:
+        self.directory = run_dir / "samples"
+        self.progress = progress
+        self.prefix = prefix
+        self.seen: set[str] = set()
+        self.rows = 0
+
+    def poll(self) -> None:
+        import pyarrow.parquet as pq
+
+        if not self.directory.is_dir():
+            return
+        for path in sorted(self.directory.glob(f"{self.prefix}*.parquet")):
+            if path.name in self.seen:
+                continue
+            self.seen.add(path.name)
+            try:
+                table = pq.read_table(path, columns=list(self.columns))
+            except (OSError, ValueError):
+                continue
+            self.on_table(table)
+
+    def on_table(self, table: Any) -> None:
+        """Take one new shard (an Arrow table of ``columns``)."""
+        add = self.progress.add
+        for version, error, latency in zip(
+            table.column("version").to_pylist(),
+            table.column("error").to_pylist(),
+            table.column("latency_ms").to_pylist(),
+            strict=True,
+        ):
+            add(version, error, latency)
+        self.rows += table.num_rows
+
+
+def stop_locust(proc: subprocess.Popen[bytes], timeout: float = LOCUST_QUIT_TIMEOUT_S) -> None:
+    """Stop headless Locust so that it flushes: SIGINT, then wait; SIGTERM, then kill the
+    whole process group, only if it does not finish in time.
+
+    Not SIGTERM first: with a load shape, Locust's headless start blocks on the shape before
+    it installs its SIGTERM handler, so a SIGTERM kills it outright (no final flush, no
+    locust.json). A SIGINT is caught there and ends the test the way the shape's own end
+    does, and without a shape it quits the same way as SIGTERM (the master first collects
+    every worker's final report, see the glue).
+    """
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0)):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def read_counts(run_dir: Path) -> dict[str, Any] | None:
+    """Locust's own counts (``locust.json``, written by the glue at its end), or None."""
+    try:
+        data = json.loads((run_dir / LOCUST_COUNTS_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text("utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+@dataclass
+class LocustRun:
+    """What one Locust subprocess did."""
+
+    returncode: int | None
+    counts: dict[str, Any] | None
+    #: When the recording stopped Locust before its own end (``until`` said so), or None.
+    stopped_ts: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def failure(self, run_dir: Path) -> str | None:
+        """Why Locust did not record, with the tail of its log; None when it did."""
+        if self.counts is not None:
+            return None
+        log = run_dir / LOCUST_LOG_FILE
+        tail = log_tail(log)
+        return f"Locust did not finish its run (exit {self.returncode}); see {log}:\n{tail}"
+
+
+def run_locust(
+    spec: RequestSpec,
+    locust: LocustSettings,
+    run_dir: Path,
+    *,
+    stop: threading.Event,
+    follower: ShardFollower,
+    until: Callable[[], bool] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> LocustRun:
+    """Run Locust into ``run_dir`` until it ends by itself, ``stop`` is set, or ``until()``
+    says so (polled with the shards every ``POLL_S``); stop it so that it flushes.
+
+    ``on_start`` runs once Locust's process exists (the rollout driver starts then).
+    Locust ends itself at ``--run-time``; a deadline of the run's length plus
+    ``LOCUST_QUIT_TIMEOUT_S`` guards against one that never starts (workers that never
+    connect).
+    """
+    cmd = locust_command(spec, locust, run_dir)
+    result = LocustRun(None, None)
+    proc: subprocess.Popen[bytes] | None = None
+    with (run_dir / LOCUST_LOG_FILE).open("wb") as log:
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=locust_env(spec),
+                start_new_session=True,
+            )
+            if on_start is not None:
+                on_start()
+            deadline = time.monotonic() + locust.shape.duration + LOCUST_QUIT_TIMEOUT_S
+            while proc.poll() is None and not stop.wait(POLL_S):
+                follower.poll()
+                if until is not None and until():
+                    break
+                if time.monotonic() > deadline:
+                    result.warnings.append("Locust did not finish in time; stopping it")
+                    break
+            if proc.poll() is None:
+                result.stopped_ts = time.time()
+            stop_locust(proc)
+            follower.poll()
+        finally:
+            if proc is not None and proc.poll() is None:
+                stop_locust(proc, timeout=5.0)
+    result.returncode = proc.returncode if proc is not None else None
+    result.counts = read_counts(run_dir)
+    return result
