@@ -15,7 +15,6 @@ started it).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -32,9 +31,16 @@ def parent_env() -> dict[str, str]:
     return {PARENT_ENV: str(os.getpid())}
 
 
+#: The process's own symbols (libc's ``prctl`` among them), found once, at import: never
+#: with ``ctypes.util.find_library``, which runs a subprocess — from a fork hook that
+#: would fork again in every child, without end.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _prctl_deathsig(sig: int) -> bool:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return bool(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
 
 
 def die_with_parent(sig: int = signal.SIGTERM, *, direct: bool = True) -> bool:

@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_WINDOW_S", "RecentSamples", "Row", "SampleRow", "table_rows"
 Row = tuple[float, str, float, str | None]
 #: A sample as the glue passes it around: a ``Sample`` or a plain tuple/list in its order.
 SampleRow = Sequence[Any]
-TS, LATENCY, ERROR, VERSION = (
+_TS, _LATENCY, _ERROR, _VERSION = (
     Sample._fields.index(f) for f in ("ts", "latency_ms", "error", "version")
 )
 
@@ -134,16 +134,16 @@ class RecentSamples:
             return
         rows = self._rows
         rows.extend(samples)
-        newest = max(self.newest_ts, max(s[TS] for s in samples))
+        newest = max(self.newest_ts, max(s[_TS] for s in samples))
         self.newest_ts = newest
         if self.first_ts is None:
-            self.first_ts = min(s[TS] for s in samples)
+            self.first_ts = min(s[_TS] for s in samples)
         horizon = newest - self.keep_s
-        while rows and rows[0][TS] < horizon:
+        while rows and rows[0][_TS] < horizon:
             rows.popleft()
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The window ending at the newest sample (or ``now`` if given)."""
         end = self.newest_ts if now is None else now
-        rows = [(s[TS], s[VERSION], s[LATENCY], s[ERROR]) for s in self._rows]
+        rows = [(s[_TS], s[_VERSION], s[_LATENCY], s[_ERROR]) for s in self._rows]
         return version_window(rows, end, self.window_s, self.first_ts)

@@ -27,6 +27,9 @@ and failure counts beside the number of samples written.
 
 from __future__ import annotations
 
+import os
+import signal
+
 from locust import events
 
 from probes.errors import ConfigError
@@ -90,8 +93,11 @@ __all__ = [
 
 # Started by a recording (probes load/capacity, the service): die with it, whatever kills
 # it. This import runs once, in the process the recording started, before Locust forks its
-# --processes workers; each of those arms itself at init (``wiring.on_init``).
+# --processes workers; each of those is tied to that master the moment it is forked (not at
+# init, which a worker reaches only once the master answered it). SIGKILL for them: their
+# rows go to the master, and a worker of a dead master would wait on it to say goodbye.
 die_with_parent(direct=True)
+os.register_at_fork(after_in_child=lambda: die_with_parent(signal.SIGKILL, direct=False))
 
 events.init_command_line_parser.add_listener(add_arguments)
 events.init.add_listener(on_init)

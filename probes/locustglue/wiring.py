@@ -14,7 +14,6 @@ from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 from probes.errors import ConfigError
-from probes.lifeline import die_with_parent
 from probes.live import DEFAULT_WINDOW_S, SampleRow
 from probes.locustglue.options import _opt, request_spec
 from probes.locustglue.recorder import REPORT_KEY, Recorder, Store, WorkerBuffer
@@ -27,8 +26,6 @@ MESSAGE = "probes_samples"
 #: How long a quitting master waits for its workers' final reports.
 WORKER_QUIT_TIMEOUT_S = 15.0
 COUNTS_FILE = LOCUST_COUNTS_FILE
-#: The process that imported the glue: Locust forks its ``--processes`` workers after that.
-_IMPORT_PID = os.getpid()
 
 
 class ProbesState:
@@ -267,8 +264,6 @@ def on_init(environment: Environment, **_: Any) -> None:
     from probes.locustglue.shapes import install_shape
     from probes.locustglue.webui import install_web_ui
 
-    if os.getpid() != _IMPORT_PID:  # a worker forked by ``--processes``: tie it to the master
-        die_with_parent(direct=False)
     state = setup(environment)
     install_shape(environment)
     install_web_ui(environment, state)

@@ -16,6 +16,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from probes.run import TRIGGERS
 from probes.settings import FLAGS, Place, parse_run_id
 
+__all__ = [
+    "AnyEvent",
+    "NoProgress",
+    "Outcome",
+    "Platform",
+    "Progress",
+    "RunLocation",
+    "Stop",
+    "stop_reason",
+]
+
 if TYPE_CHECKING:
     from probes.rollout import PlatformTarget
     from probes.workload import WorkloadClient
