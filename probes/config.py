@@ -21,7 +21,7 @@ __all__ = ["LOCAL_FILE", "find_config", "read_toml", "verb_defaults"]
 LOCAL_FILE = "probes.toml"
 
 
-def read_toml(path: str | Path, place: str = "--config") -> dict[str, Any]:
+def read_toml(path: str | Path, place: str = "config") -> dict[str, Any]:
     """The TOML document at ``path``; ConfigError naming ``place`` and the file otherwise."""
     path = Path(path)
     try:
@@ -46,19 +46,20 @@ def _section(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def find_config(
-    explicit: str | Path | None, cwd: str | Path = "."
+    explicit: str | Path | None, cwd: str | Path = ".", place: str = "config"
 ) -> tuple[Path, dict[str, Any]] | None:
-    """The config in force: ``explicit`` (must exist), else ``./probes.toml``, else
-    ``[tool.probes]`` of ``./pyproject.toml``; None when there is none."""
+    """The config in force: ``explicit`` (must exist; errors name ``place``), else
+    ``./probes.toml``, else ``[tool.probes]`` of ``./pyproject.toml``; None when there is
+    none."""
     if explicit:
         path = Path(explicit)
-        return path, _section(path, read_toml(path))
+        return path, _section(path, read_toml(path, place))
     local = Path(cwd) / LOCAL_FILE
     if local.is_file():
-        return local, read_toml(local)
+        return local, read_toml(local, str(local))
     pyproject = Path(cwd) / "pyproject.toml"
     if pyproject.is_file():
-        section = read_toml(pyproject).get("tool", {}).get("probes")
+        section = read_toml(pyproject, str(pyproject)).get("tool", {}).get("probes")
         if isinstance(section, dict):
             return pyproject, section
     return None

@@ -220,9 +220,10 @@ class Retry:
         return min(self.max_delay_s, self.base_s * self.factor ** (attempt - 1))
 
 
-def normalize_api_base(api: str) -> str:
-    """``http://host:port`` or ``…/api/v2`` → the API base ending in ``/api/v2`` (no slash)."""
-    url = parse_url(api, "--api").rstrip("/")
+def normalize_api_base(api: str, place: str = "api") -> str:
+    """``http://host:port`` or ``…/api/v2`` → the API base ending in ``/api/v2`` (no slash);
+    ConfigError naming ``place`` when it is not an http(s) URL."""
+    url = parse_url(api, place).rstrip("/")
     if not urlsplit(url).path:
         url += API_PREFIX
     return url
@@ -245,8 +246,9 @@ class WorkloadClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         page_size: int = 100,
+        place: str = "api",
     ) -> None:
-        self.base = normalize_api_base(api)
+        self.base = normalize_api_base(api, place)
         self.page_size = page_size
         self.token_env = token_env
         self.retry = retry or Retry()

@@ -15,7 +15,7 @@ import pytest
 
 from probes.cli import main
 from probes.records import read_manifest, read_samples, shard_paths
-from probes.status import StatusLine, Tally, format_status
+from probes.statusline import StatusLine, Tally, format_status
 from tests.helpers import ROOT, closed_port
 
 

@@ -345,7 +345,7 @@ def test_watcher_loop_is_bounded_by_deadline_and_stop(tmp_path):
 
 
 def test_status_line_carries_the_platform_text():
-    from probes.status import StatusLine, Tally
+    from probes.statusline import StatusLine, Tally
 
     tl = PlatformTimeline()
     tl.add({"kind": "replacement", "status": "staged", "detail": {}})

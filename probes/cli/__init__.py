@@ -47,7 +47,7 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNUSABLE = 0, 1, 2, 3
 
 def load_config_defaults(explicit: str | None, group: click.Command) -> dict[str, Any]:
     """The config file's entries as click's ``default_map`` (``probes.config`` reads it)."""
-    found = find_config(explicit)
+    found = find_config(explicit, place="--config")
     if not found:
         return {}
     assert isinstance(group, click.Group)

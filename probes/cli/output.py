@@ -14,11 +14,11 @@ import click
 
 from probes.recording import Outcome, Stop
 from probes.run import REPORT_HTML_FILE
-from probes.status import StatusLine, Tally
+from probes.statusline import StatusLine, Tally
 
 
 class StatusProgress:
-    """The recording's ``Progress`` as the terminal's status line (``probes.status``)."""
+    """The recording's ``Progress`` as the terminal's status line (``probes.statusline``)."""
 
     def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None) -> None:
         self.tally = Tally()

@@ -59,14 +59,16 @@ def target_url(
 ) -> Iterator[tuple[str, Platform | None]]:
     """The invoke URL to load and, with ``--api/--workload``, the watched Platform (its
     client open while inside). TargetError (exit 3) when the Workload cannot be used."""
+    options = replacement_settings(params)  # checked in either mode: a typo is never ignored
     if not wants_api(url, params):
         assert url is not None
         yield url, None
         return
     token_env = parse_env_name(params["token_env"], "--token-env")
     timeout = parse_timeout(params["timeout"], "--timeout")
-    options = replacement_settings(params)
-    with WorkloadClient(params["api"], token_env=token_env, timeout=timeout) as client:
+    with WorkloadClient(
+        params["api"], token_env=token_env, timeout=timeout, place="--api"
+    ) as client:
         target = resolve_target(client, params["workload"], params.get("replace_with"))
         at = replace_at_s if target.replace_with else None
         yield target.invoke_url, Platform(client, target, replace_at_s=at, **options)

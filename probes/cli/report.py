@@ -10,6 +10,10 @@ from probes.cli.options import option
 from probes.cli.output import show_outcome
 from probes.recording import Outcome
 from probes.recording.finish import outcome_of_report
+from probes.settings import Place
+
+#: ``make_report``'s settings as this verb's flags.
+REPORT_FLAGS = Place(aliases=(("bucket_s", "--bucket"),))
 
 
 @click.command(short_help="(Re)make the report of a run directory.")
@@ -40,7 +44,7 @@ def command(
     1 verdict fail, 2 RUN_DIR missing or not a run, 3 no request reached the target.
     """
     outcome = outcome_of_report(
-        run_dir, slos=slos or None, bucket_s=bucket_s, figures=not no_figures
+        run_dir, slos=slos or None, bucket_s=bucket_s, figures=not no_figures, place=REPORT_FLAGS
     )
     show_outcome(outcome)
     return outcome

@@ -23,7 +23,7 @@ from probes.settings import RequestSpec, build_request
 
 def config_defaults() -> dict[str, Any]:
     """Top-level and ``[load]`` keys of the config file in force, as option defaults."""
-    found = find_config(os.environ.get("PROBES_CONFIG") or None)
+    found = find_config(os.environ.get("PROBES_CONFIG") or None, place="PROBES_CONFIG")
     if found is None:
         return {}
     _, data = found
