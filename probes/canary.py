@@ -46,7 +46,7 @@ import httpx
 
 from probes.records import Sample, ShardWriter, http_error_class
 from probes.run import worker_name
-from probes.settings import MAX_DURATION_S, MAX_TIMEOUT_S, RequestSpec
+from probes.settings import MAX_TIMEOUT_S, RequestSpec
 from probes.tagging import tag
 
 #: Error class of a due request that was not sent because ``max_in_flight`` were outstanding.
@@ -64,6 +64,8 @@ DEFAULT_MAX_DRAIN_BYTES = 64 << 20
 #: real servers send; aiohttp's own defaults (8 KiB) refuse a 10 KB cookie or CSP header.
 MAX_HEADER_BYTES = 128 << 10
 MAX_HEADERS = 256
+#: Most requests one run may schedule (31 years at 1,000/s): beyond, counts overflow.
+MAX_REQUESTS = 1e12
 #: ``bytes`` is an int32 column.
 MAX_BYTES_VALUE = 2**31 - 1
 #: Error classes the probe itself records (records.ERROR_CLASSES has them all).
@@ -132,8 +134,10 @@ class ProbeSettings:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate) and self.rate > 0):
             raise ValueError("rate must be a finite number > 0")
-        if not (math.isfinite(self.duration) and 0 < self.duration <= MAX_DURATION_S):
-            raise ValueError(f"duration must be a finite number > 0 and <= {MAX_DURATION_S:g}")
+        if not (math.isfinite(self.duration) and self.duration > 0):
+            raise ValueError("duration must be a finite number > 0")
+        if self.duration * self.rate > MAX_REQUESTS:  # a count the pacer can still compute
+            raise ValueError(f"duration x rate must be at most {MAX_REQUESTS:g} requests")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         if self.transport not in TRANSPORTS:
@@ -508,7 +512,7 @@ class _Probe:
         async for chunk in response.aiter_bytes():
             read += len(chunk)
             if kept < keep:
-                part = chunk[: keep - kept]
+                part = chunk if len(chunk) <= keep - kept else chunk[: keep - kept]
                 chunks.append(part)
                 kept += len(part)
             if read > limit:

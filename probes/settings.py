@@ -25,16 +25,18 @@ SECRET_HEADER_PATTERN = re.compile(
     r"auth|token|key|secret|cookie|session|passw|credential|signature", re.IGNORECASE
 )
 MASK = "***"
-#: Upper bounds of numeric flags (``positive``): a finite value beyond them is a typo, not a
-#: plan, and would overflow a deadline or a request count. Timeouts: an hour; durations (and
-#: any other span in seconds): 31 days.
+#: Bounds of numeric flags in seconds (``positive``): a finite value beyond them is a typo,
+#: not a plan, and would overflow a deadline or a request count. Timeouts: an hour;
+#: durations (and any other span in seconds): 31 days.
 MAX_TIMEOUT_S = 3600.0
 MAX_DURATION_S = 31 * 86400.0
+#: The least non-zero span in seconds: below, no request could be sent or answered.
+MIN_SECONDS = 0.001
 #: Control characters (and spaces) that never belong in a URL or a header value; a tab is
 #: allowed in a header value (RFC 9110 §5.5), nowhere in a URL.
 _URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _HEADER_BAD_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]")
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,12 @@ def parse_url(value: str, flag: str = "URL") -> str:
             f"{flag}: {shown} carries credentials; put the token in the variable"
             " named by --token-env (sent as Authorization: Bearer)"
         )
+    import httpx  # the probe's own parser has the last word (e.g. 256.1.1.1)
+
+    try:
+        httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{flag}: {shown} is not a URL the probe can send to: {exc}") from None
     return text
 
 
@@ -193,8 +201,9 @@ def parse_method(value: str) -> str:
 
 
 def positive(value: float, flag: str, *, allow_zero: bool = False) -> float:
-    """A finite number of seconds > 0 (>= 0 with ``allow_zero``), at most ``MAX_TIMEOUT_S``
-    for a timeout flag and ``MAX_DURATION_S`` for any other; ConfigError naming ``flag``."""
+    """A finite number of seconds: from ``MIN_SECONDS`` (or 0 with ``allow_zero``) to
+    ``MAX_TIMEOUT_S`` for a timeout flag, ``MAX_DURATION_S`` for any other; ConfigError
+    naming ``flag`` otherwise."""
     limit = MAX_TIMEOUT_S if "timeout" in flag.lower() else MAX_DURATION_S
     bound = ">= 0" if allow_zero else "> 0"
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -202,6 +211,8 @@ def positive(value: float, flag: str, *, allow_zero: bool = False) -> float:
         raise ConfigError(f"{flag}: {value!r} must be a finite number of seconds {bound}")
     if value > limit:
         raise ConfigError(f"{flag}: {value:g} is above the limit of {limit:g} s")
+    if 0 < value < MIN_SECONDS:  # 1e-300 s: no request could be sent or answered
+        raise ConfigError(f"{flag}: {value:g} is below the least of {MIN_SECONDS:g} s")
     return value
 
 
@@ -246,9 +257,14 @@ def build_request(
     tag_headers: Iterable[str] = (),
     tag_json: Iterable[str] = (),
     tag_regex: str | None = None,
+    secret_headers: Iterable[str] = (),
 ) -> RequestSpec:
     """A RequestSpec from raw flag values, validating each."""
     parsed_headers = tuple(parse_header(h) for h in headers)
+    secrets = tuple(n.strip() for n in secret_headers)
+    for name in secrets:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ConfigError(f"--secret-header: {name!r} is not a header name (e.g. X-Tenant)")
     data = read_body(body, body_file)
     if data is not None and not any(k.lower() == "content-type" for k, _ in parsed_headers):
         stripped = data.lstrip()[:1]
@@ -262,4 +278,5 @@ def build_request(
         timeout=positive(timeout, "--timeout"),
         token_env=parse_env_name(token_env),
         tag_rules=TagRules.build(tuple(tag_headers), tuple(tag_json), tag_regex),
+        secret_headers=secrets,
     )

@@ -109,6 +109,12 @@ def test_explicit_secret_headers_are_masked_too():
     assert spec.describe()["headers"] == {"X-Tenant": "***", "X-Trace": "t1"}
     assert mask_headers([("X-Tenant", "a")], ["X-TENANT"]) == [("X-Tenant", "***")]
     assert spec.request_headers()["X-Tenant"] == "acme-private"  # still sent, only masked
+    built = build_request(
+        "http://127.0.0.1:9/", headers=["X-Tenant: t"], secret_headers=["X-Tenant"]
+    )
+    assert built.describe()["headers"] == {"X-Tenant": "***"}
+    with pytest.raises(ConfigError, match=r"^--secret-header: "):
+        build_request("http://127.0.0.1:9/", secret_headers=["not a name"])
 
 
 @pytest.mark.slow
@@ -159,6 +165,7 @@ def test_auth_token_header_never_reaches_a_file(tmp_path, version_server):
         ("http://ex\uff41mple.com/", "ASCII"),
         ("http://exa\uff1ample.com/", "not an http(s) URL"),
         ("http://ba!d.example/", "bad host"),
+        ("http://256.1.1.1/", "Invalid IPv4"),
     ],
 )
 def test_bad_urls_are_config_errors(url, why):
@@ -174,6 +181,7 @@ def test_bad_urls_are_config_errors(url, why):
         "http://127.0.0.1:8080/",
         "https://example.com/api/v2/endpoints/workloads/w1/?x=1",
         "http://[::1]:8080/p",
+        "http://[fe80::1%25eth0]:8080/",
         "http://localhost/",
         "http://xn--bcher-kva.example/",
     ],
@@ -205,7 +213,13 @@ def test_header_with_tab_and_latin1_stays_good():
         (MAX_DURATION_S + 1, "--duration", False),
         (MAX_DURATION_S, "--duration", True),
         (0.5, "--tail", True),
+        (0, "--tail", False),
         (-1, "--tail", False),
+        (1e-300, "--timeout", False),
+        (1e-300, "--duration", False),
+        (0.001, "--duration", True),
+        ("10", "--timeout", False),
+        (True, "--timeout", False),
     ],
 )
 def test_numbers_are_finite_and_within_a_stated_range(value, flag, ok):
@@ -229,6 +243,8 @@ def test_numbers_are_finite_and_within_a_stated_range(value, flag, ok):
         (["http://127.0.0.1:{port}/", "--timeout", "inf"], "--timeout"),
         (["http://127.0.0.1:{port}/", "--timeout", "1e308"], "--timeout"),
         (["http://127.0.0.1:{port}/", "--duration", "1e308"], "--duration"),
+        (["http://127.0.0.1:{port}/", "--timeout", "1e-300"], "--timeout"),
+        (["http://127.0.0.1:{port}/", "--duration", "1e-300"], "--duration"),
     ],
 )
 def test_crash_inputs_exit_2_with_one_line(tmp_path, capsys, args, flag):
