@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from probes.errors import RunDirError
@@ -368,8 +369,16 @@ EVENT_FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: Epoch seconds a run's times may take: from 1970 to about the year 5000. Anything else is
+#: damage (a date past that cannot even be formatted).
+MAX_EPOCH_S = 1e11
+
+
 def _is_time(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is epoch seconds (a finite number within ``MAX_EPOCH_S``)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and 0 <= value <= MAX_EPOCH_S
 
 
 def _event_problem(event: Any) -> str | None:
@@ -447,6 +456,12 @@ def _read_shard(path: Path, cols: list[str], schema: pa.Schema, dictionary: bool
             have = have.value_type
         if not _castable(have, want):
             raise ValueError(f"its column {name} is {have}, not {want}")
+    if "ts" in cols and table.num_rows:
+        ts = table.column("ts")
+        low, high = pc.min_max(ts).values()
+        bad = ts.null_count or pc.any(pc.is_nan(pc.cast(ts, pa.float64()))).as_py()
+        if bad or not (_is_time(low.as_py()) and _is_time(high.as_py())):
+            raise ValueError("its ts column holds values that are not epoch seconds")
     return table.select(cols).cast(schema)
 
 

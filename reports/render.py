@@ -264,7 +264,7 @@ def _corrected(s: Mapping[str, Any]) -> str:
     return f"p50 {fmt(block.get('p50'))} / p99 {fmt(block.get('p99'))} ms (ts − intended_ts added)"
 
 
-def warnings(s: Mapping[str, Any]) -> list[str]:
+def caveats(s: Mapping[str, Any]) -> list[str]:
     """What a reader must know before trusting the numbers: an unfinished run, skipped shards."""
     notes = []
     if s.get("complete") is False:
@@ -292,7 +292,7 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         f"{esc(result)}</span></h1>",
         f"<p class='muted'>{esc(str(s.get('kind')))} · {esc(_target(s))}<br>"
         f"{esc(str(s.get('started_at')))} → {esc(str(s.get('ended_at')))}</p>",
-        *(f"<p class='banner' role='alert'>⚠ {esc(note)}</p>" for note in warnings(s)),
+        *(f"<p class='banner' role='alert'>⚠ {esc(note)}</p>" for note in caveats(s)),
         "<div class='cards'>"
         + "".join(
             f"<div class='card'><span class='muted'>{esc(k)}</span><b>{esc(v)}</b></div>"
@@ -368,7 +368,7 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
         "",
         f"{s.get('kind')} · `{_target(s)}` · {s.get('started_at')} → {s.get('ended_at')}",
         "",
-        *(line for note in warnings(s) for line in (f"> ⚠️ **{note}**", "")),
+        *(line for note in caveats(s) for line in (f"> ⚠️ **{note}**", "")),
         " · ".join(f"**{k}** {v}" for k, v in _headline(s)),
         "",
         "### Checks",

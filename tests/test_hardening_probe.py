@@ -5,6 +5,7 @@ user regex that cannot stall the schedule."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -297,7 +298,8 @@ def test_a_pathological_regex_does_not_delay_the_schedule():
     assert len(rows) == stats.scheduled == 20
     assert {(r.status, r.error, r.version) for r in rows} == {(200, None, "unknown")}
     lateness = sorted(r.ts - r.intended_ts for r in rows)
-    assert lateness[-1] < 0.25, f"the probe fell {lateness[-1]:.3f} s behind"
+    # Python's re put it 3.3 s behind here; an idle loop on a busy machine stays far below 1 s.
+    assert lateness[-1] < 1.0, f"the probe fell {lateness[-1]:.3f} s behind"
 
 
 @pytest.mark.parametrize(
@@ -322,3 +324,60 @@ def test_a_regex_re2_cannot_run_is_a_config_error(regex, capfd):
     with pytest.raises(ConfigError, match=r"^--tag-regex: "):
         TagRules.build(regex=regex)
     assert capfd.readouterr().err == ""  # RE2 logs nothing of its own
+
+
+# --------------------------------------------------------------------------- SIGTERM, end to end
+
+
+def _half_stalled():
+    count = {"n": 0}
+
+    async def handler(_reader, writer):
+        count["n"] += 1
+        if count["n"] % 2:
+            await asyncio.sleep(3600)  # a slow target: this one is in flight at the stop
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Version: v1\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    return handler
+
+
+@pytest.mark.slow
+def test_sigterm_against_a_slow_target_leaves_a_row_for_every_request_sent(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from probes.records import read_manifest, read_samples
+    from tests.helpers import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with RawServer(_half_stalled()) as srv:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "probes.cli", "observe", srv.url, "--quiet"),
+                *("--runs-dir", str(tmp_path), "--run-id", "t", "--rate", "50"),
+                *("--duration", "60", "--timeout", "30"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        deadline = time.monotonic() + 30
+        while srv.requests < 40 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    run_dir = tmp_path / "t"
+    probe = read_manifest(run_dir)["probe"]
+    frame = read_samples(run_dir)
+    interrupted = int((frame["error"] == INTERRUPTED).sum())
+    assert probe["abandoned"] >= 15 and interrupted == probe["abandoned"]
+    assert len(frame) == probe["sent"] == probe["recorded"]  # no request sent without a row
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] == interrupted
+    assert summary["requests"] == len(frame) - interrupted and summary["errors"] == 0

@@ -85,6 +85,7 @@ def _set_manifest(run_dir: Path, change) -> None:
         (lambda p: _set_manifest(p.parent, lambda d: d.update(run_id=5)), "run_id"),
         (lambda p: _set_manifest(p.parent, lambda d: d.update(started_ts="x")), "started_ts"),
         (lambda p: _set_manifest(p.parent, lambda d: d.update(ended_ts=True)), "ended_ts"),
+        (lambda p: _set_manifest(p.parent, lambda d: d.update(ended_ts=1e300)), "ended_ts"),
         (lambda p: _set_manifest(p.parent, lambda d: d.update(settings=[1])), "settings"),
         (lambda p: _set_manifest(p.parent, lambda d: d.update(target=7)), "target"),
         (lambda p: _set_manifest(p.parent, lambda d: d["settings"].update(slos=5)), "slos"),
@@ -117,6 +118,7 @@ def test_corrupt_manifest_is_one_line_naming_the_file(tmp_path, capsys, corrupt,
         (b"not json at all\n", "line 2 is not JSON"),
         (b"[1, 2]\n", "line 2 is not a JSON object"),
         (b'{"ts": "soon", "kind": "marker", "status": "x"}\n', "ts"),
+        (b'{"ts": 1e300, "kind": "marker", "status": "x"}\n', "ts"),
         (b'{"kind": "marker", "status": "x"}\n', "ts"),
         (b'{"ts": 1750000001, "kind": 5, "status": "x"}\n', "kind"),
         (b'{"ts": 1750000001, "kind": "marker"}\n', "no status"),
@@ -155,6 +157,11 @@ def _missing_column(path: Path) -> None:
     pq.write_table(pa.table({"ts": pa.array([T0])}), path)
 
 
+def _absurd_times(path: Path) -> None:
+    rows = [_sample(0)._replace(ts=1e300), _sample(1)._replace(ts=float("nan"))]
+    records.write_table_atomic(records.samples_to_table(rows), path)
+
+
 @pytest.mark.parametrize(
     ("spoil", "why"),
     [
@@ -162,6 +169,7 @@ def _missing_column(path: Path) -> None:
         (lambda p: p.write_bytes(b"PAR1 but not really"), ""),
         (_wrong_types, "column ts is string"),
         (_missing_column, "intended_ts"),
+        (_absurd_times, "not epoch seconds"),
     ],
 )
 def test_one_unreadable_shard_is_skipped_and_reported(tmp_path, capsys, spoil, why):
