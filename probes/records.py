@@ -561,7 +561,8 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-#: Manifest fields the readers rely on, and the JSON types each may hold when present.
+#: Manifest fields the readers rely on, and the JSON types each may hold when present; the
+#: others (``interrupted``, ``probe``, a verb's own blocks) are left to their readers.
 MANIFEST_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "run_id": (str,),
     "kind": (str,),
@@ -573,8 +574,6 @@ MANIFEST_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "ended_ts": (int, float, type(None)),
     "settings": (dict, type(None)),
     "target": (dict, str, type(None)),
-    "interrupted": (str, bool, type(None)),
-    "probe": (dict, type(None)),
 }
 
 

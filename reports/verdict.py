@@ -17,7 +17,9 @@ is taken for a typo, not for a version; version labels normally carry a digit (`
 A check whose value (or reference) is not available has ``passed: null``; the verdict is
 ``fail`` if any check failed, else ``inconclusive`` if any check could not be decided, else
 ``pass``. Without SLOs the default checks are ``error_rate<0.01`` and, once a comparison
-exists, ``candidate not judged worse``.
+exists, ``candidate not judged worse``. Whatever the SLOs, a run that never finished (its
+manifest has no end: the recorder was killed) also gets a failing ``run_complete`` check
+(``reports.analysis``): a gate must not pass on a run that stopped part-way unseen.
 """
 
 from __future__ import annotations
