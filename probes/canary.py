@@ -391,6 +391,15 @@ def _conn_identity(response: httpx.Response) -> str | None:
     return None
 
 
+def _declared_size(response: httpx.Response, read: int) -> int:
+    """A cut body's true size: its Content-Length when that counts the bytes we count (no
+    content coding, which would count the compressed bytes), else what was read."""
+    headers = response.headers
+    declared = headers.get("content-length", "").strip()
+    coded = headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
+    return int(declared) if declared.isdigit() and not coded and int(declared) > read else read
+
+
 def _plain_headers(response: httpx.Response) -> dict[str, str]:
     """Response headers as a plain dict with lower-case names, for tagging.
 
@@ -516,9 +525,7 @@ class _Probe:
                 chunks.append(part)
                 kept += len(part)
             if read > limit:
-                declared = response.headers.get("content-length", "")
-                size = int(declared) if declared.isdigit() else read
-                return b"".join(chunks), min(size, MAX_BYTES_VALUE), False
+                return b"".join(chunks), min(_declared_size(response, read), MAX_BYTES_VALUE), False
         return b"".join(chunks), min(read, MAX_BYTES_VALUE), True
 
     async def run(self) -> ProbeStats:
