@@ -13,8 +13,16 @@ the report shows that callers would not have been answered. Sending it late inst
 bunch requests after a stall and hide the stall's length.
 
 Failures are rows, never exceptions: transport failures get ``status`` 0 and a class from
-``records.ERROR_CLASSES`` (``timeout``, ``connect``, ``reset``, ``protocol``, ``other``),
-HTTP errors keep their status with ``http_5xx``/``http_4xx``.
+``records.ERROR_CLASSES`` (``timeout``, ``connect``, ``reset``, ``protocol``,
+``client_limit``, ``other``), HTTP errors keep their status with ``http_5xx``/``http_4xx``.
+
+What one request may cost is bounded whatever the target sends: the request timeout bounds
+the whole exchange (connect, head and every body read together, not each read); the probe
+keeps at most ``max_body_bytes`` of a body (enough for tagging) and reads the rest without
+keeping it, up to ``max_drain_bytes``, past which it closes the connection and records
+``body_too_large``; response headers may be as large as real servers send
+(``MAX_HEADER_BYTES``). A run ends at most ``end_grace_s`` after its last request was due
+(after a stop: ``drain_s``); requests still in flight then are recorded as ``interrupted``.
 
 The transport is httpx's API on aiohttp's connection handling (``httpx-aiohttp``); httpx's
 default transport is kept selectable (``transport="httpx"``) for the benchmark that chose
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import math
 import threading
 import time
@@ -37,7 +46,7 @@ import httpx
 
 from probes.records import Sample, ShardWriter, http_error_class
 from probes.run import worker_name
-from probes.settings import RequestSpec
+from probes.settings import MAX_TIMEOUT_S, RequestSpec
 from probes.tagging import tag
 
 #: Error class of a due request that was not sent because ``max_in_flight`` were outstanding.
@@ -46,6 +55,23 @@ TRANSPORTS = ("aiohttp", "httpx")
 DEFAULT_MAX_IN_FLIGHT = 256
 #: The scheduler wakes at least this often, so a stop request is seen promptly.
 MAX_SLEEP_S = 0.1
+#: Of a body, this much is kept (for tagging); the rest is read and counted, not kept.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+#: A body that goes on past this is cut: the connection is closed (``body_too_large``).
+DEFAULT_MAX_DRAIN_BYTES = 64 << 20
+#: Longest header line (and status line) and most header lines accepted in a response: at
+#: least what Locust's clients take (http.client: 64 KiB lines, 100 headers), above what
+#: real servers send; aiohttp's own defaults (8 KiB) refuse a 10 KB cookie or CSP header.
+MAX_HEADER_BYTES = 128 << 10
+MAX_HEADERS = 256
+#: Most requests one run may schedule (31 years at 1,000/s): beyond, counts overflow.
+MAX_REQUESTS = 1e12
+#: ``bytes`` is an int32 column.
+MAX_BYTES_VALUE = 2**31 - 1
+#: Error classes the probe itself records (records.ERROR_CLASSES has them all).
+CLIENT_LIMIT = "client_limit"
+BODY_TOO_LARGE = "body_too_large"
+INTERRUPTED = "interrupted"
 
 OnSample = Callable[[Sample], None]
 
@@ -96,16 +122,38 @@ class ProbeSettings:
     drain_s: float = 2.0
     source: str = "probe"
     worker: str = field(default_factory=lambda: worker_name("probe"))
+    #: Bytes of a body kept for tagging (``--max-body-bytes``); the rest is counted, not kept.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Bytes of a body read at most; beyond, the connection is closed (``body_too_large``).
+    max_drain_bytes: int = DEFAULT_MAX_DRAIN_BYTES
+    #: At a normal end, wait this long at most for requests in flight (None: the request
+    #: timeout + ``drain_s``, every request having its own timeout); the rest are
+    #: recorded as ``interrupted``. A run thus always ends by duration + this grace.
+    end_grace_s: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate) and self.rate > 0):
             raise ValueError("rate must be a finite number > 0")
         if not (math.isfinite(self.duration) and self.duration > 0):
             raise ValueError("duration must be a finite number > 0")
+        if self.duration * self.rate > MAX_REQUESTS:  # a count the pacer can still compute
+            raise ValueError(f"duration x rate must be at most {MAX_REQUESTS:g} requests")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}")
+        if not 0 <= self.max_body_bytes <= self.max_drain_bytes:
+            raise ValueError("max_body_bytes must be from 0 to max_drain_bytes")
+        for name in ("drain_s", "end_grace_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0")
+
+    def grace_s(self, timeout: float) -> float:
+        """How long a normal end waits for requests in flight (see ``end_grace_s``)."""
+        if self.end_grace_s is not None:
+            return self.end_grace_s
+        return min(timeout, MAX_TIMEOUT_S) + self.drain_s
 
 
 @dataclass
@@ -117,7 +165,7 @@ class ProbeStats:
     ok: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
-    #: Requests in flight when a stop's drain time ran out: sent, never recorded.
+    #: Requests in flight when the drain (or end grace) ran out: recorded as ``interrupted``.
     abandoned: int = 0
     stopped_early: bool = False
     started_ts: float = 0.0
@@ -175,6 +223,25 @@ def _os_error_class(exc: OSError) -> str | None:
     return None
 
 
+#: What clients say when a response breaks one of their limits (aiohttp's parsers, h11).
+_LIMIT_WORDS = ("got more than", "too many headers", "too many trailers", "buffer too long")
+
+
+def _limit_class(exc: BaseException) -> str | None:
+    """``client_limit`` when a response was refused by a limit of our client, not as bad HTTP."""
+    try:
+        from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+    except ImportError:  # pragma: no cover - aiohttp is a dependency
+        return None
+    if isinstance(exc, LineTooLong):
+        return CLIENT_LIMIT
+    if isinstance(exc, HttpProcessingError | httpx.RemoteProtocolError):
+        text = str(exc).lower()
+        if any(word in text for word in _LIMIT_WORDS):
+            return CLIENT_LIMIT
+    return None
+
+
 def _aiohttp_class(exc: BaseException) -> str | None:
     try:
         import aiohttp
@@ -226,7 +293,7 @@ def error_class(exc: BaseException) -> str:
         cls: str | None = None
         if isinstance(item, OSError):
             cls = _os_error_class(item)
-        cls = cls or _aiohttp_class(item) or _httpx_class(item)
+        cls = cls or _limit_class(item) or _aiohttp_class(item) or _httpx_class(item)
         if cls:
             return cls
     return "other"
@@ -267,14 +334,37 @@ def no_silent_retry(session: Any) -> Any:
     return session
 
 
+@functools.cache
+def _session_takes(name: str) -> bool:
+    import inspect
+
+    import aiohttp
+
+    return name in inspect.signature(aiohttp.ClientSession.__init__).parameters
+
+
 def _aiohttp_transport(limits: httpx.Limits, tls: bool) -> httpx.AsyncBaseTransport:
-    """httpx-aiohttp's transport, whose aiohttp session (made lazily by ``get_client``) never
-    re-sends a request silently."""
+    """httpx-aiohttp's transport on an aiohttp session of our own: it never re-sends a request
+    silently, and it accepts response headers as large as real servers send."""
+    import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
     class ProbeTransport(AiohttpTransport):
         def get_client(self) -> Any:
-            return no_silent_retry(super().get_client())
+            # As httpx-aiohttp builds it (a TCP connector sized by the pool limits), plus the
+            # header limits, which are ClientSession arguments.
+            connector = aiohttp.TCPConnector(
+                keepalive_timeout=self.limits.keepalive_expiry,
+                ssl=self.ssl_context,
+                limit=self.limits.max_connections or 0,
+            )
+            sizes: dict[str, Any] = {
+                "max_line_size": MAX_HEADER_BYTES,
+                "max_field_size": MAX_HEADER_BYTES,
+            }
+            if _session_takes("max_headers"):  # aiohttp >= 3.13.4; before, no count limit
+                sizes["max_headers"] = MAX_HEADERS
+            return no_silent_retry(aiohttp.ClientSession(connector=connector, **sizes))
 
     return ProbeTransport(limits=limits, verify=tls)
 
@@ -299,6 +389,15 @@ def _conn_identity(response: httpx.Response) -> str | None:
     except Exception:  # identity is a nicety; never let it fail a request
         return None
     return None
+
+
+def _declared_size(response: httpx.Response, read: int) -> int:
+    """A cut body's true size: its Content-Length when that counts the bytes we count (no
+    content coding, which would count the compressed bytes), else what was read."""
+    headers = response.headers
+    declared = headers.get("content-length", "").strip()
+    coded = headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
+    return int(declared) if declared.isdigit() and not coded and int(declared) > read else read
 
 
 def _plain_headers(response: httpx.Response) -> dict[str, str]:
@@ -334,7 +433,11 @@ class _Probe:
         self.headers = spec.request_headers()
         self.url = httpx.URL(spec.url)  # parsed once, not per request
         self.name = spec.name
+        # Clamped so that a deadline can always be computed (the CLI allows at most this).
+        self.timeout = min(spec.timeout, MAX_TIMEOUT_S)
         self.in_flight: set[asyncio.Task[None]] = set()
+        #: Set when the drain ran out: requests cancelled from then on are ``interrupted`` rows.
+        self.abandoning = False
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -382,43 +485,55 @@ class _Probe:
         t0 = time.perf_counter()
         ts = wall0 + (time.monotonic() - mono0)
         try:
-            async with asyncio.timeout(spec.timeout):
+            # One deadline for the whole exchange: connect, head and every body read.
+            async with asyncio.timeout(self.timeout):
                 request = client.build_request(
                     spec.method, self.url, headers=self.headers, content=spec.body
                 )
                 response = await client.send(request, stream=True)
                 try:
                     conn = _conn_identity(response)
-                    body = await response.aread()
+                    body, size, whole = await self._read_body(response)
                 finally:
-                    await response.aclose()
-        except Exception as exc:  # a failed request is a row; CancelledError passes through
+                    await response.aclose()  # closes the connection when the body was cut
+        except asyncio.CancelledError:
+            if self.abandoning:  # the drain ran out: a row, not a silent loss
+                latency = (time.perf_counter() - t0) * 1000.0
+                self._emit(self._row(ts, intended, latency, 0, INTERRUPTED))
+            raise
+        except Exception as exc:  # a failed request is a row
             latency = (time.perf_counter() - t0) * 1000.0
             self._emit(self._row(ts, intended, latency, 0, error_class(exc)))
             return
         latency = (time.perf_counter() - t0) * 1000.0
         status = response.status_code
         version, source = tag(_plain_headers(response), body, spec.tag_rules)
-        self._emit(
-            self._row(
-                ts,
-                intended,
-                latency,
-                status,
-                http_error_class(status),
-                version,
-                source,
-                len(body),
-                conn,
-            )
-        )
+        error = http_error_class(status) if whole else BODY_TOO_LARGE
+        self._emit(self._row(ts, intended, latency, status, error, version, source, size, conn))
+
+    async def _read_body(self, response: httpx.Response) -> tuple[bytes, int, bool]:
+        """``(head, size, whole)``: the body's first ``max_body_bytes`` (for tagging), its size,
+        and whether it ended within ``max_drain_bytes``. Memory stays within the first bound
+        whatever the target sends; a cut body's size is its Content-Length where given."""
+        keep, limit = self.settings.max_body_bytes, self.settings.max_drain_bytes
+        chunks: list[bytes] = []
+        kept = read = 0
+        async for chunk in response.aiter_bytes():
+            read += len(chunk)
+            if kept < keep:
+                part = chunk if len(chunk) <= keep - kept else chunk[: keep - kept]
+                chunks.append(part)
+                kept += len(part)
+            if read > limit:
+                return b"".join(chunks), min(_declared_size(response, read), MAX_BYTES_VALUE), False
+        return b"".join(chunks), min(read, MAX_BYTES_VALUE), True
 
     async def run(self) -> ProbeStats:
         s = self.settings
         total = request_count(s.duration, s.rate)
         loop = asyncio.get_running_loop()
         tls = self.url.scheme == "https"
-        async with make_client(s.transport, s.max_in_flight, self.spec.timeout, tls=tls) as client:
+        async with make_client(s.transport, s.max_in_flight, self.timeout, tls=tls) as client:
             # One clock for scheduling (monotonic), mapped once to epoch seconds for the rows,
             # so a wall-clock step during the run cannot bend the schedule.
             mono0 = loop.time()
@@ -453,18 +568,22 @@ class _Probe:
         task.add_done_callback(self.in_flight.discard)
 
     async def _drain(self) -> None:
-        """Wait for requests in flight: all of them at the end of the run (each has its own
-        timeout); at most ``drain_s`` after a stop, then drop the rest unrecorded."""
-        deadline = time.monotonic() + (self.settings.drain_s if self._stopping() else math.inf)
+        """Wait for requests in flight: at most ``grace_s`` at a normal end (every request has
+        its own timeout, so this only guards the bound), at most ``drain_s`` after a stop;
+        then cancel the rest, each recorded as an ``interrupted`` row."""
+        s = self.settings
+        wait = s.drain_s if self._stopping() else s.grace_s(self.timeout)
+        deadline = time.monotonic() + wait
         while self.in_flight:
             if self._stopping():
-                deadline = min(deadline, time.monotonic() + self.settings.drain_s)
+                deadline = min(deadline, time.monotonic() + s.drain_s)
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             await asyncio.wait(set(self.in_flight), timeout=min(left, MAX_SLEEP_S))
         if self.in_flight:
             self.stats.abandoned = len(self.in_flight)
+            self.abandoning = True
             for task in list(self.in_flight):
                 task.cancel()
             await asyncio.gather(*self.in_flight, return_exceptions=True)

@@ -31,15 +31,17 @@ Latency corrected for coordinated omission is ``ts - intended_ts + latency_ms / 
 **Manifest** — ``RUN_DIR/manifest.json``: run id, kind, target (secrets masked), tagging
 rules, load settings, tool versions, start and end.
 
-Shards are written atomically (a temp file, then a rename) every ``flush_interval`` seconds
-and on close, so a killed run loses at most the rows of the last interval and a half-written
-shard is never read.
+Shards are written atomically (a temp file named per process, fsynced, then renamed, then
+the directory fsynced) every ``flush_interval`` seconds and on close, so a killed run loses
+at most the rows of the last interval, a half-written shard is never read, and a power loss
+cannot leave a 0-byte shard under a final name.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import threading
 import time
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from probes.errors import RunDirError
@@ -105,8 +108,30 @@ ERROR_CLASSES = (
     "http_5xx",
     "http_4xx",
     "client_saturated",  # the open-model probe's in-flight bound was hit: not sent
+    "client_limit",  # the response broke a limit of the client (e.g. a header too long)
+    "body_too_large",  # the body went on past the probe's drain bound: connection closed
+    "interrupted",  # in flight when the run stopped and its drain ran out: outcome unknown
     "other",
 )
+"""The ``error`` classes, and what each says:
+
+- ``timeout``, ``connect``, ``reset``, ``protocol``: the transport failed (``status`` 0);
+  ``protocol`` means the target sent something that is not valid HTTP;
+- ``http_5xx``, ``http_4xx``: a response with that status arrived;
+- ``client_saturated``: the probe's in-flight bound was full, so the due request was not sent
+  (``status`` 0, ``latency_ms`` 0); reports leave these rows out of every count (``not_sent``);
+- ``client_limit``: the response was refused by a limit of *our* client, not for being bad
+  HTTP (e.g. a header line longer than the client accepts); ``status`` 0;
+- ``body_too_large``: the body went on past ``ProbeSettings.max_drain_bytes`` (an endless or
+  huge body): the probe kept its first ``max_body_bytes`` for tagging, closed the connection
+  and recorded the status that arrived; ``bytes`` is the Content-Length when the response
+  gave one, else what was read; ``latency_ms`` runs to the close. Bodies between
+  ``max_body_bytes`` and the drain bound are read to their end and are not errors;
+- ``interrupted``: sent, still in flight when a stop's drain time (or the end-of-run grace)
+  ran out; ``status`` 0, ``latency_ms`` up to the moment it was abandoned. The outcome is
+  unknown, so reports leave these rows out of every count and report them as ``interrupted``;
+- ``other``: anything else.
+"""
 EVENT_KINDS = ("replacement", "workload", "proton", "marker")
 
 SAMPLES_DIR = "samples"
@@ -133,11 +158,51 @@ def samples_to_table(rows: Iterable[Sample] | list[tuple[Any, ...]]) -> pa.Table
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 
+_tmp_counter = itertools.count()
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temp file beside ``path`` that no other writer (process or thread) uses: the pid and
+    a per-process counter make it unique, the leading dot hides it from readers."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX); a no-op where directories can't open."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it to ``path``, fsync the directory: after a power loss the file is
+    either absent or whole, never a 0-byte file under its final name."""
+    try:
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file so that readers see either nothing or the whole file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _replace_durably(tmp, path)
 
 
 class ShardWriter:
@@ -293,22 +358,73 @@ class EventLog:
                 self._fh.close()
 
 
+#: Event fields and the JSON types they may hold (``None``: absent or null is fine).
+EVENT_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,),
+    "status": (str,),
+    "replacement_id": (str, type(None)),
+    "proton_id": (str, type(None)),
+    "role": (str, type(None)),
+    "detail": (dict, type(None)),
+}
+
+
+#: Epoch seconds a run's times may take: from 1970 to about the year 5000. Anything else is
+#: damage (a date past that cannot even be formatted).
+MAX_EPOCH_S = 1e11
+
+
+def _is_time(value: Any) -> bool:
+    """Whether ``value`` is epoch seconds (a finite number within ``MAX_EPOCH_S``)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and 0 <= value <= MAX_EPOCH_S
+
+
+def _event_problem(event: Any) -> str | None:
+    """Why a parsed event line is not an event row, or None when it is one."""
+    if not isinstance(event, dict):
+        return "is not a JSON object"
+    if not _is_time(event.get("ts")):
+        return f"has ts {event.get('ts')!r}, not epoch seconds"
+    for key, types in EVENT_FIELD_TYPES.items():
+        if key in ("kind", "status") and key not in event:
+            return f"has no {key}"
+        if key in event and not isinstance(event[key], types):
+            return f"has {key} {event[key]!r} of the wrong type"
+    return None
+
+
 def read_events(run_dir: Path | str) -> list[dict[str, Any]]:
-    """Every complete event line of a run, oldest first (a torn last line is skipped)."""
+    """Every event line of a run, oldest first.
+
+    A torn last line (no newline: the writer was killed mid-line) is skipped; any other line
+    that is not UTF-8 JSON of the event format raises RunDirError naming the file and line.
+    """
     path = Path(run_dir) / EVENTS_FILE
-    if not path.exists():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise RunDirError(f"RUN_DIR {run_dir}: {EVENTS_FILE} is unreadable: {exc}") from exc
+    lines = data.split(b"\n")
+    torn = len(lines) - 1 if lines[-1].strip() else None  # no newline after the last line
     events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
+    for number, raw in enumerate(lines):
+        if not raw.strip():
             continue
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict) and "ts" in event and "kind" in event:
-            events.append(event)
+            event = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
+            if number == torn:
+                continue
+            why = "is not UTF-8" if isinstance(exc, UnicodeDecodeError) else "is not JSON"
+            raise RunDirError(f"RUN_DIR {run_dir}: {EVENTS_FILE} line {number + 1} {why}") from None
+        problem = _event_problem(event)
+        if problem:
+            raise RunDirError(f"RUN_DIR {run_dir}: {EVENTS_FILE} line {number + 1} {problem}")
+        events.append(event)
     events.sort(key=lambda e: e["ts"])
     return events
 
@@ -321,13 +437,63 @@ def shard_paths(run_dir: Path | str) -> list[Path]:
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
+#: What reading a broken shard may raise (pyarrow's errors, and a cast it cannot do).
+_SHARD_ERRORS = (OSError, pa.ArrowException, ValueError, KeyError, TypeError)
+
+
+def _read_shard(path: Path, cols: list[str], schema: pa.Schema, dictionary: bool) -> pa.Table:
+    """One shard in ``schema``; a column it lacks or holds in another type is an error."""
+    read_dictionary = [c for c in cols if c in CATEGORY_COLUMNS] if dictionary else None
+    if path.stat().st_size == 0:
+        raise ValueError("it is empty (0 bytes)")
+    table = pq.read_table(path, columns=cols, read_dictionary=read_dictionary)
+    missing = [c for c in cols if c not in table.column_names]
+    if missing:
+        raise ValueError(f"it has no column {', '.join(missing)}")
+    for name in cols:
+        have, want = table.schema.field(name).type, SAMPLE_SCHEMA.field(name).type
+        if pa.types.is_dictionary(have):
+            have = have.value_type
+        if not _castable(have, want):
+            raise ValueError(f"its column {name} is {have}, not {want}")
+    if "ts" in cols and table.num_rows:
+        ts = table.column("ts")
+        low, high = pc.min_max(ts).values()
+        bad = ts.null_count or pc.any(pc.is_nan(pc.cast(ts, pa.float64()))).as_py()
+        if bad or not (_is_time(low.as_py()) and _is_time(high.as_py())):
+            raise ValueError("its ts column holds values that are not epoch seconds")
+    return table.select(cols).cast(schema)
+
+
+def _castable(have: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a shard column of type ``have`` holds what the schema's ``want`` means: the
+    same type, a wider or narrower one of the same kind (a cast checks the values), or null."""
+    if have == want or pa.types.is_null(have):
+        return True
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(have)
+    if pa.types.is_floating(want):
+        return pa.types.is_floating(have) or pa.types.is_integer(have)
+    if pa.types.is_string(want):
+        return pa.types.is_string(have) or pa.types.is_large_string(have)
+    return False
+
+
 def read_samples_table(
-    run_dir: Path | str, columns: Iterable[str] | None = None, *, dictionary: bool = False
+    run_dir: Path | str,
+    columns: Iterable[str] | None = None,
+    *,
+    dictionary: bool = False,
+    skipped: list[dict[str, str]] | None = None,
 ) -> pa.Table:
     """All samples of a run as one Arrow table in the sample schema.
 
     With ``dictionary`` the string columns come back dictionary-encoded, decoded that way
-    straight from Parquet (much cheaper than encoding plain strings afterwards).
+    straight from Parquet (much cheaper than encoding plain strings afterwards). A shard that
+    cannot be read in the sample schema (empty, corrupt, a column missing or of another
+    type) raises RunDirError naming it; with a ``skipped`` list it is left out instead and
+    ``{"file": "samples/NAME", "reason": ...}`` appended, so one bad shard cannot block the
+    report of the others.
     """
     cols = list(columns) if columns is not None else list(SAMPLE_COLUMNS)
     unknown = [c for c in cols if c not in SAMPLE_COLUMNS]
@@ -341,28 +507,36 @@ def read_samples_table(
             for f in fields
         ]
     schema = pa.schema(fields)
-    if not paths:
-        return schema.empty_table()
-    read_dictionary = [c for c in cols if c in CATEGORY_COLUMNS] if dictionary else None
     tables = []
     for path in paths:
         try:
-            table = pq.read_table(path, columns=cols, read_dictionary=read_dictionary)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise RunDirError(f"sample shard {path} is unreadable: {exc}") from exc
-        tables.append(table.select(cols).cast(schema))
+            tables.append(_read_shard(path, cols, schema, dictionary))
+        except _SHARD_ERRORS as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if skipped is None:
+                raise RunDirError(f"sample shard {path} is unreadable: {reason}") from exc
+            skipped.append({"file": f"{SAMPLES_DIR}/{path.name}", "reason": reason})
+    if not tables:
+        return schema.empty_table()
     return pa.concat_tables(tables)
 
 
-def read_samples(run_dir: Path | str, columns: Iterable[str] | None = None) -> Any:
+def read_samples(
+    run_dir: Path | str,
+    columns: Iterable[str] | None = None,
+    *,
+    skipped: list[dict[str, str]] | None = None,
+) -> Any:
     """All samples of a run as one pandas DataFrame with fixed dtypes.
 
     Numbers keep their schema types (float64, int16, int32); string columns come back as
-    categoricals, nulls as NaN. Rows are sorted by ``ts``.
+    categoricals, nulls as NaN. Rows are sorted by ``ts``. ``skipped``: as in
+    ``read_samples_table``.
     """
     import pandas as pd
 
-    frame = read_samples_table(run_dir, columns, dictionary=True).to_pandas()
+    table = read_samples_table(run_dir, columns, dictionary=True, skipped=skipped)
+    frame = table.to_pandas()
     for name in frame.columns:
         if name in CATEGORY_COLUMNS and not isinstance(frame[name].dtype, pd.CategoricalDtype):
             frame[name] = frame[name].astype("category")
@@ -371,24 +545,67 @@ def read_samples(run_dir: Path | str, columns: Iterable[str] | None = None) -> A
     return frame
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file (UTF-8) so that readers see either the old or the new one, whole."""
+    tmp = _tmp_name(path)
+    try:
+        tmp.write_text(text, "utf-8")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _replace_durably(tmp, path)
+
+
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON so that readers see either the old or the new file, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", "utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+#: Manifest fields the readers rely on, and the JSON types each may hold when present; the
+#: others (``interrupted``, ``probe``, a verb's own blocks) are left to their readers.
+MANIFEST_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "kind": (str,),
+    "trigger": (str, type(None)),
+    "schedule": (str, type(None)),
+    "started_at": (str, type(None)),
+    "ended_at": (str, type(None)),
+    "started_ts": (int, float, type(None)),
+    "ended_ts": (int, float, type(None)),
+    "settings": (dict, type(None)),
+    "target": (dict, str, type(None)),
+}
+
+
+def _manifest_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return "is not a JSON object"
+    for key, types in MANIFEST_FIELD_TYPES.items():
+        value = data.get(key)
+        if key not in data:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"has {key} {value!r} of the wrong type"
+        if key.endswith("_ts") and value is not None and not _is_time(value):
+            return f"has {key} {value!r}, not epoch seconds"
+    return None
 
 
 def read_manifest(run_dir: Path | str) -> dict[str, Any]:
-    """The run's manifest; RunDirError when the directory is not a run."""
+    """The run's manifest; RunDirError naming the file when the directory is not a run or
+    the manifest is not UTF-8 JSON with fields of the types in ``MANIFEST_FIELD_TYPES``."""
     path = Path(run_dir) / MANIFEST_FILE
     if not path.is_file():
         raise RunDirError(f"RUN_DIR {run_dir}: no {MANIFEST_FILE} (not a proton-probe run)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunDirError(f"RUN_DIR {run_dir}: {MANIFEST_FILE} is not UTF-8 text") from None
+    except (OSError, ValueError) as exc:
         raise RunDirError(f"RUN_DIR {run_dir}: {MANIFEST_FILE} is unreadable: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RunDirError(f"RUN_DIR {run_dir}: {MANIFEST_FILE} is not a JSON object")
+    problem = _manifest_problem(data)
+    if problem:
+        raise RunDirError(f"RUN_DIR {run_dir}: {MANIFEST_FILE} {problem}")
     return data
 
 

@@ -28,6 +28,7 @@ FLAG_ALIASES: Mapping[str, str] = {
     "headers": "--header",
     "tag_headers": "--tag-header",
     "slos": "--slo",
+    "secret_headers": "--secret-header",
 }
 
 
@@ -65,10 +66,20 @@ MAX_DURATION_S = 31 * 86400.0
 MAX_TIMEOUT_S = 3600.0
 
 DEFAULT_TOKEN_ENV = "DATAROBOT_API_TOKEN"
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+#: A header whose name contains one of these (any case, anywhere) is masked in every file.
+SECRET_HEADER_PATTERN = re.compile(
+    r"auth|token|key|secret|cookie|session|passw|credential|signature", re.IGNORECASE
 )
 MASK = "***"
+#: (``MAX_TIMEOUT_S``, ``MAX_DURATION_S`` above bound ``positive`` too: a finite value beyond
+#: them is a typo, not a plan, and would overflow a deadline or a request count.)
+#: The least non-zero span in seconds: below, no request could be sent or answered.
+MIN_SECONDS = 0.001
+#: Control characters (and spaces) that never belong in a URL or a header value; a tab is
+#: allowed in a header value (RFC 9110 §5.5), nowhere in a URL.
+_URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_HEADER_BAD_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]")
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class RequestSpec:
     timeout: float = 10.0
     token_env: str = DEFAULT_TOKEN_ENV
     tag_rules: TagRules = field(default_factory=TagRules)
+    #: Header names masked in every file besides those matching ``SECRET_HEADER_PATTERN``.
+    secret_headers: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -106,7 +119,7 @@ class RequestSpec:
         return {
             "url": mask_url(self.url),
             "method": self.method,
-            "headers": dict(mask_headers(self.headers)),
+            "headers": dict(mask_headers(self.headers, self.secret_headers)),
             "body_bytes": len(self.body) if self.body is not None else 0,
             "timeout_s": self.timeout,
             "token_env": self.token_env,
@@ -115,16 +128,34 @@ class RequestSpec:
         }
 
 
-def mask_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, MASK if k.lower() in SECRET_HEADERS else v) for k, v in headers]
+def is_secret_header(name: str, secret_names: Iterable[str] = ()) -> bool:
+    """Whether a header's value is a secret: its name looks like one, or is named as one."""
+    lowered = name.lower()
+    return bool(SECRET_HEADER_PATTERN.search(name)) or any(
+        lowered == n.strip().lower() for n in secret_names
+    )
+
+
+def mask_headers(
+    headers: Iterable[tuple[str, str]], secret_names: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    """``headers`` with the value of every secret one (``is_secret_header``) masked."""
+    names = tuple(secret_names)
+    return [(k, MASK if is_secret_header(k, names) else v) for k, v in headers]
 
 
 def mask_url(url: str) -> str:
     """The URL without userinfo and with secret-looking query values masked."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed URL is still shown (masked) in the error naming it
+        return re.sub(r"//[^/?#]*@", f"//{MASK}@", url)
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if port:
+        netloc = f"{netloc}:{port}"
     if parts.username or parts.password:
         netloc = f"{MASK}@{netloc}"
     query = re.sub(
@@ -134,22 +165,49 @@ def mask_url(url: str) -> str:
 
 
 def parse_url(value: str, flag: str = "URL") -> str:
-    """An absolute http(s) URL, or ConfigError naming ``flag``."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """An absolute http(s) URL that the probe and Locust can both send to, or ConfigError
+    naming ``flag``: ASCII host (IDNs in their ``xn--`` form), a port from 1 to 65535, no
+    credentials, no whitespace or control characters (``urlsplit`` drops CR/LF silently)."""
+    text = value.strip()
+    shown = repr(mask_url(text))
+    if _URL_BAD_CHARS.search(text):
         raise ConfigError(
-            f"{flag}: {mask_url(value)!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/)"
+            f"{flag}: {shown} has a space or control character; percent-encode it (%20)"
         )
     try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError as exc:
-        raise ConfigError(f"{flag}: {mask_url(value)!r} has a bad port") from exc
+        parts = urlsplit(text)
+        hostname = parts.hostname
+    except ValueError:
+        parts, hostname = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not hostname:
+        raise ConfigError(f"{flag}: {shown} is not an http(s) URL (e.g. http://127.0.0.1:8080/)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{flag}: {shown} has a bad port (1 to 65535)")
+    if not parts.netloc.isascii():
+        raise ConfigError(
+            f"{flag}: {shown} has a non-ASCII host; write it in ASCII"
+            " (an international name in its xn-- form)"
+        )
+    host = parts.netloc.rpartition("@")[2]
+    host = host.rsplit(":", 1)[0] if port is not None else host.rstrip(":")
+    if not _HOST_CHARS.fullmatch(host):
+        raise ConfigError(f"{flag}: {shown} has a bad host {host!r} (letters, digits, . - _)")
     if parts.username is not None or parts.password is not None:
         raise ConfigError(
-            f"{flag}: {mask_url(value)!r} carries credentials; put the token in the variable"
+            f"{flag}: {shown} carries credentials; put the token in the variable"
             " named by --token-env (sent as Authorization: Bearer)"
         )
-    return value.strip()
+    import httpx  # the probe's own parser has the last word (e.g. 256.1.1.1)
+
+    try:
+        httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{flag}: {shown} is not a URL the probe can send to: {exc}") from None
+    return text
 
 
 def join_path(url: str, path: str | None, name: str = "path") -> str:
@@ -164,11 +222,17 @@ def join_path(url: str, path: str | None, name: str = "path") -> str:
 
 
 def parse_header(value: str, place: str = "header") -> tuple[str, str]:
-    """``'Name: value'`` → ``(name, value)``."""
+    """``'Name: value'`` → ``(name, value)``; no CR, LF or other control character in it
+    (a CR/LF would start a header of its own on the wire)."""
     name, sep, rest = value.partition(":")
     name = name.strip()
     if not sep or not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
         raise ConfigError(f"{place}: {value!r} is not of the form 'Name: value'")
+    if _HEADER_BAD_CHARS.search(rest):
+        raise ConfigError(
+            f"{place}: the value of {name} has a control character (CR, LF, NUL...);"
+            " one header per value"
+        )
     return name, rest.strip()
 
 
@@ -180,9 +244,18 @@ def parse_method(value: str, name: str = "method") -> str:
 
 
 def positive(value: float, flag: str, *, allow_zero: bool = False) -> float:
-    if value != value or value < 0 or (value == 0 and not allow_zero):  # NaN or out of range
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{flag}: {value!r} must be a number {bound}")
+    """A finite number of seconds: from ``MIN_SECONDS`` (or 0 with ``allow_zero``) to
+    ``MAX_TIMEOUT_S`` for a timeout flag, ``MAX_DURATION_S`` for any other; ConfigError
+    naming ``flag`` otherwise."""
+    limit = MAX_TIMEOUT_S if "timeout" in flag.lower() else MAX_DURATION_S
+    bound = ">= 0" if allow_zero else "> 0"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{flag}: {value!r} must be a finite number of seconds {bound}")
+    if value > limit:
+        raise ConfigError(f"{flag}: {value:g} is above the limit of {limit:g} s")
+    if 0 < value < MIN_SECONDS:  # 1e-300 s: no request could be sent or answered
+        raise ConfigError(f"{flag}: {value:g} is below the least of {MIN_SECONDS:g} s")
     return value
 
 
@@ -263,13 +336,17 @@ def parse_rate(value: Any, name: str, maximum: float = MAX_RATE) -> float:
 
 
 def parse_duration(value: Any, name: str) -> float:
-    """Seconds of a run: finite, > 0, at most ``MAX_DURATION_S``."""
-    return parse_number(value, name, maximum=MAX_DURATION_S, unit="seconds")
+    """Seconds of a run: finite, from ``MIN_SECONDS`` to ``MAX_DURATION_S``."""
+    return parse_number(
+        value, name, minimum=MIN_SECONDS, allow_min=True, maximum=MAX_DURATION_S, unit="seconds"
+    )
 
 
 def parse_timeout(value: Any, name: str) -> float:
-    """Seconds a request may take: finite, > 0, at most ``MAX_TIMEOUT_S``."""
-    return parse_number(value, name, maximum=MAX_TIMEOUT_S, unit="seconds")
+    """Seconds a request may take: finite, from ``MIN_SECONDS`` to ``MAX_TIMEOUT_S``."""
+    return parse_number(
+        value, name, minimum=MIN_SECONDS, allow_min=True, maximum=MAX_TIMEOUT_S, unit="seconds"
+    )
 
 
 def parse_slos(exprs: Sequence[str], name: str) -> tuple[str, ...]:
@@ -300,10 +377,17 @@ def build_request(
     tag_headers: Iterable[str] = (),
     tag_json: Iterable[str] = (),
     tag_regex: str | None = None,
+    secret_headers: Iterable[str] = (),
     place: Place = FLAGS,
 ) -> RequestSpec:
     """A RequestSpec from raw values, validating each; errors name ``place(setting)``."""
     parsed_headers = tuple(parse_header(h, place("headers")) for h in headers)
+    secrets = tuple(n.strip() for n in secret_headers)
+    for name in secrets:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ConfigError(
+                f"{place('secret_headers')}: {name!r} is not a header name (e.g. X-Tenant)"
+            )
     data = read_body(body, body_file, place)
     if data is not None and not any(k.lower() == "content-type" for k, _ in parsed_headers):
         stripped = data.lstrip()[:1]
@@ -318,4 +402,5 @@ def build_request(
         timeout=parse_timeout(timeout, place("timeout")),
         token_env=parse_env_name(token_env, place("token_env")),
         tag_rules=rules,
+        secret_headers=secrets,
     )

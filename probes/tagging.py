@@ -4,6 +4,13 @@ Rules are tried in order: response headers, then JSON body fields (dotted paths,
 indexes allowed: ``choices.0.model``), then an optional regex over the body text. The first
 rule that yields a value wins. Tagging never raises: malformed, empty, binary or huge bodies
 simply do not match, and the result is ``("unknown", "none")``.
+
+The regex is the user's, and tagging runs on the probe's event loop (and in every Locust
+user): a backtracking engine would let ``(a+)+$`` stall the schedule for seconds on one
+body. So it is compiled with RE2 (``google-re2``), whose matching time is linear in the
+input, on at most ``MAX_REGEX_BYTES`` of the body. RE2 takes Python's syntax for what a
+version regex needs (groups, ``(?P<name>...)``, classes, ``(?i)``) with the same group
+semantics; what needs backtracking (backreferences, lookaround) is refused at the flag.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import re2
 
 from probes.errors import ConfigError
 from probes.records import UNKNOWN_VERSION
@@ -28,13 +37,40 @@ MAX_REGEX_BYTES = 64 << 10
 MAX_LABEL = 128
 
 
+class Regex(Protocol):
+    """What tagging uses of a compiled pattern (an RE2 one: ``compile_regex``)."""
+
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def groups(self) -> int: ...
+    @property
+    def groupindex(self) -> Mapping[str, int]: ...
+    def search(self, text: str) -> Any: ...
+
+
+def compile_regex(pattern: str) -> Regex:
+    """``pattern`` compiled with RE2 (linear-time matching); ``ValueError`` with RE2's reason
+    when it is not a regular expression RE2 takes."""
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own line on stderr
+    try:
+        compiled: Regex = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
+    return compiled
+
+
 @dataclass(frozen=True)
 class TagRules:
     """Ordered tagging rules; build with ``TagRules.build`` to validate user input."""
 
     headers: tuple[str, ...] = DEFAULT_HEADERS
     json_paths: tuple[tuple[str, ...], ...] = tuple(tuple(p.split(".")) for p in DEFAULT_JSON_PATHS)
-    regex: re.Pattern[str] | None = None
+    regex: Regex | None = None
     _lower_headers: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,11 +102,12 @@ class TagRules:
         pattern = None
         if regex:
             try:
-                pattern = re.compile(regex)
-            except re.error as exc:
+                pattern = compile_regex(regex)
+            except ValueError as exc:
                 raise ConfigError(
-                    f"{place('tag_regex')}: {regex!r} is not a regular expression: {exc}"
-                ) from exc
+                    f"{place('tag_regex')}: {regex!r} is not a regular expression RE2 takes:"
+                    f" {exc} (no backreferences or lookaround)"
+                ) from None
             if pattern.groups > 1 and "version" not in pattern.groupindex:
                 raise ConfigError(
                     f"{place('tag_regex')}: with several groups, name the version one"
@@ -183,8 +220,8 @@ def tag(headers: Any, body: bytes | str | None, rules: TagRules = DEFAULT_RULES)
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         try:
-            match = rules.regex.search(text)
-        except Exception:  # catastrophic patterns are the user's; never the request's fault
+            match = rules.regex.search(text)  # RE2: linear in len(text), never a stall
+        except Exception:  # a pattern's failure is the user's; never the request's fault
             match = None
         if match:
             group = (

@@ -13,7 +13,14 @@ Choices worth knowing:
   corrected for coordinated omission, ``(ts - intended_ts) * 1000 + latency_ms``;
 - a version's ``throughput_rps`` is its requests over the time it was seen answering;
 - rows of requests the probe never sent (``client_saturated``: its in-flight bound was full)
-  are left out of every count and reported as ``not_sent`` (an addition).
+  are left out of every count and reported as ``not_sent`` (an addition); so are rows of
+  requests abandoned in flight when a stopped run's drain ran out (``interrupted``: their
+  outcome is unknown), reported as ``interrupted`` (an addition);
+- a run whose manifest was never finished (no ``ended_ts``: its recorder was killed) is
+  ``complete: false`` with an ``incomplete_reason``, and its verdict gets a failing
+  ``run_complete`` check: a gate must not pass a run that never ended. A run finished as
+  interrupted (SIGTERM, or marked so by the service at restart) has an end: it is complete;
+- ``skipped_shards`` lists sample shards left out as unreadable (``{file, reason}``).
 """
 
 from __future__ import annotations
@@ -405,6 +412,18 @@ def _run_block(cols: Columns, manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 #: Rows of requests the probe never sent (its in-flight bound was full): not the target's errors.
 UNSENT_ERROR = "client_saturated"
+#: Rows of requests abandoned in flight at the end of a stop's drain: outcome unknown.
+INTERRUPTED_ERROR = "interrupted"
+
+
+def _split_class(frame: pd.DataFrame, error: str) -> tuple[pd.DataFrame, int]:
+    if "error" not in frame.columns or not len(frame):
+        return frame, 0
+    rows = (frame["error"] == error).to_numpy(dtype=bool, na_value=False)
+    count = int(rows.sum())
+    if not count:
+        return frame, 0
+    return frame.loc[~rows].reset_index(drop=True), count
 
 
 def split_unsent(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -413,13 +432,38 @@ def split_unsent(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     Such a row says the *client* could not keep up with its own schedule; counting it as a
     request the target failed would blame the target for the prober's limits.
     """
-    if "error" not in frame.columns or not len(frame):
-        return frame, 0
-    unsent = (frame["error"] == UNSENT_ERROR).to_numpy(dtype=bool, na_value=False)
-    count = int(unsent.sum())
-    if not count:
-        return frame, 0
-    return frame.loc[~unsent].reset_index(drop=True), count
+    return _split_class(frame, UNSENT_ERROR)
+
+
+def split_interrupted(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of requests with an outcome, and how many were abandoned (``interrupted``):
+    the run stopped before they were answered, so they are neither a success nor a failure
+    of the target."""
+    return _split_class(frame, INTERRUPTED_ERROR)
+
+
+def completeness(manifest: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """(complete, why not): a run is complete once its manifest records an end."""
+    ended = manifest.get("ended_ts")
+    if isinstance(ended, int | float) and math.isfinite(ended):
+        return True, None
+    return False, (
+        "the run never finished: manifest.json has no end time (its recorder was killed or"
+        " is still running); the samples cover only the time until its last flush"
+    )
+
+
+def run_complete_check(reason: str) -> dict[str, Any]:
+    """The check a run that never finished fails, whatever its other checks say."""
+    return {
+        "name": "run_complete",
+        "value": False,
+        "op": "==",
+        "threshold": True,
+        "passed": False,
+        "expr": "the run finished (manifest.json has an end time)",
+        "reason": reason,
+    }
 
 
 def analyse(
@@ -430,11 +474,16 @@ def analyse(
     slos: Sequence[str] | None,
     bucket_s: float,
     figures: bool = False,
+    skipped_shards: Sequence[Mapping[str, str]] = (),
 ) -> Analysis:
-    """The summary of a run and the aggregates its figures are drawn from."""
+    """The summary of a run and the aggregates its figures are drawn from.
+
+    ``skipped_shards``: shards the reader left out as unreadable, reported as they are.
+    """
     if not bucket_s or bucket_s <= 0:
         raise ValueError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
     frame, not_sent = split_unsent(frame)
+    frame, interrupted = split_interrupted(frame)
     frame = attribute_timeline(frame, events)
     cols = columns(frame, manifest)
     buckets = bucketize(cols, bucket_s)
@@ -460,14 +509,25 @@ def analyse(
         sources=_counts(frame["source"] if "source" in frame.columns else None),
         latency_corrected_ms=latency_block(cols.corrected) if cols.corrected.size else None,
         not_sent=not_sent,
+        interrupted=interrupted,
         longest_gap_s=gap,
         bucket_s=bucket_s,
         roles_from=how,
         slos=list(slos or []),
     )
+    complete, reason = completeness(manifest)
+    summary.update(
+        complete=complete,
+        incomplete_reason=reason,
+        skipped_shards=[dict(item) for item in skipped_shards],
+    )
     summary["verdict"] = verdict(summary, slos)
     if manifest.get("kind") == "capacity":
         _capacity(summary, cols, manifest, slos)
+    if reason is not None:  # after the capacity verdict too, which replaces the block
+        block = summary["verdict"]
+        block["checks"] = [*block["checks"], run_complete_check(reason)]
+        block["result"] = "fail"
     hist = latency_hist(cols, bucket_s) if figures else None
     return Analysis(summary, cols.labels, buckets, hist)
 

@@ -221,6 +221,7 @@ color:#fff;font-weight:600;text-transform:uppercase;font-size:.85em}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:8px}
 .card{border:1px solid var(--line);border-radius:8px;padding:8px}
 .card b{display:block;font-size:1.15em}
+.banner{border:2px solid var(--fail);border-radius:8px;padding:8px 10px;font-weight:600}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
@@ -263,6 +264,20 @@ def _corrected(s: Mapping[str, Any]) -> str:
     return f"p50 {fmt(block.get('p50'))} / p99 {fmt(block.get('p99'))} ms (ts − intended_ts added)"
 
 
+def caveats(s: Mapping[str, Any]) -> list[str]:
+    """What a reader must know before trusting the numbers: an unfinished run, skipped shards."""
+    notes = []
+    if s.get("complete") is False:
+        notes.append(f"Incomplete run: {s.get('incomplete_reason') or 'it never finished'}.")
+    skipped = s.get("skipped_shards") or []
+    if skipped:
+        files = "; ".join(f"{x.get('file')} ({x.get('reason')})" for x in skipped)
+        notes.append(
+            f"{len(skipped)} sample shard(s) skipped as unreadable, their rows left out: {files}."
+        )
+    return notes
+
+
 def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     """A self-contained page: figures inlined as base64 PNG, no external resource at all."""
     s = summary
@@ -277,6 +292,7 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         f"{esc(result)}</span></h1>",
         f"<p class='muted'>{esc(str(s.get('kind')))} · {esc(_target(s))}<br>"
         f"{esc(str(s.get('started_at')))} → {esc(str(s.get('ended_at')))}</p>",
+        *(f"<p class='banner' role='alert'>⚠ {esc(note)}</p>" for note in caveats(s)),
         "<div class='cards'>"
         + "".join(
             f"<div class='card'><span class='muted'>{esc(k)}</span><b>{esc(v)}</b></div>"
@@ -314,6 +330,11 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
                     "not sent (probe saturated)",
                     f"{s.get('not_sent') or 0:,} scheduled requests, left out of every count",
                 ),
+                (
+                    "interrupted (in flight at the stop)",
+                    f"{s.get('interrupted') or 0:,} requests, outcome unknown, left out of"
+                    " every count",
+                ),
                 ("probe latency, corrected", _corrected(s)),
             ]
         ),
@@ -347,6 +368,7 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
         "",
         f"{s.get('kind')} · `{_target(s)}` · {s.get('started_at')} → {s.get('ended_at')}",
         "",
+        *(line for note in caveats(s) for line in (f"> ⚠️ **{note}**", "")),
         " · ".join(f"**{k}** {v}" for k, v in _headline(s)),
         "",
         "### Checks",

@@ -1,32 +1,81 @@
-"""``make_report``: a run directory in, summary.json + figures + report.html/.md out."""
+"""``make_report``: a run directory in, summary.json + figures + report.html/.md out.
+
+A run directory is read as data that may be damaged (a crash, a full disk, a hand edit): a
+manifest or events file that is not UTF-8 JSON of the record formats is a RunDirError naming
+the file (exit 2), never a traceback; an unreadable sample shard is skipped, and the summary
+(``skipped_shards``) and the report say so, so one bad shard cannot block the others.
+"""
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from probes.errors import ConfigError
-from probes.records import write_json_atomic
+import pandas as pd
+
+from probes.errors import ConfigError, RunDirError
+from probes.records import (
+    MANIFEST_FILE,
+    read_events,
+    read_manifest,
+    read_samples,
+    write_json_atomic,
+    write_text_atomic,
+)
 from probes.run import FIGURES_DIR, REPORT_MD_FILE, SUMMARY_FILE
 from probes.run import REPORT_HTML_FILE as HTML_FILE
 from reports.analysis import analyse
-from reports.rundir import load_run
+from reports.rundir import COLUMNS
 from reports.verdict import parse_slo
 
 MD_FILE = REPORT_MD_FILE
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
     settings = manifest.get("settings")
     return settings if isinstance(settings, dict) else {}
+
+
+def _check_settings(run_dir: Path, settings: dict[str, Any], kind: Any) -> None:
+    """The manifest settings the report reads have the types it reads them as."""
+
+    def bad(key: str, value: Any, expected: str) -> RunDirError:
+        return RunDirError(
+            f"RUN_DIR {run_dir}: {MANIFEST_FILE} has settings.{key} {value!r}, not {expected}"
+        )
+
+    slos = settings.get("slos")
+    if slos is not None and not (isinstance(slos, list) and all(isinstance(x, str) for x in slos)):
+        raise bad("slos", slos, "a list of SLO strings")
+    bucket = settings.get("bucket_s")
+    if bucket is not None and not (
+        isinstance(bucket, int | float) and not isinstance(bucket, bool) and math.isfinite(bucket)
+    ):
+        raise bad("bucket_s", bucket, "a number of seconds")
+    plan = settings.get("capacity")
+    if kind == "capacity" and isinstance(plan, dict):
+        from reports.capacity import StepPlan
+
+        try:
+            StepPlan.from_dict(plan)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad("capacity", plan, f"a step plan ({exc})") from None
+
+
+def load_run_dir(
+    run_dir: Path,
+) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any], list[dict[str, str]]]:
+    """(samples, events, manifest, skipped shards) of a run, as ``reports.load.load_run``
+    reads them, except that unreadable shards are skipped and listed rather than fatal."""
+    if not run_dir.is_dir():
+        raise RunDirError(f"RUN_DIR {run_dir}: no such directory")
+    manifest = read_manifest(run_dir)
+    events = read_events(run_dir)
+    skipped: list[dict[str, str]] = []
+    frame = read_samples(run_dir, columns=COLUMNS, skipped=skipped)
+    return frame, events, manifest, skipped
 
 
 #: More buckets than this would make the per-bucket arrays, not the samples, the memory cost.
@@ -63,8 +112,9 @@ def make_report(
     from reports.render import render_html, render_markdown
 
     path = Path(run_dir)
-    frame, events, manifest = load_run(path)
+    frame, events, manifest, skipped = load_run_dir(path)
     settings = _settings(manifest)
+    _check_settings(path, settings, manifest.get("kind"))
     slo_list = list(slos) if slos else [str(s) for s in settings.get("slos") or []]
     for expr in slo_list:
         try:
@@ -77,7 +127,15 @@ def make_report(
             f"{place('bucket_s')}: must be a positive number of seconds, got {bucket_s!r}"
         )
     _check_bucket_count(frame, manifest, bucket, place("bucket_s"))
-    analysis = analyse(frame, events, manifest, slos=slo_list, bucket_s=bucket, figures=figures)
+    analysis = analyse(
+        frame,
+        events,
+        manifest,
+        slos=slo_list,
+        bucket_s=bucket,
+        figures=figures,
+        skipped_shards=skipped,
+    )
     del frame
     summary = analysis.summary
     write_json_atomic(path / SUMMARY_FILE, summary)
@@ -86,6 +144,6 @@ def make_report(
         from reports.figures import render_figures
 
         images = render_figures(analysis, path / FIGURES_DIR)
-    _write_text_atomic(path / HTML_FILE, render_html(summary, images))
-    _write_text_atomic(path / MD_FILE, render_markdown(summary, figures=sorted(images)))
+    write_text_atomic(path / HTML_FILE, render_html(summary, images))
+    write_text_atomic(path / MD_FILE, render_markdown(summary, figures=sorted(images)))
     return summary

@@ -5,16 +5,27 @@ An SLO is ``[SCOPE.]METRIC OP RIGHT``:
 - SCOPE: nothing (the whole run), ``baseline``, ``candidate`` or a version label
   (``app:1.2.p99_ms`` — the metric is the part after the last dot);
 - OP: ``<`` ``<=`` ``>`` ``>=`` ``==``;
-- RIGHT: a number, or ``[K*]SCOPE.METRIC`` (``1.2*baseline.p99_ms``).
+- RIGHT: a finite number, or ``[K*]SCOPE.METRIC`` (``1.2*baseline.p99_ms``).
+
+A typo must not pass CI as an undecidable check, so parsing is strict: an unknown metric, a
+non-finite number (``nan``, ``inf``) and an unknown scope are errors. A scope that is a plain
+word (letters only, like ``candiate``) or that looks like a misspelt ``baseline``/``candidate``
+is taken for a typo, not for a version; version labels normally carry a digit (``v2``,
+``app:1.2``). A version spelt as a plain word is written in brackets: ``[green].p99_ms<500``
+(brackets take any label, dots included).
 
 A check whose value (or reference) is not available has ``passed: null``; the verdict is
 ``fail`` if any check failed, else ``inconclusive`` if any check could not be decided, else
 ``pass``. Without SLOs the default checks are ``error_rate<0.01`` and, once a comparison
-exists, ``candidate not judged worse``.
+exists, ``candidate not judged worse``. Whatever the SLOs, a run that never finished (its
+manifest has no end: the recorder was killed) also gets a failing ``run_complete`` check
+(``reports.analysis``): a gate must not pass on a run that stopped part-way unseen.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +63,10 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _OP_RE = re.compile(r"<=|>=|==|<|>")
 _REF_RE = re.compile(r"^(?:(?P<k>[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<ref>\S+)$")
+#: Scopes with a meaning of their own; any other scope is a version label.
+ROLE_SCOPES = ("baseline", "candidate")
+#: A bare scope of letters only is a word, and a word that is not a role is a typo.
+_WORD_RE = re.compile(r"[A-Za-z_]+")
 
 
 @dataclass(frozen=True)
@@ -90,13 +105,38 @@ def _bad(expr: str, why: str) -> ValueError:
     )
 
 
+def _scope(scope: str, expr: str) -> str | None:
+    """The scope of an operand: a role, a version label, or None (the whole run)."""
+    if not scope:
+        return None
+    if scope.startswith("[") and scope.endswith("]") and len(scope) > 2:
+        return scope[1:-1]  # an explicit version label, whatever it looks like
+    if scope in ROLE_SCOPES:
+        return scope
+    close = difflib.get_close_matches(scope.lower(), ROLE_SCOPES, n=1, cutoff=0.75)
+    if close or _WORD_RE.fullmatch(scope):
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise _bad(
+            expr,
+            f"unknown scope {scope!r} ({hint}scopes: baseline, candidate, a version label"
+            f" such as v2 or app:1.2, or any label in brackets: [{scope}].METRIC)",
+        )
+    return scope
+
+
 def _operand(text: str, expr: str) -> Operand:
     scope, _, metric = text.rpartition(".")
     if metric not in METRICS:
         raise _bad(expr, f"unknown metric {metric!r} (known: {', '.join(sorted(METRICS))})")
     if scope and metric in RUN_METRICS:
         raise _bad(expr, f"{metric} is a run-wide metric and takes no scope")
-    return Operand(scope or None, metric)
+    return Operand(_scope(scope, expr), metric)
+
+
+def _finite(value: float, what: str, expr: str) -> float:
+    if not math.isfinite(value):
+        raise _bad(expr, f"{what} {value!r} is not a finite number")
+    return value
 
 
 def parse_slo(expr: str) -> Slo:
@@ -112,9 +152,11 @@ def parse_slo(expr: str) -> Slo:
         raise _bad(expr, "more than one operator")
     left = _operand(left_text, expr)
     try:
-        return Slo(expr.strip(), left, op, number=float(right))
+        number = float(right)
     except ValueError:
         pass
+    else:
+        return Slo(expr.strip(), left, op, number=_finite(number, "threshold", expr))
     match = _REF_RE.match(right)
     if not match:
         raise _bad(expr, f"right side {right!r} is neither a number nor [K*]SCOPE.METRIC")
@@ -122,6 +164,7 @@ def parse_slo(expr: str) -> Slo:
         factor = float(match.group("k")) if match.group("k") else 1.0
     except ValueError:
         raise _bad(expr, f"factor {match.group('k')!r} is not a number") from None
+    factor = _finite(factor, "factor", expr)
     return Slo(expr.strip(), left, op, factor=factor, ref=_operand(match.group("ref"), expr))
 
 

@@ -66,8 +66,10 @@ def test_long_labels_are_cut():
     ],
 )
 def test_bad_rules_name_the_flag(kwargs, flag):
+    from probes.settings import FLAGS
+
     with pytest.raises(ConfigError, match=flag):
-        TagRules.build(**kwargs)
+        TagRules.build(**kwargs, place=FLAGS)
 
 
 def test_rules_round_trip_through_manifest():
