@@ -30,6 +30,7 @@ from probes.sim.models import (
     iso,
     replica_count,
 )
+from probes.sim.scenarios import MAX_REPLICAS
 from probes.sim.stats import Query
 
 T = TypeVar("T")
@@ -37,7 +38,6 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v2"
 IMPORTANCE = wire.IMPORTANCES
-MAX_REPLICAS = 8
 NO_REPLACEMENT = "There is no active replacement for this workload."
 ENGINE_KEY = web.AppKey("engine", Engine)
 TOKEN_KEY = web.AppKey("token", str)
