@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from probes.sim import Simulator
+from probes.sim import Simulator, wire
 from tests.sim import wire_schemas as ws
 from tests.sim.conftest import AUTH, make_sim, wait_for, wait_gone
 from tests.sim.test_control import draft_body
@@ -325,3 +325,39 @@ def test_every_route_answers_in_the_documented_shapes(sim: Simulator, api: httpx
     # every route answered at least once with success (and most with an error too)
     assert {r for r, ok in seen if ok} == set(SUCCESS)
     assert len({r for r, ok in seen if not ok}) >= 15
+
+
+# ---- the typed models agree with the schemas -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "schema"),
+    [
+        (wire.UserData, ws.USER),
+        (wire.Artifact, ws.ARTIFACT),
+        (wire.Workload, ws.WORKLOAD),
+        (wire.WorkloadReplacement, ws.WORKLOAD_REPLACEMENT),
+        (wire.RequestStats, ws.REQUEST_STATS),
+        (wire.Proton, ws.PROTON),
+        (wire.Replacement, ws.REPLACEMENT),
+        (wire.HistoryEntry, ws.HISTORY_ENTRY),
+        (wire.RequestMetrics, ws.METRICS),
+        (wire.ProtonRequestStats, ws.STATS),
+        (wire.WorkloadEvent, ws.EVENT),
+        (wire.Operation, ws.OPERATION),
+        (wire.ReplacementConfig, ws.CONFIG),
+    ],
+)
+def test_typed_models_name_the_schema_fields(model: Any, schema: ws.Schema) -> None:
+    """The simulator's TypedDicts (``probes.sim.wire``) declare exactly the schema's fields,
+    and require at least what the schema requires: a field cannot drift on one side only."""
+    fields = set(model.__required_keys__) | set(model.__optional_keys__)
+    assert fields <= set(schema["properties"]), fields - set(schema["properties"])
+    assert set(schema.get("required", ())) <= set(model.__required_keys__)
+    if schema.get("additionalProperties") is False:
+        # a closed schema: every field the model leaves out is one the spec allows us to omit
+        assert not (set(schema["properties"]) - fields) - OMITTED.get(model.__name__, set())
+
+
+#: documented optional fields the simulator never sends (nothing to put there)
+OMITTED = {"RequestStats": {"errorRates", "requestRates"}}
