@@ -164,9 +164,8 @@ def _number_query(
 def list_query(request: web.Request, name: str, allowed: Iterable[str] | None = None) -> set[str]:
     """A list filter: repeated keys and comma-separated values alike; empty when absent.
     With ``allowed``, a value outside that vocabulary is a 422."""
-    values = {part.strip() for raw in request.query.getall(name, []) for part in raw.split(",")} - {
-        ""
-    }
+    raw = request.query.getall(name, [])
+    values = {part.strip() for text in raw for part in text.split(",") if part.strip()}
     if allowed is not None:
         vocabulary = tuple(allowed)
         wrong = sorted(values - set(vocabulary))
