@@ -134,7 +134,9 @@ class Replacement:
         return cls(
             id=str(data.get("id")),
             workload_id=data.get("workloadId"),
-            status=str(data.get("status") or "unknown"),
+            # a history record of the simulator says how it ended in ``outcome`` (a canceled
+            # one keeps the documented status ``canceling``); the platform sends no outcome
+            status=str(data.get("outcome") or data.get("status") or "unknown"),
             candidate_artifact_id=data.get("candidateArtifactId") or data.get("artifactId"),
             candidate_proton_ids=tuple(data.get("candidateProtonIds") or ()),
             previous_proton_ids=tuple(data.get("previousProtonIds") or ()),

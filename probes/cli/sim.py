@@ -13,6 +13,7 @@ import click
 from probes.cli.options import option
 from probes.errors import ConfigError
 from probes.sim import SCENARIO_HELP, SCENARIOS, SimConfig, Simulator
+from probes.sim.scenarios import RANGES
 
 KNOB_FLAGS = (
     ("ready_timeout", float, "Platform seconds after which a never-ready candidate errors."),
@@ -22,8 +23,16 @@ KNOB_FLAGS = (
     ("completed_ttl", float, "Real seconds a completed replacement stays readable (default 1)."),
     ("upstream_timeout", float, "Gateway → proton timeout, real seconds (504 after)."),
     ("replicas", int, "Replicas of the workload's proton."),
-    ("baseline_latency_ms", str, "Baseline latency: MS, LOW-HIGH or lognorm:MEDIAN:SIGMA."),
-    ("candidate_latency_ms", str, "Candidate latency: MS, LOW-HIGH or lognorm:MEDIAN:SIGMA."),
+    (
+        "baseline_latency_ms",
+        str,
+        "Baseline latency: MS, LOW-HIGH or lognorm:MEDIAN:SIGMA, 0..3600000 ms.",
+    ),
+    (
+        "candidate_latency_ms",
+        str,
+        "Candidate latency: MS, LOW-HIGH or lognorm:MEDIAN:SIGMA, 0..3600000 ms.",
+    ),
     ("baseline_error_rate", float, "Share of baseline responses that are 500."),
     ("candidate_error_rate", float, "Share of candidate responses that are 500."),
     ("candidate_startup_s", float, "Platform seconds before the candidate's /health is 200."),
@@ -35,9 +44,22 @@ BOOL_FLAGS = (
 )
 
 
+def _with_range(name: str, text: str) -> str:
+    """A flag's help with the range its value must be in."""
+    if name in RANGES:
+        return f"{text} Expected: {RANGES[name].describe()}."
+    return text
+
+
 def _knob_options(func: Any) -> Any:
     for name, kind, text in reversed(KNOB_FLAGS):
-        func = option("--" + name.replace("_", "-"), name, type=kind, default=None, help=text)(func)
+        func = option(
+            "--" + name.replace("_", "-"),
+            name,
+            type=kind,
+            default=None,
+            help=_with_range(name, text),
+        )(func)
     for name, text in reversed(BOOL_FLAGS):
         flag = name.replace("_", "-")
         func = option(f"--{flag}/--no-{flag}", name, default=None, help=text)(func)
@@ -59,9 +81,17 @@ def _knob_options(func: Any) -> Any:
     type=float,
     default=1.0,
     show_default=True,
-    help="Platform seconds per real second (60 runs a 1-minute warmup in 1 s).",
+    help=_with_range(
+        "time_scale", "Platform seconds per real second (60 runs a 1-minute warmup in 1 s)."
+    ),
 )
-@option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: any).")
+@option(
+    "--port",
+    type=int,
+    default=0,
+    show_default=True,
+    help=_with_range("port", "Port on 127.0.0.1 (0: any)."),
+)
 @option(
     "--token-env",
     default="DATAROBOT_API_TOKEN",
@@ -69,7 +99,12 @@ def _knob_options(func: Any) -> Any:
     metavar="NAME",
     help="Environment variable holding the bearer token the platform accepts.",
 )
-@option("--seed", type=int, default=None, help="Seed for ids, routing and app randomness.")
+@option(
+    "--seed",
+    type=int,
+    default=None,
+    help=_with_range("seed", "Seed for ids, routing and app randomness."),
+)
 @option(
     "--reveal-version",
     type=click.Choice(["header", "body", "both", "none"]),

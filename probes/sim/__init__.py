@@ -10,10 +10,13 @@ Use from Python::
         sim.proton_request_counts()
 
 Modules: ``app`` (the proton app, its own process), ``protons`` (process start/stop),
-``state`` (the pure rollout/routing policy), ``models`` (objects and JSON shapes),
-``cluster`` (the lifecycle engine and stats), ``control`` (``/api/v2`` routes), ``gateway``
-(invoke routes), ``scenarios`` (``SimConfig``, knobs, named scenarios), ``server``
-(``Simulator``: one aiohttp app on one port, in its own thread and event loop).
+``state`` (the pure rollout/routing policy), ``wire`` (the typed JSON shapes of the API's
+schemas), ``models`` (the platform's objects and their ``to_json``), ``engine`` (the records
+and the replacement lifecycle), ``routing`` (which proton serves an invoke request: weights,
+pins, gap, retirement), ``stats`` (per-proton request counts and latencies, the ``/stats``
+metrics), ``control`` (``/api/v2`` routes), ``gateway`` (invoke routes), ``scenarios``
+(``SimConfig``, knobs, named scenarios, their ranges), ``server`` (``Simulator``: one aiohttp
+app on one port, in its own thread and event loop).
 
 Choices beyond the decisions doc, in one place:
 
@@ -50,6 +53,40 @@ Choices beyond the decisions doc, in one place:
   replacement and stops every proton. Stopping during a replacement is 409.
 - Proton processes exit when their stdin pipe closes, so even a killed simulator leaves no
   orphans.
+
+Where the OpenAPI snapshot (v11.5, May 2026) and the newer clients disagree, or the spec is
+silent on a response's meaning (``platform/workload-api.md`` decides; ``wire`` types it):
+
+- Replacement statuses are the Terraform provider's vocabulary (``submitted, initializing,
+  staged, promoting, canceling, finalizing, completed, errored``), not the snapshot's older
+  one. The engine's own end state ``canceled`` is not in it: a canceled record keeps its
+  last documented status ``canceling``, and its history entry says ``outcome: "canceled"``.
+- Our own fields, and only these: ``kind`` on every replacement record (``replacement``,
+  ``settings``, ``promote``) and ``outcome`` on history entries (``completed``, ``errored``,
+  ``canceled``). Everything else is a documented field.
+- ``creator`` is a ``UserData`` object and ``owners`` a list of them: one simulated user
+  (``models.SIM_USER``), whose id is also every record's ``userId``; ``tenantId`` is a UUID4
+  drawn once per simulator.
+- Workloads carry ``description`` and ``statusDetails`` (null) although the snapshot's
+  ``WorkloadFormatted`` lists neither: the provider and the skill read them. Their
+  ``replacement`` block carries what the provider reads there (``id, workloadId,
+  candidateArtifactId, config, runtime, message``) beside the snapshot's three fields.
+  Artifact specs carry the read-only discriminator ``spec.type``. Readiness probes accept
+  ``successThreshold`` (the provider's, Jul 2026); replica conditions carry ``value`` (what
+  the skill reads live) beside the snapshot's ``met``.
+- Promote writes a history entry shaped as a ``Replacement``: ``strategy: "rolling"``,
+  ``config`` 0/0 (neither is nullable), same proton before and after, ``kind: "promote"``.
+- Lists: ``limit`` 1..100, default 10 (the snapshot), beyond 100 a 422 (as the ``dr`` CLI
+  documents); ``next``/``previous`` are absolute URLs keeping every other query parameter.
+  List filters (``ids``, ``status``, ``importance``, ``artifactStatus``, ``type``, ``tagKeys``,
+  ``tagValues``) take repeated keys (``?status=a&status=b``) or comma lists (``?ids=a,b``);
+  a value outside the vocabulary is a 422. Nothing carries tags, so a tag filter matches none.
+- ``GET …/stats`` without ``protonId`` reports the current (active) proton, as the snapshot
+  says. Without ``startTime`` the period starts at that proton's start (or its last reset by
+  promote); ``requestsPerMinute`` is the period's requests over its length in minutes, at
+  least one minute, rounded (5 requests in a fresh proton: 5, not thousands);
+  ``responseTime`` is the quantile in whole ms, 0 without requests. ``serviceStats=true``
+  inlines the same numbers for the current proton (``errorRates``/``requestRates`` omitted).
 """
 
 from probes.sim.scenarios import DEFAULT_KNOBS, SCENARIO_HELP, SCENARIOS, SimConfig

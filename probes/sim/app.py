@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import sys
@@ -35,31 +36,41 @@ from aiohttp import web
 REVEAL_MODES = ("header", "body", "both", "none")
 
 
+MAX_LATENCY_MS = 3_600_000.0  # one hour
+MAX_SIGMA = 5.0
+MAX_STARTUP_S = 10_000_000.0  # platform seconds
+
+
+def _ms(text: str) -> float:
+    """One latency in ms: finite, 0..MAX_LATENCY_MS (ValueError otherwise)."""
+    value = float(text)
+    if not (math.isfinite(value) and 0 <= value <= MAX_LATENCY_MS):
+        raise ValueError(text)
+    return value
+
+
 def parse_latency(spec: str) -> Callable[[random.Random], float]:
     """A latency sampler (milliseconds) from its text form.
 
     ``"5"`` constant, ``"5-20"`` uniform, ``"lognorm:MEDIAN:SIGMA"`` log-normal with that
-    median (ms) and shape. Raises ``ValueError`` naming the expected forms.
+    median (ms) and shape (0..5), capped at an hour. Every number finite, 0..3,600,000 ms.
+    Raises ``ValueError`` naming the expected forms.
     """
     text = (spec or "0").strip()
     try:
         if text.startswith("lognorm:"):
             _, median, sigma = text.split(":")
-            mu, s = float(median), float(sigma)
-            if mu <= 0 or s < 0:
+            mu, s = _ms(median), float(sigma)
+            if mu <= 0 or not 0 <= s <= MAX_SIGMA:
                 raise ValueError
-            import math
-
             log_mu = math.log(mu)
-            return lambda rng: rng.lognormvariate(log_mu, s)
+            return lambda rng: min(MAX_LATENCY_MS, rng.lognormvariate(log_mu, s))
         if "-" in text.lstrip("-"):
-            low, high = (float(x) for x in text.split("-", 1))
-            if low < 0 or high < low:
+            low, high = (_ms(x) for x in text.split("-", 1))
+            if high < low:
                 raise ValueError
             return lambda rng: rng.uniform(low, high)
-        value = float(text)
-        if value < 0:
-            raise ValueError
+        value = _ms(text)
         return lambda rng: value
     except ValueError:
         raise ValueError(
@@ -100,6 +111,12 @@ class AppConfig:
         parse_latency(cfg.latency_ms)
         if not 0.0 <= cfg.error_rate <= 1.0:
             raise ValueError(f"SIM_ERROR_RATE {cfg.error_rate}: expected a share in [0, 1]")
+        if not 0.0 <= cfg.startup_s <= MAX_STARTUP_S:  # NaN fails too
+            raise ValueError(
+                f"SIM_STARTUP_S {cfg.startup_s}: expected platform seconds in 0..{MAX_STARTUP_S:g}"
+            )
+        if not (math.isfinite(cfg.time_scale) and cfg.time_scale > 0):
+            raise ValueError(f"SIM_TIME_SCALE {cfg.time_scale}: expected a number > 0")
         return cfg
 
 

@@ -1,36 +1,45 @@
 """Control-plane routes under ``/api/v2`` (workload-api.md §2), bearer token required.
 
 Shapes and status codes follow the reference; where it is silent, the decisions doc. Every
-path also answers with a trailing slash.
+path also answers with a trailing slash. Every answer is one of the typed shapes of
+:mod:`probes.sim.wire`. Lists page as documented: ``limit`` 1..100 (default 10),
+``offset`` >= 0, ``next``/``previous`` keep every other query parameter; list filters take
+repeated keys or comma-separated values and validate their vocabulary (422).
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from probes.sim import state
+from probes.sim import state, wire
 from probes.sim.app import AppConfig
-from probes.sim.cluster import Cluster
+from probes.sim.engine import Engine
 from probes.sim.models import (
     DEFAULT_RUNTIME,
+    SIM_USER,
     Artifact,
     Replacement,
     Workload,
+    iso,
     replica_count,
 )
+from probes.sim.scenarios import MAX_REPLICAS
+from probes.sim.stats import Query
+
+T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v2"
-IMPORTANCE = ("critical", "high", "moderate", "low")
-MAX_REPLICAS = 8
+IMPORTANCE = wire.IMPORTANCES
 NO_REPLACEMENT = "There is no active replacement for this workload."
-CLUSTER_KEY = web.AppKey("cluster", Cluster)
+ENGINE_KEY = web.AppKey("engine", Engine)
 TOKEN_KEY = web.AppKey("token", str)
 
 
@@ -48,10 +57,11 @@ def invalid(loc: list[str], msg: str, kind: str = "value_error", given: Any = No
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer (``data`` is one of the :mod:`probes.sim.wire` shapes)."""
     return web.json_response(data, status=status)
 
 
-def authed(handler: Callable[[Cluster, web.Request], Awaitable[web.StreamResponse]]) -> Handler:
+def authed(handler: Callable[[Engine, web.Request], Awaitable[web.StreamResponse]]) -> Handler:
     """Bearer check (401 otherwise) and ``ApiError`` → JSON error answer."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -60,7 +70,7 @@ def authed(handler: Callable[[Cluster, web.Request], Awaitable[web.StreamRespons
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return reply({"detail": "Invalid or missing API token."}, 401)
         try:
-            return await handler(request.app[CLUSTER_KEY], request)
+            return await handler(request.app[ENGINE_KEY], request)
         except ApiError as exc:
             return reply({"detail": exc.detail}, exc.status)
 
@@ -79,15 +89,20 @@ async def body_json(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def page(request: web.Request, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The paged list envelope ``{totalCount, count, next, previous, data}``."""
+def page(request: web.Request, items: Sequence[T]) -> wire.Page[T]:
+    """The paged list envelope ``{totalCount, count, next, previous, data}``.
+
+    The links are this request's URL with ``offset`` (and ``limit``) moved, every other
+    query parameter (filters, repeated or not) kept, so a client following ``next`` keeps
+    its filter.
+    """
     offset = _int_query(request, "offset", 0, 0)
-    limit = _int_query(request, "limit", 100, 1)
-    chunk = items[offset : offset + limit]
-    base = str(request.url.with_query(None))
+    limit = _int_query(request, "limit", wire.DEFAULT_PAGE, 1, wire.MAX_PAGE)
+    chunk = list(items[offset : offset + limit])
+    kept = [(k, v) for k, v in request.query.items() if k not in ("offset", "limit")]
 
     def link(off: int) -> str:
-        return f"{base}?offset={off}&limit={limit}"
+        return str(request.url.with_query([*kept, ("offset", str(off)), ("limit", str(limit))]))
 
     return {
         "totalCount": len(items),
@@ -98,7 +113,9 @@ def page(request: web.Request, items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _int_query(request: web.Request, name: str, default: int, low: int) -> int:
+def _int_query(
+    request: web.Request, name: str, default: int, low: int, high: int | None = None
+) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -115,18 +132,73 @@ def _int_query(request: web.Request, name: str, default: int, low: int) -> int:
             "greater_than_equal",
             value,
         )
+    if high is not None and value > high:
+        raise invalid(
+            ["query", name],
+            f"Input should be less than or equal to {high}",
+            "less_than_equal",
+            value,
+        )
     return value
 
 
-def workload_of(cluster: Cluster, request: web.Request) -> Workload:
-    wl = cluster.workloads.get(request.match_info["wid"])
+def _number_query(
+    request: web.Request, name: str, default: float, low: float, high: float
+) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise invalid(
+            ["query", name], "Input should be a valid number", "float_parsing", raw
+        ) from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise invalid(
+            ["query", name], f"Input should be between {low:g} and {high:g}", "value_error", raw
+        )
+    return value
+
+
+def list_query(request: web.Request, name: str, allowed: Iterable[str] | None = None) -> set[str]:
+    """A list filter: repeated keys and comma-separated values alike; empty when absent.
+    With ``allowed``, a value outside that vocabulary is a 422."""
+    raw = request.query.getall(name, [])
+    values = {part.strip() for text in raw for part in text.split(",") if part.strip()}
+    if allowed is not None:
+        vocabulary = tuple(allowed)
+        wrong = sorted(values - set(vocabulary))
+        if wrong:
+            raise invalid(
+                ["query", name],
+                f"Input should be one of {', '.join(vocabulary)}",
+                "enum",
+                wrong[0],
+            )
+    return values
+
+
+def _bool_query(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1", "yes", "on"):
+        return True
+    if raw.lower() in ("false", "0", "no", "off"):
+        return False
+    raise invalid(["query", name], "Input should be a valid boolean", "bool_parsing", raw)
+
+
+def workload_of(engine: Engine, request: web.Request) -> Workload:
+    wl = engine.workloads.get(request.match_info["wid"])
     if wl is None:
         raise ApiError(404, "Workload not found.")
     return wl
 
 
-def workload_json(cluster: Cluster, wl: Workload) -> dict[str, Any]:
-    art = cluster.artifacts.get(wl.artifact_id)
+def workload_json(engine: Engine, wl: Workload) -> wire.Workload:
+    art = engine.artifacts.get(wl.artifact_id)
     rep = wl.replacement if wl.replacement is not None and not wl.replacement.hidden else None
     return {
         "id": wl.id,
@@ -134,28 +206,22 @@ def workload_json(cluster: Cluster, wl: Workload) -> dict[str, Any]:
         "description": wl.description,
         "importance": wl.importance,
         "type": wl.type,
-        "status": cluster.workload_status(wl),
+        "status": engine.workload_status(wl),
         "artifactId": wl.artifact_id,
         "artifact": art.summary() if art else None,
         "protonId": wl.proton_id,
-        "endpoint": cluster.endpoint(wl.id),
+        "endpoint": engine.endpoint(wl.id),
         "runtime": wl.runtime,
         "replacement": rep.brief() if rep else None,
         "lastResponse": None,
         "statusDetails": None,
-        "owners": ["sim-user"],
-        "creator": "sim-user",
+        "owners": [SIM_USER],
+        "creator": SIM_USER,
         "permissions": ["*"],
         "tags": [],
-        "createdAt": _iso(wl.created),
-        "updatedAt": _iso(wl.updated),
+        "createdAt": iso(wl.created),
+        "updatedAt": iso(wl.updated),
     }
-
-
-def _iso(ts: float) -> str | None:
-    from probes.sim.models import iso
-
-    return iso(ts)
 
 
 # ---- artifacts ----------------------------------------------------------------------------
@@ -190,59 +256,69 @@ def validate_spec(spec: Any) -> dict[str, Any]:
     return spec
 
 
-def create_artifact(cluster: Cluster, body: dict[str, Any]) -> Artifact:
+def create_artifact(engine: Engine, body: dict[str, Any]) -> Artifact:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise invalid(["body", "name"], "Field required", "missing", body)
     art = Artifact(
-        id=cluster.new_id(),
+        id=engine.new_id(),
         name=name,
         spec=validate_spec(body.get("spec")),
-        repo_id=cluster.repo_id,
+        repo_id=engine.repo_id,
         description=str(body.get("description") or ""),
         type=str(body.get("type") or "service"),
     )
-    cluster.artifacts[art.id] = art
+    engine.artifacts[art.id] = art
     return art
 
 
-def lock(cluster: Cluster, art: Artifact) -> None:
+def lock(engine: Engine, art: Artifact) -> None:
     """Lock a draft: immutable from now on, next integer version of its name."""
     versions = [
-        a.version
-        for a in cluster.artifacts.values()
-        if a.name == art.name and a.version is not None
+        a.version for a in engine.artifacts.values() if a.name == art.name and a.version is not None
     ]
     art.status, art.version, art.updated = "locked", max(versions, default=0) + 1, time.time()
 
 
 @authed
-async def list_artifacts(cluster: Cluster, request: web.Request) -> web.Response:
-    status = request.query.get("status")
-    items = [a.to_json() for a in cluster.artifacts.values() if status in (None, a.status)]
+async def list_artifacts(engine: Engine, request: web.Request) -> web.Response:
+    q = request.query
+    ids = list_query(request, "ids")
+    status = list_query(request, "status", wire.ARTIFACT_STATUSES)
+    kind = list_query(request, "type", wire.ARTIFACT_TYPES)
+    search = (q.get("search") or "").lower()
+    items = [
+        a.to_json()
+        for a in engine.artifacts.values()
+        if (not ids or a.id in ids)
+        and (not status or a.status in status)
+        and (not kind or a.type in kind)
+        and q.get("repositoryId") in (None, a.repo_id)
+        and search in a.name.lower()
+    ]
     return reply(page(request, items))
 
 
 @authed
-async def post_artifact(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(create_artifact(cluster, await body_json(request)).to_json(), 201)
+async def post_artifact(engine: Engine, request: web.Request) -> web.Response:
+    return reply(create_artifact(engine, await body_json(request)).to_json(), 201)
 
 
-def artifact_of(cluster: Cluster, request: web.Request) -> Artifact:
-    art = cluster.artifacts.get(request.match_info["aid"])
+def artifact_of(engine: Engine, request: web.Request) -> Artifact:
+    art = engine.artifacts.get(request.match_info["aid"])
     if art is None:
         raise ApiError(404, "Artifact not found.")
     return art
 
 
 @authed
-async def get_artifact(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(artifact_of(cluster, request).to_json())
+async def get_artifact(engine: Engine, request: web.Request) -> web.Response:
+    return reply(artifact_of(engine, request).to_json())
 
 
 @authed
-async def patch_artifact(cluster: Cluster, request: web.Request) -> web.Response:
-    art = artifact_of(cluster, request)
+async def patch_artifact(engine: Engine, request: web.Request) -> web.Response:
+    art = artifact_of(engine, request)
     body = await body_json(request)
     if art.status == "locked":
         raise ApiError(409, "Artifact is locked and cannot be modified; clone it instead.")
@@ -252,18 +328,18 @@ async def patch_artifact(cluster: Cluster, request: web.Request) -> web.Response
         if key in body:
             setattr(art, key, str(body[key]))
     if body.get("status") == "locked":
-        lock(cluster, art)
+        lock(engine, art)
     art.updated = time.time()
     return reply(art.to_json())
 
 
 @authed
-async def delete_artifact(cluster: Cluster, request: web.Request) -> web.Response:
-    art = artifact_of(cluster, request)
-    in_use = any(p.artifact_id == art.id and not p.stopped for p in cluster.protons.values())
+async def delete_artifact(engine: Engine, request: web.Request) -> web.Response:
+    art = artifact_of(engine, request)
+    in_use = any(p.artifact_id == art.id and not p.stopped for p in engine.protons.values())
     if art.status == "locked" or in_use:
         raise ApiError(409, "Artifact is locked or in use by a workload.")
-    del cluster.artifacts[art.id]
+    del engine.artifacts[art.id]
     return web.Response(status=204)
 
 
@@ -297,7 +373,7 @@ def validate_runtime(runtime: Any) -> dict[str, Any]:
     return runtime
 
 
-def create_workload(cluster: Cluster, body: dict[str, Any]) -> Workload:
+def create_workload(engine: Engine, body: dict[str, Any]) -> Workload:
     """Validate a ``CreateWorkloadRequest`` and start the workload's first proton."""
     name = body.get("name")
     if not isinstance(name, str) or not name:
@@ -313,19 +389,19 @@ def create_workload(cluster: Cluster, body: dict[str, Any]) -> Workload:
         )
     runtime = validate_runtime(body.get("runtime"))
     if "artifactId" in body:
-        art = cluster.artifacts.get(str(body["artifactId"]))
+        art = engine.artifacts.get(str(body["artifactId"]))
         if art is None:
             raise ApiError(404, "Artifact not found.")
     else:
         art = create_artifact(
-            cluster, body["artifact"] if isinstance(body["artifact"], dict) else {}
+            engine, body["artifact"] if isinstance(body["artifact"], dict) else {}
         )
     if art.status == "draft":
-        users = [w.id for w in cluster.workloads.values() if w.artifact_id == art.id]
+        users = [w.id for w in engine.workloads.values() if w.artifact_id == art.id]
         if users:
             raise ApiError(409, f"Draft artifact {art.id} already backs workload {users[0]}.")
     wl = Workload(
-        id=cluster.new_id(),
+        id=engine.new_id(),
         name=name,
         artifact_id=art.id,
         runtime=runtime,
@@ -333,54 +409,76 @@ def create_workload(cluster: Cluster, body: dict[str, Any]) -> Workload:
         importance=importance,
         type=art.type,
     )
-    cluster.workloads[wl.id] = wl
-    proton = cluster.new_proton(wl, art, runtime, role="active")
+    engine.workloads[wl.id] = wl
+    proton = engine.new_proton(wl, art, runtime, role="active")
     wl.proton_id = proton.id
-    cluster.event(wl, "workload", "submitted", {"protonId": proton.id, "artifactId": art.id})
+    engine.event(wl, "workload", "submitted", {"protonId": proton.id, "artifactId": art.id})
     return wl
 
 
 @authed
-async def post_workload(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(workload_json(cluster, create_workload(cluster, await body_json(request))), 201)
+async def post_workload(engine: Engine, request: web.Request) -> web.Response:
+    return reply(workload_json(engine, create_workload(engine, await body_json(request))), 201)
+
+
+def _workload_filter(request: web.Request) -> Callable[[Engine, Workload], bool]:
+    """The documented ``GET /workloads`` filters, validated once, as a predicate."""
+    q = request.query
+    ids = list_query(request, "ids")
+    status = list_query(request, "status", wire.PROTON_STATUSES)
+    importance = list_query(request, "importance", wire.IMPORTANCES)
+    art_status = list_query(request, "artifactStatus", wire.ARTIFACT_STATUSES)
+    kind = list_query(request, "type", wire.ARTIFACT_TYPES)
+    tagged = list_query(request, "tagKeys") | list_query(request, "tagValues")
+    search = (q.get("search") or "").lower()
+
+    def keep(engine: Engine, wl: Workload) -> bool:
+        art = engine.artifacts.get(wl.artifact_id)
+        return (
+            (not ids or wl.id in ids)
+            and (not status or engine.workload_status(wl) in status)
+            and (not importance or wl.importance in importance)
+            and (not art_status or (art is not None and art.status in art_status))
+            and (not kind or wl.type in kind)
+            and q.get("artifactId") in (None, wl.artifact_id)
+            and q.get("repositoryId") in (None, art.repo_id if art else None)
+            and q.get("createdBy") in (None, SIM_USER["id"])
+            and not tagged  # nothing here carries tags
+            and search in wl.name.lower()
+        )
+
+    return keep
 
 
 @authed
-async def list_workloads(cluster: Cluster, request: web.Request) -> web.Response:
-    q = request.query
-    items = []
-    for wl in cluster.workloads.values():
-        data = workload_json(cluster, wl)
-        if any(
-            q.get(k) not in (None, data[k]) for k in ("status", "importance", "artifactId", "type")
-        ):
-            continue
-        if q.get("search") and q["search"].lower() not in wl.name.lower():
-            continue
-        if q.get("serviceStats") in ("true", "1"):
-            m = cluster.stats_for(wl, None, None, None, 0.5, 2000.0)["metrics"]
-            data["requestStats"] = {
-                "totalRequests": m["totalRequests"],
-                "errorRate": m["totalErrorRate"],
-                "responseTime": m["responseTime"],
-                "concurrentRequests": m["concurrentRequests"],
-            }
-        items.append(data)
-    order = q.get("orderBy", "createdAt")
+async def list_workloads(engine: Engine, request: web.Request) -> web.Response:
+    keep = _workload_filter(request)
+    with_stats = _bool_query(request, "serviceStats")
+    order = request.query.get("orderBy", "createdAt")
     key = order.lstrip("-")
-    if key in ("name", "createdAt", "updatedAt", "status", "importance"):
-        items.sort(key=lambda d: str(d.get(key)), reverse=order.startswith("-"))
+    if key not in ("name", "createdAt", "updatedAt", "status", "importance"):
+        raise invalid(["query", "orderBy"], "Input should be a documented sort key", "enum", order)
+    items = []
+    for wl in engine.workloads.values():
+        if not keep(engine, wl):
+            continue
+        data = workload_json(engine, wl)
+        if with_stats:
+            pid = wl.proton_id or ""
+            data["requestStats"] = engine.stats.request_stats(pid, engine.concurrent(pid))
+        items.append(data)
+    items.sort(key=lambda d: str(d.get(key)), reverse=order.startswith("-"))
     return reply(page(request, items))
 
 
 @authed
-async def get_workload(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(workload_json(cluster, workload_of(cluster, request)))
+async def get_workload(engine: Engine, request: web.Request) -> web.Response:
+    return reply(workload_json(engine, workload_of(engine, request)))
 
 
 @authed
-async def patch_workload(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
+async def patch_workload(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
     body = await body_json(request)
     if "importance" in body and body["importance"] not in IMPORTANCE:
         raise invalid(
@@ -393,7 +491,7 @@ async def patch_workload(cluster: Cluster, request: web.Request) -> web.Response
         if key in body:
             setattr(wl, key, str(body[key]))
     wl.updated = time.time()
-    return reply(workload_json(cluster, wl))
+    return reply(workload_json(engine, wl))
 
 
 def replacement_active(wl: Workload) -> bool:
@@ -402,101 +500,100 @@ def replacement_active(wl: Workload) -> bool:
 
 
 @authed
-async def delete_workload(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
-    del cluster.workloads[wl.id]
-    for proton in [p for p in cluster.protons.values() if p.workload_id == wl.id]:
-        await cluster.stop_proton(proton)
+async def delete_workload(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
+    del engine.workloads[wl.id]
+    for proton in [p for p in engine.protons.values() if p.workload_id == wl.id]:
+        await engine.stop_proton(proton)
     return web.Response(status=204)
 
 
-def operation(wl: Workload, text: str, cluster: Cluster) -> web.Response:
-    return reply(
-        {
-            "status": text,
-            "workloadId": wl.id,
-            "trackVia": f"{cluster.base_url}{API}/workloads/{wl.id}/",
-        },
-        202,
-    )
+def operation(wl: Workload, text: str, engine: Engine) -> web.Response:
+    answer: wire.Operation = {
+        "status": text,
+        "workloadId": wl.id,
+        "trackVia": f"{engine.base_url}{API}/workloads/{wl.id}/",
+    }
+    return reply(answer, 202)
 
 
 @authed
-async def start_workload(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
-    proton = cluster.protons.get(wl.proton_id or "")
+async def start_workload(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
+    proton = engine.protons.get(wl.proton_id or "")
     if proton is None or not proton.stopped:
         raise ApiError(409, "Workload is not stopped.")
-    cluster.start_proton(proton)
-    return operation(wl, "Workload start requested.", cluster)
+    engine.start_proton(proton)
+    return operation(wl, "Workload start requested.", engine)
 
 
 @authed
-async def stop_workload(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
+async def stop_workload(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
     if replacement_active(wl):
         raise ApiError(409, "A replacement is in progress for this workload.")
-    proton = cluster.protons.get(wl.proton_id or "")
+    proton = engine.protons.get(wl.proton_id or "")
     if proton is None or proton.stopped or proton.stopping:
         raise ApiError(409, "Workload is not running.")
-    cluster.spawn_task(cluster.stop_proton(proton))
-    return operation(wl, "Workload stop requested.", cluster)
+    engine.spawn_task(engine.stop_proton(proton))
+    return operation(wl, "Workload stop requested.", engine)
 
 
 # ---- settings, replacement, promote, history ------------------------------------------------
 
 
 @authed
-async def get_settings(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply({"runtime": workload_of(cluster, request).runtime})
+async def get_settings(engine: Engine, request: web.Request) -> web.Response:
+    return reply({"runtime": workload_of(engine, request).runtime})
 
 
 def begin_replacement(
-    cluster: Cluster,
+    engine: Engine,
     wl: Workload,
     art: Artifact,
     config: dict[str, int],
     runtime: dict[str, Any],
-    kind: str,
+    kind: wire.Kind,
 ) -> Replacement:
     """Record a new replacement (status ``submitted``); the tick loop takes it from there."""
     rep = Replacement(
-        id=cluster.new_id(),
+        id=engine.new_id(),
+        tenant_id=engine.tenant_id,
         workload_id=wl.id,
         candidate_artifact_id=art.id,
         previous_proton_ids=[wl.proton_id] if wl.proton_id else [],
         config=config,
         runtime=runtime,
         kind=kind,
-        rollout=state.start(cluster.clock.now(), cluster.timing(config)),
-        epoch_of=cluster.clock.epoch_of,
+        rollout=state.start(engine.clock.now(), engine.timing(config)),
+        epoch_of=engine.clock.epoch_of,
     )
     wl.replacement = rep
     wl.updated = time.time()
-    cluster.event(wl, "replacement", "submitted", {"replacementId": rep.id, "message": None})
+    engine.event(wl, "replacement", "submitted", {"replacementId": rep.id, "message": None})
     return rep
 
 
-def check_can_replace(cluster: Cluster, wl: Workload, busy_status: int) -> None:
+def check_can_replace(engine: Engine, wl: Workload, busy_status: int) -> None:
     if replacement_active(wl):
         raise ApiError(busy_status, "A replacement is already in progress for this workload.")
-    proton = cluster.protons.get(wl.proton_id or "")
+    proton = engine.protons.get(wl.proton_id or "")
     if proton is None or proton.status not in ("running", "launching"):
         raise ApiError(422, "Workload has no active proton to replace.")
 
 
 @authed
-async def patch_settings(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
+async def patch_settings(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
     body = await body_json(request)
     if "runtime" not in body:
         raise invalid(["body", "runtime"], "Field required", "missing", body)
     runtime = validate_runtime(body["runtime"])
-    check_can_replace(cluster, wl, 409)
+    check_can_replace(engine, wl, 409)
     rep = begin_replacement(
-        cluster,
+        engine,
         wl,
-        cluster.artifacts[wl.artifact_id],
+        engine.artifacts[wl.artifact_id],
         {"warmupDurationMinutes": 0, "keepOldVersionMinutes": 0},
         runtime,
         "settings",
@@ -520,8 +617,8 @@ def parse_config(raw: Any) -> dict[str, int]:
 
 
 @authed
-async def post_replacement(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
+async def post_replacement(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
     body = await body_json(request)
     if not body.get("artifactId"):
         raise invalid(["body", "artifactId"], "Field required", "missing", body)
@@ -531,11 +628,11 @@ async def post_replacement(cluster: Cluster, request: web.Request) -> web.Respon
         )
     config = parse_config(body.get("config"))
     runtime = validate_runtime(body["runtime"]) if body.get("runtime") else wl.runtime
-    art = cluster.artifacts.get(str(body["artifactId"]))
+    art = engine.artifacts.get(str(body["artifactId"]))
     if art is None:
         raise ApiError(404, "Artifact not found.")
-    check_can_replace(cluster, wl, 422)
-    current = cluster.artifacts[wl.artifact_id]
+    check_can_replace(engine, wl, 422)
+    current = engine.artifacts[wl.artifact_id]
     if current.status != art.status:
         raise ApiError(
             400,
@@ -548,12 +645,12 @@ async def post_replacement(cluster: Cluster, request: web.Request) -> web.Respon
             "Cannot replace with the same artifact — candidate artifact ID "
             "matches current artifact.",
         )
-    rep = begin_replacement(cluster, wl, art, config, runtime, "replacement")
+    rep = begin_replacement(engine, wl, art, config, runtime, "replacement")
     return reply(rep.to_json(), 202)
 
 
-def visible_replacement(cluster: Cluster, request: web.Request) -> Replacement:
-    wl = cluster.workloads.get(request.match_info["wid"])
+def visible_replacement(engine: Engine, request: web.Request) -> Replacement:
+    wl = engine.workloads.get(request.match_info["wid"])
     rep = wl.replacement if wl is not None else None
     if rep is None or rep.hidden:
         raise ApiError(404, NO_REPLACEMENT)
@@ -561,109 +658,115 @@ def visible_replacement(cluster: Cluster, request: web.Request) -> Replacement:
 
 
 @authed
-async def get_replacement(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(visible_replacement(cluster, request).to_json())
+async def get_replacement(engine: Engine, request: web.Request) -> web.Response:
+    return reply(visible_replacement(engine, request).to_json())
 
 
 @authed
-async def delete_replacement(cluster: Cluster, request: web.Request) -> web.Response:
-    rep = visible_replacement(cluster, request)
+async def delete_replacement(engine: Engine, request: web.Request) -> web.Response:
+    rep = visible_replacement(engine, request)
     if rep.status not in state.CANCELABLE:
         raise ApiError(
             409, f"Replacement is {rep.status}; it can only be canceled before promoting."
         )
     rep.cancel_requested = True
-    cluster.tick()  # move to `canceling` now, so the answer shows it
+    engine.tick()  # move to `canceling` now, so the answer shows it
     return reply(rep.to_json(), 202)
 
 
 @authed
-async def promote(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
-    art = cluster.artifacts[wl.artifact_id]
-    proton = cluster.protons.get(wl.proton_id or "")
+async def promote(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
+    art = engine.artifacts[wl.artifact_id]
+    proton = engine.protons.get(wl.proton_id or "")
     if art.status != "draft":
         raise ApiError(422, "Only a workload running a draft artifact can be promoted.")
     if replacement_active(wl):
         raise ApiError(422, "A replacement is in progress for this workload.")
     if proton is None or proton.status != "running":
         raise ApiError(422, "Workload has no active running proton.")
-    lock(cluster, art)
+    lock(engine, art)
     proton.label = art.label
-    await relabel(cluster, proton.id, art.label)
-    cluster.stats[proton.id] = type(cluster.stats[proton.id])()  # promote resets statistics
-    wl.history.insert(
-        0,
-        {
-            "id": cluster.new_id(),
-            "workloadId": wl.id,
-            "kind": "promote",
-            "outcome": "completed",
-            "status": "completed",
-            "candidateArtifactId": art.id,
-            "candidateProtonIds": [proton.id],
-            "previousProtonIds": [proton.id],
-            "strategy": None,
-            "config": None,
-            "runtime": wl.runtime,
-            "message": f"Promoted draft artifact to locked version {art.version}.",
-            "switchedAt": None,
-            "createdAt": _iso(time.time()),
-            "updatedAt": _iso(time.time()),
-            "userId": "sim-user",
-        },
-    )
-    cluster.event(wl, "workload", "promoted", {"artifactId": art.id, "version": art.label})
+    await relabel(engine, proton.id, art.label)
+    engine.stats.open(proton.id)  # promote resets statistics
+    wl.history.insert(0, promote_record(engine, wl, proton.id, art).history_entry())
+    engine.event(wl, "workload", "promoted", {"artifactId": art.id, "version": art.label})
     wl.updated = time.time()
-    return reply(workload_json(cluster, wl), 202)
+    return reply(workload_json(engine, wl), 202)
 
 
-async def relabel(cluster: Cluster, proton_id: str, label: str) -> None:
+def promote_record(engine: Engine, wl: Workload, proton_id: str, art: Artifact) -> Replacement:
+    """Promote's history entry: a completed record on the same proton (no switch)."""
+    now = engine.clock.now()
+    rollout = state.Rollout(
+        status="completed",
+        since=now,
+        created=now,
+        timing=state.Timing(),
+        message=f"Promoted draft artifact to locked version {art.version}.",
+    )
+    return Replacement(
+        id=engine.new_id(),
+        tenant_id=engine.tenant_id,
+        workload_id=wl.id,
+        candidate_artifact_id=art.id,
+        previous_proton_ids=[proton_id],
+        candidate_proton_ids=[proton_id],
+        config={"warmupDurationMinutes": 0, "keepOldVersionMinutes": 0},
+        runtime=wl.runtime,
+        rollout=rollout,
+        epoch_of=engine.clock.epoch_of,
+        kind="promote",
+        hidden=True,
+    )
+
+
+async def relabel(engine: Engine, proton_id: str, label: str) -> None:
     """Tell a running proton app its new version label (promote locks in place)."""
-    assert cluster.session is not None
-    for replica in cluster.protons[proton_id].replicas:
+    assert engine.session is not None
+    for replica in engine.protons[proton_id].replicas:
         if replica.port:
             url = f"http://127.0.0.1:{replica.port}/__sim/label"
-            async with cluster.session.post(url, json={"version": label}) as resp:
+            async with engine.session.post(url, json={"version": label}) as resp:
                 await resp.read()
 
 
 @authed
-async def history(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(page(request, list(workload_of(cluster, request).history)))
+async def history(engine: Engine, request: web.Request) -> web.Response:
+    return reply(page(request, list(workload_of(engine, request).history)))
 
 
 # ---- protons, stats, events ---------------------------------------------------------------
 
 
-def workload_protons(cluster: Cluster, wl: Workload) -> list[dict[str, Any]]:
+def workload_protons(engine: Engine, wl: Workload) -> list[wire.Proton]:
     return [
-        cluster.protons[p].to_json(cluster.endpoint(wl.id)) for p in cluster.workload_proton_ids(wl)
+        engine.protons[p].to_json(engine.endpoint(wl.id)) for p in engine.workload_proton_ids(wl)
     ]
 
 
 @authed
-async def list_protons(cluster: Cluster, request: web.Request) -> web.Response:
-    return reply(page(request, workload_protons(cluster, workload_of(cluster, request))))
+async def list_protons(engine: Engine, request: web.Request) -> web.Response:
+    return reply(page(request, workload_protons(engine, workload_of(engine, request))))
 
 
-def proton_of(cluster: Cluster, request: web.Request) -> Any:
-    wl = workload_of(cluster, request)
-    proton = cluster.protons.get(request.match_info["pid"])
+def proton_of(engine: Engine, request: web.Request) -> Any:
+    wl = workload_of(engine, request)
+    proton = engine.protons.get(request.match_info["pid"])
     if proton is None or proton.workload_id != wl.id:
         raise ApiError(404, "Proton not found.")
     return proton
 
 
 @authed
-async def get_proton(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
-    return reply(proton_of(cluster, request).to_json(cluster.endpoint(wl.id)))
+async def get_proton(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
+    return reply(proton_of(engine, request).to_json(engine.endpoint(wl.id)))
 
 
 @authed
-async def proton_details(cluster: Cluster, request: web.Request) -> web.Response:
-    proton = proton_of(cluster, request)
+async def proton_details(engine: Engine, request: web.Request) -> web.Response:
+    proton = proton_of(engine, request)
     if not proton.snapshot:
         return web.Response(status=204)
     return reply(proton.details("sim/proton-app:" + proton.label))
@@ -680,27 +783,28 @@ def parse_time(request: web.Request, name: str) -> float | None:
 
 
 @authed
-async def stats(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
-    proton_id = request.query.get("protonId")
-    if proton_id and (
-        proton_id not in cluster.protons or cluster.protons[proton_id].workload_id != wl.id
-    ):
+async def stats(engine: Engine, request: web.Request) -> web.Response:
+    """``GET …/stats``: one proton's metrics, the current (active) one by default."""
+    wl = workload_of(engine, request)
+    proton_id = request.query.get("protonId") or wl.proton_id or ""
+    proton = engine.protons.get(proton_id)
+    if proton is None or proton.workload_id != wl.id:
         raise ApiError(404, "Proton not found.")
     start, end = parse_time(request, "startTime"), parse_time(request, "endTime")
     if start is not None and end is not None and end < start:
         raise ApiError(400, "endTime is before startTime.")
-    try:
-        quantile = float(request.query.get("responseTimeQuantile", 0.5))
-        slow = float(request.query.get("slowRequestsThreshold", 2000))
-    except ValueError:
-        raise invalid(["query"], "Input should be a valid number", "float_parsing") from None
-    return reply(cluster.stats_for(wl, proton_id, start, end, quantile, slow))
+    query = Query(
+        start=start,
+        end=end,
+        quantile=_number_query(request, "responseTimeQuantile", 0.5, 0.0, 1.0),
+        slow_ms=float(_int_query(request, "slowRequestsThreshold", 2000, 0)),
+    )
+    return reply(engine.stats.report(proton_id, query, engine.concurrent(proton_id)))
 
 
 @authed
-async def events(cluster: Cluster, request: web.Request) -> web.Response:
-    wl = workload_of(cluster, request)
+async def events(engine: Engine, request: web.Request) -> web.Response:
+    wl = workload_of(engine, request)
     return reply(page(request, list(reversed(wl.events))))
 
 

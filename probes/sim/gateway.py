@@ -22,8 +22,8 @@ import time
 import aiohttp
 from aiohttp import web
 
-from probes.sim.cluster import Cluster
-from probes.sim.control import CLUSTER_KEY
+from probes.sim.control import ENGINE_KEY
+from probes.sim.engine import Engine
 
 PREFIX = "/api/v2/endpoints/workloads"
 # hop-by-hop and edge-owned headers: never forwarded either way
@@ -62,17 +62,17 @@ def _error(status: int, message: str) -> web.Response:
 
 async def invoke(request: web.Request) -> web.StreamResponse:
     """Forward one request to the proton the rollout state routes it to."""
-    cluster: Cluster = request.app[CLUSTER_KEY]
+    engine: Engine = request.app[ENGINE_KEY]
     expected: bytes = request.app[GATEWAY_AUTH_KEY]
     if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
         return _error(401, "Invalid API key")
-    wl = cluster.workloads.get(request.match_info["wid"])
+    wl = engine.workloads.get(request.match_info["wid"])
     if wl is None:
         return _error(404, "Workload not found")
-    pins = cluster.pins if cluster.knobs["pin_connections"] else None
+    router = engine.router
     transport = request.transport
-    peer = transport.get_extra_info("peername") if pins is not None and transport else None
-    picked = cluster.pick(wl, pins, peer, transport)
+    peer = transport.get_extra_info("peername") if router.pin_connections and transport else None
+    picked = router.pick(wl, peer, transport)
     if picked is None:
         return _error(503, "No ready proton is serving this workload")
     proton, replica = picked
@@ -83,7 +83,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     assert task is not None
     proton.inflight[key] = (task, transport)
     try:
-        resp = await _forward(cluster, request, replica.port)  # type: ignore[arg-type]
+        resp = await _forward(engine, request, replica.port)  # type: ignore[arg-type]
         status = resp.status
         if proton.retired:
             # the old proton retired while this request ran: close the (pinned) connection
@@ -92,19 +92,19 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         return resp
     finally:
         del proton.inflight[key]
-        cluster.stats[proton.id].add(started, status, (time.time() - started) * 1000.0)
+        engine.stats.record(proton.id, started, status, (time.time() - started) * 1000.0)
 
 
-async def _forward(cluster: Cluster, request: web.Request, port: int) -> web.Response:
+async def _forward(engine: Engine, request: web.Request, port: int) -> web.Response:
     tail = request.match_info.get("tail", "")
     url = f"http://127.0.0.1:{port}/{tail}"
     if request.query_string:
         url += "?" + request.query_string
     headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
     body = await request.read() if request.body_exists else None
-    assert cluster.session is not None
+    assert engine.session is not None
     try:
-        async with cluster.session.request(
+        async with engine.session.request(
             request.method,
             url,
             data=body,

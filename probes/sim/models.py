@@ -1,4 +1,7 @@
-"""The simulated platform's objects and their documented JSON shapes (workload-api.md §1)."""
+"""The simulated platform's objects and their documented JSON shapes (workload-api.md §1).
+
+Every ``to_json`` returns one of the typed shapes of :mod:`probes.sim.wire`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast, overload
 
-from probes.sim import state
+from probes.sim import state, wire
 from probes.sim.protons import Replica
 
 PROBE_DEFAULTS = {
@@ -29,8 +32,22 @@ SIM_ENV = (
     "SIM_REVEAL_VERSION",
 )
 DEFAULT_RUNTIME: dict[str, Any] = {"containerGroups": [{"name": "default", "replicaCount": 1}]}
+#: the one user of the simulated platform: creator and owner of everything, and ``userId``
+SIM_USER: wire.UserData = {
+    "id": "5e1f00000000000000000001",
+    "username": "sim-user",
+    "fullName": "Simulator User",
+    "email": None,
+    "userhash": None,
+}
 
 
+@overload
+def iso(ts: float) -> str: ...
+@overload
+def iso(ts: None) -> None: ...
+@overload
+def iso(ts: float | None) -> str | None: ...
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC (milliseconds), None stays None."""
     if ts is None:
@@ -85,7 +102,7 @@ class Artifact:
         """The primary container's readiness probe with documented defaults filled in."""
         return {**PROBE_DEFAULTS, **(primary_container(self.spec).get("readinessProbe") or {})}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> wire.ArtifactInfo:
         return {
             "id": self.id,
             "name": self.name,
@@ -95,12 +112,18 @@ class Artifact:
             "artifactRepositoryId": self.repo_id,
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.Artifact:
         return {
-            **self.summary(),
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "type": self.type,
+            "version": self.version,
+            "artifactRepositoryId": self.repo_id,
             "description": self.description,
-            "spec": self.spec,
-            "creator": "sim-user",
+            # the read-only discriminator the platform injects from the top-level type
+            "spec": {**self.spec, "type": self.type},
+            "creator": SIM_USER,
             "tags": [],
             "permissions": ["*"],
             "createdAt": iso(self.created),
@@ -115,7 +138,7 @@ class Proton:
     artifact_id: str
     label: str
     runtime: dict[str, Any]
-    role: str | None
+    role: wire.Role | None
     replicas: list[Replica] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
@@ -166,7 +189,7 @@ class Proton:
             return []
         return [r for r in self.replicas if r.ready and r.port is not None and r.alive]
 
-    def to_json(self, endpoint: str | None) -> dict[str, Any]:
+    def to_json(self, endpoint: str | None) -> wire.Proton:
         tail = [
             f"replica {r.name}: " + ("ready" if r.ready else "not ready") for r in self.replicas
         ]
@@ -181,7 +204,7 @@ class Proton:
             "runtime": self.runtime,
             "endpoint": endpoint,
             "runningSince": iso(self.running_since),
-            "creator": "sim-user",
+            "creator": SIM_USER,
             "createdAt": iso(self.created),
             "updatedAt": iso(self.updated),
         }
@@ -248,9 +271,10 @@ class Replacement:
     runtime: dict[str, Any]
     rollout: state.Rollout
     epoch_of: Any  # platform seconds -> epoch seconds
+    tenant_id: str
     candidate_proton_ids: list[str] = field(default_factory=list)
     strategy: str = "rolling"
-    kind: str = "replacement"  # or "settings", "promote"
+    kind: wire.Kind = "replacement"  # or "settings", "promote"
     cancel_requested: bool = False
     hidden: bool = False
     created: float = field(default_factory=time.time)
@@ -258,11 +282,16 @@ class Replacement:
 
     @property
     def status(self) -> str:
+        """The engine's status (``canceled`` included, see :func:`state.public_status`)."""
         return self.rollout.status
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.Replacement:
         r = self.rollout
         switched = iso(self.epoch_of(r.switched_at)) if r.switched_at is not None else None
+        config: wire.ReplacementConfig = {
+            "warmupDurationMinutes": int(self.config.get("warmupDurationMinutes", 0)),
+            "keepOldVersionMinutes": int(self.config.get("keepOldVersionMinutes", 0)),
+        }
         return {
             "id": self.id,
             "name": f"replacement-{self.id[-6:]}",
@@ -271,9 +300,9 @@ class Replacement:
             "candidateProtonIds": list(self.candidate_proton_ids),
             "previousProtonIds": list(self.previous_proton_ids),
             "strategy": self.strategy,
-            "config": dict(self.config),
+            "config": config,
             "runtime": self.runtime,
-            "status": r.status,
+            "status": state.public_status(r.status),
             "message": r.message,
             "switchedAt": switched,
             "kind": self.kind,
@@ -281,17 +310,28 @@ class Replacement:
             "updatedAt": iso(self.updated),
             "deletedAt": None,
             "isDeleted": False,
-            "userId": "sim-user",
-            "tenantId": "sim-tenant",
+            "userId": SIM_USER["id"],
+            "tenantId": self.tenant_id,
         }
 
-    def brief(self) -> dict[str, Any]:
+    def history_entry(self) -> wire.HistoryEntry:
+        """The record as history lists it once over, with its ``outcome`` (ours)."""
+        outcome = self.rollout.status
+        assert outcome in wire.OUTCOMES, outcome
+        return {**self.to_json(), "outcome": cast(wire.Outcome, outcome)}
+
+    def brief(self) -> wire.WorkloadReplacement:
+        """The ``replacement`` block of a workload."""
+        full = self.to_json()
         return {
             "id": self.id,
-            "candidateProtonIds": list(self.candidate_proton_ids),
-            "status": self.status,
-            "strategy": self.strategy,
+            "workloadId": self.workload_id,
             "candidateArtifactId": self.candidate_artifact_id,
+            "candidateProtonIds": list(self.candidate_proton_ids),
+            "status": full["status"],
+            "strategy": self.strategy,
+            "config": full["config"],
+            "runtime": self.runtime,
             "message": self.rollout.message,
         }
 
@@ -307,8 +347,8 @@ class Workload:
     type: str = "service"
     proton_id: str | None = None
     replacement: Replacement | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    history: list[wire.HistoryEntry] = field(default_factory=list)
+    events: list[wire.WorkloadEvent] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     last_status: str = "submitted"

@@ -8,10 +8,12 @@ experience and are *real* (wall-clock) time; latencies (``*_latency_ms``) are re
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from probes.errors import ConfigError
+from probes.sim.app import MAX_LATENCY_MS, MAX_STARTUP_S, parse_latency
 
 #: knob -> default; every fault is off by default, so ``healthy`` is the plain platform.
 DEFAULT_KNOBS: dict[str, Any] = {
@@ -33,6 +35,83 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "candidate_never_ready": False,
     "reveal_version": "both",  # header, body, both, none (both artifacts)
 }
+
+#: the most replicas one proton may have (the control plane answers 403 beyond)
+MAX_REPLICAS = 8
+PLATFORM_S_MAX = MAX_STARTUP_S  # platform seconds (about 115 days): any real rollout fits
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of one numeric knob: finite, ``low..high`` (``low`` itself excluded
+    when ``open_low``), integral when ``integer``; ``unit`` says what the number counts."""
+
+    low: float
+    high: float
+    unit: str
+    open_low: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        low, high = _show(self.low), _show(self.high)
+        bounds = f"> {low} and <= {high}" if self.open_low else f"in {low}..{high}"
+        return f"{kind} {bounds}" + (f" ({self.unit})" if self.unit else "")
+
+    def check(self, flag: str, value: Any) -> None:
+        """ConfigError naming ``flag`` unless ``value`` is in range (one line, no traceback)."""
+        number = _number(value, self.integer)
+        ok = (
+            number is not None
+            and math.isfinite(number)
+            and (number > self.low if self.open_low else number >= self.low)
+            and number <= self.high
+        )
+        if not ok:
+            raise ConfigError(f"{flag} {value!r}: expected {self.describe()}")
+
+
+def _number(value: Any, integer: bool) -> float | None:
+    """``value`` as a number to compare (an int stays an int: exact), None if it is none."""
+    if isinstance(value, bool):
+        return None
+    if integer:
+        return value if isinstance(value, int) else None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _show(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+#: every numeric setting of ``SimConfig`` (and so of ``probes sim``) with its valid range
+RANGES: dict[str, Range] = {
+    "time_scale": Range(0.0, 100_000.0, "platform seconds per real second", open_low=True),
+    "port": Range(0, 65535, "", integer=True),
+    "seed": Range(0, 2**63 - 1, "", integer=True),
+    "ready_timeout": Range(0.0, PLATFORM_S_MAX, "platform seconds", open_low=True),
+    "shift_seconds": Range(0.0, PLATFORM_S_MAX, "platform seconds"),
+    "drain_s": Range(0.0, PLATFORM_S_MAX, "platform seconds"),
+    "gap_ms": Range(0.0, 600_000.0, "real milliseconds"),
+    "completed_ttl": Range(0.0, 3600.0, "real seconds"),
+    "upstream_timeout": Range(0.0, 3600.0, "real seconds", open_low=True),
+    "dwell": Range(0.0, 60.0, "real seconds"),
+    "replicas": Range(1, MAX_REPLICAS, "replicas", integer=True),
+    "baseline_error_rate": Range(0.0, 1.0, "share of responses"),
+    "candidate_error_rate": Range(0.0, 1.0, "share of responses"),
+    "candidate_startup_s": Range(0.0, PLATFORM_S_MAX, "platform seconds"),
+}
+#: latency knobs: text forms (``parse_latency``), every number in 0..MAX_LATENCY_MS
+LATENCY_KNOBS = ("baseline_latency_ms", "candidate_latency_ms")
+
+
+def flag(name: str) -> str:
+    """The ``probes sim`` flag of a setting (``gap_ms`` -> ``--gap-ms``)."""
+    return "--" + name.replace("_", "-")
+
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "healthy": {},
@@ -99,8 +178,10 @@ class SimConfig:
             raise ConfigError(
                 f"--scenario {self.scenario!r}: expected one of {', '.join(SCENARIOS)}"
             )
-        if not self.time_scale > 0:
-            raise ConfigError(f"--time-scale {self.time_scale}: expected a number > 0")
+        RANGES["time_scale"].check(flag("time_scale"), self.time_scale)
+        RANGES["port"].check(flag("port"), self.port)
+        if self.seed is not None:
+            RANGES["seed"].check(flag("seed"), self.seed)
         if not self.token:
             raise ConfigError("simulator token: expected a non-empty bearer token")
         if self.host not in ("127.0.0.1", "localhost", "::1"):
@@ -110,13 +191,11 @@ class SimConfig:
             raise ConfigError(
                 f"--reveal-version {knobs['reveal_version']!r}: expected header, body, both or none"
             )
-        for name in ("baseline_error_rate", "candidate_error_rate"):
-            if not 0 <= float(knobs[name]) <= 1:
-                raise ConfigError(f"--{name.replace('_', '-')} {knobs[name]}: expected 0..1")
-        if not float(knobs["drain_s"]) >= 0:
-            raise ConfigError(f"--drain-s {knobs['drain_s']}: expected a number >= 0")
-        if int(knobs["replicas"]) < 1:
-            raise ConfigError(f"--replicas {knobs['replicas']}: expected an integer >= 1")
+        for name, valid in RANGES.items():
+            if name in knobs and knobs[name] is not None:
+                valid.check(flag(name), knobs[name])
+        for name in LATENCY_KNOBS:
+            check_latency(flag(name), knobs[name])
 
     def knobs(self) -> dict[str, Any]:
         """Defaults, overlaid by the scenario, overlaid by every knob set explicitly."""
@@ -132,3 +211,17 @@ class SimConfig:
         data["token"] = "***"
         data["knobs"] = self.knobs()
         return data
+
+
+def check_latency(flag_name: str, value: Any) -> None:
+    """ConfigError naming the flag unless ``value`` is a latency the proton app accepts."""
+    try:
+        if not str(value).strip():
+            raise ValueError("empty")
+        parse_latency(str(value))
+    except ValueError:
+        raise ConfigError(
+            f"{flag_name} {value!r}: expected MS, LOW-HIGH or lognorm:MEDIAN:SIGMA, every "
+            f"number finite, milliseconds in 0..{_show(MAX_LATENCY_MS)} "
+            "(e.g. 5, 5-20, lognorm:10:0.5)"
+        ) from None

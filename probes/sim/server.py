@@ -16,7 +16,7 @@ from aiohttp import web
 
 from probes.errors import TargetError
 from probes.sim import control, gateway
-from probes.sim.cluster import Cluster
+from probes.sim.engine import Engine
 from probes.sim.scenarios import SimConfig
 
 START_TIMEOUT_S = 60.0
@@ -81,7 +81,7 @@ class Simulator:
         self.labels: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._cluster: Cluster | None = None
+        self._engine: Engine | None = None
         self._runner: web.AppRunner | None = None
         self._stopped = threading.Event()
 
@@ -94,9 +94,10 @@ class Simulator:
         return f"{self.base_url}/api/v2/endpoints/workloads/{self.workload_id}/"
 
     @property
-    def cluster(self) -> Cluster:
-        assert self._cluster is not None, "simulator not started"
-        return self._cluster
+    def cluster(self) -> Engine:
+        """The platform engine (its records, router and stats); use it through ``call``."""
+        assert self._engine is not None, "simulator not started"
+        return self._engine
 
     def __enter__(self) -> Simulator:
         self.start()
@@ -142,10 +143,10 @@ class Simulator:
 
     async def _serve(self) -> None:
         k = self.knobs
-        self._cluster = Cluster(k, self.config.time_scale, self.config.seed)
-        await self._cluster.start()
+        self._engine = Engine(k, self.config.time_scale, self.config.seed)
+        await self._engine.start()
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app[control.CLUSTER_KEY] = self._cluster
+        app[control.ENGINE_KEY] = self._engine
         app[control.TOKEN_KEY] = self.config.token
         gateway.routes(app, self.config.token, float(k["upstream_timeout"]))
         control.routes(app)
@@ -157,7 +158,7 @@ class Simulator:
         assert server is not None
         port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.base_url = f"http://{self.config.host}:{port}"
-        self._cluster.base_url = self.base_url
+        self._engine.base_url = self.base_url
 
     async def _bootstrap(self) -> None:
         """Baseline and candidate artifacts (locked), and the workload on the baseline."""
@@ -212,8 +213,8 @@ class Simulator:
     async def _shutdown(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._cluster is not None:
-            await self._cluster.close()
+        if self._engine is not None:
+            await self._engine.close()
 
     def stop(self) -> None:
         """Stop the server and every proton process; idempotent."""
@@ -239,7 +240,7 @@ class Simulator:
 
     def proton_request_counts(self) -> dict[str, int]:
         """Requests the gateway routed to each proton (the stats endpoint's numbers)."""
-        return dict(self.call(self.cluster.request_counts))
+        return dict(self.call(self.cluster.stats.request_counts))
 
     def proton_pids(self) -> list[int]:
         """Process ids of every proton replica started so far (for orphan checks)."""

@@ -22,6 +22,13 @@ CANCELABLE = ("submitted", "initializing", "staged")
 OUTCOMES = ("completed", "errored", "canceled")
 
 
+def public_status(status: str) -> str:
+    """A replacement status as the API shows it: ``canceled`` is the engine's own end state
+    and not in the documented vocabulary, so a canceled record stays ``canceling`` (its last
+    documented state); history says how it ended in ``outcome``."""
+    return "canceling" if status == "canceled" else status
+
+
 @dataclass(frozen=True)
 class Timing:
     """Durations of one replacement, all in platform seconds."""

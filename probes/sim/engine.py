@@ -1,9 +1,14 @@
-"""The simulated platform: artifacts, workloads, protons, replacements, stats and events.
+"""The simulated platform's engine: its records and the replacement lifecycle.
 
-One :class:`Cluster` lives on the simulator's event loop. A tick task advances every
-replacement through :func:`probes.sim.state.next_state` and performs the actions it returns;
-proton replicas are real processes (:mod:`probes.sim.protons`) probed for readiness on the
-schedule of their artifact's ``readinessProbe`` (scaled by ``time_scale``).
+One :class:`Engine` lives on the simulator's event loop and holds the artifacts, workloads,
+protons (with their replacements and events). A tick task advances every replacement through
+:func:`probes.sim.state.next_state` and performs the actions it returns; proton replicas are
+real processes (:mod:`probes.sim.protons`) probed for readiness on the schedule of their
+artifact's ``readinessProbe`` (scaled by ``time_scale``).
+
+Two collaborators have their own modules: :attr:`Engine.router` (:mod:`probes.sim.routing`,
+which proton serves a request) and :attr:`Engine.stats` (:mod:`probes.sim.stats`, what the
+gateway saw per proton).
 """
 
 from __future__ import annotations
@@ -13,19 +18,19 @@ import contextlib
 import random
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
+import uuid
 from typing import Any
 
 import aiohttp
 
-from probes.sim import protons, state
+from probes.sim import protons, state, wire
 from probes.sim.models import Artifact, Proton, Replacement, Workload, iso, replica_count
 from probes.sim.protons import Replica
+from probes.sim.routing import Router
+from probes.sim.stats import Stats
 
 TICK_S = 0.01
 MIN_PROBE_PERIOD_S = 0.02
-MAX_ROWS = 2_000_000  # per proton, about 200 MB at most
 
 
 class Clock:
@@ -46,46 +51,38 @@ class Clock:
         return platform_s / self.scale
 
 
-@dataclass
-class ProtonStats:
-    """What the gateway saw for one proton: per request (epoch ts, status, latency ms)."""
+class Engine:
+    """All platform records and the lifecycle that moves them.
 
-    total: int = 0
-    server_errors: int = 0
-    user_errors: int = 0
-    # bounded: windowed stats cover the last MAX_ROWS requests; the totals cover all
-    rows: deque[tuple[float, int, float]] = field(default_factory=lambda: deque(maxlen=MAX_ROWS))
-
-    def add(self, ts: float, status: int, latency_ms: float) -> None:
-        self.total += 1
-        if status >= 500 or status == 0:
-            self.server_errors += 1
-        elif status >= 400:
-            self.user_errors += 1
-        self.rows.append((ts, status, latency_ms))
-
-
-class Cluster:
-    """All platform state and the lifecycle engine."""
+    Public surface: the records (``artifacts``, ``workloads``, ``protons``), ``router``,
+    ``stats``, ``clock``; ``new_id``, ``timing``, ``endpoint``; ``start``/``close``/``tick``;
+    ``new_proton``, ``start_proton``, ``stop_proton``; the queries ``workload_proton_ids``,
+    ``workload_status``, ``concurrent``; ``event``; ``spawn_task``.
+    """
 
     def __init__(self, knobs: dict[str, Any], scale: float, seed: int | None) -> None:
         self.knobs = knobs
         self.clock = Clock(scale)
         self.rng = random.Random(seed)
-        self.route_rng = random.Random(None if seed is None else seed + 1)
         self.artifacts: dict[str, Artifact] = {}
         self.workloads: dict[str, Workload] = {}
         self.protons: dict[str, Proton] = {}
-        self.stats: dict[str, ProtonStats] = {}
+        self.stats = Stats()
+        self.router = Router(
+            self.protons,
+            self.clock.now,
+            pin_connections=bool(knobs["pin_connections"]),
+            seed=None if seed is None else seed + 1,
+        )
         self.base_url = ""
         self.repo_id = self.new_id()
+        #: the one tenant of the simulated platform (``Replacement.tenantId``, a UUID4)
+        self.tenant_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         self.session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.event_seq = 0
         self.seed = seed
-        # connection pins (pin_connections): client peer -> (its transport, proton id)
-        self.pins: dict[Any, tuple[Any, str]] = {}
 
     # ---- ids, tasks, timing -------------------------------------------------------------
 
@@ -152,7 +149,7 @@ class Cluster:
     def tick(self) -> None:
         """Advance every replacement and record every status change as an event."""
         now = self.clock.now()
-        self._purge_pins()
+        self.router.purge()
         for wl in list(self.workloads.values()):
             rep = wl.replacement
             if rep is not None and not rep.hidden:
@@ -180,7 +177,7 @@ class Cluster:
                 wl, "replacement", after.status, {"replacementId": rep.id, "message": after.message}
             )
             if after.status in state.OUTCOMES:
-                wl.history.insert(0, {**rep.to_json(), "outcome": after.status})
+                wl.history.insert(0, rep.history_entry())
         # the candidate shows `warming` while inside its warmup window
         cand = self.candidate(rep)
         if cand is not None:
@@ -196,7 +193,7 @@ class Cluster:
             cancel_requested=rep.cancel_requested,
             candidate_stopped=cand is None or cand.stopped,
             old_inflight=len(old.inflight) if old else 0,
-            old_pinned=self._pinned_to(old.id) if old else 0,
+            old_pinned=self.router.pinned_to(old.id) if old else 0,
             old_stopped=old is None or old.stopped,
         )
 
@@ -235,22 +232,12 @@ class Cluster:
                 task.cancel()
 
     def _do_retire_old(self, wl: Workload, rep: Replacement) -> None:
-        """No request reaches the old protons any more; close the connections pinned to them.
-
-        An idle pinned connection is closed now; one with a request in flight gets
-        ``Connection: close`` on its response (the gateway sees ``retired``). Either way the
-        client reconnects and its next request lands on the new proton. As on any server
-        closing idle keep-alive connections, a request the client sends at that very moment
-        meets a closed connection (the caller sees a reset).
-        """
+        """No request reaches the old protons any more; close the connections pinned to
+        them (see :meth:`Router.release`)."""
         for pid in rep.previous_proton_ids:
             old = self.protons[pid]
             old.retired, old.updated = True, time.time()
-            busy = {id(transport) for _, transport in old.inflight.values()}
-            for peer, (transport, held) in list(self.pins.items()):
-                if held == pid and id(transport) not in busy:
-                    del self.pins[peer]
-                    transport.close()
+            self.router.release(old)
 
     def _do_stop_old(self, wl: Workload, rep: Replacement) -> None:
         for pid in rep.previous_proton_ids:
@@ -267,7 +254,7 @@ class Cluster:
     # ---- protons ---------------------------------------------------------------------------
 
     def new_proton(
-        self, wl: Workload, art: Artifact, runtime: dict[str, Any], role: str | None
+        self, wl: Workload, art: Artifact, runtime: dict[str, Any], role: wire.Role | None
     ) -> Proton:
         """Create a proton record and start its replicas in the background."""
         proton = Proton(
@@ -279,7 +266,7 @@ class Cluster:
             role=role,
         )
         self.protons[proton.id] = proton
-        self.stats[proton.id] = ProtonStats()
+        self.stats.open(proton.id)
         self.start_proton(proton)
         return proton
 
@@ -432,106 +419,10 @@ class Cluster:
             }
         )
 
-    # ---- routing (used by the gateway on every request) --------------------------------------
-
-    def pick(
-        self, wl: Workload, pins: dict[Any, Any] | None, peer: Any, transport: Any
-    ) -> tuple[Proton, Replica] | None:
-        """The proton (and replica) for one request, or None when none may be routed."""
-        proton_id = self._route(wl)
-        if pins is not None and peer is not None:
-            # a connection keeps the proton it first reached while that one can serve;
-            # the transport identity guards against a reused client port
-            pinned = pins.get(peer)
-            held = self.protons.get(pinned[1]) if pinned and pinned[0] is transport else None
-            if held is not None and held.routable():
-                proton_id = held.id
-            elif proton_id is not None:
-                pins[peer] = (transport, proton_id)
-        if proton_id is None:
-            return None
+    def concurrent(self, proton_id: str) -> int:
+        """Requests in flight on a proton now."""
         proton = self.protons.get(proton_id)
-        if proton is None:
-            return None
-        ready = proton.routable()
-        if not ready:
-            return None
-        proton.rr = (proton.rr + 1) % len(ready)
-        return proton, ready[proton.rr]
+        return len(proton.inflight) if proton is not None else 0
 
-    def _route(self, wl: Workload) -> str | None:
-        rep = wl.replacement
-        if rep is None or rep.rollout.switched_at is None or rep.status in state.OUTCOMES:
-            return wl.proton_id
-        old = rep.previous_proton_ids[0] if rep.previous_proton_ids else None
-        ws = state.weights(rep.rollout, self.clock.now(), old, wl.proton_id)
-        if len(ws) == 1:
-            return ws[0][0]
-        return state.route(ws, self.route_rng.random())
 
-    def _pinned_to(self, proton_id: str) -> int:
-        """Open client connections pinned to a proton."""
-        return sum(
-            1
-            for transport, pid in self.pins.values()
-            if pid == proton_id and not transport.is_closing()
-        )
-
-    def _purge_pins(self) -> None:
-        pins = self.pins
-        if pins:
-            for peer, (transport, _) in list(pins.items()):
-                if transport.is_closing():
-                    del pins[peer]
-
-    # ---- stats -------------------------------------------------------------------------------
-
-    def stats_for(
-        self,
-        wl: Workload,
-        proton_id: str | None,
-        start: float | None,
-        end: float | None,
-        quantile: float,
-        slow_ms: float,
-    ) -> dict[str, Any]:
-        """The documented ``metrics`` block from the gateway's per-request rows."""
-        ids = (
-            [proton_id]
-            if proton_id
-            else [p.id for p in self.protons.values() if p.workload_id == wl.id]
-        )
-        rows = [
-            row
-            for pid in ids
-            for row in self.stats.get(pid, ProtonStats()).rows
-            if (start is None or row[0] >= start) and (end is None or row[0] < end)
-        ]
-        total = len(rows)
-        server = sum(1 for _, s, _ in rows if s >= 500 or s == 0)
-        user = sum(1 for _, s, _ in rows if 400 <= s < 500)
-        lat = sorted(ms for _, _, ms in rows)
-        response_time = lat[min(len(lat) - 1, int(quantile * len(lat)))] if lat else None
-        t0 = start if start is not None else (min(r[0] for r in rows) if rows else time.time())
-        t1 = end if end is not None else time.time()
-        minutes = max((t1 - t0) / 60.0, 1e-9)
-        return {
-            "period": {"start": iso(t0), "end": iso(t1)},
-            "metrics": {
-                "totalRequests": total,
-                "serverErrors": server,
-                "userErrors": user,
-                "slowRequests": sum(1 for ms in lat if ms > slow_ms),
-                "responseTime": response_time,
-                "requestsPerMinute": total / minutes,
-                "concurrentRequests": sum(
-                    len(self.protons[p].inflight) for p in ids if p in self.protons
-                ),
-                "serverErrorRate": server / total if total else 0.0,
-                "userErrorRate": user / total if total else 0.0,
-                "totalErrorRate": (server + user) / total if total else 0.0,
-            },
-        }
-
-    def request_counts(self) -> dict[str, int]:
-        return {pid: s.total for pid, s in self.stats.items()}
+__all__ = ["TICK_S", "Clock", "Engine"]
