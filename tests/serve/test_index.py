@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -35,9 +36,15 @@ def make_run(
     **manifest: Any,
 ) -> Path:
     run = Run.create(
-        runs_dir, run_id, kind, target={"url": "http://x"}, settings={}, started_at=started,
-        trigger=trigger, schedule=schedule,
-    )  # fmt: skip
+        runs_dir,
+        run_id,
+        kind,
+        target={"url": "http://x"},
+        settings={},
+        started_at=started,
+        trigger=trigger,
+        schedule=schedule,
+    )
     run.update(target_name=target, **manifest)
     if ended is not None:
         run.finish(ended_at=ended)
@@ -75,7 +82,8 @@ def test_row_of_a_reported_rollout(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, "chat-rollout-1", kind="rollout", trigger="auto", summary=summary)
     row = row_from_run_dir(run_dir)
     assert row is not None
-    assert (row.run_id, row.target, row.kind, row.trigger) == ("chat-rollout-1", "chat", "rollout", "auto")
+    assert (row.run_id, row.target, row.kind) == ("chat-rollout-1", "chat", "rollout")
+    assert row.trigger == "auto"
     assert row.requests == 400 and row.error_rate == 0.0
     assert row.versions == ("v1", "v2")
     assert (row.from_version, row.to_version) == ("v1", "v2")
@@ -83,8 +91,21 @@ def test_row_of_a_reported_rollout(tmp_path: Path) -> None:
     assert row.started_ts == NOW - 3600 and row.ended_ts == NOW - 3000
     item = row.as_api()
     assert item["started_at"].endswith("Z") and item["ended_at"].endswith("Z")
-    for key in ("run_id", "target", "kind", "trigger", "schedule", "started_at", "ended_at",
-                "requests", "error_rate", "verdict", "from_version", "to_version", "pinned"):  # fmt: skip
+    for key in (
+        "run_id",
+        "target",
+        "kind",
+        "trigger",
+        "schedule",
+        "started_at",
+        "ended_at",
+        "requests",
+        "error_rate",
+        "verdict",
+        "from_version",
+        "to_version",
+        "pinned",
+    ):
         assert key in item
 
 
@@ -117,8 +138,14 @@ def test_put_query_filters_order_and_get(tmp_path: Path) -> None:
         rows = [
             _row("a", target="chat", kind="canary", started=NOW - 30),
             _row("b", target="chat", kind="rollout", started=NOW - 20, verdict="fail", pinned=True),
-            _row("c", target="emb", kind="load", started=NOW - 10, trigger="schedule",
-                 schedule="nightly"),  # fmt: skip
+            _row(
+                "c",
+                target="emb",
+                kind="load",
+                started=NOW - 10,
+                trigger="schedule",
+                schedule="nightly",
+            ),
         ]
         for row in rows:
             index.put(row)
@@ -140,15 +167,35 @@ def test_put_query_filters_order_and_get(tmp_path: Path) -> None:
         index.close()
 
 
-def _row(run_id: str, *, target: str | None = "chat", kind: str = "canary", started: float = NOW,
-         verdict: str | None = None, pinned: bool = False, trigger: str = "continuous",
-         schedule: str | None = None, state: str = "closed") -> RunRow:  # fmt: skip
+def _row(
+    run_id: str,
+    *,
+    target: str | None = "chat",
+    kind: str = "canary",
+    started: float = NOW,
+    verdict: str | None = None,
+    pinned: bool = False,
+    trigger: str = "continuous",
+    schedule: str | None = None,
+    state: str = "closed",
+) -> RunRow:
     return RunRow(
-        run_id=run_id, target=target, kind=kind, trigger=trigger, schedule=schedule,
-        started_ts=started, ended_ts=None if state == "open" else started + 5, requests=10,
-        error_rate=0.0, versions=("v1",), verdict=verdict, from_version=None, to_version=None,
-        pinned=pinned, state=state,
-    )  # fmt: skip
+        run_id=run_id,
+        target=target,
+        kind=kind,
+        trigger=trigger,
+        schedule=schedule,
+        started_ts=started,
+        ended_ts=None if state == "open" else started + 5,
+        requests=10,
+        error_rate=0.0,
+        versions=("v1",),
+        verdict=verdict,
+        from_version=None,
+        to_version=None,
+        pinned=pinned,
+        state=state,
+    )
 
 
 def test_reads_never_wait_for_a_busy_writer(tmp_path: Path) -> None:
@@ -159,8 +206,10 @@ def test_reads_never_wait_for_a_busy_writer(tmp_path: Path) -> None:
         index.flush()
 
         def hold_write_lock(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO runs (run_id, kind, trigger, started_ts, versions, "
-                         "pinned, state) VALUES ('uncommitted', 'load', 'api', 0, '[]', 0, 'open')")  # fmt: skip
+            conn.execute(
+                "INSERT INTO runs (run_id, kind, trigger, started_ts, versions, pinned, state) "
+                "VALUES ('uncommitted', 'load', 'api', 0, '[]', 0, 'open')"
+            )
             holding.set()
             release.wait(10)
 
@@ -193,8 +242,6 @@ def test_rebuilt_from_run_dirs_when_missing_stale_or_outdated(tmp_path: Path) ->
     run_two = runs / "two"
     write_json_atomic(run_two / SUMMARY_FILE, real_summary())  # the open run was closed since
     Run.open(run_two).finish(ended_at=NOW)
-    import shutil
-
     shutil.rmtree(runs / "one")  # deleted by hand
     index = RunIndex(path, runs)
     index.flush()
@@ -248,8 +295,14 @@ def test_put_run_dir_indexes_what_is_on_disk(tmp_path: Path) -> None:
 def test_expire_deletes_old_unpinned_runs_and_their_dirs(tmp_path: Path) -> None:
     old = NOW - 40 * DAY
     make_run(tmp_path, "old-canary", started=old, ended=old + 60)
-    make_run(tmp_path, "old-failed-rollout", kind="rollout", started=old, ended=old + 60,
-             summary=real_summary(candidate_errors=0.5))  # fmt: skip
+    make_run(
+        tmp_path,
+        "old-failed-rollout",
+        kind="rollout",
+        started=old,
+        ended=old + 60,
+        summary=real_summary(candidate_errors=0.5),
+    )
     make_run(tmp_path, "old-but-open", kind="rollout", started=old, ended=None)
     make_run(tmp_path, "recent", started=NOW - DAY, ended=NOW - DAY + 60)
     index = RunIndex(tmp_path / "index.sqlite", tmp_path)
@@ -258,8 +311,9 @@ def test_expire_deletes_old_unpinned_runs_and_their_dirs(tmp_path: Path) -> None
         assert index.expire(NOW, retention_days=30) == ["old-canary"]
         index.flush()
         assert not (tmp_path / "old-canary").exists()
-        assert {r.run_id for r in index.query()} == {"old-failed-rollout", "old-but-open", "recent"}
-        assert all((tmp_path / r).is_dir() for r in ("old-failed-rollout", "old-but-open", "recent"))
+        kept = ("old-failed-rollout", "old-but-open", "recent")
+        assert {r.run_id for r in index.query()} == set(kept)
+        assert all((tmp_path / r).is_dir() for r in kept)
         assert index.expire(NOW, retention_days=30) == []
     finally:
         index.close()
