@@ -20,7 +20,9 @@ Choices that rollout controllers depend on (their source, not guesses):
   and a ``Progressing`` event opens a capture for the mapped target. A judgement is never a 5xx
   (Flagger retries 5xx).
 - Bearer-token auth on every route but ``/healthz`` when the view has a token (constant-time
-  comparison; 401 with ``WWW-Authenticate: Bearer``).
+  comparison; 401 with ``WWW-Authenticate: Bearer``). Flagger's webhooks cannot send headers
+  (a webhook has only url, timeout, metadata, retries), so the Flagger routes also accept the
+  token as ``metadata.token`` in the body, as Flagger's own docs show.
 """
 
 from __future__ import annotations
@@ -193,22 +195,39 @@ def run_filters(query: Mapping[str, str]) -> dict[str, Any]:
 
 def _auth_middleware(token: str) -> Any:
     expected = f"Bearer {token}".encode()
+    secret = token.encode()
 
     @web.middleware
     async def auth(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path != "/healthz":
-            given = request.headers.get("Authorization", "").encode("utf-8", "replace")
-            if not hmac.compare_digest(given, expected):
-                return _error(
-                    401,
-                    "authorization required: send 'Authorization: Bearer <token>'",
-                    **{"WWW-Authenticate": 'Bearer realm="proton-probe"'},
-                )
-        return await handler(request)
+        if request.path == "/healthz":
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+        if hmac.compare_digest(given, expected):
+            return await handler(request)
+        flagger = request.method == "POST" and request.path.startswith("/api/v1/flagger/")
+        if flagger and hmac.compare_digest(await _flagger_token(request), secret):
+            return await handler(request)
+        return _error(
+            401,
+            "authorization required: send 'Authorization: Bearer <token>'",
+            **{"WWW-Authenticate": 'Bearer realm="proton-probe"'},
+        )
 
     return auth
+
+
+async def _flagger_token(request: web.Request) -> bytes:
+    """``metadata.token`` of a Flagger webhook body (Flagger cannot send headers; its docs
+    put a token in the webhook's metadata). The body stays cached for the handler."""
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return b""
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    value = metadata.get("token") if isinstance(metadata, dict) else None
+    return value.encode("utf-8", "replace") if isinstance(value, str) else b""
 
 
 @web.middleware

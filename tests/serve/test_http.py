@@ -502,6 +502,18 @@ def test_bearer_auth_on_every_route_but_healthz(view: FakeView, tmp_path: Path) 
         ):
             assert (await post(c, path, body))[0] == 401
             assert (await post(c, path, body, headers=good))[0] in (200, 202)
+        # Flagger cannot send headers: its routes take the token from the body's metadata
+        with_token = hook()
+        with_token["metadata"]["token"] = token
+        assert (await post(c, "/api/v1/flagger/event", with_token))[0] == 200
+        with_token["metadata"]["token"] = token + "x"
+        assert (await post(c, "/api/v1/flagger/event", with_token))[0] == 401
+        assert (
+            await post(
+                c, "/api/v1/targets/chat/runs", {"kind": "load", "metadata": {"token": token}}
+            )
+        )[0] == 401
+        assert (await post(c, "/api/v1/flagger/gate", "{bad json"))[0] == 401
 
     run(view, go)
     view.index.flush()
