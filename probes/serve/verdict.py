@@ -47,32 +47,40 @@ __all__ = [
 MIN_SAMPLES = 50
 #: Latencies per side the endpoint's Mann-Whitney test uses (the report's cap is higher).
 MWU_MAX_PER_SIDE = 5_000
-_MEMO_SIZE = 256
+_MEMO_SIZE = 1024
 _memo: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 _memo_lock = threading.Lock()
-_PREFIX_SIZE = 64
+#: Rollouts whose version codes are kept between calls (1 byte per sample each).
+_PREFIX_SIZE = 1024
 _prefixes: OrderedDict[tuple[Any, ...], _Prefix] = OrderedDict()
 
 
 @dataclass
 class _Prefix:
-    """The baseline/candidate masks of the first ``n`` samples, and how to recognise them."""
+    """Version codes of the first ``n`` samples (0 baseline, 1 candidate, 2 other) and how to
+    recognise those samples again."""
 
     n: int
     latency_sum: float
     last: tuple[float, str]
-    masks: tuple[np.ndarray, np.ndarray]
+    codes: np.ndarray
+
+
+def _codes(versions: np.ndarray, labels: tuple[str, str]) -> np.ndarray:
+    codes = np.full(versions.size, 2, dtype=np.int8)
+    codes[versions == labels[0]] = 0
+    codes[versions == labels[1]] = 1
+    return codes
 
 
 def _masks(
     key: tuple[Any, ...], versions: np.ndarray, latency: np.ndarray, labels: tuple[str, str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``versions == baseline`` and ``versions == candidate``, extending the last call's masks
+    """``versions == baseline`` and ``versions == candidate``, extending the last call's codes
     when the samples start with the ones it saw (same length prefix, sum and last sample)."""
     n = int(versions.size)
     with _memo_lock:
         prefix = _prefixes.get(key)
-    masks: tuple[np.ndarray, np.ndarray]
     m = prefix.n if prefix is not None else 0
     if (
         prefix is not None
@@ -80,21 +88,17 @@ def _masks(
         and (float(latency[m - 1]), str(versions[m - 1])) == prefix.last
         and float(np.sum(latency[:m])) == prefix.latency_sum
     ):
-        tail = versions[m:]
-        masks = (
-            np.concatenate((prefix.masks[0], tail == labels[0])),
-            np.concatenate((prefix.masks[1], tail == labels[1])),
-        )
+        codes = np.concatenate((prefix.codes, _codes(versions[m:], labels)))
     else:
-        masks = (versions == labels[0], versions == labels[1])
+        codes = _codes(versions, labels)
     if n:
-        entry = _Prefix(n, float(np.sum(latency)), (float(latency[-1]), str(versions[-1])), masks)
+        entry = _Prefix(n, float(np.sum(latency)), (float(latency[-1]), str(versions[-1])), codes)
         with _memo_lock:
             _prefixes[key] = entry
             _prefixes.move_to_end(key)
             while len(_prefixes) > _PREFIX_SIZE:
                 _prefixes.popitem(last=False)
-    return masks
+    return codes == 0, codes == 1
 
 
 def _empty_body(target: str, run_id: str | None, updated_at: float) -> dict[str, Any]:

@@ -555,3 +555,19 @@ def test_a_slow_index_read_does_not_block_the_loop(view: FakeView) -> None:
         assert elapsed < 1.0
 
     run(view, go)
+
+
+def test_the_http_layer_imports_no_cli_locust_or_gevent() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import probes.serve.http, probes.serve.index, probes.serve.metrics, probes.serve.verdict\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('click', 'locust', 'gevent')\n"
+        "       or m.startswith('probes.cli')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
