@@ -36,7 +36,7 @@ from typing import Any
 
 from probes.errors import RunDirError
 from probes.records import MANIFEST_FILE, read_manifest
-from probes.run import iso, read_summary
+from probes.run import SUMMARY_FILE, iso, read_summary
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -288,6 +288,17 @@ def _run_dirs(runs_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in entries if RUN_ID_RE.match(p.name) and (p / MANIFEST_FILE).is_file()}
 
 
+def _changed_since(run_dir: Path, since: float) -> bool:
+    """Whether the run's manifest or summary was written at or after ``since``."""
+    for name in (MANIFEST_FILE, SUMMARY_FILE):
+        try:
+            if (run_dir / name).stat().st_mtime >= since:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 _Job = Callable[[sqlite3.Connection], None]
 
 
@@ -394,17 +405,25 @@ class RunIndex:
                 return
 
     def _reconcile(self, conn: sqlite3.Connection) -> None:
-        """Index every run dir the index lacks (or holds as open), drop rows of vanished dirs."""
+        """Catch up with runs_dir: index every run dir the index lacks, holds as open, or whose
+        manifest or summary changed since the last catch-up (``probes report`` re-made it);
+        drop the rows of vanished dirs."""
+        started = time.time()
+        found = conn.execute("SELECT value FROM meta WHERE key = 'reconciled_at'").fetchone()
+        since = float(found[0]) if found else 0.0
         dirs = _run_dirs(self.runs_dir)
         known = dict(conn.execute("SELECT run_id, state FROM runs").fetchall())
         for run_id in set(known) - set(dirs):
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         for run_id, run_dir in dirs.items():
-            if known.get(run_id) not in (None, "open"):
+            if known.get(run_id) not in (None, "open") and not _changed_since(run_dir, since):
                 continue
             row = row_from_run_dir(run_dir)
             if row is not None:
                 self._upsert(conn, row)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('reconciled_at', ?)", (repr(started),)
+        )
 
     @staticmethod
     def _upsert(conn: sqlite3.Connection, row: RunRow) -> None:

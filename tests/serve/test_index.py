@@ -251,6 +251,15 @@ def test_rebuilt_from_run_dirs_when_missing_stale_or_outdated(tmp_path: Path) ->
     assert rows["two"].state == "closed" and rows["two"].verdict == "pass"
     index.close()
 
+    # a report re-made while the service was down (probes report RUN_DIR): the row follows it
+    time.sleep(0.01)
+    write_json_atomic(run_two / SUMMARY_FILE, real_summary(candidate_errors=0.5))
+    index = RunIndex(path, runs)
+    index.flush()
+    got = index.get("two")
+    assert got is not None and got.verdict == "fail" and got.pinned
+    index.close()
+
     with sqlite3.connect(path) as conn:  # an index of another schema version
         conn.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
         conn.execute("DELETE FROM runs")
