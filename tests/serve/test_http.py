@@ -186,6 +186,11 @@ def test_health_readiness_and_index_page(view: FakeView) -> None:
         ):
             assert f'href="{href}"' in page
 
+        status, err, _ = await get(c, "/api/v1/nothing-here")
+        assert status == 404 and "error" in err
+        status, err, _ = await get(c, "/api/v1/flagger/gate")
+        assert status == 405 and "error" in err
+
     run(view, go)
 
 
