@@ -538,10 +538,11 @@ def test_auth_off_needs_no_header(view: FakeView) -> None:
 
 
 def test_a_slow_index_read_does_not_block_the_loop(view: FakeView) -> None:
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     real_query = view.index.query
 
     def slow_query(**kw: Any) -> list[RunRow]:
+        entered.set()
         release.wait(5)
         return real_query(**kw)
 
@@ -549,7 +550,7 @@ def test_a_slow_index_read_does_not_block_the_loop(view: FakeView) -> None:
 
     async def go(c: TestClient) -> None:
         slow = asyncio.ensure_future(c.get("/api/v1/runs"))
-        await asyncio.sleep(0.05)
+        assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
         start = time.monotonic()
         assert (await c.get("/healthz")).status == 200
         assert (await c.get("/api/v1/verdict?target=chat")).status == 200
