@@ -12,7 +12,8 @@ Choices that rollout controllers depend on (their source, not guesses):
   measurement and aborts the rollout after ``consecutiveErrorLimit`` (4) of them, so "not yet"
   is ``pending`` in a 200. Even an exception while judging becomes a 200 ``pending`` naming it:
   a bug here must pause a rollout, not abort it. An unknown target is a 404 (a wrong URL in an
-  AnalysisTemplate is a configuration error that should surface).
+  AnalysisTemplate is a configuration error that should surface); ``target`` may be left out
+  when the service has exactly one.
 - Flagger webhooks pass on 200-202 only, and show a failing body in the canary's events:
   ``gate`` (confirm-rollout / confirm-promotion / rollout hooks) is 200 on ``pass`` and 403 with
   a one-line reason on ``fail`` or ``pending`` (as Flagger's own load tester halts a gate);

@@ -4,6 +4,10 @@ The numbers are the report's: the comparison block comes from ``reports.stats.co
 checks from ``reports.verdict.verdict``, run on a summary-shaped dict built here from the raw
 arrays, so the endpoint and the run's ``summary.json`` judge a rollout by the same rules.
 
+Fields beyond the contract's: ``requests`` (all requests per side; ``samples`` counts the
+successful ones, which is what the minimum applies to), ``error_p_value``, ``judgement``,
+``latency_test``, ``error_test`` (as in summary.json's comparison) and ``min_samples``.
+
 ``verdict`` is ``pass`` or ``fail`` as the checks say, and ``pending`` while the evidence is thin:
 no rollout known, either version with fewer than ``MIN_SAMPLES`` successful samples, or a check
 that cannot be decided yet (the report's ``inconclusive``). Argo Rollouts turns any non-2xx into
@@ -16,7 +20,9 @@ subsampling, with a lower bound; ``latency_test`` says so); run-wide and other-v
 are computed only when an SLO refers to them; the per-version masks of a rollout whose samples
 only grew since the last call are extended, not recomputed (comparing 100k Python strings is
 the largest single cost); and a body is memoised on a fingerprint of its inputs, so polls
-between two new samples cost nothing. Measured: ``bench/serve_verdict.py``.
+between two new samples cost nothing. Measured (``bench/serve_verdict.py``, 100 live rollouts
+of 1k to 100k samples): 7 ms CPU per poll at p50, 17 ms at p99, about 10 ms at 100k samples,
+the largest parts being the exact percentiles, Fisher's test and the Mann-Whitney test.
 """
 
 from __future__ import annotations
