@@ -577,3 +577,46 @@ def test_the_http_layer_imports_no_cli_locust_or_gevent() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "serve"
+
+
+def test_deploy_manifests_use_the_routes_as_they_answer() -> None:
+    """The Argo and Flagger manifests point at these routes with the codes they answer."""
+    import tomllib
+
+    yaml = pytest.importorskip("yaml")
+    docs = {}
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs[doc["kind"]] = doc
+    assert {
+        "ConfigMap",
+        "Deployment",
+        "PersistentVolumeClaim",
+        "Service",
+        "ServiceMonitor",
+        "AnalysisTemplate",
+        "Canary",
+        "Secret",
+    } <= set(docs)
+    assert docs["Deployment"]["spec"]["replicas"] == 1
+    config = tomllib.loads(docs["ConfigMap"]["data"]["serve.toml"])
+    assert config["serve"]["auth_token_env"] and config["targets"][0]["flagger"] == ["prod/chat"]
+    metric = docs["AnalysisTemplate"]["spec"]["metrics"][0]
+    assert metric["successCondition"] == 'result == "pass"'
+    assert metric["failureCondition"] == 'result == "fail"'
+    assert metric["inconclusiveLimit"] > 0
+    web_provider = metric["provider"]["web"]
+    assert (
+        web_provider["jsonPath"] == "{$.verdict}"
+        and "/api/v1/verdict?target=" in web_provider["url"]
+    )
+    hooks = {h["type"]: h["url"] for h in docs["Canary"]["spec"]["analysis"]["webhooks"]}
+    assert hooks["confirm-promotion"].endswith("/api/v1/flagger/gate")
+    assert hooks["rollback"].endswith("/api/v1/flagger/rollback")
+    assert hooks["event"].endswith("/api/v1/flagger/event")
+    endpoint = docs["ServiceMonitor"]["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/metrics" and endpoint["authorization"]["type"] == "Bearer"
