@@ -394,15 +394,23 @@ class RunIndex:
                     conn.commit()
                     job.set()
                 else:
-                    try:
-                        job(conn)
-                    except Exception:  # one bad row must not stop the index
-                        log.exception("run index: a write failed")
-                        conn.rollback()
+                    self._run_job(conn, job)
             conn.commit()
             if stop:
                 conn.close()
                 return
+
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, job: _Job) -> None:
+        """One job in a savepoint: a failing write is undone alone, and logged; the others of
+        its batch (one transaction) stay."""
+        conn.execute("SAVEPOINT job")
+        try:
+            job(conn)
+        except Exception:  # one bad row must not stop the index
+            log.exception("run index: a write failed")
+            conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
 
     def _reconcile(self, conn: sqlite3.Connection) -> None:
         """Catch up with runs_dir: index every run dir the index lacks, holds as open, or whose

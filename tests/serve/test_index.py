@@ -364,3 +364,29 @@ def test_closed_index_refuses_writes(tmp_path: Path) -> None:
     index.close()
     with pytest.raises(RuntimeError):
         index.put(_row("x"))
+
+
+def test_a_failing_write_is_undone_alone(tmp_path: Path) -> None:
+    index = RunIndex(tmp_path / "index.sqlite", tmp_path)
+    release, holding = threading.Event(), threading.Event()
+    try:
+        index._submit(lambda conn: (holding.set(), release.wait(10)))  # type: ignore[func-returns-value]
+        assert holding.wait(5)
+        index.put(_row("before"))
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO runs (run_id, kind, trigger, started_ts, versions, pinned, state) "
+                "VALUES ('half', 'load', 'api', 0, '[]', 0, 'closed')"
+            )
+            raise RuntimeError("boom")
+
+        index._submit(half_then_fail)
+        index.put(_row("bad", state="exploded"))  # refused by the writer, not by put
+        index.put(_row("after"))
+        release.set()  # the four jobs now run as one batch
+        index.flush()
+        assert {r.run_id for r in index.query()} == {"before", "after"}
+    finally:
+        release.set()
+        index.close()
