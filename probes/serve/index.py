@@ -391,26 +391,39 @@ class RunIndex:
                 if job is None:
                     stop = True
                 elif isinstance(job, threading.Event):
-                    conn.commit()
+                    self._commit(conn)
                     job.set()
                 else:
                     self._run_job(conn, job)
-            conn.commit()
+            self._commit(conn)
             if stop:
                 conn.close()
                 return
 
     @staticmethod
+    def _commit(conn: sqlite3.Connection) -> None:
+        """Commit; a failure (disk full, I/O error) loses this batch, never the writer."""
+        try:
+            conn.commit()
+        except sqlite3.Error:
+            log.exception("run index: a commit failed; its writes are lost until a rebuild")
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+
+    @staticmethod
     def _run_job(conn: sqlite3.Connection, job: _Job) -> None:
         """One job in a savepoint: a failing write is undone alone, and logged; the others of
         its batch (one transaction) stay."""
-        conn.execute("SAVEPOINT job")
         try:
-            job(conn)
-        except Exception:  # one bad row must not stop the index
-            log.exception("run index: a write failed")
-            conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
+            conn.execute("SAVEPOINT job")
+            try:
+                job(conn)
+            except Exception:  # one bad row must not stop the index
+                log.exception("run index: a write failed")
+                conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+        except sqlite3.Error:
+            log.exception("run index: the database refused a write")
 
     def _reconcile(self, conn: sqlite3.Connection) -> None:
         """Catch up with runs_dir: index every run dir the index lacks, holds as open, or whose
