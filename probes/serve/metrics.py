@@ -1,0 +1,184 @@
+"""The service's Prometheus metrics (CONTRACT.md "Metrics"), on a registry of its own.
+
+A continuous prober exports counters and a duration histogram (as Grafana Synthetic
+Monitoring does), not per-scrape gauges: Prometheus computes rates and quantiles over any
+window from them, and nothing is lost between scrapes.
+
+=============================================================  ==========================
+metric (prefix ``proton_probe_``, base units)                   labels
+=============================================================  ==========================
+``requests_total`` (counter)                                    target, version, source, outcome
+``request_duration_seconds`` (histogram)                        target, version
+``observed_version_share_ratio`` (gauge, last window, 0-1)      target, version
+``last_success_timestamp_seconds`` (gauge)                      target
+``rollout_in_progress`` (gauge, 0/1)                            target
+``rollouts_total`` (counter)                                    target, outcome
+``verdict`` (gauge, one-hot over pass, fail, pending)           target, verdict
+``scheduled_runs_total`` (counter)                              schedule, result
+``scheduled_runs_missed_total`` (counter)                       schedule
+``build_info`` (gauge, 1)                                       version
+=============================================================  ==========================
+
+Version labels are bounded: ``keep_versions`` removes every series of a target's versions that
+are no longer kept (the service keeps its open rollout's and its last 5 rollouts' versions).
+Between two such calls a target never exports more than ``MAX_VERSIONS_PER_TARGET`` versions:
+further ones are counted under ``version="other"``, so a tag rule that matches something
+unbounded (a request id, a host name) cannot blow up the scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["DURATION_BUCKETS_S", "MAX_VERSIONS_PER_TARGET", "OTHER_VERSION", "VERDICTS", "Metrics"]
+
+PREFIX = "proton_probe_"
+#: Request duration buckets (seconds): model endpoints answer in milliseconds to a minute.
+DURATION_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+VERDICTS = ("pass", "fail", "pending")
+MAX_VERSIONS_PER_TARGET = 20
+OTHER_VERSION = "other"
+
+
+class Metrics:
+    """Every metric of the contract; the methods are safe to call from any thread."""
+
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._requests = Counter(
+            PREFIX + "requests",
+            "Requests sent to a target, by the version that answered and the outcome "
+            "(ok, or the error class).",
+            ["target", "version", "source", "outcome"],
+            registry=reg,
+        )
+        self._duration = Histogram(
+            PREFIX + "request_duration_seconds",
+            "Time from sending a request to its full response (or failure).",
+            ["target", "version"],
+            buckets=DURATION_BUCKETS_S,
+            registry=reg,
+        )
+        self._share = Gauge(
+            PREFIX + "observed_version_share_ratio",
+            "Share of a target's requests each version answered over the last window.",
+            ["target", "version"],
+            registry=reg,
+        )
+        self._last_success = Gauge(
+            PREFIX + "last_success_timestamp_seconds",
+            "Unix time of the last successful response from a target.",
+            ["target"],
+            registry=reg,
+        )
+        self._rollout = Gauge(
+            PREFIX + "rollout_in_progress",
+            "1 while a rollout capture is open on the target, else 0.",
+            ["target"],
+            registry=reg,
+        )
+        self._rollouts = Counter(
+            PREFIX + "rollouts",
+            "Rollout captures closed, by the rollout's outcome.",
+            ["target", "outcome"],
+            registry=reg,
+        )
+        self._verdict = Gauge(
+            PREFIX + "verdict",
+            "The target's current verdict, one-hot over pass, fail and pending.",
+            ["target", "verdict"],
+            registry=reg,
+        )
+        self._scheduled = Counter(
+            PREFIX + "scheduled_runs",
+            "Scheduled runs started, by result.",
+            ["schedule", "result"],
+            registry=reg,
+        )
+        self._missed = Counter(
+            PREFIX + "scheduled_runs_missed",
+            "Scheduled fire times that did not run (deadline passed, forbid, deferred).",
+            ["schedule"],
+            registry=reg,
+        )
+        self._build = Gauge(
+            PREFIX + "build_info", "The running proton-probe version.", ["version"], registry=reg
+        )
+        self._build.labels(version=version).set(1)
+        self._lock = threading.Lock()
+        #: target -> version -> the (source, outcome) pairs exported for it
+        self._series: dict[str, dict[str, set[tuple[str, str]]]] = {}
+
+    def _version_label(self, target: str, version: str) -> str:
+        """``version``, or ``other`` once the target already exports the maximum (lock held)."""
+        versions = self._series.setdefault(target, {})
+        if version in versions or len(versions) < MAX_VERSIONS_PER_TARGET:
+            return version
+        return OTHER_VERSION
+
+    def request(self, target: str, version: str, source: str, outcome: str, seconds: float) -> None:
+        """One request: ``requests_total`` and (``outcome == "ok"`` or not) its duration."""
+        with self._lock:
+            label = self._version_label(target, version)
+            self._series[target].setdefault(label, set()).add((source, outcome))
+            # under the lock: keep_versions must never miss a series created meanwhile
+            self._requests.labels(target, label, source, outcome).inc()
+            self._duration.labels(target, label).observe(max(0.0, seconds))
+
+    def shares(self, target: str, shares: Mapping[str, float]) -> None:
+        """The versions' shares over the last window; a kept version absent from it is 0."""
+        with self._lock:
+            versions = self._series.setdefault(target, {})
+            for version in list(versions):
+                if version not in shares:
+                    self._share.labels(target, version).set(0.0)
+            for version, share in shares.items():
+                label = self._version_label(target, version)
+                versions.setdefault(label, set())
+                self._share.labels(target, label).set(float(share))
+
+    def last_success(self, target: str, ts: float) -> None:
+        self._last_success.labels(target).set(ts)
+
+    def rollout(self, target: str, in_progress: bool) -> None:
+        self._rollout.labels(target).set(1 if in_progress else 0)
+
+    def rollout_done(self, target: str, outcome: str) -> None:
+        """A rollout capture closed with this outcome (completed, errored, canceled, ...)."""
+        self._rollouts.labels(target, outcome).inc()
+
+    def verdict(self, target: str, verdict: str) -> None:
+        """Set the one-hot verdict gauge (``pass``, ``fail`` or ``pending``)."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+        for v in VERDICTS:
+            self._verdict.labels(target, v).set(1 if v == verdict else 0)
+
+    def scheduled_run(self, schedule: str, result: str) -> None:
+        self._scheduled.labels(schedule, result).inc()
+
+    def missed(self, schedule: str) -> None:
+        self._missed.labels(schedule).inc()
+
+    def keep_versions(self, target: str, versions: Iterable[str]) -> None:
+        """Remove every series of ``target`` whose version is not in ``versions``."""
+        keep = set(versions)
+        with self._lock:
+            exported = self._series.get(target, {})
+            for version in [v for v in exported if v not in keep]:
+                for source, outcome in exported.pop(version):
+                    _remove(self._requests, target, version, source, outcome)
+                _remove(self._duration, target, version)
+                _remove(self._share, target, version)
+
+
+def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # that combination was never exported
+        metric.remove(*labels)

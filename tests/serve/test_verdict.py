@@ -1,0 +1,201 @@
+"""The verdict body from raw samples: pending rules, pass/fail, and the report's own numbers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probes.serve import verdict as V
+from probes.serve.verdict import MIN_SAMPLES, no_rollout_body, verdict_body
+from reports import build_summary
+
+CONTRACT_KEYS = {
+    "verdict",
+    "reason",
+    "target",
+    "run_id",
+    "baseline",
+    "candidate",
+    "samples",
+    "candidate_error_rate",
+    "error_rate_delta",
+    "p50_delta_ms",
+    "p99_delta_ms",
+    "latency_p_value",
+    "checks",
+    "updated_at",
+}
+
+
+def samples(
+    n_base: int,
+    n_cand: int,
+    *,
+    cand_error: float = 0.0,
+    cand_slower_ms: float = 0.0,
+    seed: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Baseline then candidate samples: version labels, latency (ms) and ok flags."""
+    rng = np.random.default_rng(seed)
+    versions = np.array(["v1"] * n_base + ["v2"] * n_cand, dtype=object)
+    latency = rng.lognormal(3.0, 0.3, n_base + n_cand)
+    latency[n_base:] += cand_slower_ms
+    ok = np.ones(n_base + n_cand, dtype=bool)
+    ok[n_base:] = rng.random(n_cand) >= cand_error
+    return versions, latency, ok
+
+
+def body(versions, latency, ok, slos=(), **kw: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "target": "chat",
+        "run_id": "chat-rollout-1",
+        "baseline": "v1",
+        "candidate": "v2",
+        "slos": list(slos),
+        "updated_at": 1_800_000_000.0,
+    }
+    args.update(kw)
+    return verdict_body(versions=versions, latency_ms=latency, ok=ok, **args)
+
+
+def test_no_rollout_is_pending_with_the_full_body() -> None:
+    b = no_rollout_body("chat", 1_800_000_000.0)
+    assert set(b) >= CONTRACT_KEYS
+    assert (b["verdict"], b["reason"], b["target"]) == ("pending", "no rollout known", "chat")
+    assert b["updated_at"] == "2027-01-15T08:00:00.000Z"
+    v, lat, ok = samples(100, 100)
+    b = body(v, lat, ok, baseline=None, candidate=None)
+    assert b["verdict"] == "pending" and b["reason"] == "no rollout known"
+
+
+def test_pending_until_both_sides_have_min_successful_samples() -> None:
+    v, lat, ok = samples(500, MIN_SAMPLES - 1)
+    b = body(v, lat, ok)
+    assert b["verdict"] == "pending"
+    assert b["samples"] == {"baseline": 500, "candidate": MIN_SAMPLES - 1}
+    assert "candidate v2 has 49 successful samples, needs 50" in b["reason"]
+    v, lat, ok = samples(MIN_SAMPLES, MIN_SAMPLES)
+    assert body(v, lat, ok)["verdict"] == "pass"
+    # errors do not count as samples: 80 requests with 40 failures is still thin
+    v, lat, ok = samples(500, 80, cand_error=0.5)
+    b = body(v, lat, ok)
+    assert b["samples"]["candidate"] < MIN_SAMPLES and b["verdict"] == "pending"
+
+
+def test_pass_on_a_healthy_candidate() -> None:
+    v, lat, ok = samples(2000, 2000)
+    b = body(v, lat, ok)
+    assert set(b) >= CONTRACT_KEYS
+    assert b["verdict"] == "pass", b["reason"]
+    assert b["reason"] == "all 2 checks passed"
+    assert [c["name"] for c in b["checks"]] == ["error_rate", "comparison.judgement"]
+    assert b["candidate_error_rate"] == 0.0 and b["judgement"] in ("same", "better")
+
+
+def test_fail_on_a_bad_candidate_names_the_check() -> None:
+    v, lat, ok = samples(2000, 2000, cand_error=0.2)  # the simulator's bad-candidate
+    b = body(v, lat, ok)
+    assert b["verdict"] == "fail"
+    assert b["reason"].startswith("failed: ")
+    assert "error_rate=" in b["reason"] and "comparison.judgement=worse" in b["reason"]
+    assert b["candidate_error_rate"] == pytest.approx(0.2, abs=0.03)
+    assert b["error_rate_delta"] == pytest.approx(0.2, abs=0.03)
+    assert "\n" not in b["reason"]
+
+
+def test_slos_are_the_reports_slos() -> None:
+    v, lat, ok = samples(2000, 2000, cand_slower_ms=200.0)
+    b = body(v, lat, ok, slos=["candidate.p99_ms<1.2*baseline.p99_ms"])
+    assert b["verdict"] == "fail" and "candidate.p99_ms=" in b["reason"]
+    b = body(v, lat, ok, slos=["error_rate<0.01", "p99_ms<10000"])
+    assert b["verdict"] == "pass"
+    assert [c["name"] for c in b["checks"]] == ["error_rate", "p99_ms"]
+    b = body(v, lat, ok, slos=["cutover_s<5"])  # not known live: pending, not a guess
+    assert b["verdict"] == "pending" and b["reason"].startswith("not decided yet: cutover_s")
+
+
+def frame_of(versions: np.ndarray, latency: np.ndarray, ok: np.ndarray) -> pd.DataFrame:
+    n = versions.size
+    ts = 1000.0 + np.arange(n) * 0.01
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "intended_ts": ts,
+            "latency_ms": latency,
+            "source": "probe",
+            "worker": "w",
+            "status": np.where(ok, 200, 500).astype(np.int16),
+            "error": pd.Series(np.where(ok, None, "http_5xx"), dtype=object),
+            "version": versions,
+            "tag_source": "header",
+        }
+    )
+
+
+@pytest.mark.parametrize("case", [{}, {"cand_error": 0.05}, {"cand_slower_ms": 15.0}])
+def test_numbers_equal_the_reports_for_the_same_samples(case: dict[str, float]) -> None:
+    v, lat, ok = samples(1500, 1500, **case)
+    manifest = {"run_id": "r", "kind": "rollout", "started_ts": 1000.0, "ended_ts": 1030.0}
+    summary = build_summary(frame_of(v, lat, ok), [], manifest, slos=None, bucket_s=1.0)
+    b = body(v, lat, ok)
+    comparison = summary["comparison"]
+    for key in ("error_rate_delta", "p50_delta_ms", "p99_delta_ms", "latency_p_value", "judgement"):
+        assert b[key] == comparison[key], key
+    assert b["candidate_error_rate"] == summary["versions"]["v2"]["error_rate"]
+    strip = [{k: c[k] for k in ("name", "value", "op", "threshold", "passed")} for c in b["checks"]]
+    want = [
+        {k: c[k] for k in ("name", "value", "op", "threshold", "passed")}
+        for c in summary["verdict"]["checks"]
+    ]
+    assert strip == want
+    expected = summary["verdict"]["result"]
+    assert b["verdict"] == ("pending" if expected == "inconclusive" else expected)
+
+
+def test_growing_samples_give_the_same_body_as_a_fresh_computation() -> None:
+    v, lat, ok = samples(3000, 3000, cand_error=0.02)
+    order = np.random.default_rng(5).permutation(v.size)  # interleaved versions
+    v, lat, ok = v[order], lat[order], ok[order]
+    for n in (500, 1200, 1201, 4000, 6000):
+        live = body(v[:n], lat[:n], ok[:n])
+        V._memo.clear()
+        V._prefixes.clear()
+        fresh = body(v[:n], lat[:n], ok[:n])
+        assert live == fresh, n
+    # a sliding window (same length, other samples) is never answered from the cache
+    a = body(v[:3000], lat[:3000], ok[:3000])
+    b = body(v[3000:], lat[3000:], ok[3000:])
+    V._memo.clear()
+    V._prefixes.clear()
+    assert b == body(v[3000:], lat[3000:], ok[3000:]) and a["samples"] != b["samples"]
+
+
+def test_a_returned_body_is_the_callers_to_change() -> None:
+    v, lat, ok = samples(200, 200)
+    first = body(v, lat, ok)
+    first["checks"].clear()
+    first["samples"]["baseline"] = -1
+    again = body(v, lat, ok, updated_at=1_800_000_060.0)
+    assert again["checks"] and again["samples"]["baseline"] == 200
+    assert again["updated_at"] == "2027-01-15T08:01:00.000Z"
+
+
+def test_mismatched_arrays_are_refused() -> None:
+    v, lat, ok = samples(10, 10)
+    with pytest.raises(ValueError, match="one length"):
+        body(v, lat[:5], ok)
+
+
+def test_fast_enough_for_a_poll_on_the_event_loop() -> None:
+    """100k samples: a generous bound here (a shared CI machine); the bench measures p99."""
+    v, lat, ok = samples(50_000, 50_000, cand_error=0.01)
+    body(v, lat, ok)
+    start = time.thread_time()
+    for i in range(5):
+        lat[-1 - i] += 1.0  # new content each time: no memo hit
+        body(v, lat, ok)
+    assert (time.thread_time() - start) / 5 < 0.1
