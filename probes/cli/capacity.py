@@ -77,6 +77,7 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
         duration=params["duration"] if duration_given else None,
         workers=params["workers"],
         slos=params["slos"],
+        max_body_bytes=params["max_body_bytes"],
     )
     where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
     with target_url(url, params) as (invoke_url, platform):

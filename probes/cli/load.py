@@ -111,6 +111,7 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
         workers=params["workers"],
         probe_rate=params["probe_rate"],
         slos=params["slos"],
+        max_body_bytes=params["max_body_bytes"],
     )
     where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
     replace_at = parse_replace_at(params)

@@ -74,6 +74,7 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
         duration=params["duration"],
         max_in_flight=params["max_in_flight"],
         slos=params["slos"],
+        max_body_bytes=params["max_body_bytes"],
     )
     where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
     lead_in = lead_in_s(parse_duration(params["duration"], "--duration"))

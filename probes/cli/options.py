@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
+from probes.canary import DEFAULT_MAX_BODY_BYTES
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -111,6 +113,23 @@ request_options = _options(
         help="Environment variable holding the bearer token.",
     ),
     option(
+        "--secret-header",
+        "secret_headers",
+        multiple=True,
+        metavar="NAME",
+        help="Also mask this request header in every file, repeatable (names containing auth,"
+        " token, key, secret, cookie, session, password, credential or signature always are).",
+    ),
+    option(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        show_default=True,
+        metavar="N",
+        help="Bytes of a response body kept for tagging; the rest is read and counted, and a "
+        "body past 64 MiB is cut (connection closed, recorded as body_too_large).",
+    ),
+    option(
         "--tag-header",
         "tag_headers",
         multiple=True,
@@ -147,6 +166,7 @@ def request_kwargs(params: dict[str, Any]) -> dict[str, Any]:
         "tag_headers",
         "tag_json",
         "tag_regex",
+        "secret_headers",
     )
     return {k: params[k] for k in keys if k in params}
 

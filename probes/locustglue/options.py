@@ -45,6 +45,11 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("body-file", "body_file", {"help": "Read the request body from a file."}),
     ("timeout", "timeout", {"type": float, "default": 10.0, "help": "Seconds per request."}),
     (
+        "max-body-bytes",
+        "max_body_bytes",
+        {"type": int, "default": 1 << 20, "help": "Bytes of a body kept (for tagging)."},
+    ),
+    (
         "token-env",
         "token_env",
         {

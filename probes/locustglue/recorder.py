@@ -24,8 +24,14 @@ BATCH_ROWS = 10_000
 MAX_BYTES = 2**31 - 1
 
 
+class BodyTooLarge(Exception):
+    """A body longer than the user reads (``user.read_bounded``): recorded ``body_too_large``."""
+
+
 def transport_error_class(exc: BaseException | None) -> str:
     """The sample ``error`` class of a request that got no HTTP response."""
+    if isinstance(exc, BodyTooLarge):
+        return "body_too_large"
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
@@ -122,8 +128,8 @@ class Recorder:
             version, tag_source = self.tag(headers, body)
             if status < 400 and exception is None:
                 error = None
-            else:  # an HTTP error, or a response a catch_response block marked as failed
-                error = http_error_class(status) or "other"
+            else:  # an HTTP error, or a response marked as failed (a cut or late body)
+                error = http_error_class(status) or transport_error_class(exception)
         else:
             version, tag_source = "unknown", "none"
             error = transport_error_class(exception)

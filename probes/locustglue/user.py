@@ -1,19 +1,62 @@
-"""``InvokeUser``: the Locust user that sends the configured request to the invoke URL."""
+"""``InvokeUser``: the Locust user that sends the configured request to the invoke URL.
+
+It reads bodies the way the canary probe does (``probes.canary``): at most
+``--probes-max-body-bytes`` of a body is kept (enough for tagging), the rest is read and
+counted without being kept, up to ``DEFAULT_MAX_DRAIN_BYTES``, past which the connection is
+closed and the request recorded as ``body_too_large``; the request timeout bounds the whole
+response (head and body), not each read.
+"""
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
 from locust import FastHttpUser, task
 from locust.env import Environment
 
 from probes.locustglue import CALLER_KEY
+from probes.locustglue.options import _opt
+from probes.locustglue.recorder import BodyTooLarge
 from probes.locustglue.wiring import state_of
 from probes.run import worker_name
 
 _USER_IDS = itertools.count(1)
+DEFAULT_MAX_BODY = 1 << 20
+#: A body that goes on past this is cut: the connection is closed (``body_too_large``).
+DEFAULT_MAX_DRAIN_BYTES = 64 << 20
+READ_CHUNK = 64 << 10
+
+
+def read_bounded(
+    raw: Any, keep: int, limit: int, deadline: float
+) -> tuple[bytes, int, Exception | None]:
+    """``(head, size, problem)``: the first ``keep`` bytes of the body, how many were read,
+    and why reading stopped early (the whole-response ``deadline`` on ``perf_counter``
+    passed, or the body went past ``limit``: the connection is then closed)."""
+    chunks: list[bytes] = []
+    kept = size = 0
+    try:
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError("the whole response took longer than the request timeout")
+            with gevent.Timeout(left, TimeoutError("the response body did not end in time")):
+                chunk = raw.read(READ_CHUNK)
+            if not chunk:
+                return b"".join(chunks), size, None
+            if kept < keep:
+                chunks.append(chunk[: keep - kept])
+                kept += len(chunks[-1])
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"the body went past {limit} bytes; the connection was closed")
+    except (TimeoutError, BodyTooLarge, OSError) as exc:
+        raw.release()  # not read to its end: the pool closes the connection, never reuses it
+        return b"".join(chunks), size, exc
 
 
 class InvokeUser(FastHttpUser):
@@ -33,6 +76,7 @@ class InvokeUser(FastHttpUser):
         self._url = spec.url if urlsplit(spec.url).path else spec.url + "/"
         self._headers = spec.request_headers()
         self._body = spec.body
+        self._max_body = int(_opt(environment.parsed_options, "max_body_bytes", DEFAULT_MAX_BODY))
         self._context = {CALLER_KEY: f"{worker_name('locust')}/u{next(_USER_IDS)}"}
 
     def context(self) -> dict[str, Any]:
@@ -42,10 +86,28 @@ class InvokeUser(FastHttpUser):
     @task
     def invoke(self) -> None:
         spec = self._spec
-        self.client.request(
+        start = time.perf_counter()
+        with self.client.request(
             spec.method,
             self._url,
             name=spec.name,
             data=self._body,  # type: ignore[arg-type]  # bytes are sent as they are
             headers=self._headers,
-        )
+            stream=True,  # the body is ours to read: bounded, below
+            catch_response=True,
+        ) as response:
+            raw = getattr(response, "_response", None)
+            if raw is None:  # no response (a transport error): Locust reports it as it is
+                return
+            head, size, problem = read_bounded(
+                raw, self._max_body, DEFAULT_MAX_DRAIN_BYTES, start + spec.timeout
+            )
+            meta = response.request_meta
+            # What the recorder tags (``response.content``) is the kept head, never more.
+            meta["response"]._cached_content = head
+            response._cached_content = head
+            meta["response_time"] = (time.perf_counter() - start) * 1000
+            if not meta.get("response_length"):
+                meta["response_length"] = size
+            if problem is not None:
+                response.failure(problem)

@@ -21,9 +21,16 @@ __all__ = ["ARGS", "settings_from_args"]
 
 #: The keys each kind of run takes in ``args`` (the verb's flags, with underscores).
 ARGS: dict[str, tuple[str, ...]] = {
-    "observe": ("rate", "max_in_flight"),
-    "load": ("users", "spawn_rate", "shape", "probe_rate"),
-    "capacity": ("start_users", "step_users", "step_seconds", "max_users", "spawn_rate"),
+    "observe": ("rate", "max_in_flight", "max_body_bytes"),
+    "load": ("users", "spawn_rate", "shape", "probe_rate", "max_body_bytes"),
+    "capacity": (
+        "start_users",
+        "step_users",
+        "step_seconds",
+        "max_users",
+        "spawn_rate",
+        "max_body_bytes",
+    ),
 }
 
 

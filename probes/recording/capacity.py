@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from probes.canary import DEFAULT_MAX_BODY_BYTES
 from probes.errors import ConfigError
 from probes.recording.finish import outcome
 from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
 from probes.recording.locustproc import MAX_WORKERS, LocustSettings, ShardFollower, run_locust
+from probes.recording.observation import parse_max_body
 from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
 from probes.run import Run
 from probes.settings import (
@@ -68,6 +70,7 @@ class CapacitySettings:
     workers: int = 0
     expect_workers: int = 0
     slos: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def locust(self) -> LocustSettings:
@@ -84,7 +87,9 @@ class CapacitySettings:
                 ("step", float(plan.step_users)),
             ),
         )
-        return LocustSettings(validate(shape), self.workers, self.expect_workers)
+        return LocustSettings(
+            validate(shape), self.workers, self.expect_workers, max_body_bytes=self.max_body_bytes
+        )
 
     @property
     def judged_by(self) -> tuple[str, ...]:
@@ -104,6 +109,7 @@ class CapacitySettings:
         workers: Any = DEFAULTS["workers"],
         expect_workers: Any = 0,
         slos: Sequence[str] = (),
+        max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         place: Callable[[str], str] = FLAGS,
     ) -> CapacitySettings:
         """From raw values; ConfigError naming ``place(setting)``. Without ``duration`` the
@@ -142,7 +148,8 @@ class CapacitySettings:
         except ValueError as exc:
             raise ConfigError(f"{place('slos')}: {exc}") from None
         plan = StepPlan(start, step, seconds, max_users, rate, cap)
-        return cls(plan, workers, expect, checks)
+        body = parse_max_body(max_body_bytes, place("max_body_bytes"))
+        return cls(plan, workers, expect, checks, body)
 
     def manifest(self, spec: RequestSpec) -> dict[str, Any]:
         """The manifest's ``settings`` of a capacity run (secrets already masked)."""
@@ -157,6 +164,7 @@ class CapacitySettings:
             "spawn_rate": plan.spawn_rate,
             "duration_s": plan.duration_s,
             "workers": self.workers,
+            "max_body_bytes": self.max_body_bytes,
         }
         if self.expect_workers:
             block["expect_workers"] = self.expect_workers

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from probes.canary import ProbeSettings, ProbeStats, ProbeThread
+from probes.canary import DEFAULT_MAX_BODY_BYTES, ProbeSettings, ProbeStats, ProbeThread
 from probes.errors import ConfigError
 from probes.recording.finish import outcome
 from probes.recording.locustproc import (
@@ -25,7 +25,7 @@ from probes.recording.locustproc import (
     ShardFollower,
     run_locust,
 )
-from probes.recording.observation import make_driver
+from probes.recording.observation import make_driver, parse_max_body
 from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
 from probes.records import ShardWriter
 from probes.run import Run
@@ -66,6 +66,7 @@ class LoadSettings:
     expect_workers: int = 0
     probe_rate: float = 0.0
     slos: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def run_time_s(self) -> int:
@@ -73,7 +74,9 @@ class LoadSettings:
 
     @property
     def locust(self) -> LocustSettings:
-        return LocustSettings(self.shape, self.workers, self.expect_workers)
+        return LocustSettings(
+            self.shape, self.workers, self.expect_workers, max_body_bytes=self.max_body_bytes
+        )
 
     @classmethod
     def build(
@@ -86,6 +89,7 @@ class LoadSettings:
         workers: Any = DEFAULTS["workers"],
         expect_workers: Any = 0,
         probe_rate: Any = DEFAULTS["probe_rate"],
+        max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         slos: Sequence[str] = (),
         place: Callable[[str], str] = FLAGS,
     ) -> LoadSettings:
@@ -107,7 +111,14 @@ class LoadSettings:
         parsed = parse_shape(
             shape, users=users, spawn_rate=rate, duration=duration, flag=place("shape")
         )
-        return cls(parsed, workers, expect, float(probe_rate), parse_slos(slos, place("slos")))
+        return cls(
+            parsed,
+            workers,
+            expect,
+            float(probe_rate),
+            parse_slos(slos, place("slos")),
+            parse_max_body(max_body_bytes, place("max_body_bytes")),
+        )
 
 
 def load_manifest_settings(
@@ -124,6 +135,7 @@ def load_manifest_settings(
         "shape": settings.shape.describe(),
         "workers": settings.workers,
         "probe_rate": settings.probe_rate or None,
+        "max_body_bytes": settings.max_body_bytes,
     }
     if settings.expect_workers:
         block["expect_workers"] = settings.expect_workers
@@ -208,7 +220,11 @@ class _Probe:
         if not settings.probe_rate:
             return cls()
         writer = run.shard_writer("probe")
-        probe = ProbeSettings(rate=settings.probe_rate, duration=settings.shape.duration)
+        probe = ProbeSettings(
+            rate=settings.probe_rate,
+            duration=settings.shape.duration,
+            max_body_bytes=settings.max_body_bytes,
+        )
         thread = ProbeThread(
             spec, probe, writer, on_sample=lambda s: progress.add(s.version, s.error, s.latency_ms)
         )

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probes.canary import DEFAULT_MAX_BODY_BYTES
 from probes.lifeline import parent_env
 from probes.locustglue import BODY_ENV, HEADERS_ENV
 from probes.recording.types import Progress
@@ -70,6 +71,8 @@ class LocustSettings:
     expect_workers: int = 0
     #: Where that master listens for them.
     master_bind_host: str = "127.0.0.1"
+    #: Bytes of a body each user keeps (for tagging); see ``probes.locustglue.user``.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def run_time_s(self) -> int:
@@ -106,6 +109,7 @@ def locust_command(spec: RequestSpec, locust: LocustSettings, run_dir: Path) -> 
         "--probes-method", spec.method,
         "--probes-timeout", f"{spec.timeout:g}",
         "--probes-token-env", spec.token_env,
+        "--probes-max-body-bytes", str(locust.max_body_bytes),
     ]  # fmt: skip
     for header in rules["headers"]:
         cmd += ["--probes-tag-header", header]

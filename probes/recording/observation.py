@@ -19,7 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings, ProbeStats, run_probe_blocking
+from probes.canary import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_DRAIN_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
+    ProbeSettings,
+    ProbeStats,
+    run_probe_blocking,
+)
 from probes.recording.finish import outcome
 from probes.recording.types import (
     AnyEvent,
@@ -72,6 +79,7 @@ class ObserveSettings:
         rate: Any = DEFAULT_RATE,
         duration: Any,
         max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
+        max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         slos: Sequence[str] = (),
         place: Callable[[str], str] = FLAGS,
     ) -> ObserveSettings:
@@ -82,8 +90,14 @@ class ObserveSettings:
             max_in_flight=parse_count(
                 max_in_flight, place("max_in_flight"), 1, MAX_IN_FLIGHT_LIMIT
             ),
+            max_body_bytes=parse_max_body(max_body_bytes, place("max_body_bytes")),
         )
         return cls(probe=probe, slos=parse_slos(slos, place("slos")))
+
+
+def parse_max_body(value: Any, name: str) -> int:
+    """Bytes of a body kept for tagging: 0 up to the drain limit (64 MiB)."""
+    return parse_count(value, name, 0, DEFAULT_MAX_DRAIN_BYTES, "of bytes")
 
 
 def observe_settings(
@@ -97,6 +111,7 @@ def observe_settings(
         "rate": probe.rate,
         "duration_s": probe.duration,
         "max_in_flight": probe.max_in_flight,
+        "max_body_bytes": probe.max_body_bytes,
         "transport": probe.transport,
         "request": spec.describe(),
     }
