@@ -30,7 +30,9 @@ A step *passes* when every check passed.
 - ``max_rps_within_slo``: the highest ``rps`` among passing steps (null if none passed);
 - ``model``: the Universal Scalability Law (Gunther) fitted to the steps' throughput against
   their load, ``X(N) = λN / (1 + σ(N−1) + κN(N−1))``, by bounded least squares
-  (``scipy.optimize.least_squares``; λ > 0, 0 ≤ σ ≤ 1, 0 ≤ κ ≤ 1): ``lambda`` (throughput of
+  (``scipy.optimize.least_squares``; λ > 0, 0 ≤ σ ≤ 1, 0 ≤ κ ≤ 1; soft-L1 loss beyond
+  ``ROBUST_SHARE`` (5%) of the best step, so one step stalled by a busy machine does not bend
+  the curve): ``lambda`` (throughput of
   one user), ``sigma`` (contention), ``kappa`` (coherency, the cause of a retrograde curve),
   ``r2`` (coefficient of determination of the fit), ``peak_users`` (N* = √((1−σ)/κ), null when
   κ = 0) and ``peak_rps`` (X(N*), or the ceiling λ/σ when κ = 0; null when neither is finite).
@@ -40,9 +42,11 @@ A step *passes* when every check passed.
 
   - ``slo``: a step broke a check at or before saturation: the knee is the last step before
     the first failing one (null when the very first step failed);
-  - ``retrograde``: throughput falls past a peak (the model's N* lies inside the steps and a
-    later step is more than ``RETROGRADE_DROP`` (10%) below the best one): the knee is the
-    step of the fitted peak (of the best measured step when ``r2`` < ``MIN_R2``, 0.9);
+  - ``retrograde``: throughput falls past a peak (the model's N* lies inside the steps, a
+    later step is more than ``RETROGRADE_DROP`` (10%) below the best one and the fitted curve
+    at the last step more than half that below its peak, so one stalled step is not a fall):
+    the knee is the step of the fitted peak (of the best measured step when ``r2`` <
+    ``MIN_R2``, 0.9);
   - ``plateau``: saturated without falling: the knee is the first step within
     ``1 − KNEE_SHARE`` (10%) of the best step's throughput;
   - ``scaling``: not saturated yet: the fitted curve's slope at the last step is still at
@@ -83,6 +87,7 @@ KNEE_SHARE = 0.90
 RETROGRADE_DROP = 0.10
 SCALING_SLOPE = 0.20
 MIN_R2 = 0.90
+ROBUST_SHARE = 0.05
 KNEE_CASES = ("slo", "retrograde", "plateau", "scaling", "undetermined")
 MIN_SKIP_S = 1.0
 MIN_MEASURED_SHARE = 0.5
@@ -286,23 +291,30 @@ def fit_usl(x: Sequence[float] | np.ndarray, rps: Sequence[float] | np.ndarray) 
         return None
     lam0 = float(np.max(ys / xs))
     top = float(xs.max())
+    # residuals past ROBUST_SHARE of the best step count less and less (soft L1): one step
+    # stalled by a busy machine must not bend the curve
+    scale = ROBUST_SHARE * float(ys.max())
     best = None
-    for sigma0 in (0.01, 0.3):
-        for kappa0 in (1e-6, 1.0 / top**2, 10.0 / top**2):
+    for sigma0, kappa0 in ((0.01, 1e-6), (0.3, 1.0 / top**2), (0.01, 10.0 / top**2)):
+        try:
             found = least_squares(
                 lambda p: usl(xs, *p) - ys,
                 x0=[lam0, sigma0, min(kappa0, 0.5)],
                 bounds=([1e-12, 0.0, 0.0], [np.inf, 1.0, 1.0]),
                 x_scale="jac",
+                loss="soft_l1",
+                f_scale=scale,
             )
-            if found.success and (best is None or found.cost < best.cost):
-                best = found
+        except ValueError:  # residuals not finite (a load below 1 can zero the denominator)
+            continue
+        if found.success and (best is None or found.cost < best.cost):
+            best = found
     if best is None:
         return None
-    ss_res = 2.0 * float(best.cost)  # least_squares' cost is half the sum of squares
+    lam, sigma, kappa = (float(v) for v in best.x)
+    ss_res = float(np.sum((usl(xs, lam, sigma, kappa) - ys) ** 2))
     ss_tot = float(np.sum((ys - ys.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else None
-    lam, sigma, kappa = (float(v) for v in best.x)
     return UslFit(lam, sigma, kappa, r2)
 
 
@@ -344,6 +356,10 @@ def find_knee(
         best = int(np.argmax(ys))
         falls = bool((ys[best:] < (1.0 - RETROGRADE_DROP) * ys[best]).any())
         peak = model.peak_x if model is not None else None
+        if model is not None and peak is not None and peak < xs[-1]:
+            # the fitted curve falls too (by half as much): not one stalled step
+            top = model.peak_rps or 0.0
+            falls = falls and float(model.predict(xs[-1:])[0]) < (1 - RETROGRADE_DROP / 2) * top
         if falls and peak is not None and peak < xs[-1]:
             case = "retrograde"
             good = model is not None and model.r2 is not None and model.r2 >= MIN_R2

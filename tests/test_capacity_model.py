@@ -202,3 +202,14 @@ def test_capacity_figure_marks_fit_slo_knee_and_limit() -> None:
     fit = next(ln for ln in top.get_lines() if str(ln.get_label()).startswith("USL"))
     xs, ys = np.asarray(fit.get_xdata()), np.asarray(fit.get_ydata())
     assert float(np.interp(10.0, xs, ys)) == pytest.approx(151.0, rel=0.1)
+
+
+def test_a_stalled_step_does_not_bend_the_fit() -> None:
+    """A real run against a 4-slot x 40 ms server (wrk: 95.6 req/s) on a busy machine: the
+    step at 8 users stalled. The soft-L1 fit still puts the peak at the plateau."""
+    x = np.arange(1, 11.0)
+    rps = np.array([24.0, 46.667, 70.667, 91.333, 93.333, 90.0, 90.667, 26.667, 96.0, 93.333])
+    m = fit_usl(x, rps)
+    assert m is not None and m.peak_rps == pytest.approx(95.6, rel=0.05)
+    knee = find_knee(x, rps, np.ones(10, bool), m)
+    assert (knee.case, x[knee.index or 0]) == ("plateau", 4.0)

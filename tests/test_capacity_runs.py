@@ -55,8 +55,10 @@ def test_plateau_knee_and_peak_match_wrk(tmp_path: Path) -> None:
             url, tmp_path, "--start-users", "1", "--step-users", "1", "--max-users", "10",
             "--step-seconds", "2.5", "--spawn-rate", "20", "--slo", "p99_ms<5000",
         )  # fmt: skip
-    assert 70 < ceiling < 110  # the server's own limit (slots / work), not the client's
     rps = [s["rps"] for s in block["steps"]]
+    print(f"wrk {ceiling:.1f} req/s; steps {rps}; knee {block['knee_rps']} at "
+          f"{block['knee_users']} ({block['knee_case']}); model {block['model']}")  # fmt: skip
+    assert 70 < ceiling < 110  # the server's own limit (slots / work), not the client's
     assert len(rps) == 10, rps
     model = block["model"]
     assert block["knee_case"] == "plateau", block
@@ -79,6 +81,8 @@ def test_retrograde_knee_at_the_measured_peak(tmp_path: Path) -> None:
             "--step-seconds", "3", "--spawn-rate", "20", "--slo", "p99_ms<5000",
         )  # fmt: skip
     steps = block["steps"]
+    print(f"steps {[(s['users'], s['rps']) for s in steps]}; knee {block['knee_rps']} at "
+          f"{block['knee_users']} ({block['knee_case']}); model {block['model']}")  # fmt: skip
     assert len(steps) == 8, steps
     best = max(steps, key=lambda s: s["rps"])
     assert block["knee_case"] == "retrograde", block
