@@ -6,8 +6,9 @@ manifest records that plan (``settings.capacity``), so the steps are cut from th
 directory alone:
 
 - **the clock**: step ``k`` spans ``[t0 + k*S, t0 + (k+1)*S)`` where ``t0`` is the send time
-  of the first sample (Locust's shape clock starts a few milliseconds before it) and ``S`` is
-  ``step_seconds``;
+  of the first sample and ``S`` is ``step_seconds`` (Locust's shape clock starts a little
+  before it, and its shape ticks once a second, so users change up to about a second after
+  a step's start: the ramp-up skip covers it);
 - **ramp-up skipped**: the first ``skip_s(k) = max(1 s, users added by step k / spawn_rate)``
   seconds of every step are left out, so each step is measured only once its users are all
   running and the previous step's in-flight requests are answered. A sample belongs to the
@@ -32,11 +33,11 @@ A step *passes* when every check passed.
   their load, ``X(N) = λN / (1 + σ(N−1) + κN(N−1))``, by bounded least squares
   (``scipy.optimize.least_squares``; λ > 0, 0 ≤ σ ≤ 1, 0 ≤ κ ≤ 1; soft-L1 loss beyond
   ``ROBUST_SHARE`` (5%) of the best step, so one step stalled by a busy machine does not bend
-  the curve): ``lambda`` (throughput of
-  one user), ``sigma`` (contention), ``kappa`` (coherency, the cause of a retrograde curve),
-  ``r2`` (coefficient of determination of the fit), ``peak_users`` (N* = √((1−σ)/κ), null when
-  κ = 0) and ``peak_rps`` (X(N*), or the ceiling λ/σ when κ = 0; null when neither is finite).
-  Null with fewer than ``USL_MIN_STEPS`` (3) steps;
+  the curve): ``lambda`` (throughput of one user), ``sigma`` (contention), ``kappa``
+  (coherency, the cause of a retrograde curve), ``r2`` (coefficient of determination of the
+  fit), ``peak_users`` (N* = √((1−σ)/κ), null when κ = 0) and ``peak_rps`` (X(N*), or the
+  ceiling λ/σ when κ = 0; null when neither is finite). Null with fewer than
+  ``USL_MIN_STEPS`` (3) steps;
 - ``knee_rps``/``knee_users``: the step beyond which added users no longer buy throughput in
   proportion, and ``knee_case``, which of these it was (``find_knee``):
 
