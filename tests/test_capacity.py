@@ -266,6 +266,10 @@ def test_capacity_run_stops_when_the_slo_breaks(tmp_path: Path) -> None:
     )
     passing = [s["rps"] for s in steps if s["passed"]]
     assert cap["max_rps_within_slo"] == max(passing) and 0 < max(passing) <= 110
+    # 7 users already saturate 100 req/s: broken at 7, the SLO came first (knee at 1 user);
+    # broken at 13, the plateau did (knee at 7 users, the first step at the ceiling)
+    expected = ("slo", 1) if users[-1] == 7 else ("plateau", 7)
+    assert (cap["knee_case"], cap["knee_users"]) == expected, cap
     # the stop was clean: Locust's own count equals the samples written
     assert counts["requests"] == counts["samples"] == len(read_samples(run_dir)) > 0
     assert sum(s["requests"] for s in steps) < counts["samples"]  # ramp-ups left out
