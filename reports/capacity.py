@@ -6,14 +6,19 @@ manifest records that plan (``settings.capacity``), so the steps are cut from th
 directory alone:
 
 - **the clock**: step ``k`` spans ``[t0 + k*S, t0 + (k+1)*S)`` where ``t0`` is the send time
-  of the first sample (Locust's shape clock starts a few milliseconds before it) and ``S`` is
-  ``step_seconds``;
+  of the first sample and ``S`` is ``step_seconds`` (Locust's shape clock starts a little
+  before it, and its shape ticks once a second, so users change up to about a second after
+  a step's start: the ramp-up skip covers it);
 - **ramp-up skipped**: the first ``skip_s(k) = max(1 s, users added by step k / spawn_rate)``
   seconds of every step are left out, so each step is measured only once its users are all
   running and the previous step's in-flight requests are answered. A sample belongs to the
   step in whose measured window it was *sent*;
 - **complete steps only**: a step whose end lies past the ``--duration`` cap, or past the
   moment the run was stopped (``stopped_ts``: the SLO broke, or a signal), is left out;
+- **the load's own end**: Locust's ``--run-time`` clock starts before the first request is
+  sent, so the load ends up to about a second before the plan's last step does. A step whose
+  load ended inside its measured window is measured up to the last send (plus one send
+  interval), and left out when that is less than ``MIN_MEASURED_SHARE`` (half) of it;
 - per step: ``users``, ``rps`` (requests sent in the measured window / its length, errors
   included), ``error_rate``, ``latency_ms`` (exact percentiles over successful responses, as
   everywhere in the summary), plus ``start_s``/``end_s`` (from ``t0``), ``requests``,
@@ -24,12 +29,37 @@ without ``--slo`` the checks are ``CAPACITY_SLOS`` (``error_rate<0.01``, ``p99_m
 A step *passes* when every check passed.
 
 - ``max_rps_within_slo``: the highest ``rps`` among passing steps (null if none passed);
-- ``knee_rps``: where added users stop adding throughput while latency bends. The knee is at
-  the first step ``i`` (after the first) whose throughput growth over step ``i-1`` is less
-  than ``KNEE_RPS_FRACTION`` (10%) of its user growth, ``rps_i/rps_{i-1} - 1 <
-  0.1 * (users_i/users_{i-1} - 1)``, while its p99 grew by more than ``KNEE_P99_GROWTH``
-  (50%), ``p99_i > 1.5 * p99_{i-1}``. ``knee_rps`` is the rps of step ``i-1`` — the last step
-  that still scaled — and ``knee_users`` its users; null when no step qualifies;
+- ``model``: the Universal Scalability Law (Gunther) fitted to the steps' throughput against
+  their load, ``X(N) = λN / (1 + σ(N−1) + κN(N−1))``, by bounded least squares
+  (``scipy.optimize.least_squares``; λ > 0, 0 ≤ σ ≤ 1, 0 ≤ κ ≤ 1; soft-L1 loss beyond
+  ``ROBUST_SHARE`` (5%) of the best step, so one step stalled by a busy machine does not bend
+  the curve): ``lambda`` (throughput of one user), ``sigma`` (contention), ``kappa``
+  (coherency, the cause of a retrograde curve), ``r2`` (coefficient of determination of the
+  fit), ``peak_users`` (N* = √((1−σ)/κ), null when κ = 0) and ``peak_rps`` (X(N*), or the
+  ceiling λ/σ when κ = 0; null when neither is finite). Null with fewer than
+  ``USL_MIN_STEPS`` (3) steps;
+- ``knee_rps``/``knee_users``: the step beyond which added users no longer buy throughput in
+  proportion, and ``knee_case``, which of these it was (``find_knee``):
+
+  - ``slo``: a step broke a check at or before saturation: the knee is the last step before
+    the first failing one (null when the very first step failed);
+  - ``retrograde``: throughput falls past a peak (the model's N* lies inside the steps, a
+    later step is more than ``RETROGRADE_DROP`` (10%) below the best one and the fitted curve
+    at the last step more than half that below its peak, so one stalled step is not a fall):
+    the knee is the step of the fitted peak (of the best measured step when ``r2`` <
+    ``MIN_R2``, 0.9);
+  - ``plateau``: saturated without falling: the knee is the first step within
+    ``1 − KNEE_SHARE`` (10%) of the best step's throughput;
+  - ``scaling``: not saturated yet: the fitted curve's slope at the last step is still at
+    least ``SCALING_SLOPE`` (20%) of λ (with fewer than 3 steps: the last two steps' measured
+    slope against the first step's throughput per user). No knee;
+  - ``undetermined``: a single step, or none, and no check broke. No knee.
+
+  Saturation is read from the model and the knee's position from the measured steps: a
+  smooth curve rounds off a hard concurrency limit's sharp corner (it places N* past it and
+  a retrograde that is not there), while the measured steps are noisy (±5% per step in
+  practice); Kneedle (``kneed``) on the same step tables is right less often
+  (``bench/capacity.py``, BENCHMARKS.md);
 - ``limit_reason``: the first failing check of the first failing step
   (``"p99_ms 1234 >= 1000 at 40 users"``), else ``"interrupted (SIGINT)"`` when a signal
   stopped the run, ``"max users reached"`` when the last complete step ran ``max_users``,
@@ -47,14 +77,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from reports.stats import latency_block, rate
 from reports.verdict import RUN_METRICS, SCOPED_METRICS, evaluate, parse_slo
 
 CAPACITY_SLOS = ("error_rate<0.01", "p99_ms<1000")
-KNEE_RPS_FRACTION = 0.10
-KNEE_P99_GROWTH = 0.50
+USL_MIN_STEPS = 3
+KNEE_SHARE = 0.90
+RETROGRADE_DROP = 0.10
+SCALING_SLOPE = 0.20
+MIN_R2 = 0.90
+ROBUST_SHARE = 0.05
+KNEE_CASES = ("slo", "retrograde", "plateau", "scaling", "undetermined")
 MIN_SKIP_S = 1.0
+MIN_MEASURED_SHARE = 0.5
 NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!="}
 
 
@@ -124,12 +161,24 @@ def step_window(plan: StepPlan, t0: float, k: int) -> tuple[float, float, float]
 
 
 def step_stats(
-    ts: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray, plan: StepPlan, t0: float, k: int
+    ts: np.ndarray,
+    latency_ms: np.ndarray,
+    ok: np.ndarray,
+    plan: StepPlan,
+    t0: float,
+    k: int,
+    *,
+    load_end: float | None = None,
 ) -> dict[str, Any]:
-    """The numbers of step ``k`` from raw samples (any order)."""
+    """The numbers of step ``k`` from raw samples (any order). ``load_end``: the send time of
+    the run's last sample; a step whose load ended inside its window is measured up to it."""
     start, measured, end = step_window(plan, t0, k)
     mask = (ts >= measured) & (ts < end)
     n = int(np.count_nonzero(mask))
+    if load_end is not None and load_end < end and n >= 2:
+        sent = ts[mask]
+        gap = (float(sent.max()) - float(sent.min())) / (n - 1)  # one send interval
+        end = min(end, load_end + gap)
     errors = n - int(np.count_nonzero(ok[mask]))
     length = end - measured
     return {
@@ -176,22 +225,152 @@ def cut_steps(
             break  # the run was stopped inside this step
         if measured > last:
             break  # no sample from here on: the load ended early
-        steps.append(step_stats(ts, latency_ms, ok, plan, t0, k))
+        step = step_stats(ts, latency_ms, ok, plan, t0, k, load_end=last)
+        if step["measured_s"] < MIN_MEASURED_SHARE * (end - measured):
+            break  # the load ended early in this step's window
+        steps.append(step)
     return steps
 
 
-def knee(steps: Sequence[Mapping[str, Any]]) -> int | None:
-    """Index of the last step that still scaled (see the module docstring), or None."""
-    for i in range(1, len(steps)):
-        a, b = steps[i - 1], steps[i]
-        p99a, p99b = (a["latency_ms"] or {}).get("p99"), (b["latency_ms"] or {}).get("p99")
-        if not (a["rps"] > 0 and a["users"] > 0 and p99a and p99b is not None):
+def usl(x: np.ndarray, lam: float, sigma: float, kappa: float) -> np.ndarray:
+    """The Universal Scalability Law: throughput at load ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    return lam * x / (1.0 + sigma * (x - 1.0) + kappa * x * (x - 1.0))
+
+
+@dataclass(frozen=True)
+class UslFit:
+    """A fitted Universal Scalability Law (see the module docstring)."""
+
+    lam: float
+    sigma: float
+    kappa: float
+    r2: float | None
+
+    @property
+    def peak_x(self) -> float | None:
+        """N* = √((1−σ)/κ), the load of the highest throughput; None when κ = 0."""
+        return math.sqrt((1.0 - self.sigma) / self.kappa) if self.kappa > 0 else None
+
+    @property
+    def peak_rps(self) -> float | None:
+        """X(N*), or the ceiling λ/σ the curve approaches when κ = 0 (None if neither)."""
+        if self.peak_x is not None:
+            return float(self.predict(np.array([max(self.peak_x, 1.0)]))[0])
+        return self.lam / self.sigma if self.sigma > 0 else None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return usl(x, self.lam, self.sigma, self.kappa)
+
+    def slope_share(self, x: float) -> float:
+        """dX/dx at ``x`` as a share of λ: (1 − σ − κx²) / (1 + σ(x−1) + κx(x−1))²."""
+        denominator = 1.0 + self.sigma * (x - 1.0) + self.kappa * x * (x - 1.0)
+        return (1.0 - self.sigma - self.kappa * x * x) / denominator**2
+
+    def describe(self, x_name: str = "users") -> dict[str, Any]:
+        """The summary's ``model`` block; ``x_name`` names the load axis (``peak_users``)."""
+        peak_x, peak_rps = self.peak_x, self.peak_rps
+        return {
+            "law": "usl",
+            "lambda": round(self.lam, 6),
+            "sigma": round(self.sigma, 6),
+            "kappa": round(self.kappa, 8),
+            "r2": None if self.r2 is None else round(self.r2, 4),
+            f"peak_{x_name}": None if peak_x is None else round(peak_x, 3),
+            "peak_rps": None if peak_rps is None else round(peak_rps, 3),
+        }
+
+
+def fit_usl(x: Sequence[float] | np.ndarray, rps: Sequence[float] | np.ndarray) -> UslFit | None:
+    """The Universal Scalability Law fitted to throughput ``rps`` at load ``x`` (bounded least
+    squares from a few starting points, the best kept); None with fewer than
+    ``USL_MIN_STEPS`` points of positive load or without any throughput."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(rps, dtype=np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0)
+    xs, ys = xs[keep], ys[keep]
+    if xs.size < USL_MIN_STEPS or not (ys > 0).any():
+        return None
+    lam0 = float(np.max(ys / xs))
+    top = float(xs.max())
+    # residuals past ROBUST_SHARE of the best step count less and less (soft L1): one step
+    # stalled by a busy machine must not bend the curve
+    scale = ROBUST_SHARE * float(ys.max())
+    best = None
+    for sigma0, kappa0 in ((0.01, 1e-6), (0.3, 1.0 / top**2), (0.01, 10.0 / top**2)):
+        try:
+            found = least_squares(
+                lambda p: usl(xs, *p) - ys,
+                x0=[lam0, sigma0, min(kappa0, 0.5)],
+                bounds=([1e-12, 0.0, 0.0], [np.inf, 1.0, 1.0]),
+                x_scale="jac",
+                loss="soft_l1",
+                f_scale=scale,
+            )
+        except ValueError:  # residuals not finite (a load below 1 can zero the denominator)
             continue
-        user_growth = b["users"] / a["users"] - 1.0
-        rps_growth = b["rps"] / a["rps"] - 1.0
-        if rps_growth < KNEE_RPS_FRACTION * user_growth and p99b > (1 + KNEE_P99_GROWTH) * p99a:
-            return i - 1
-    return None
+        if found.success and (best is None or found.cost < best.cost):
+            best = found
+    if best is None:
+        return None
+    lam, sigma, kappa = (float(v) for v in best.x)
+    ss_res = float(np.sum((usl(xs, lam, sigma, kappa) - ys) ** 2))
+    ss_tot = float(np.sum((ys - ys.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else None
+    return UslFit(lam, sigma, kappa, r2)
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Where a step table stops scaling: the step's index (or None) and which case it was."""
+
+    index: int | None
+    case: str
+
+
+def _saturated(xs: np.ndarray, ys: np.ndarray, model: UslFit | None) -> bool | None:
+    """Has the load stopped buying throughput in proportion by the last step? None: unknown."""
+    if model is not None:
+        return model.slope_share(float(xs[-1])) < SCALING_SLOPE
+    if xs.size < 2 or xs[0] <= 0 or ys[0] <= 0 or xs[-1] <= xs[-2]:
+        return None
+    per_user = ys[0] / xs[0]
+    return bool((ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) < SCALING_SLOPE * per_user)
+
+
+def find_knee(
+    x: Sequence[float] | np.ndarray,
+    rps: Sequence[float] | np.ndarray,
+    within_slo: Sequence[bool] | np.ndarray,
+    model: UslFit | None = None,
+) -> Knee:
+    """The knee of a step table: load ``x`` (users, or an offered rate), throughput ``rps``
+    and whether each step met every check, in step order (see the module docstring)."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(rps, dtype=np.float64)
+    ok = np.asarray(within_slo, dtype=bool)
+    first_fail = int(np.argmin(ok)) if ys.size and not ok.all() else None
+    saturation = None
+    case = "undetermined"
+    saturated = _saturated(xs, ys, model) if ys.size else None
+    if saturated is False:
+        case = "scaling"
+    elif saturated:
+        best = int(np.argmax(ys))
+        falls = bool((ys[best:] < (1.0 - RETROGRADE_DROP) * ys[best]).any())
+        peak = model.peak_x if model is not None else None
+        if model is not None and peak is not None and peak < xs[-1]:
+            # the fitted curve falls too (by half as much): not one stalled step
+            top = model.peak_rps or 0.0
+            falls = falls and float(model.predict(xs[-1:])[0]) < (1 - RETROGRADE_DROP / 2) * top
+        if falls and peak is not None and peak < xs[-1]:
+            case = "retrograde"
+            good = model is not None and model.r2 is not None and model.r2 >= MIN_R2
+            saturation = int(np.argmax(model.predict(xs))) if good and model else best
+        else:
+            case = "plateau"
+            saturation = int(np.argmax(ys >= KNEE_SHARE * ys[best]))
+    if first_fail is not None and (saturation is None or first_fail <= saturation):
+        return Knee(first_fail - 1 if first_fail > 0 else None, "slo")
+    return Knee(saturation, case)
 
 
 def _failure(step: Mapping[str, Any]) -> str | None:
@@ -234,12 +413,17 @@ def capacity_block(
     for step in steps:
         judge_step(step, slos)
     passing = [s["rps"] for s in steps if s["passed"]]
-    k = knee(steps)
+    x = [s["users"] for s in steps]
+    rps = [s["rps"] for s in steps]
+    model = fit_usl(x, rps)
+    k = find_knee(x, rps, [s["passed"] for s in steps], model)
     return {
         "steps": steps,
         "max_rps_within_slo": max(passing) if passing else None,
-        "knee_rps": steps[k]["rps"] if k is not None else None,
-        "knee_users": steps[k]["users"] if k is not None else None,
+        "knee_rps": steps[k.index]["rps"] if k.index is not None else None,
+        "knee_users": steps[k.index]["users"] if k.index is not None else None,
+        "knee_case": k.case,
+        "model": model.describe("users") if model is not None else None,
         "limit_reason": limit_reason(steps, plan, interrupted),
         "slos": list(slos),
         "plan": plan.describe(),

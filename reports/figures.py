@@ -6,7 +6,8 @@
 - ``latency_over_time.png`` — p50 (solid) and p99 (dashed) per version over time, from a
   log-spaced histogram (about 3% resolution; the summary's numbers are exact);
 - ``latency_cdf.png`` — latency distribution per version (CDF, log x);
-- ``capacity.png`` — capacity runs only: rps and p99 per step against users.
+- ``capacity.png`` — capacity runs only: rps (with the fitted USL curve) and p99 (with the
+  p99 checks) per step against users, the knee and the limit marked.
 """
 
 from __future__ import annotations
@@ -255,27 +256,75 @@ def latency_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
     return fig
 
 
+def _slo_lines(slos: list[str]) -> list[tuple[str, float]]:
+    """(expression, threshold) of the checks on a step's p99 (``p99_ms<500``)."""
+    from reports.verdict import parse_slo
+
+    found = []
+    for expr in slos:
+        slo = parse_slo(expr)
+        if slo.left.metric == "p99_ms" and slo.number is not None and slo.ref is None:
+            found.append((expr, float(slo.number)))
+    return found
+
+
 def capacity(analysis: Analysis, colors: dict[str, str]) -> Figure:
-    """Throughput (left) and p99 (right) of each capacity step against its users; steps that
-    broke a check are drawn hollow."""
-    steps = analysis.summary["capacity"]["steps"]
-    users = [s["users"] for s in steps]
-    fig, ax = _new("Capacity: throughput and p99 per step", "requests per second")
-    ax.set_xlabel("users")
-    ax.plot(users, [s["rps"] for s in steps], color="#1f77b4", lw=1.6, label="rps")
-    right = ax.twinx()
-    right.set_ylabel("p99 latency (ms)")
-    p99 = [np.nan if (s["latency_ms"] or {}).get("p99") is None else s["latency_ms"]["p99"]
-           for s in steps]  # fmt: skip
-    right.plot(users, p99, color="#d62728", lw=1.4, ls="--", label="p99 ms")
-    for s, y in zip(steps, p99, strict=True):
-        face = "#1f77b4" if s["passed"] else "white"
-        ax.plot(s["users"], s["rps"], "o", color="#1f77b4", mfc=face, ms=6)
-        right.plot(s["users"], y, "s", color="#d62728", mfc="#d62728" if s["passed"] else "white")
-    ax.set_ylim(bottom=0)
-    right.set_ylim(bottom=0)
-    lines = ax.get_lines()[:1] + right.get_lines()[:1]
-    ax.legend(lines, [str(ln.get_label()) for ln in lines], loc="upper left", fontsize=9)
+    """Throughput (top) and p99 (bottom) of each capacity step against its users: the fitted
+    USL curve over the throughput, the p99 checks as horizontal lines, the knee and the limit
+    (the first step that broke a check) as vertical lines; failing steps are drawn hollow."""
+    from reports.capacity import usl
+
+    block = analysis.summary["capacity"]
+    steps = block["steps"]
+    users = np.array([s["users"] for s in steps], dtype=np.float64)
+    rps = np.array([s["rps"] for s in steps], dtype=np.float64)
+    p99 = np.array([np.nan if (s["latency_ms"] or {}).get("p99") is None else s["latency_ms"]["p99"]
+                    for s in steps])  # fmt: skip
+    passed = np.array([bool(s["passed"]) for s in steps])
+    fig, (top, low) = plt.subplots(2, 1, figsize=(9, 6.5), dpi=100, sharex=True,
+                                   layout="constrained")  # fmt: skip
+    top.set_title("Capacity: throughput and p99 per step", fontsize=11, loc="left")
+    for ax, y, color, name in ((top, rps, "#1f77b4", "req/s"), (low, p99, "#d62728", "p99 ms")):
+        ax.grid(True, alpha=0.3)
+        ax.plot(users, y, color=color, lw=1.0, alpha=0.6, label=f"measured {name}")
+        if passed.any():
+            ax.scatter(users[passed], y[passed], color=color, s=30, zorder=3, label="within SLO")
+        if not passed.all():
+            ax.scatter(users[~passed], y[~passed], facecolors="white", edgecolors=color, s=30,
+                       zorder=3, label="broke a check")  # fmt: skip
+    model = block.get("model")
+    if model and users.size:
+        grid = np.linspace(max(1.0, users.min() * 0.5), users.max() * 1.05, 200)
+        fit = usl(grid, model["lambda"], model["sigma"], model["kappa"])
+        r2 = "n/a" if model["r2"] is None else f"{model['r2']:.3f}"
+        top.plot(grid, fit, color="#2ca02c", lw=1.6, ls="--", label=f"USL fit (R² {r2})")
+    highest = float(np.nanmax(p99)) if np.isfinite(p99).any() else 0.0
+    for expr, threshold in _slo_lines(block.get("slos") or []):
+        off = highest > 0 and threshold > 3 * highest  # drawn, the data would be a flat line
+        low.axhline(threshold, color="#555555", lw=1.2, ls=":",
+                    label=f"SLO {expr}" + (" (above the axis)" if off else ""))  # fmt: skip
+        if off:
+            low.set_ylim(top=highest * 1.25)
+    if block.get("knee_users") is not None:
+        label = f"knee: {block['knee_rps']:.4g} req/s at {block['knee_users']} users"
+        for ax in (top, low):
+            ax.axvline(block["knee_users"], color="#ff7f0e", lw=1.4,
+                       label=f"{label} ({block.get('knee_case')})")  # fmt: skip
+    failing = [s["users"] for s in steps if not s["passed"]]
+    if failing:
+        for ax in (top, low):
+            ax.axvline(failing[0], color="#d62728", lw=1.4, ls="-.",
+                       label=f"limit: {block.get('limit_reason')}")  # fmt: skip
+    if block.get("max_rps_within_slo") is not None:
+        top.axhline(block["max_rps_within_slo"], color="#9467bd", lw=1.0, ls=":",
+                    label=f"max within SLO: {block['max_rps_within_slo']:.4g} req/s")  # fmt: skip
+    top.set_ylabel("requests per second")
+    low.set_ylabel("p99 latency (ms)")
+    low.set_xlabel("users")
+    top.set_ylim(bottom=0, top=max(top.get_ylim()[1], float(np.nanmax(rps, initial=0)) * 1.15))
+    low.set_ylim(bottom=0)
+    top.legend(loc="lower right", fontsize=8, ncols=2)
+    low.legend(loc="upper left", fontsize=8)
     return fig
 
 

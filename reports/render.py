@@ -159,12 +159,42 @@ def _capacity_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+KNEE_CASES = {
+    "plateau": "plateau: past it, added users add no throughput",
+    "retrograde": "retrograde: past it, throughput falls",
+    "slo": "SLO: a check broke before throughput saturated",
+    "scaling": "still scaling at the last step: no knee yet",
+    "undetermined": "too few steps to tell",
+}
+
+
+def _model_text(m: Mapping[str, Any] | None, last_users: float | None) -> str:
+    if not m:
+        return "— (fewer than 3 steps)"
+    peak_users, peak_rps = m.get("peak_users"), m.get("peak_rps")
+    peak = (
+        f"peak {fmt(peak_rps)} req/s at N* = {fmt(peak_users)} users"
+        if peak_users is not None
+        else ("no peak (κ = 0)" if peak_rps is None else f"ceiling {fmt(peak_rps)} req/s (κ = 0)")
+    )
+    if peak_users is not None and last_users is not None and peak_users > last_users:
+        peak += " (past the last step: extrapolated)"
+    return (
+        f"USL X(N) = λN / (1 + σ(N−1) + κN(N−1)): λ = {m['lambda']:.4g} req/s per user, "
+        f"σ = {m['sigma']:.4g}, κ = {m['kappa']:.4g}, R² = {fmt(m.get('r2'))}; {peak}"
+    )
+
+
 def _capacity_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     c = s.get("capacity") or {}
     knee = c.get("knee_rps")
+    case = c.get("knee_case")
+    users = [step["users"] for step in c.get("steps") or []]
     return [
         ("max req/s within SLO", fmt(c.get("max_rps_within_slo"))),
         ("knee", "—" if knee is None else f"{fmt(knee)} req/s at {c.get('knee_users')} users"),
+        ("knee case", "—" if case is None else KNEE_CASES.get(case, str(case))),
+        ("model", _model_text(c.get("model"), max(users, default=None))),
         ("limit", str(c.get("limit_reason"))),
         ("checks per step", ", ".join(c.get("slos") or []) or "—"),
     ]

@@ -61,30 +61,30 @@ def synth(
     ("steps", "slos", "expected"),
     [
         # throughput plateau after 4 users while p99 doubles: knee at 4 users (200 rps);
-        # p99 crosses 30 ms at 8 users
+        # p99 crosses 30 ms at 8 users, after the plateau began
         (
             [(100, 10, 0), (200, 10, 0), (205, 20, 0), (206, 40, 0)],
             ["p99_ms<30"],
-            (205.0, 200.0, 4, "p99_ms 40 >= 30 at 8 users", [True, True, True, False]),
+            (205.0, 200.0, 4, "plateau", "p99_ms 40 >= 30 at 8 users", [True, True, True, False]),
         ),
         # linear scaling, flat latency: no knee, no failure, the plan ran to its end
         (
             [(100, 10, 0), (200, 10, 0), (300, 10, 0), (400, 10, 0)],
             list(CAPACITY_SLOS),
-            (400.0, None, None, "max users reached", [True] * 4),
+            (400.0, None, None, "scaling", "max users reached", [True] * 4),
         ),
-        # errors from 6 users on (1 in 10 > 1%); throughput plateau without a latency bend:
-        # no knee (both conditions are needed)
+        # errors from 6 users on (1 in 10 > 1%); a throughput plateau from 4 users on without
+        # a latency bend is still a plateau (Little's law: in a closed model p99 need not bend)
         (
             [(100, 10, 0), (200, 10, 0), (200, 12, 0.1), (200, 12, 0.1)],
             list(CAPACITY_SLOS),
-            (200.0, None, None, "error_rate 0.1 >= 0.01 at 6 users", [True, True, False, False]),
+            (200.0, 200.0, 4, "plateau", "error_rate 0.1 >= 0.01 at 6 users", [1, 1, 0, 0]),
         ),
-        # the first step already fails: nothing within the SLO
+        # the first step already fails: nothing within the SLO, no knee
         (
             [(50, 2000, 0), (50, 4000, 0)],
             ["p99_ms<1000", "error_rate<0.01"],
-            (None, 50.0, 2, "p99_ms 2000 >= 1000 at 2 users", [False, False]),
+            (None, None, None, "slo", "p99_ms 2000 >= 1000 at 2 users", [False, False]),
         ),
     ],
 )
@@ -92,7 +92,7 @@ def test_capacity_block(steps, slos, expected) -> None:
     p = plan()
     ts, lat, ok = synth(steps, p)
     block = capacity_block(cut_steps(ts, lat, ok, p), p, slos)
-    max_rps, knee_rps, knee_users, reason, passed = expected
+    max_rps, knee_rps, knee_users, knee_case, reason, passed = expected
     got = block["steps"]
     assert [s["users"] for s in got] == [2, 4, 6, 8][: len(steps)]
     assert [s["rps"] for s in got] == pytest.approx([float(s[0]) for s in steps], abs=0.01)
@@ -102,6 +102,7 @@ def test_capacity_block(steps, slos, expected) -> None:
     assert block["max_rps_within_slo"] == (pytest.approx(max_rps) if max_rps else None)
     assert block["knee_rps"] == (pytest.approx(knee_rps) if knee_rps else None)
     assert block["knee_users"] == knee_users
+    assert block["knee_case"] == knee_case
     assert block["limit_reason"] == reason
 
 
@@ -122,6 +123,20 @@ def test_incomplete_steps_are_left_out(kw, stopped_at, n, reason) -> None:
     interrupted = "SIGINT" if stopped is not None else None
     block = capacity_block(steps, p, ["p99_ms<500"], interrupted=interrupted)
     assert block["limit_reason"] == reason
+
+
+@pytest.mark.parametrize(("cut_s", "n"), [(0.0, 4), (0.6, 4), (3.0, 4), (6.0, 3)])
+def test_load_ending_inside_the_last_step(cut_s, n) -> None:
+    """Locust's run clock starts before the first send, so the load stops a little before
+    the plan's end: the last step is measured up to its last send (not under-counted), and
+    left out once less than half of its 9 s window had load."""
+    p = plan()
+    ts, lat, ok = synth([(100, 10, 0)] * 4, p)
+    keep = ts < T0 + 40.0 - cut_s
+    steps = cut_steps(ts[keep], lat[keep], ok[keep], p)
+    assert len(steps) == n
+    assert [s["rps"] for s in steps] == pytest.approx([100.0] * n, abs=0.01)
+    assert steps[-1]["measured_s"] == pytest.approx(9.0 - cut_s if n == 4 else 9.0, abs=0.02)
 
 
 def test_verdict_and_manifest_plan() -> None:
@@ -249,6 +264,10 @@ def test_capacity_run_stops_when_the_slo_breaks(tmp_path: Path) -> None:
     )
     passing = [s["rps"] for s in steps if s["passed"]]
     assert cap["max_rps_within_slo"] == max(passing) and 0 < max(passing) <= 110
+    # 7 users already saturate 100 req/s: broken at 7, the SLO came first (knee at 1 user);
+    # broken at 13, the plateau did (knee at 7 users, the first step at the ceiling)
+    expected = ("slo", 1) if users[-1] == 7 else ("plateau", 7)
+    assert (cap["knee_case"], cap["knee_users"]) == expected, cap
     # the stop was clean: Locust's own count equals the samples written
     assert counts["requests"] == counts["samples"] == len(read_samples(run_dir)) > 0
     assert sum(s["requests"] for s in steps) < counts["samples"]  # ramp-ups left out
