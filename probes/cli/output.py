@@ -106,7 +106,8 @@ def show_outcome(outcome: Outcome, *, what: str = "requests") -> None:
         if capacity:
             click.echo(
                 f"capacity: max {capacity.get('max_rps_within_slo')} req/s within SLO; "
-                f"knee {capacity.get('knee_rps')} req/s; limit: {capacity.get('limit_reason')}"
+                f"knee {capacity.get('knee_rps')} req/s ({capacity.get('knee_case')}); "
+                f"limit: {capacity.get('limit_reason')}"
             )
     if outcome.failure:
         click.echo(f"probes: {outcome.failure}", err=True)
