@@ -61,7 +61,7 @@ from probes.settings import build_request, parse_duration
 @api_options
 @replacement_options
 @option("--tail", type=float, default=DEFAULT_TAIL_S, show_default=True, metavar="SECONDS",
-        help="With --replace-with: keep observing this long after the replacement ended "
+        help="With --api: keep observing this long after the replacement ended "
              "(--duration stays the hard cap).")  # fmt: skip
 def command(url: str | None, **params: Any) -> recording.Outcome:
     """Probe URL at a constant rate and record which version answered each request.

@@ -148,7 +148,8 @@ request_options = _options(
         "--tag-regex",
         default=None,
         metavar="REGEX",
-        help="Regex over the body; group 1 or (?P<version>...) is the version.",
+        help="Regex over the body's kept head (RE2: linear time, no backreferences or "
+        "lookaround); group 1 or (?P<version>...) is the version.",
     ),
 )
 
