@@ -321,8 +321,10 @@ def test_regex_group_semantics_are_kept(regex, body, version):
 def test_a_regex_re2_cannot_run_is_a_config_error(regex, capfd):
     from probes.errors import ConfigError
 
+    from probes.settings import FLAGS
+
     with pytest.raises(ConfigError, match=r"^--tag-regex: "):
-        TagRules.build(regex=regex)
+        TagRules.build(regex=regex, place=FLAGS)
     assert capfd.readouterr().err == ""  # RE2 logs nothing of its own
 
 

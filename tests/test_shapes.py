@@ -48,14 +48,14 @@ def test_policies(text: str, t: float, expected: tuple[int, float] | None) -> No
         ("ramp:peak=3", "has no key 'peak'"),
         ("step:every=0", "every= must be > 0"),
         ("spike:at=x", "is not a number"),
-        ("steady:users=0", "users must be >= 1"),
+        ("steady:users=0", "users must be from 1 to"),
         ("ramp:over=-1", ">= 0"),
         ("steady:duration=nan", "finite"),
     ],
 )
 def test_bad_shapes_name_the_flag(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
-        shape(text)
+        parse_shape(text, users=10, spawn_rate=2.0, duration=60.0, flag="--shape")
     assert str(info.value).startswith("--shape")
 
 
