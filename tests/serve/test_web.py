@@ -213,6 +213,14 @@ class UiServer:
     def __init__(self) -> None:
         self.targets = [target(versions={"v1": 1.0}, rollout=None, state="idle")]
         self.lock = threading.Lock()
+        runs = [run_item(f"chat-rollout-{i}-with-a-long-run-id") for i in range(30)]
+        series = trends(capacity_summaries())
+        self.pages = {
+            "/runs": render("runs", runs, query={"kind": "rollout"}),
+            "/rollouts": render("rollouts", [rollout_item(r, None) for r in runs]),
+            "/targets/chat": render("target", target(recent_runs=runs, trends=series)),
+            "/trends": render("trends", {"scope": "schedule", "name": "nightly", "series": series}),
+        }
         ui = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -226,6 +234,8 @@ class UiServer:
                     self.answer((STATIC_DIR / name).read_bytes(), "text/javascript")
                 elif self.path == "/":
                     self.answer(render("targets", data).encode(), "text/html; charset=utf-8")
+                elif self.path in ui.pages:
+                    self.answer(ui.pages[self.path].encode(), "text/html; charset=utf-8")
                 else:
                     self.send_error(404)
 
@@ -286,5 +296,13 @@ def test_targets_page_live_split_at_390_px(ui_server: UiServer, tmp_path: Path) 
             )
             page.screenshot(path=str(tmp_path / "targets-390.png"), full_page=True)
             assert widths[0] <= widths[1] == 390, widths  # no horizontal scroll
+            for path in ui_server.pages:  # wide tables scroll inside their box, not the page
+                page.goto(ui_server.url + path, timeout=20_000)
+                widths = page.evaluate(
+                    "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+                )
+                assert widths[0] <= widths[1] == 390, (path, widths)
+            page.goto(ui_server.url + "/targets/chat", timeout=20_000)
+            page.screenshot(path=str(tmp_path / "target-390.png"), full_page=True)
         finally:
             browser.close()
