@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "report": "bench.report",
     "locust": "bench.locust",
     "capacity": "bench.capacity",
+    "changepoints": "bench.changepoints",
 }
 
 
