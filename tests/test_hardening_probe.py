@@ -320,7 +320,6 @@ def test_regex_group_semantics_are_kept(regex, body, version):
 @pytest.mark.parametrize("regex", [r"(a)\1", r"(?<=x)v\d", r"(unclosed"])
 def test_a_regex_re2_cannot_run_is_a_config_error(regex, capfd):
     from probes.errors import ConfigError
-
     from probes.settings import FLAGS
 
     with pytest.raises(ConfigError, match=r"^--tag-regex: "):
