@@ -45,8 +45,8 @@ from probes.records import write_json_atomic
 from probes.run import read_summary
 from reports.analysis import split_unsent
 from reports.capacity import StepPlan, analyse_capacity, cut_steps, step_window
-from reports.load import load_run
 from reports.render import CSS, _dl, _md_table, _table, fmt
+from reports.rundir import load_run
 from reports.stats import Side, compare, latency_block
 
 COMPARISON_SCHEMA = "proton-probe/comparison/1"

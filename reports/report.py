@@ -67,7 +67,7 @@ def _check_settings(run_dir: Path, settings: dict[str, Any], kind: Any) -> None:
 def load_run_dir(
     run_dir: Path,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any], list[dict[str, str]]]:
-    """(samples, events, manifest, skipped shards) of a run, as ``reports.load.load_run``
+    """(samples, events, manifest, skipped shards) of a run, as ``reports.rundir.load_run``
     reads them, except that unreadable shards are skipped and listed rather than fatal."""
     if not run_dir.is_dir():
         raise RunDirError(f"RUN_DIR {run_dir}: no such directory")

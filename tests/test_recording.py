@@ -218,3 +218,25 @@ def test_sigkill_of_probes_load_leaves_no_locust(tmp_path: Path) -> None:
             if probes.poll() is None:
                 probes.kill()
     assert left == [], f"orphaned Locust: {left}"
+
+
+def _own_modules() -> list[str]:
+    root = Path(__file__).resolve().parent.parent
+    names = []
+    for package in ("probes", "reports"):
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            if "locustglue" in parts and parts[-1] != "__init__":
+                continue  # imports Locust (gevent patches sockets): tests/locust imports it
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_every_module_imports() -> None:
+    """mypy ignores missing imports (third-party stubs), so a module of ours that imports a
+    moved or renamed one would only fail at run time: import each of them."""
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *_own_modules()], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -56,9 +56,12 @@ def load_config_defaults(explicit: str | None, group: click.Command) -> dict[str
 
 
 def exit_code(outcome: Any) -> int:
-    """The exit code of a verb's result: an ``Outcome`` (or a plain code from ``sim``)."""
+    """The exit code of a verb's result: a recording's ``Outcome``, a comparison (``probes
+    compare``: 1 when the run is worse than its baseline), or a plain code (``sim``)."""
     if isinstance(outcome, int) and not isinstance(outcome, bool):
         return outcome
+    if isinstance(outcome, dict) and "judgement" in outcome:  # probes compare
+        return EXIT_FAIL if outcome["judgement"] == "worse" else EXIT_PASS
     if not isinstance(outcome, Outcome):
         return EXIT_PASS
     if outcome.failure or outcome.unusable:

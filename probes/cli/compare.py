@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from probes.cli.common import option
+from probes.cli.options import option
 
 
 @click.command(short_help="Compare a run with a baseline run, sample by sample.")
 @click.argument("run_a", metavar="RUN_A", type=click.Path(path_type=Path))
 @click.argument("run_b", metavar="RUN_B", type=click.Path(path_type=Path))
 @option("--quiet", "-q", is_flag=True, help="Print only the path of the comparison JSON.")
-def command(run_a: Path, run_b: Path, quiet: bool) -> int:
+def command(run_a: Path, run_b: Path, quiet: bool) -> dict[str, Any]:
     """Compare RUN_B (the current run) with RUN_A (the baseline) from their raw samples.
 
     Mann–Whitney U on latency and Fisher's exact test on errors, for the whole run, per
@@ -31,4 +32,4 @@ def command(run_a: Path, run_b: Path, quiet: bool) -> int:
         click.echo(judgement_line(result))
         for line in (result.get("capacity") or {}).get("lines", []):
             click.echo(f"  {line}")
-    return 1 if result["judgement"] == "worse" else 0
+    return result
