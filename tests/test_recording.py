@@ -226,7 +226,7 @@ def _own_modules() -> list[str]:
     for package in ("probes", "reports"):
         for path in sorted((root / package).rglob("*.py")):
             parts = path.relative_to(root).with_suffix("").parts
-            if "locustglue" in parts and parts[-1] != "__init__":
+            if parts[-1] == "__main__" or ("locustglue" in parts and parts[-1] != "__init__"):
                 continue  # imports Locust (gevent patches sockets): tests/locust imports it
             names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
