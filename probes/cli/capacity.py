@@ -7,7 +7,6 @@ judged as soon as its samples are in, and the first step that breaks a check sto
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,13 +16,10 @@ from probes.cli.options import (
     api_options,
     option,
     recording_options,
-    request_kwargs,
     request_options,
 )
-from probes.cli.output import StatusProgress, show_outcome, stop_on_signals
-from probes.cli.platform import target_url
+from probes.cli.verb import record
 from probes.recording.capacity import DEFAULTS
-from probes.settings import build_request
 
 
 def _int_option(name: str, default: int, text: str) -> Any:
@@ -79,17 +75,4 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
     )
-    where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
-    with target_url(url, params) as (invoke_url, platform):
-        spec = build_request(invoke_url, **request_kwargs(params))
-        with stop_on_signals() as stop:
-            outcome = recording.capacity(
-                spec,
-                where,
-                settings,
-                stop=stop,
-                progress=StatusProgress(quiet=params["quiet"]),
-                platform=platform,
-            )
-    show_outcome(outcome)
-    return outcome
+    return record(recording.capacity, url, params, settings)

@@ -13,7 +13,6 @@ recorded. A second signal aborts at once.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,14 +23,12 @@ from probes.cli.options import (
     option,
     recording_options,
     replacement_options,
-    request_kwargs,
     request_options,
 )
-from probes.cli.output import StatusProgress, show_outcome, stop_on_signals
-from probes.cli.platform import target_url
+from probes.cli.verb import record
 from probes.errors import ConfigError
 from probes.recording.load import DEFAULTS
-from probes.settings import build_request, parse_number
+from probes.settings import parse_number
 from probes.shapes import SHAPES
 
 #: When the replacement is requested without --replace-at, in seconds from the start.
@@ -113,18 +110,5 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
     )
-    where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
     replace_at = parse_replace_at(params)
-    with target_url(url, params, replace_at_s=replace_at) as (invoke_url, platform):
-        spec = build_request(invoke_url, **request_kwargs(params))
-        with stop_on_signals() as stop:
-            outcome = recording.load(
-                spec,
-                where,
-                settings,
-                stop=stop,
-                progress=StatusProgress(quiet=params["quiet"]),
-                platform=platform,
-            )
-    show_outcome(outcome)
-    return outcome
+    return record(recording.load, url, params, settings, replace_at_s=replace_at)

@@ -15,7 +15,6 @@ and observes until it is over plus ``--tail`` seconds, never longer than ``--dur
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -27,14 +26,11 @@ from probes.cli.options import (
     option,
     recording_options,
     replacement_options,
-    request_kwargs,
     request_options,
 )
-from probes.cli.output import StatusProgress, show_outcome, stop_on_signals
-from probes.cli.platform import target_url
+from probes.cli.verb import record
 from probes.recording.observation import DEFAULT_RATE
 from probes.rollout import DEFAULT_TAIL_S, lead_in_s
-from probes.settings import build_request, parse_duration
 
 
 @click.command()
@@ -76,18 +72,5 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
     )
-    where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
-    lead_in = lead_in_s(parse_duration(params["duration"], "--duration"))
-    with target_url(url, params, replace_at_s=lead_in) as (invoke_url, platform):
-        spec = build_request(invoke_url, **request_kwargs(params))
-        with stop_on_signals() as stop:
-            outcome = recording.observe(
-                spec,
-                where,
-                settings,
-                stop=stop,
-                progress=StatusProgress(quiet=params["quiet"]),
-                platform=platform,
-            )
-    show_outcome(outcome)
-    return outcome
+    lead_in = lead_in_s(settings.probe.duration)
+    return record(recording.observe, url, params, settings, replace_at_s=lead_in)
