@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import html
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from probes.errors import ConfigError
 from probes.run import FIGURES_DIR, REPORT_HTML_FILE, RUN_KINDS, read_summary
+from probes.serve import pages
 from probes.serve.index import RUN_ID_RE, RunIndex
 from probes.serve.metrics import Metrics
 from probes.serve.verdict import pending_body
@@ -461,35 +461,6 @@ def _flagger_event(
     )
 
 
-# --- GET / : issue 9's web UI replaces this placeholder (keep its JSON twins) --------------
-
-_INDEX_LINKS = (
-    ("/api/v1/targets", "targets"),
-    ("/api/v1/runs", "runs"),
-    ("/api/v1/verdict", "verdict"),
-    ("/metrics", "metrics"),
-    ("/healthz", "health"),
-    ("/readyz", "readiness"),
-)
-
-
-async def index_page(request: web.Request) -> web.Response:
-    """A plain page linking the JSON routes (placeholder until the web UI lands)."""
-    names = _view(request).target_names()
-    items = [
-        f'<li><a href="{href}">{label}</a> <code>{href}</code></li>' for href, label in _INDEX_LINKS
-    ]
-    items += [
-        f'<li><a href="/api/v1/targets/{html.escape(n)}">target {html.escape(n)}</a></li>'
-        for n in names
-    ]
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>proton-probe</title></head>"
-        "<body><h1>proton-probe serve</h1><ul>" + "".join(items) + "</ul></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
 # -- the app -------------------------------------------------------------------------------
 
 
@@ -507,7 +478,7 @@ def make_app(view: ServiceView) -> web.Application:
         app[POOL].shutdown(wait=False, cancel_futures=True)
 
     app.cleanup_ctx.append(pool_ctx)
-    app.router.add_get("/", index_page)
+    app.router.add_routes(pages.routes(_view, _off_loop, _run_dir, RECENT_RUNS))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(view.metrics.registry))

@@ -177,14 +177,9 @@ def test_health_readiness_and_index_page(view: FakeView) -> None:
         assert status == 503 and body == {"status": "starting"}
         status, page, headers = await get(c, "/")
         assert status == 200 and headers["Content-Type"].startswith("text/html")
-        for href in (
-            "/api/v1/targets",
-            "/api/v1/runs",
-            "/api/v1/verdict",
-            "/metrics",
-            "/api/v1/targets/chat",
-        ):
-            assert f'href="{href}"' in page
+        # the web UI's Targets page: its JSON twin, and each target's own page
+        for href in ("/api/v1/targets", "/targets/chat", "/runs", "/rollouts"):
+            assert f'href="{href}"' in page, href
 
         status, err, _ = await get(c, "/api/v1/nothing-here")
         assert status == 404 and "error" in err

@@ -1,0 +1,105 @@
+"""The web UI's routes: each page fetches its JSON twin (the same data ``/api/v1`` answers,
+from memory or the run index's read side, never blocking the loop) and renders it with
+``probes.serve.web.render``. Static assets are vendored (``web.STATIC_DIR``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from probes.run import read_summary
+from probes.serve import web as ui
+
+#: Rows the Rollouts page lists (newest first).
+ROLLOUTS_SHOWN = 200
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html")
+
+
+def _files(run_dir: Path) -> list[str]:
+    """The run directory's files (relative names), for the Run page."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+
+
+def _rollouts(view: Any) -> list[dict[str, Any]]:
+    rows = view.index.query(kind="rollout", limit=ROLLOUTS_SHOWN)
+    return [ui.rollout_item(r.as_api(), read_summary(view.runs_dir / r.run_id)) for r in rows]
+
+
+def routes(
+    view_of: Callable[[web.Request], Any],
+    off_loop: Callable[..., Any],
+    run_dir_of: Callable[[web.Request], Path | None],
+    recent_runs: int,
+) -> list[web.AbstractRouteDef]:
+    """The UI's routes, given how the HTTP layer finds the view, runs blocking reads off the
+    loop, and maps a request's ``run_id`` to its directory (None when it is not a run id)."""
+    from probes.serve.http import BadParam, run_filters  # http mounts these routes
+
+    async def targets(request: web.Request) -> web.Response:
+        view = view_of(request)
+        data = [view.target_status(n) for n in view.target_names()]
+        return _html(ui.render("targets", data))
+
+    async def target(request: web.Request) -> web.Response:
+        view, name = view_of(request), request.match_info["name"]
+        if name not in view.target_names():
+            raise web.HTTPNotFound(text=f"target: unknown {name!r}")
+        data = dict(view.target_status(name))
+        rows = await off_loop(request, view.index.query, target=name, limit=recent_runs)
+        data["recent_runs"] = [r.as_api() for r in rows]
+        schedules = getattr(view, "schedule_status", None)
+        if schedules is not None:
+            data["schedules"] = schedules(name)
+        trends = getattr(view, "target_trends", None)
+        if trends is not None:
+            data["trends"] = await off_loop(request, trends, name)
+        return _html(ui.render("target", data))
+
+    async def runs(request: web.Request) -> web.Response:
+        try:
+            filters = run_filters(request.query)
+        except BadParam as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        rows = await off_loop(request, view_of(request).index.query, **filters)
+        data = [r.as_api() for r in rows]
+        return _html(ui.render("runs", data, query=dict(request.query)))
+
+    async def run(request: web.Request) -> web.Response:
+        run_dir = run_dir_of(request)
+        summary = None if run_dir is None else await off_loop(request, read_summary, run_dir)
+        if run_dir is None or summary is None:
+            raise web.HTTPNotFound(text=f"run: no report for {request.match_info['run_id']!r}")
+        row = await off_loop(request, view_of(request).index.get, run_dir.name)
+        files = await off_loop(request, _files, run_dir)
+        extra = {"row": row.as_api() if row is not None else None, "files": files}
+        return _html(ui.render("run", summary, extra=extra))
+
+    async def rollouts(request: web.Request) -> web.Response:
+        data = await off_loop(request, _rollouts, view_of(request))
+        return _html(ui.render("rollouts", data))
+
+    async def trends(request: web.Request) -> web.Response:
+        view = view_of(request)
+        scope = "schedule" if "schedule" in request.query else "target"
+        name = request.query.get(scope) or next(iter(view.target_names()), "")
+        series_of = getattr(view, f"{scope}_trends", None)
+        series = await off_loop(request, series_of, name) if series_of and name else []
+        return _html(ui.render("trends", {"scope": scope, "name": name, "series": series}))
+
+    return [
+        web.get(ui.PATHS["targets"], targets),
+        web.get(ui.PATHS["target"], target),
+        web.get(ui.PATHS["runs"], runs),
+        web.get(ui.PATHS["run"], run),
+        web.get(ui.PATHS["rollouts"], rollouts),
+        web.get(ui.PATHS["trends"], trends),
+        web.static("/static", ui.STATIC_DIR),
+    ]
