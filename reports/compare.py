@@ -14,6 +14,16 @@ when significant *and* larger than ``MIN_DELTA`` / ``MIN_ERROR_DELTA``):
   clock (``StepPlan``, ``cut_steps``, ``step_window``: ramp-ups skipped, incomplete steps left
   out) and matched by their users; plus the change of ``max_rps_within_slo`` and of the knee.
 
+One guard is added for comparisons *across* runs. Within one run (the report's own
+comparison) both versions are measured side by side, so a stall of the machine or of the load
+generator hits both; across two runs it hits one of them, and a 100 ms stall in a 4 s step
+moves that step's p99 by the stall. So a ``worse``/``better`` that rests on the p99 alone (no
+material p50 or error-rate shift) must persist: B's p99 must move the same way by the same
+material bound in at least ``TAIL_MIN_PARTS`` of ``TAIL_PARTS`` equal time spans of the
+compared rows. Otherwise the judgement is ``same`` and ``judgement_unconfirmed`` keeps what
+the report's rule alone said (measured: two runs of one unchanged server on the shared VM
+had a single-step p99 jump of 36–64 ms in 3 of 5 pairs, with p50 within 1 ms).
+
 The judgement (``better | same | worse | inconclusive``):
 
 - capacity runs: ``worse`` if a common step is worse, or a step A completed is missing from B
@@ -47,10 +57,21 @@ from reports.analysis import split_unsent
 from reports.capacity import StepPlan, analyse_capacity, cut_steps, step_window
 from reports.render import CSS, _dl, _md_table, _table, fmt
 from reports.rundir import load_run
-from reports.stats import Side, compare, latency_block
+from reports.stats import (
+    ALPHA,
+    MIN_DELTA,
+    MIN_ERROR_DELTA,
+    Side,
+    _latency_shift,
+    compare,
+    latency_block,
+)
 
 COMPARISON_SCHEMA = "proton-probe/comparison/1"
 MIN_CAPACITY_CHANGE = 0.10
+#: A judgement resting on the p99 alone must show in this many of the TAIL_PARTS time spans.
+TAIL_PARTS = 4
+TAIL_MIN_PARTS = 3
 JUDGEMENTS = ("better", "same", "worse", "inconclusive")
 
 
@@ -125,7 +146,52 @@ def compare_masks(
     block["errors"] = {"baseline": side_a.errors, "current": side_b.errors}
     block["p50_ms"] = {"baseline": side_a.p50, "current": side_b.p50}
     block["p99_ms"] = {"baseline": side_a.p99, "current": side_b.p99}
+    if block["judgement"] in ("worse", "better") and _only_p99(side_a, side_b, block):
+        sign = 1 if block["judgement"] == "worse" else -1
+        agree = _tail_parts(a, mask_a, b, mask_b, sign)
+        block["tail_persistence"] = {"parts": TAIL_PARTS, "agree": agree}
+        if agree < TAIL_MIN_PARTS:
+            block["judgement_unconfirmed"] = block["judgement"]
+            block["judgement"] = "same"
     return block
+
+
+def _only_p99(side_a: Side, side_b: Side, block: Mapping[str, Any]) -> bool:
+    """Whether the report's judgement rests on the p99 alone (no material p50 or error shift)."""
+    error_p = block.get("error_p_value")
+    if error_p is not None and error_p < ALPHA and side_a.requests and side_b.requests:
+        delta = side_b.errors / side_b.requests - side_a.errors / side_a.requests
+        if abs(delta) > MIN_ERROR_DELTA:
+            return False
+    p50_a = Side(side_a.requests, side_a.errors, side_a.p50, None, side_a.ok_latencies)
+    p50_b = Side(side_b.requests, side_b.errors, side_b.p50, None, side_b.ok_latencies)
+    return _latency_shift(p50_a, p50_b) == 0
+
+
+def _parts(run: RunSamples, mask: np.ndarray) -> list[np.ndarray]:
+    """The successful latencies of ``mask``'s rows in TAIL_PARTS equal spans of its time."""
+    ts, lat = run.ts[mask & run.ok], run.latency[mask & run.ok]
+    if ts.size == 0:
+        return [lat] * TAIL_PARTS
+    edges = np.linspace(float(ts.min()), float(ts.max()), TAIL_PARTS + 1)
+    idx = np.clip(np.searchsorted(edges, ts, side="right") - 1, 0, TAIL_PARTS - 1)
+    return [lat[idx == k] for k in range(TAIL_PARTS)]
+
+
+def _tail_parts(
+    a: RunSamples, mask_a: np.ndarray, b: RunSamples, mask_b: np.ndarray, sign: int
+) -> int:
+    """In how many of the TAIL_PARTS spans B's p99 moved materially in direction ``sign``."""
+    min_ms, min_fraction = MIN_DELTA["p99"]
+    agree = 0
+    for part_a, part_b in zip(_parts(a, mask_a), _parts(b, mask_b), strict=True):
+        if part_a.size == 0 or part_b.size == 0:
+            continue
+        p_a, p_b = float(np.percentile(part_a, 99)), float(np.percentile(part_b, 99))
+        delta = p_b - p_a
+        if delta * sign > 0 and abs(delta) > min_ms and abs(delta) > min_fraction * abs(p_a):
+            agree += 1
+    return agree
 
 
 def _plan(run: RunSamples) -> StepPlan | None:
@@ -173,6 +239,9 @@ def _step_line(users: int, block: Mapping[str, Any]) -> str:
             parts.append(f"{key} {d:+.1f} ms")
     if block.get("error_rate_delta") is not None:
         parts.append(f"errors {100 * block['error_rate_delta']:+.2f} pp")
+    if block.get("judgement_unconfirmed"):
+        agree = block["tail_persistence"]["agree"]
+        parts.append(f"p99 shift in {agree} of {TAIL_PARTS} spans only: transient, not counted")
     return f"step {users} users: {block['judgement']} ({', '.join(parts) or 'no data'})"
 
 
