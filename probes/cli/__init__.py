@@ -37,7 +37,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     ctx.default_map = load_config_defaults(config_file, ctx.command)
 
 
-VERB_MODULES = ("observe", "load", "capacity", "report", "sim", "demo")
+VERB_MODULES = ("observe", "load", "capacity", "report", "sim", "demo", "serve")
 
 
 def _register() -> None:

@@ -613,7 +613,7 @@ class TargetWorker:
         if self.segment is not None and now >= self.segment.ends_ts:
             old, self.segment = self.segment, None
             self._open_segment(now)
-            self.service.finalize(old)
+            self.service.finalize(old, figures=False)
         self.state, changes = cap.on_tick(self.policy, self.state, now)
         if changes:
             self._apply(changes, now)
@@ -627,7 +627,7 @@ class TargetWorker:
             self._close_capture(f"service stopped ({interrupted})", self.state.outcome, interrupted)
         if self.segment is not None:
             old, self.segment = self.segment, None
-            self.service.finalize(old)
+            self.service.finalize(old, figures=False)
 
     # -- views ----------------------------------------------------------------------------
 
@@ -888,6 +888,7 @@ class Service:
         if self.metrics is None:
             self.metrics = self._make_metrics()
         self.recovered = await loop.run_in_executor(self.blocking, self._recover)
+        loop.run_in_executor(self.reports, _warm_up)
         for cfg in self.config.targets:
             self.workers[cfg.name] = TargetWorker(self, cfg)
         self._tasks.append(asyncio.create_task(self._start_targets(), name="start-targets"))
@@ -924,19 +925,30 @@ class Service:
 
         runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.serve.host, self.config.serve.port)
-        await site.start()
+        host, port = self.config.serve.host, self.config.serve.port
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"serve.listen: cannot listen on {self.config.serve.listen}: {exc.strerror}"
+            ) from exc
         self._http = runner
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self.config.serve.port
+        self.bound_port = sockets[0].getsockname()[1] if sockets else port
 
-    async def run(self, *, http: bool = True) -> None:
-        """Start, serve until ``stop_event`` is set, then stop."""
-        await self.start()
+    async def run(
+        self, *, http: bool = True, on_listening: Callable[[str, int], None] | None = None
+    ) -> None:
+        """Start, serve until ``request_stop`` (or ``stop_event``), then stop."""
         try:
+            await self.start()
             if http:
                 await self.serve_http()
+                if on_listening is not None and self.bound_port is not None:
+                    on_listening(self.config.serve.host, self.bound_port)
             await self.stop_event.wait()
         finally:
             await self.stop(self.stop_reason)
@@ -984,12 +996,22 @@ class Service:
 
     # -- finishing runs -------------------------------------------------------------------
 
-    def finalize(self, open_run: OpenRun, interrupted: str | None = None, **fields: Any) -> None:
-        """Close a run off the loop: flush its shards, end its manifest, report, index."""
+    def finalize(
+        self,
+        open_run: OpenRun,
+        interrupted: str | None = None,
+        *,
+        figures: bool = True,
+        **fields: Any,
+    ) -> None:
+        """Close a run off the loop: flush its shards, end its manifest, report, index.
+
+        Canary segments are reported without figures (``probes report RUN_DIR`` draws
+        them): hundreds of targets' hourly segments would otherwise keep a core drawing."""
         loop = asyncio.get_running_loop()
         ended = time.time()
         future = loop.run_in_executor(
-            self.reports, _finish_run, open_run, ended, interrupted, fields
+            self.reports, _finish_run, open_run, ended, interrupted, figures, fields
         )
         self._pending.add(future)
 
@@ -1019,7 +1041,7 @@ class Service:
                 run.finish(ended_at=_last_activity(path, run.started_ts), interrupted=reason)
             elif read_summary(path) is not None:
                 continue
-            _report(path)
+            _report(path, figures=manifest.get("kind") != "canary")
             if self.index is not None:
                 self.index.put_run_dir(path)
             done.append(path.name)
@@ -1195,25 +1217,35 @@ class Service:
 
 
 def _finish_run(
-    open_run: OpenRun, ended: float, interrupted: str | None, fields: dict[str, Any]
+    open_run: OpenRun,
+    ended: float,
+    interrupted: str | None,
+    figures: bool,
+    fields: dict[str, Any],
 ) -> dict[str, Any] | None:
     """Blocking: flush, end the manifest, make the report (its summary, or None)."""
     open_run.writer.close()
     if interrupted is not None:
         fields = {**fields, "interrupted": interrupted}
     open_run.run.finish(ended_at=ended, **fields)
-    return _report(open_run.run.path)
+    return _report(open_run.run.path, figures=figures)
+
+
+def _warm_up() -> None:
+    """Import the report code once, early, so that the first capture closing (or a stop)
+    does not wait for pandas and matplotlib to load."""
+    import reports.figures  # noqa: F401
 
 
 def _run_ids(runs_dir: Path) -> list[str]:
     return [p.name for p in runs_dir.iterdir() if p.is_dir()]
 
 
-def _report(path: Path) -> dict[str, Any] | None:
+def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
     from reports import make_report
 
     try:
-        return make_report(path)
+        return make_report(path, figures=figures)
     except Exception as exc:  # a run that cannot be reported stays a run (and is indexed)
         log.error("run %s: report failed: %s", path.name, exc)
         return None
