@@ -180,6 +180,18 @@ class OpenRun:
 class OpenCapture(OpenRun):
     samples: SampleBuffer = field(default_factory=SampleBuffer)
     reason: str = ""
+    #: What the policy knows of the rollout, kept here so it outlives the policy's close.
+    replacement_id: str | None = None
+    baseline: str | None = None
+    candidate: str | None = None
+    outcome: str | None = None
+
+    def sync(self, state: cap.CaptureState) -> None:
+        if state.open:
+            self.replacement_id = state.replacement_id or self.replacement_id
+            self.baseline = state.baseline or self.baseline
+            self.candidate = state.candidate or self.candidate
+            self.outcome = state.outcome
 
 
 # --------------------------------------------------------------------------- events in
@@ -422,6 +434,8 @@ class TargetWorker:
         self.state, changes = cap.on_sample(self.policy, self.state, sample.version, sample.ts)
         if changes:
             self._apply(changes, sample.ts)
+        elif self.capture is not None:
+            self.capture.sync(self.state)
 
     # -- the platform --------------------------------------------------------------------
 
@@ -432,6 +446,7 @@ class TargetWorker:
         if changes:
             self._apply(changes, float(event["ts"]))
         elif self.capture is not None:
+            self.capture.sync(self.state)
             _write_event(self.capture.run.events, event)
 
     def _remember(self, event: dict[str, Any]) -> None:
@@ -465,6 +480,8 @@ class TargetWorker:
                 self._close_capture(change.reason, change.outcome)
             elif change.kind == "open" and self.capture is None:
                 self._open_capture(change.reason, ts)
+        if self.capture is not None:
+            self.capture.sync(self.state)
 
     def _open_capture(self, reason: str, ts: float) -> None:
         svc, spec = self.service, self.spec
@@ -484,10 +501,11 @@ class TargetWorker:
             started_at=start,
         )
         fields: dict[str, Any] = {"target_name": self.name, "capture": {"reason": reason}}
-        if self.platform is not None:
-            fields["platform"] = self._platform_block()
         run.update(**fields)
         self.capture = OpenCapture(run=run, writer=run.shard_writer("probe"), reason=reason)
+        self.capture.sync(self.state)
+        if self.platform is not None:
+            run.update(platform=self._platform_block(self.capture))
         self.capture.writer.add_many(before)
         for row in before:
             self.capture.samples.add(row)
@@ -504,10 +522,10 @@ class TargetWorker:
         if svc.index is not None:
             svc.index.put_run_dir(run.path)
 
-    def _platform_block(self, outcome: str | None = None) -> dict[str, Any]:
+    def _platform_block(self, capture: OpenCapture, outcome: str | None = None) -> dict[str, Any]:
         labels = dict(self.watcher.labels) if self.watcher is not None else {}
         block = dict(replace(self.platform, labels=labels or self.platform.labels).manifest())
-        block["replacement_id"] = self.state.replacement_id
+        block["replacement_id"] = capture.replacement_id
         if outcome is not None:
             block["outcome"] = outcome
         return block
@@ -533,7 +551,7 @@ class TargetWorker:
             "capture": {"reason": capture.reason, "closed": reason, "outcome": outcome}
         }
         if self.platform is not None:
-            fields["platform"] = self._platform_block(outcome)
+            fields["platform"] = self._platform_block(capture, outcome)
         versions, latency, ok = capture.samples.arrays()
         rollout = Rollout(
             run.run_id, baseline, candidate, versions, latency, ok, run.started_ts, now, outcome
@@ -548,9 +566,10 @@ class TargetWorker:
             svc.metrics.keep_versions(self.name, self._kept_versions())
         svc.finalize(capture, interrupted=interrupted, **fields)
 
-    def _roles(self, capture: OpenCapture | None) -> tuple[str | None, str | None]:
-        baseline, candidate = self.state.baseline, self.state.candidate
-        if capture is not None and (baseline is None or candidate is None):
+    def _roles(self, capture: OpenCapture) -> tuple[str | None, str | None]:
+        """(baseline, candidate) of a capture: the policy's, else the order callers saw."""
+        baseline, candidate = capture.baseline, capture.candidate
+        if baseline is None or candidate is None:
             seen = [v for v in dict.fromkeys(capture.samples.versions) if v != "unknown"]
             baseline = baseline or (seen[0] if seen else None)
             others = [v for v in seen if v != baseline]
@@ -617,6 +636,8 @@ class TargetWorker:
         self.state, changes = cap.on_tick(self.policy, self.state, now)
         if changes:
             self._apply(changes, now)
+        elif self.capture is not None:
+            self.capture.sync(self.state)
         metrics = self.service.metrics
         if metrics is not None and self.window:
             metrics.shares(self.name, self.shares(now))
@@ -624,7 +645,8 @@ class TargetWorker:
     def close_all(self, interrupted: str) -> None:
         """Close the open runs (on stop): the capture interrupted, the segment cut short."""
         if self.capture is not None:
-            self._close_capture(f"service stopped ({interrupted})", self.state.outcome, interrupted)
+            outcome = self.capture.outcome
+            self._close_capture(f"service stopped ({interrupted})", outcome, interrupted)
         if self.segment is not None:
             old, self.segment = self.segment, None
             self.service.finalize(old, figures=False)
@@ -675,7 +697,7 @@ class TargetWorker:
 
         if self.capture is not None:
             baseline, candidate = self._roles(self.capture)
-            status = self.state.outcome or self._replacement_status() or "capturing"
+            status = self.capture.outcome or self._replacement_status() or "capturing"
             return {
                 "run_id": self.capture.run_id,
                 "from_version": baseline,
@@ -695,7 +717,7 @@ class TargetWorker:
         return None
 
     def _replacement_status(self) -> str | None:
-        rid = self.state.replacement_id
+        rid = self.capture.replacement_id if self.capture is not None else None
         for event in reversed(self._replacement_events):
             if event.get("replacement_id") == rid:
                 return str(event.get("status"))
