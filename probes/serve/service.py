@@ -78,6 +78,9 @@ SHUTDOWN_REPORT_S = 20.0
 #: Bound on waiting for scheduled runs to stop (their own stop events end them sooner).
 SHUTDOWN_JOBS_S = 20.0
 TICK_S = 1.0
+#: Canary segments' rows are written to a shard this often, by one flusher for all targets
+#: (a shard per target per second would be thousands of tiny files and a thread each).
+CANARY_FLUSH_S = 10.0
 RETENTION_EVERY_S = 3600.0
 API_RETRY_S = 5.0
 #: Triggers of runs the service makes: only those are recovered after a crash.
@@ -283,14 +286,19 @@ class TargetWorker:
 
     # -- start / stop ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Resolve an api target (retrying while the control plane is down), then probe."""
+    async def start(self, phase: float = 0.0) -> None:
+        """Resolve an api target (retrying while the control plane is down), then probe.
+
+        ``phase`` (a fraction of the canary's interval) offsets this target's schedule from
+        the others': targets started together would otherwise all be due at the same
+        instants, and the last of each burst would be sent late by the ones before it."""
         if self.cfg.is_api:
             await self._resolve()
             if self.service.stopping:
                 return
         self._open_segment(time.time())
-        self._loop_task = asyncio.create_task(self._probe_loop(), name=f"canary-{self.name}")
+        delay = phase / self.cfg.canary_rate if self.cfg.canary_rate > 0 else 0.0
+        self._loop_task = asyncio.create_task(self._probe_loop(delay), name=f"canary-{self.name}")
         self.started = True
 
     async def _resolve(self) -> None:
@@ -372,9 +380,12 @@ class TargetWorker:
     def rate(self) -> float:
         return self.cfg.capture_rate if self.capture is not None else self.cfg.canary_rate
 
-    async def _probe_loop(self) -> None:
+    async def _probe_loop(self, delay: float = 0.0) -> None:
         """One run_probe at the current rate; on a rate change the next one starts first,
         then the old one stops and drains (its answers are still recorded)."""
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rate_changed.wait(), delay)
         while not self.service.stopping:
             rate, spec = self.rate(), self.spec
             self._rate_changed.clear()
@@ -623,7 +634,8 @@ class TargetWorker:
         )
         run.update(target_name=self.name)
         end = segment_end(now, svc.config.serve.segment_s, self.name)
-        self.segment = OpenRun(run=run, writer=run.shard_writer("probe"), ends_ts=end)
+        writer = run.shard_writer("probe", background=False)  # flushed by Service._flusher
+        self.segment = OpenRun(run=run, writer=writer, ends_ts=end)
         if svc.index is not None:
             svc.index.put_run_dir(run.path)
 
@@ -915,6 +927,7 @@ class Service:
             self.workers[cfg.name] = TargetWorker(self, cfg)
         self._tasks.append(asyncio.create_task(self._start_targets(), name="start-targets"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
+        self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._scheduler(), name="scheduler"))
         self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
         self._tasks.append(asyncio.create_task(self._load_recent(), name="load-rollouts"))
@@ -934,7 +947,8 @@ class Service:
         return Metrics(version)
 
     async def _start_targets(self) -> None:
-        await asyncio.gather(*(w.start() for w in self.workers.values()))
+        n = len(self.workers)
+        await asyncio.gather(*(w.start(k / n) for k, w in enumerate(self.workers.values())))
         if not self.stopping:
             self._ready = True
             log.info("ready: %d targets probed", len(self.workers))
@@ -1097,6 +1111,25 @@ class Service:
                     worker.tick(now)
             await asyncio.sleep(TICK_S - (time.time() % TICK_S) + 0.001)
 
+    async def _flusher(self) -> None:
+        """Write the canary segments' queued rows to disk, off the loop: every target once per
+        ``CANARY_FLUSH_S``, a slice of them each second, so the writes (which hold the GIL
+        while building tables) never come as one burst that delays the probes."""
+        loop = asyncio.get_running_loop()
+        slot = 0
+        slots = max(1, int(CANARY_FLUSH_S / TICK_S))
+        while not self.stopping:
+            await asyncio.sleep(TICK_S)
+            workers = list(self.workers.values())
+            writers = [
+                w.segment.writer
+                for k, w in enumerate(workers)
+                if k % slots == slot and w.segment is not None
+            ]
+            slot = (slot + 1) % slots
+            if writers:
+                await loop.run_in_executor(self.blocking, _flush_all, writers)
+
     async def _retention(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.stopping:
@@ -1251,6 +1284,14 @@ def _finish_run(
         fields = {**fields, "interrupted": interrupted}
     open_run.run.finish(ended_at=ended, **fields)
     return _report(open_run.run.path, figures=figures)
+
+
+def _flush_all(writers: list[ShardWriter]) -> None:
+    for writer in writers:
+        try:
+            writer.flush()
+        except Exception as exc:  # the rows stay queued; the next flush tries again
+            log.warning("flushing %s failed: %s", writer.directory, exc)
 
 
 def _warm_up() -> None:

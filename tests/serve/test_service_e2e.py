@@ -273,13 +273,14 @@ def test_sigkill_then_restart_marks_open_runs_interrupted(
     try:
         left = wait_for(lambda: {r["kind"] for r in open_runs(url)} >= {"rollout", "canary"} and
                         [r["run_id"] for r in open_runs(url)], 60)  # fmt: skip
-        time.sleep(1.5)  # shards on disk
+        runs = load_config(cfg_path, env={}).serve.runs_dir
+        # rows on disk (captures flush every second, canary segments every 10 s)
+        wait_for(lambda: all(list((runs / rid / "samples").glob("*.parquet")) for rid in left), 30)
         proc.kill()
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
-    runs = load_config(cfg_path, env={}).serve.runs_dir
     assert all(read_manifest(runs / rid)["ended_ts"] is None for rid in left)
     proc, url = start_cli(cfg_path)
     try:
