@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "gateway": "bench.gateway",
     "report": "bench.report",
     "locust": "bench.locust",
+    "serve": "bench.serve",
 }
 
 
