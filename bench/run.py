@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "locust": "bench.locust",
     "capacity": "bench.capacity",
     "changepoints": "bench.changepoints",
+    "serve": "bench.serve",
 }
 
 

@@ -40,7 +40,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     ctx.default_map = load_config_defaults(config_file, ctx.command)
 
 
-VERB_MODULES = ("observe", "load", "capacity", "report", "sim", "demo", "compare")
+VERB_MODULES = ("observe", "load", "capacity", "report", "sim", "demo", "compare", "serve")
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNUSABLE = 0, 1, 2, 3
 
