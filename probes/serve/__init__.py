@@ -12,3 +12,5 @@ Modules (DESIGN.md "The service"):
 
 This package never imports click, ``probes.cli``, Locust or gevent.
 """
+
+__all__: list[str] = []  # the modules are the surface: import them by name

@@ -261,7 +261,7 @@ class TargetWorker:
         )
         self.state = cap.CaptureState()
         self.spec: RequestSpec | None = None if cfg.is_api else cfg.request
-        self.platform: Any = None  # probes.controlplane.PlatformTarget once resolved
+        self.platform: Any = None  # probes.rollout.PlatformTarget once resolved
         self.watcher: Any = None
         self._watch_thread: threading.Thread | None = None
         self._watch_stop = threading.Event()
@@ -318,7 +318,7 @@ class TargetWorker:
             return
 
     def _lookup(self) -> Any:
-        from probes.controlplane import resolve_target
+        from probes.rollout import resolve_target
         from probes.workload import WorkloadClient
 
         assert self.cfg.api is not None and self.cfg.workload is not None
@@ -326,7 +326,7 @@ class TargetWorker:
             return resolve_target(client, self.cfg.workload)
 
     def _start_watcher(self, loop: asyncio.AbstractEventLoop) -> None:
-        from probes.controlplane import poll_client
+        from probes.rollout import poll_client
         from probes.watch import DEFAULT_INTERVAL_S, Watcher
         from probes.workload import WorkloadClient
 
@@ -925,12 +925,17 @@ class Service:
         loop.run_in_executor(self.reports, _warm_up)
         for cfg in self.config.targets:
             self.workers[cfg.name] = TargetWorker(self, cfg)
-        self._tasks.append(asyncio.create_task(self._start_targets(), name="start-targets"))
-        self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
-        self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
-        self._tasks.append(asyncio.create_task(self._scheduler(), name="scheduler"))
-        self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
-        self._tasks.append(asyncio.create_task(self._load_recent(), name="load-rollouts"))
+        for coro, name in (
+            (self._start_targets(), "start-targets"),
+            (self._ticker(), "ticker"),
+            (self._flusher(), "flusher"),
+            (self._scheduler(), "scheduler"),
+            (self._retention(), "retention"),
+            (self._load_recent(), "load-rollouts"),
+        ):
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(_log_crash)
+            self._tasks.append(task)
 
     def _open_index(self) -> Any:
         from probes.serve.index import RunIndex
@@ -948,8 +953,15 @@ class Service:
 
     async def _start_targets(self) -> None:
         n = len(self.workers)
-        await asyncio.gather(*(w.start(k / n) for k, w in enumerate(self.workers.values())))
-        if not self.stopping:
+        workers = list(self.workers.values())
+        results = await asyncio.gather(
+            *(w.start(k / n) for k, w in enumerate(workers)), return_exceptions=True
+        )
+        failed = [(w, r) for w, r in zip(workers, results, strict=True) if isinstance(r, Exception)]
+        for worker, exc in failed:  # one target's bug never keeps the others from starting
+            worker.last_error = f"could not start: {exc}"
+            log.error("target %s could not start", worker.name, exc_info=exc)
+        if not self.stopping and not failed:
             self._ready = True
             log.info("ready: %d targets probed", len(self.workers))
 
@@ -1312,6 +1324,13 @@ def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
     except Exception as exc:  # a run that cannot be reported stays a run (and is indexed)
         log.error("run %s: report failed: %s", path.name, exc)
         return None
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    """A service task that ended with an error says so (an asyncio task's exception is
+    otherwise seen only when someone awaits it)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("service task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _last_activity(path: Path, started: float) -> float:

@@ -232,15 +232,20 @@ def write_config(tmp_path: Path, url: str, schedules: str = "") -> Path:
     return path
 
 
-def test_sigterm_with_capture_and_scheduled_load_open(
-    tmp_path: Path, mixed_server: VersionServer
-) -> None:
-    pytest.importorskip("probes.recording")
+def test_sigterm_with_capture_and_scheduled_load_open(tmp_path: Path) -> None:
     schedules = (
         '[[schedules]]\nname = "soak"\ntarget = "web"\nkind = "load"\nevery = "2s"\n'
         "duration_s = 120\nargs = { users = 2 }\n"
     )
-    cfg_path = write_config(tmp_path, mixed_server.url, schedules)
+    # The load must start before the capture opens (a schedule never starts load on a
+    # target while a capture is open there): the server switches 8 s in, the schedule fires
+    # every 2 s from the start.
+    with VersionServer(switch_at=time.time() + 8.0) as server:
+        _sigterm_with_capture_and_load(tmp_path, server.url, schedules)
+
+
+def _sigterm_with_capture_and_load(tmp_path: Path, server_url: str, schedules: str) -> None:
+    cfg_path = write_config(tmp_path, server_url, schedules)
     proc, url = start_cli(cfg_path)
     try:
         kinds = wait_for(lambda: {r["kind"] for r in open_runs(url)} >= {"rollout", "load"} and
