@@ -28,6 +28,7 @@ from typing import Any
 
 from probes.errors import ConfigError
 from probes.serve import schedule as sched
+from probes.serve.notify import NotifySettings, parse_notify, webhook_urls
 from probes.settings import (
     DEFAULT_TOKEN_ENV,
     SECRET_HEADER_PATTERN,
@@ -150,6 +151,9 @@ class ServeConfig:
     schedules: tuple[ScheduleConfig, ...]
     #: The token for the HTTP API (None: auth off). Never shown in repr or logs.
     auth_token: str | None = field(default=None, repr=False)
+    #: ``[[notify]]`` webhooks, and their URLs (secrets: never shown in repr or logs).
+    notify: tuple[NotifySettings, ...] = ()
+    notify_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def target(self, name: str) -> TargetConfig:
         """The target called ``name``; KeyError when there is none."""
@@ -183,7 +187,7 @@ def parse_config(
 ) -> ServeConfig:
     """Validate parsed TOML; relative paths are taken from ``base_dir``."""
     env = os.environ if env is None else env
-    top = _Table(data, "", ("serve", "targets", "schedules"))
+    top = _Table(data, "", ("serve", "targets", "schedules", "notify"))
     serve = _serve(top.table("serve"), base_dir)
     targets = tuple(_target(t, base_dir) for t in top.tables("targets", lambda i: f"targets[{i}]"))
     _unique([t.name for t in targets], "targets", "name")
@@ -207,7 +211,15 @@ def parse_config(
                 f"serve.auth_token_env: the variable {serve.auth_token_env} is unset or empty;"
                 " set it to the API token (or remove the key to turn auth off on loopback)"
             )
-    return ServeConfig(serve=serve, targets=targets, schedules=schedules, auth_token=token)
+    notify = parse_notify(data.get("notify"), "notify")
+    return ServeConfig(
+        serve=serve,
+        targets=targets,
+        schedules=schedules,
+        auth_token=token,
+        notify=notify,
+        notify_urls=webhook_urls(notify, env, "notify"),
+    )
 
 
 def _unique(values: Sequence[str], section: str, key: str) -> None:

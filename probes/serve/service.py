@@ -53,7 +53,7 @@ import numpy as np
 from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings, run_probe
 from probes.errors import ConfigError, ProbesError
 from probes.records import EVENT_KINDS, MANIFEST_FILE, EventLog, Sample, ShardWriter, read_manifest
-from probes.run import Run, read_summary
+from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
 from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
@@ -77,6 +77,10 @@ VERDICT_CACHE_S = 0.5
 SHUTDOWN_REPORT_S = 20.0
 #: Bound on waiting for scheduled runs to stop (their own stop events end them sooner).
 SHUTDOWN_JOBS_S = 20.0
+#: How long the notifier may take to send what is queued at shutdown.
+SHUTDOWN_NOTIFY_S = 3.0
+#: Most runs a trend reads (newest).
+TREND_RUNS = 200
 TICK_S = 1.0
 #: Canary segments' rows are written to a shard this often, by one flusher for all targets
 #: (a shard per target per second would be thousands of tiny files and a thread each).
@@ -525,6 +529,7 @@ class TargetWorker:
         run.events.write("marker", "capture opened", ts=now, detail={"reason": reason})
         self._verdict_cache = None
         log.info("target %s: capture %s opened: %s", self.name, rid, reason)
+        svc.notify("rollout_opened", self.name, rid, reason=reason)
         if svc.metrics is not None:
             svc.metrics.rollout(self.name, True)
             svc.metrics.verdict(self.name, "pending")
@@ -575,6 +580,14 @@ class TargetWorker:
             svc.metrics.rollout_done(self.name, outcome or "incomplete")
             svc.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
             svc.metrics.keep_versions(self.name, self._kept_versions())
+        judged = self.verdict(None, None)
+        details = {
+            "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
+            "baseline": baseline, "candidate": candidate,
+        }  # fmt: skip
+        svc.notify("rollout_closed", self.name, run.run_id, **details)
+        if judged["verdict"] == "fail":
+            svc.notify("verdict_fail", self.name, run.run_id, **details)
         svc.finalize(capture, interrupted=interrupted, **fields)
 
     def _roles(self, capture: OpenCapture) -> tuple[str | None, str | None]:
@@ -705,7 +718,6 @@ class TargetWorker:
         }
 
     def _rollout_view(self) -> dict[str, Any] | None:
-        from probes.run import iso
 
         if self.capture is not None:
             baseline, candidate = self._roles(self.capture)
@@ -840,6 +852,9 @@ class Service:
         self._http: Any = None
         self.bound_port: int | None = None
         self.recovered: list[str] = []
+        self.notifier: Any = None
+        #: (series name, run id) of every regression already notified.
+        self._regressions_told: set[tuple[str, str]] = set()
 
     # -- ServiceView ----------------------------------------------------------------------
 
@@ -921,6 +936,12 @@ class Service:
             self.index = await loop.run_in_executor(self.blocking, self._open_index)
         if self.metrics is None:
             self.metrics = self._make_metrics()
+        if self.config.notify:
+            from probes.serve.notify import Notifier
+
+            self.notifier = Notifier(
+                self.config.notify, self.config.notify_urls, self._record_notification
+            )
         self.recovered = await loop.run_in_executor(self.blocking, self._recover)
         loop.run_in_executor(self.reports, _warm_up)
         for cfg in self.config.targets:
@@ -1033,9 +1054,96 @@ class Service:
         if self._http is not None:
             await self._http.cleanup()
         self.reports.shutdown(wait=False, cancel_futures=True)
+        if self.notifier is not None:  # what is queued gets a bounded last chance
+            await loop.run_in_executor(self.blocking, self._close_notifier)
         if self.index is not None:
             await loop.run_in_executor(self.blocking, self._close_index)
         self.blocking.shutdown(wait=False)
+
+    def _close_notifier(self) -> None:
+        self.notifier.flush(SHUTDOWN_NOTIFY_S)
+        self.notifier.close()
+
+    # -- notifications and trends ----------------------------------------------------------
+
+    def notify(self, kind: str, target: str | None, run_id: str | None, **details: Any) -> None:
+        """Queue a notification to every ``[[notify]]`` webhook that wants ``kind`` (never
+        blocks: the notifier sends from threads of its own)."""
+        if self.notifier is not None:
+            self.notifier.notify(kind, target, run_id, details)
+
+    def _record_notification(
+        self, kind: str, target: str | None, run_id: str | None, status: str, detail: str
+    ) -> None:
+        if self.index is not None:
+            self.index.record_notification(kind, target, run_id, status, detail)
+
+    def _summaries(self, **filters: Any) -> list[dict[str, Any]]:
+        """Blocking: the summaries of indexed runs, oldest first (for trends)."""
+        rows = self.index.query(limit=TREND_RUNS, **filters) if self.index is not None else []
+        summaries = []
+        for row in reversed(rows):
+            summary = read_summary(self.runs_dir / row.run_id)
+            if summary is not None:
+                summaries.append(summary)
+        return summaries
+
+    def target_trends(self, name: str) -> list[dict[str, Any]]:
+        """Blocking: the series that matter run over run for one target (the Target page)."""
+        from reports.trends import trends
+
+        return trends(self._summaries(target=name))
+
+    def schedule_trends(self, name: str) -> list[dict[str, Any]]:
+        """Blocking: the same for one schedule's runs (the Trends page)."""
+        from reports.trends import trends
+
+        return trends(self._summaries(schedule=name))
+
+    def _check_regressions(self, schedule: str, target: str) -> None:
+        """Blocking: notify each regression newly found in the schedule's series, once."""
+        from reports.trends import regressions
+
+        if not self._regressions_told and self.index is not None:
+            told = self.index.notifications(limit=1000)
+            self._regressions_told |= {
+                (n.detail, n.run_id or "") for n in told if n.kind == "regression"
+            }
+        for found in regressions(self.schedule_trends(schedule)):
+            key = (f"{found['series']}", str(found["run_id"]))
+            if key in self._regressions_told:
+                continue
+            self._regressions_told.add(key)
+            self.notify(
+                "regression", target, found["run_id"], schedule=schedule,
+                series=found["series"], change=found.get("change"),
+                mean_before=found.get("mean_before"), mean_after=found.get("mean_after"),
+            )  # fmt: skip
+
+    def schedule_status(self, target: str) -> list[dict[str, Any]]:
+        """The Target page's schedules: next fire time, the last run and its result, misses."""
+        out = []
+        now = time.time()
+        for schedule in self.config.schedules:
+            if schedule.target != target:
+                continue
+            entries = [e for e in self.schedule_log if e.get("schedule") == schedule.name]
+            started = [e for e in entries if e.get("action") in ("start", "replace")]
+            last = started[-1]["run_id"] if started else None
+            handle = self.jobs.get(last) if last else None
+            out.append(
+                {
+                    "name": schedule.name,
+                    "kind": schedule.kind,
+                    "cron": schedule.timing.cron,
+                    "every": schedule.timing.describe() if schedule.timing.every_s else None,
+                    "next_fire_at": iso(sch.next_fire(schedule.timing, now)),
+                    "last_run_id": last,
+                    "last_result": "running" if handle is not None else None,
+                    "missed": sum(int(e.get("missed") or 0) for e in entries),
+                }
+            )
+        return out
 
     def _close_index(self) -> None:
         with contextlib.suppress(Exception):
@@ -1215,7 +1323,6 @@ class Service:
             self._launch(job)
 
     def _record_decision(self, s: ScheduleConfig, d: sch.Decision) -> None:
-        from probes.run import iso
 
         entry = {
             "ts": time.time(),
@@ -1231,6 +1338,11 @@ class Service:
         self.schedule_log.append(entry)
         if d.action != "start":
             log.info("schedule %s: %s %s (%s)", s.name, d.action, d.run_id or "", d.reason or "")
+        if d.missed or d.action in ("skip", "missed"):
+            self.notify(
+                "run_missed", s.target, d.run_id, schedule=s.name, missed=d.missed,
+                reason=d.reason, fire_at=entry["fire_at"],
+            )  # fmt: skip
         if self.metrics is not None:
             for _ in range(min(d.missed, 10_000)):
                 self.metrics.missed(s.name)
@@ -1276,6 +1388,21 @@ class Service:
             self.index.put_run_dir(result.run_dir)
         if handle.job.schedule is not None and self.metrics is not None:
             self.metrics.scheduled_run(handle.job.schedule, result.result)
+        job = handle.job
+        if result.result in ("error", "fail"):
+            self.notify(
+                "run_failed", job.target.name, result.run_id, run_kind=job.kind,
+                schedule=job.schedule, result=result.result, failure=result.failure,
+            )  # fmt: skip
+        if job.schedule is not None and result.run_dir is not None and not self.stopping:
+            # after the index has the run (its writer is a queue: flush off the loop first)
+            def check() -> None:
+                if self.index is not None:
+                    self.index.flush(5.0)
+                self._check_regressions(str(job.schedule), job.target.name)
+
+            future = self.blocking.submit(check)
+            future.add_done_callback(_log_future_error)
         log.info("run %s ended: %s%s", result.run_id, result.result,
                  f" ({result.failure})" if result.failure else "")  # fmt: skip
 
@@ -1324,6 +1451,11 @@ def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
     except Exception as exc:  # a run that cannot be reported stays a run (and is indexed)
         log.error("run %s: report failed: %s", path.name, exc)
         return None
+
+
+def _log_future_error(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("background work failed", exc_info=future.exception())
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

@@ -1,0 +1,51 @@
+"""The service sends its notifications: a url target's rollout, captured, reaches a webhook
+(opened, then closed with its verdict), retried when the webhook fails, recorded in the index."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from probes.serve.config import parse_config
+from tests.helpers import VersionServer
+from tests.serve.test_notify import Webhook
+from tests.serve.test_service_e2e import Running, wait_for
+
+
+def test_a_captured_rollout_is_notified_opened_and_closed(tmp_path: Path) -> None:
+    hook = Webhook([500, 200])  # the first attempt fails: the notifier retries it
+    try:
+        with VersionServer(switch_at=time.time() + 3.0) as server:
+            data = {
+                "serve": {"runs_dir": "runs", "listen": "127.0.0.1:0"},
+                "targets": [
+                    {"name": "web", "url": server.url, "canary_rate": 20, "capture_rate": 40,
+                     "settle_s": 2, "capture_tail_s": 1},
+                ],
+                "notify": [{"name": "oncall", "url_env": "ONCALL_HOOK",
+                            "events": ["rollout_opened", "rollout_closed", "verdict_fail"]}],
+            }  # fmt: skip
+            cfg = parse_config(data, tmp_path, env={"ONCALL_HOOK": hook.url})
+            with Running(cfg) as svc:
+
+                def kinds() -> list[str]:
+                    return [b["event"] for b in hook.delivered()]
+
+                wait_for(lambda: "rollout_closed" in kinds(), 60)
+                svc.service.index.flush(5.0)
+                recorded = svc.service.index.notifications(target="web")
+        delivered = hook.delivered()
+    finally:
+        hook.close()
+    events = [b["event"] for b in delivered]
+    assert events.index("rollout_opened") < events.index("rollout_closed")
+    closed = next(b for b in delivered if b["event"] == "rollout_closed")
+    opened = next(b for b in delivered if b["event"] == "rollout_opened")
+    assert closed["run_id"] == opened["run_id"] and closed["target"] == "web"
+    assert closed["details"]["verdict"] in ("pass", "pending", "fail") and closed["text"]
+    assert hook.answers[0] == 500  # and the retry went through
+    assert {(n.kind, n.status) for n in recorded} >= {
+        ("rollout_opened", "sent"),
+        ("rollout_closed", "sent"),
+    }
+    assert all(hook.url not in (n.detail or "") for n in recorded)  # the URL is a secret
