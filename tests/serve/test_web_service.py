@@ -49,6 +49,12 @@ def test_the_service_ui_in_a_browser(tmp_path: Path) -> None:
                     timeout=60_000,
                 )
                 assert page.evaluate(SCROLL)[0] <= 390
+                # the rollout line is live too: the open capture shows without a reload
+                page.wait_for_function(
+                    "document.querySelector('[data-target=web] [data-live=rollout]')"
+                    ".textContent.includes('Last rollout')",
+                    timeout=30_000,
+                )
                 page.screenshot(path=str(tmp_path / "targets.png"), full_page=True)
                 worker = svc.service.workers["web"]
                 wait_for(lambda: worker.recent and worker.capture is None, 60)

@@ -47,10 +47,21 @@
     if (!items.length) legend.appendChild(el("span", {"class": "muted"}, "no answers in the window"));
     box.replaceChildren(bar, legend);
   }
+  function rolloutLine(box, r) {  /* the same line as templates/targets.html renders */
+    if (!r) { box.replaceChildren(el("div", {"class": "muted"}, "No rollout captured yet.")); return; }
+    var line = el("div", {}, "Last rollout: ");
+    var base = box.getAttribute("data-base") || "";
+    line.appendChild(el("a", {href: base + "/runs/" + encodeURIComponent(r.run_id)},
+                        fmt(r.from_version) + " \u2192 " + fmt(r.to_version)));
+    line.appendChild(document.createTextNode(" "));
+    line.appendChild(el("span", {"class": "badge"}, r.status || "\u2014"));
+    box.replaceChildren(line);
+  }
   function update(card, t) {
     card.querySelectorAll("[data-live]").forEach(function (node) {
       var key = node.getAttribute("data-live");
       if (key === "versions") splitBar(node, t.versions);
+      else if (key === "rollout") rolloutLine(node, t.rollout);
       else if (key === "state") {
         var b = el("span", {"class": "badge state-" + (t.state || "none")}, t.state || "\u2014");
         node.replaceChildren(b);
