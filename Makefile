@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: install install-base demo test check lint types unit bench bench-deps clean
+.PHONY: install install-base demo demo-serve test check lint types unit bench bench-deps clean
 
 # `install` is the package plus the dev tools (tests, lint, types); `demo` needs only the
 # package, so a fresh `make demo` skips installing the test tools.
@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 demo: install-base
 	$(BIN)/probes demo
+
+# The service on the simulator: a continuous canary, a schedule, a rollout captured by itself;
+# open the printed URL. Stops after 120 s (or Ctrl-C).
+demo-serve: install-base
+	$(BIN)/probes demo --serve --duration 120 --replace-at 20
 
 check: lint types
 

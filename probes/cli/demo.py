@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 import click
 
 from probes.cli.options import option
 from probes.recording import Outcome
+from probes.settings import parse_duration, parse_number
 from probes.sim import SCENARIOS, SimConfig, Simulator
 
 #: The demo's private token variable: set for Locust and the probe, never printed.
@@ -68,11 +70,19 @@ DEMO_TOKEN_ENV = "PROBES_DEMO_TOKEN"
 )
 @option("--slo", "slos", multiple=True, metavar="EXPR", help="Verdict check, repeatable.")
 @option("--quiet", "-q", is_flag=True, help="No live status line.")
+@option("--serve", "serve", is_flag=True,
+        help="Run the service instead (probes serve) on the simulator's workload, with a "
+             "schedule, and trigger the replacement at --replace-at; prints the web UI's URL "
+             "and runs for --duration seconds (or until Ctrl-C).")  # fmt: skip
 @click.pass_context
-def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any) -> Outcome:
+def command(
+    ctx: click.Context, scenario: str, time_scale: float, serve: bool, **params: Any
+) -> Outcome | int:
     """Simulator + Locust load + canary probe + a replacement + the report, end to end.
 
-    Prints the report's path and the verdict; exit codes as for `probes load`.
+    Prints the report's path and the verdict; exit codes as for `probes load`. With --serve:
+    simulator + the service (continuous canary, a schedule, the rollout captured by itself),
+    exit 0 once stopped.
     """  # fmt: skip
     from probes.cli.load import command as load_command
 
@@ -80,6 +90,13 @@ def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any)
     config = SimConfig(
         scenario=scenario, time_scale=time_scale, token=os.environ[DEMO_TOKEN_ENV], seed=1
     )
+    if serve:
+        duration = parse_duration(params["duration"], "--duration")
+        replace_at = parse_number(
+            params["replace_at"], "--replace-at", allow_min=True, maximum=duration
+        )
+        with Simulator(config) as sim:
+            return _serve_demo(sim, Path(params["runs_dir"]), duration, replace_at)
     with Simulator(config) as sim:
         base, cand = sim.baseline_artifact_id, sim.candidate_artifact_id
         click.echo(
@@ -102,3 +119,59 @@ def command(ctx: click.Context, scenario: str, time_scale: float, **params: Any)
             + ", ".join(f"{pid} {n}" for pid, n in sorted(counts.items()))
         )
     return outcome
+
+
+def _serve_config(sim: Simulator, runs_dir: Path) -> Any:
+    """The service's config for the demo: the simulator's workload as an api target, and a
+    schedule of short observe runs on it."""
+    from probes.serve.config import parse_config
+
+    data = {
+        "serve": {"listen": "127.0.0.1:0", "runs_dir": str(runs_dir.resolve())},
+        "targets": [
+            {"name": "demo", "api": sim.api_url, "workload": sim.workload_id,
+             "token_env": DEMO_TOKEN_ENV, "canary_rate": 5, "capture_rate": 20,
+             "capture_tail_s": 3, "slo": ["error_rate<0.01"]},
+        ],
+        "schedules": [
+            {"name": "demo-observe", "target": "demo", "kind": "observe", "every": "20s",
+             "duration_s": 10, "args": {"rate": 5}},
+        ],
+    }  # fmt: skip
+    return parse_config(data, Path.cwd())
+
+
+def _serve_demo(sim: Simulator, runs_dir: Path, duration: float, replace_at: float) -> int:
+    """The service on the simulator for ``duration`` seconds; someone else (this function,
+    as a pipeline would) requests the replacement at ``replace_at``."""
+    import asyncio
+    import signal
+
+    from probes.serve.service import Service
+    from probes.workload import WorkloadClient
+
+    service = Service(_serve_config(sim, runs_dir))
+
+    def replace() -> None:
+        with WorkloadClient(sim.api_url, token_env=DEMO_TOKEN_ENV) as client:
+            client.start_replacement(sim.workload_id, sim.candidate_artifact_id)
+        click.echo(f"probes demo: replacement requested at {replace_at:g} s (by 'a pipeline')")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, service.request_stop, sig.name)
+        loop.call_later(duration, service.request_stop, "demo over")
+        loop.call_later(replace_at, lambda: loop.run_in_executor(None, replace))
+
+        def listening(host: str, port: int) -> None:
+            click.echo(
+                f"probes demo: the service's web UI is at http://{host}:{port}/ for"
+                f" {duration:g} s (Ctrl-C stops it); runs go to {runs_dir}"
+            )
+
+        await service.run(on_listening=listening)
+
+    asyncio.run(main())
+    click.echo(f"probes demo: stopped; every run is in {runs_dir} (probes report RUN_DIR)")
+    return 0
