@@ -50,6 +50,14 @@ from probes.settings import build_request, parse_duration
     help="Requests per second, sent on schedule whatever the response times (open model).",
 )
 @option(
+    "--connections",
+    default="reused",
+    show_default=True,
+    metavar="reused|new|both",
+    help="reused: a keep-alive pool; new: a fresh connection per request, closed after it; "
+    "both: the two interleaved at half the rate each (the report compares them).",
+)
+@option(
     "--max-in-flight",
     type=int,
     default=DEFAULT_MAX_IN_FLIGHT,
@@ -75,6 +83,7 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
         max_in_flight=params["max_in_flight"],
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
+        connections=params["connections"],
     )
     where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
     lead_in = lead_in_s(parse_duration(params["duration"], "--duration"))
