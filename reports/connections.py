@@ -52,11 +52,10 @@ def disruption(rel: np.ndarray, ok: np.ndarray, end_s: float) -> dict[str, Any]:
     if not fail.any():
         return empty
     starts = np.flatnonzero(fail & np.concatenate([[True], ~fail[:-1]]))
-    ok_idx = np.flatnonzero(~fail)
-    nxt = np.searchsorted(ok_idx, starts)  # first success after each start
-    has_next = nxt < ok_idx.size
-    end_idx = np.where(has_next, ok_idx[np.minimum(nxt, max(ok_idx.size - 1, 0))], n)
-    ends = np.where(has_next, rel[np.minimum(end_idx, n - 1)], max(end_s, float(rel[-1])))
+    ok_idx = np.append(np.flatnonzero(~fail), n)  # n: "no success followed"
+    end_idx = ok_idx[np.searchsorted(ok_idx, starts)]  # the first success after each start
+    padded = np.append(rel, max(end_s, float(rel[-1])))
+    ends = padded[end_idx]
     durations = np.maximum(ends - rel[starts], 0.0)
     failures = end_idx - starts
     intervals = [
@@ -130,8 +129,11 @@ def connection_table(
     )
     if frame.empty:
         return pd.DataFrame(
-            columns=["first_s", "last_s", "requests", "errors", "mode", "pin_s", "failed_age_s"]
-        )
+            columns=[
+                "first_s", "last_s", "requests", "errors", "mode", "versions", "pin_s",
+                "failed_age_s",
+            ]
+        )  # fmt: skip
     grouped = frame.groupby("conn", sort=False)
     table = grouped.agg(
         first_s=("rel", "min"),
