@@ -7,7 +7,8 @@ side is the run's samples sent in the same window, by the version label of the p
 Per proton: ``platform_requests`` (``totalRequests``), ``platform_errors`` (``serverErrors``
 + ``userErrors``), ``caller_requests``/``caller_errors``, ``difference`` (platform minus
 callers) and ``difference_pct`` (of the platform's count; null when it counted none),
-``agrees`` (within ``TOLERANCE``), and beyond it the probable ``cause``:
+``agrees`` (within ``TOLERANCE``), and beyond it the probable ``cause`` (``explained``: the
+cause accounts for the whole difference):
 
 - the platform counted more: **answers the client never got** — requests the proton served
   (or was cut serving) whose answer did not reach the caller (a timeout, a reset, a request
@@ -137,6 +138,7 @@ def reconcile(
                 "difference_pct": _pct(diff, platform),
                 "error_difference": perrors - caller_errors,
                 "agrees": agrees,
+                "explained": agrees or 0 < diff <= sum(never_got.values()),
                 "cause": None if agrees else _cause(diff, never_got),
             }
         )
