@@ -44,7 +44,7 @@ FIGURE_NAMES = (
     "latency_cdf",
 )
 #: Status labels closer than this (a fraction of the time axis) are spread apart.
-LABEL_GAP = 0.018
+LABEL_GAP = 0.022
 
 
 def version_colors(summary: dict[str, Any]) -> dict[str, str]:
@@ -128,7 +128,7 @@ def _status_labels(ax: Axes, statuses: list[dict[str, Any]]) -> None:
             xytext=(pos, ymax),
             rotation=90,
             va="top",
-            ha="center" if pos > x else "left",
+            ha="left",
             fontsize=7,
             color="#333333",
             arrowprops=leader,
