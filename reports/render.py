@@ -281,7 +281,8 @@ def _connection_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     modes = c.get("by_mode") or {}
     per_mode = "; ".join(
         f"{m}: {fmt(b.get('connections'))} connections, {fmt(b.get('pinned'))} pinned"
-        f" (longest {fmt(b.get('longest_pin_s'))} s), {fmt(b.get('saw_both'))} saw both"
+        + (f" (longest {fmt(b['longest_pin_s'])} s)" if b.get("longest_pin_s") is not None else "")
+        + f", {fmt(b.get('saw_both'))} saw both"
         for m, b in modes.items()
     )
     ref = c.get("switch_ref")
