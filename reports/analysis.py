@@ -20,7 +20,12 @@ Choices worth knowing:
   ``complete: false`` with an ``incomplete_reason``, and its verdict gets a failing
   ``run_complete`` check: a gate must not pass a run that never ended. A run finished as
   interrupted (SIGTERM, or marked so by the service at restart) has an end: it is complete;
-- ``skipped_shards`` lists sample shards left out as unreadable (``{file, reason}``).
+- ``skipped_shards`` lists sample shards left out as unreadable (``{file, reason}``);
+- ``connections`` (per connection mode × version and × phase, pins, per-connection ages at
+  failure) and ``disruption`` (intervals with no successful answer, run-wide and per mode)
+  are additions defined in ``reports.connections``; ``reconciliation`` (the platform's own
+  per-proton counts beside the callers', null without them) in ``reports.reconciliation``.
+  The README lists their fields; old runs without ``conn_mode`` read as ``reused``.
 """
 
 from __future__ import annotations
