@@ -110,12 +110,13 @@ def connection_table(
     conn: np.ndarray,
     mode: np.ndarray,
     is_baseline: np.ndarray,
-    version: np.ndarray,
+    is_candidate: np.ndarray,
     switch_s: float | None,
 ) -> pd.DataFrame:
     """One row per connection with an identity: first_s, last_s, requests, errors, mode (a
-    code), pin_s (NaN when not pinned), failed_age_s (NaN when it never failed), versions (a
-    bit set of version codes below 63, for "saw both")."""
+    code), pin_s (NaN when not pinned), failed_age_s (NaN when it never failed), both (it
+    reached the baseline and the candidate). Cythonised aggregations only: a run of ``new``
+    connections has as many connections as requests."""
     has = conn >= 0
     frame = pd.DataFrame(
         {
@@ -124,13 +125,13 @@ def connection_table(
             "fail": ~ok[has],
             "mode": mode[has],
             "base": is_baseline[has],
-            "vbit": np.left_shift(np.int64(1), np.minimum(version[has], 62).astype(np.int64)),
+            "cand": is_candidate[has],
         }
     )
     if frame.empty:
         return pd.DataFrame(
             columns=[
-                "first_s", "last_s", "requests", "errors", "mode", "versions", "pin_s",
+                "first_s", "last_s", "requests", "errors", "mode", "both", "pin_s",
                 "failed_age_s",
             ]
         )  # fmt: skip
@@ -141,8 +142,10 @@ def connection_table(
         requests=("rel", "size"),
         errors=("fail", "sum"),
         mode=("mode", "first"),
+        base=("base", "max"),
+        cand=("cand", "max"),
     )
-    table["versions"] = frame.groupby("conn", sort=False)["vbit"].agg(np.bitwise_or.reduce)
+    table["both"] = table.pop("base") & table.pop("cand")
     if switch_s is not None:
         late = frame[frame["base"] & (frame["rel"] > switch_s)]
         pin = late.groupby("conn", sort=False)["rel"].max() - switch_s
@@ -154,32 +157,36 @@ def connection_table(
     return table
 
 
-def _mode_block(
-    table: pd.DataFrame, code: int, both_bits: int | None
-) -> tuple[int, int, float | None, int]:
+def _mode_block(table: pd.DataFrame, code: int) -> tuple[int, int, float | None, int]:
     """(connections, pinned, longest pin, saw both) of one mode's connections."""
     own = table[table["mode"] == code]
     pinned = own["pin_s"].dropna()
-    saw_both = 0
-    if both_bits is not None:
-        saw_both = int(np.count_nonzero((own["versions"].to_numpy() & both_bits) == both_bits))
     longest = _r(pinned.max()) if len(pinned) else None
-    return len(own), len(pinned), longest, saw_both
+    return len(own), len(pinned), longest, int(own["both"].astype(bool).sum())
 
 
 def _listed(
-    table: pd.DataFrame, mode_labels: Sequence[str], conn_labels: Sequence[str], labels: list[str]
+    table: pd.DataFrame,
+    mode_labels: Sequence[str],
+    conn_labels: Sequence[str],
+    labels: list[str],
+    conn: np.ndarray,
+    version: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """The pinned and failed connections, longest pin first, at most MAX_CONNECTIONS."""
+    """The pinned and failed connections, longest pin first, at most MAX_CONNECTIONS, each
+    with the versions it reached in the order it first reached them."""
     chosen = table[table["pin_s"].notna() | table["failed_age_s"].notna()]
     chosen = chosen.sort_values(["pin_s", "failed_age_s"], ascending=[False, True])
+    chosen = chosen.head(MAX_CONNECTIONS)
+    rows_of = np.isin(conn, chosen.index.to_numpy())
+    pairs = pd.DataFrame({"conn": conn[rows_of], "version": version[rows_of]}).drop_duplicates()
+    seen_by = pairs.groupby("conn", sort=False)["version"].agg(list)
     rows = []
-    for conn, row in chosen.head(MAX_CONNECTIONS).iterrows():
-        bits = int(row["versions"])
-        seen = [labels[i] for i in range(min(len(labels), 63)) if bits >> i & 1]
+    for conn_code, row in chosen.iterrows():
+        seen = [labels[int(v)] for v in seen_by.get(conn_code, [])]
         rows.append(
             {
-                "conn": conn_labels[int(conn)],  # type: ignore[call-overload]
+                "conn": conn_labels[int(conn_code)],  # type: ignore[call-overload]
                 "mode": mode_labels[int(row["mode"])],
                 "first_s": _r(row["first_s"]),
                 "last_s": _r(row["last_s"]),
@@ -213,16 +220,15 @@ def connections_block(
     base = labels.index(roles[0]) if roles[0] in labels else None
     cand = labels.index(roles[1]) if roles[1] in labels else None
     switch_s, switch_from = switch
-    is_base = version == base if base is not None else np.zeros(rel.size, dtype=bool)
-    table = connection_table(rel, ok, conn, mode, is_base, version, switch_s)
-    both_bits = None
-    if base is not None and cand is not None and max(base, cand) < 63:
-        both_bits = (1 << base) | (1 << cand)
+    none = np.zeros(rel.size, dtype=bool)
+    is_base = version == base if base is not None else none
+    is_cand = version == cand if cand is not None else none
+    table = connection_table(rel, ok, conn, mode, is_base, is_cand, switch_s)
     by_mode: dict[str, Any] = {}
     for code in np.flatnonzero(np.bincount(mode, minlength=len(mode_labels))):
         name = mode_labels[code]
         mask = mode == code
-        count, pinned, longest, saw_both = _mode_block(table, int(code), both_bits)
+        count, pinned, longest, saw_both = _mode_block(table, int(code))
         phases = []
         for phase, pmask in phase_masks(mask):
             block = _stats(latency, ok, pmask)
@@ -252,7 +258,7 @@ def connections_block(
         "longest_pin_s": _r(pins.max()) if len(pins) else None,
         "longest_pin_conn": longest_conn,
         "failed_connections": int(table["failed_age_s"].notna().sum()),
-        "per_connection": _listed(table, mode_labels, conn_labels, labels),
+        "per_connection": _listed(table, mode_labels, conn_labels, labels, conn, version),
     }
 
 
