@@ -27,6 +27,9 @@ from probes.recording import ObserveSettings
 from probes.records import (
     SAMPLE_COLUMNS,
     SAMPLE_SCHEMA,
+    SAMPLE_SCHEMA_VERSION,
+    Sample,
+    ShardWriter,
     read_samples,
     samples_to_table,
     write_json_atomic,
@@ -186,7 +189,14 @@ def test_a_run_recorded_before_connection_modes_still_reports(tmp_path: Path) ->
     assert summary["reconciliation"] is None
     assert "Connections" in (run_dir / "report.html").read_text()
     assert not (run_dir / "figures" / "connection_share.png").exists()  # reused only
-    # Rows of schema 1 (an older Locust worker's tuples) still make a table.
+    # New shards say their schema version; rows of schema 1 (an older Locust worker's
+    # tuples) still make a table.
+    with ShardWriter(tmp_path / "new", "probe", background=False) as writer:
+        writer.add(Sample(1.0, 1.0, 1.0, "probe", "w", "GET", "/", 200, None, "v", "header", 0,
+                          "127.0.0.1:1#1", "new"))  # fmt: skip
+    (shard,) = (tmp_path / "new" / "samples").glob("*.parquet")
+    assert pq.read_schema(shard).metadata[b"proton-probe.samples"] == b"%d" % SAMPLE_SCHEMA_VERSION
+    assert SAMPLE_SCHEMA_VERSION == 2
     old_row = (1.0, 1.0, 1.0, "locust", "w", "GET", "/", 200, None, "v", "header", 0, None)
     table = samples_to_table([old_row])
     assert table.column_names == list(SAMPLE_COLUMNS)
