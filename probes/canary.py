@@ -30,9 +30,9 @@ callers do); ``new`` opens a fresh connection per request and closes it after th
 ``both`` interleaves the two on one schedule — even requests ``reused``, odd ones ``new``,
 each stream at half the rate — so a rollout's effect on each is measured at the same
 moments. Every row carries its mode (``conn_mode``) and the connection that carried it
-(``conn``: local ``host:port#n``, n counting the run's connections, known for failures on
-an open connection too). The pacer, lateness, the in-flight bound and the error classes
-are the same in every mode.
+(``conn``: local ``host:port#n``, n numbering the process's connections, known for
+failures on an open connection too). The pacer, lateness, the in-flight bound and the
+error classes are the same in every mode.
 
 The transport is httpx's API on aiohttp's connection handling (``httpx-aiohttp``); httpx's
 default transport is kept selectable (``transport="httpx"``) for the benchmark that chose

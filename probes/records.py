@@ -20,7 +20,7 @@ column          type         meaning
 ``tag_source``  string       how ``version`` was found: header, json, regex, timeline, none
 ``bytes``       int32        response body size
 ``conn``        string/null  connection identity where the client exposes it: the local
-                             ``host:port`` and a per-run connection number (``…:51234#7``)
+                             ``host:port`` and a number unique in its process (``…:5123#7``)
 ``conn_mode``   string       how the caller held its connections: ``reused`` (a keep-alive
                              pool) or ``new`` (a fresh connection per request, closed after
                              it); schema 2 on — a shard without it (schema 1: Locust, or a
