@@ -24,6 +24,16 @@ keeping it, up to ``max_drain_bytes``, past which it closes the connection and r
 (``MAX_HEADER_BYTES``). A run ends at most ``end_grace_s`` after its last request was due
 (after a stop: ``drain_s``); requests still in flight then are recorded as ``interrupted``.
 
+Connection modes (``connections``): ``reused`` sends over a keep-alive pool (what most
+callers do); ``new`` opens a fresh connection per request and closes it after the answer
+(what a caller without keep-alive, or behind a load balancer that closes them, sees);
+``both`` interleaves the two on one schedule — even requests ``reused``, odd ones ``new``,
+each stream at half the rate — so a rollout's effect on each is measured at the same
+moments. Every row carries its mode (``conn_mode``) and the connection that carried it
+(``conn``: local ``host:port#n``, n numbering the process's connections, known for
+failures on an open connection too). The pacer, lateness, the in-flight bound and the
+error classes are the same in every mode.
+
 The transport is httpx's API on aiohttp's connection handling (``httpx-aiohttp``); httpx's
 default transport is kept selectable (``transport="httpx"``) for the benchmark that chose
 between them (see BENCHMARKS.md).
@@ -32,8 +42,11 @@ between them (see BENCHMARKS.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import errno
 import functools
+import itertools
 import math
 import threading
 import time
@@ -44,7 +57,7 @@ from typing import Any
 
 import httpx
 
-from probes.records import Sample, ShardWriter, http_error_class
+from probes.records import CONN_MODES, Sample, ShardWriter, http_error_class
 from probes.run import worker_name
 from probes.settings import MAX_TIMEOUT_S, RequestSpec
 from probes.tagging import tag
@@ -52,6 +65,8 @@ from probes.tagging import tag
 #: Error class of a due request that was not sent because ``max_in_flight`` were outstanding.
 SATURATED = "client_saturated"
 TRANSPORTS = ("aiohttp", "httpx")
+#: ``connections`` settings: a mode of ``records.CONN_MODES``, or ``both`` interleaved.
+CONNECTIONS = (*CONN_MODES, "both")
 DEFAULT_MAX_IN_FLIGHT = 256
 #: The scheduler wakes at least this often, so a stop request is seen promptly.
 MAX_SLEEP_S = 0.1
@@ -130,6 +145,14 @@ class ProbeSettings:
     #: timeout + ``drain_s``, every request having its own timeout); the rest are
     #: recorded as ``interrupted``. A run thus always ends by duration + this grace.
     end_grace_s: float | None = None
+    #: ``reused`` (a keep-alive pool), ``new`` (a connection per request) or ``both``
+    #: (interleaved, half the rate each; see the module docstring).
+    connections: str = "reused"
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The connection mode of request ``i`` is ``modes[i % len(modes)]``."""
+        return CONN_MODES if self.connections == "both" else (self.connections,)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate) and self.rate > 0):
@@ -142,6 +165,8 @@ class ProbeSettings:
             raise ValueError("max_in_flight must be >= 1")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}")
+        if self.connections not in CONNECTIONS:
+            raise ValueError(f"connections must be one of {', '.join(CONNECTIONS)}")
         if not 0 <= self.max_body_bytes <= self.max_drain_bytes:
             raise ValueError("max_body_bytes must be from 0 to max_drain_bytes")
         for name in ("drain_s", "end_grace_s"):
@@ -303,18 +328,22 @@ def error_class(exc: BaseException) -> str:
 
 
 def make_client(
-    transport: str, max_in_flight: int, timeout: float, *, tls: bool = True
+    transport: str, max_in_flight: int, timeout: float, *, tls: bool = True, fresh: bool = False
 ) -> httpx.AsyncClient:
     """An httpx client on the chosen transport, with a pool as large as the in-flight bound.
 
     ``tls=False`` (plain http targets) skips loading the CA bundle, which costs ~0.2 s of
     CPU per client. Proxies from the environment are ignored: a probe measures the path to
-    the target, and a proxy in between would be measured instead.
+    the target, and a proxy in between would be measured instead. ``fresh``: no keep-alive,
+    every request on a new connection that is closed after it (connection mode ``new``).
     """
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    keep = 0 if fresh else max_in_flight
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=keep)
     if transport == "aiohttp":
         return httpx.AsyncClient(
-            transport=_aiohttp_transport(limits, tls), timeout=timeout, trust_env=False
+            transport=_aiohttp_transport(limits, tls, fresh=fresh),
+            timeout=timeout,
+            trust_env=False,
         )
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, verify=tls)
 
@@ -343,18 +372,69 @@ def _session_takes(name: str) -> bool:
     return name in inspect.signature(aiohttp.ClientSession.__init__).parameters
 
 
-def _aiohttp_transport(limits: httpx.Limits, tls: bool) -> httpx.AsyncBaseTransport:
+#: Set by a request task: the connector appends the identity of the connection it hands out.
+_CONN_BOX: contextvars.ContextVar[list[str]] = contextvars.ContextVar("probe_conn")
+#: Connection numbers, unique within the process (``host:port#n``: a port may be reused).
+_CONN_SEQ = itertools.count(1)
+
+
+class _ConnNames:
+    """Names of a connector's open connections, by protocol object.
+
+    aiohttp's protocol objects have ``__slots__`` (no attribute, no weak reference), so the
+    table keeps them and forgets closed ones whenever it has doubled since the last sweep.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[int, tuple[Any, str]] = {}
+        self.sweep_at = 64
+
+    def name(self, proto: Any) -> str | None:
+        held = self.names.get(id(proto))
+        if held is not None and held[0] is proto:
+            return held[1]
+        transport = getattr(proto, "transport", None)
+        addr = transport.get_extra_info("sockname") if transport is not None else None
+        if not addr:
+            return None
+        name = f"{addr[0]}:{addr[1]}#{next(_CONN_SEQ)}"
+        self.names[id(proto)] = (proto, name)
+        if len(self.names) >= self.sweep_at:
+            for key, (p, _) in list(self.names.items()):
+                if getattr(p, "transport", None) is None:
+                    del self.names[key]
+            self.sweep_at = max(64, 2 * len(self.names))
+        return name
+
+
+def _aiohttp_transport(
+    limits: httpx.Limits, tls: bool, *, fresh: bool = False
+) -> httpx.AsyncBaseTransport:
     """httpx-aiohttp's transport on an aiohttp session of our own: it never re-sends a request
-    silently, and it accepts response headers as large as real servers send."""
+    silently, it accepts response headers as large as real servers send, and it names the
+    connection each request gets (``_CONN_BOX``), failed requests included."""
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
+
+    class ProbeConnector(aiohttp.TCPConnector):
+        names = _ConnNames()
+
+        async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+            conn = await super().connect(req, traces, timeout)
+            box = _CONN_BOX.get(None)
+            if box is not None:
+                name = self.names.name(conn.protocol)
+                if name is not None:
+                    box.append(name)
+            return conn
 
     class ProbeTransport(AiohttpTransport):
         def get_client(self) -> Any:
             # As httpx-aiohttp builds it (a TCP connector sized by the pool limits), plus the
-            # header limits, which are ClientSession arguments.
-            connector = aiohttp.TCPConnector(
-                keepalive_timeout=self.limits.keepalive_expiry,
+            # header limits, which are ClientSession arguments; ``fresh``: no keep-alive.
+            connector = ProbeConnector(
+                keepalive_timeout=None if fresh else self.limits.keepalive_expiry,
+                force_close=fresh,
                 ssl=self.ssl_context,
                 limit=self.limits.max_connections or 0,
             )
@@ -460,6 +540,7 @@ class _Probe:
         tag_source: str = "none",
         size: int = 0,
         conn: str | None = None,
+        mode: str = "reused",
     ) -> Sample:
         s = self.settings
         return Sample(
@@ -476,12 +557,15 @@ class _Probe:
             tag_source,
             size,
             conn,
+            mode,
         )
 
     async def _send(
-        self, client: httpx.AsyncClient, intended: float, wall0: float, mono0: float
+        self, client: httpx.AsyncClient, mode: str, intended: float, wall0: float, mono0: float
     ) -> None:
         spec = self.spec
+        box: list[str] = []
+        _CONN_BOX.set(box)  # this task's own context: the connector names its connection here
         t0 = time.perf_counter()
         ts = wall0 + (time.monotonic() - mono0)
         try:
@@ -492,24 +576,30 @@ class _Probe:
                 )
                 response = await client.send(request, stream=True)
                 try:
-                    conn = _conn_identity(response)
+                    conn = box[-1] if box else _conn_identity(response)
                     body, size, whole = await self._read_body(response)
                 finally:
                     await response.aclose()  # closes the connection when the body was cut
         except asyncio.CancelledError:
             if self.abandoning:  # the drain ran out: a row, not a silent loss
                 latency = (time.perf_counter() - t0) * 1000.0
-                self._emit(self._row(ts, intended, latency, 0, INTERRUPTED))
+                failed_on = box[-1] if box else None
+                row = self._row(ts, intended, latency, 0, INTERRUPTED, conn=failed_on, mode=mode)
+                self._emit(row)
             raise
         except Exception as exc:  # a failed request is a row
             latency = (time.perf_counter() - t0) * 1000.0
-            self._emit(self._row(ts, intended, latency, 0, error_class(exc)))
+            failed_on = box[-1] if box else None  # None: no connection was made
+            cls = error_class(exc)
+            self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
             return
         latency = (time.perf_counter() - t0) * 1000.0
         status = response.status_code
         version, source = tag(_plain_headers(response), body, spec.tag_rules)
         error = http_error_class(status) if whole else BODY_TOO_LARGE
-        self._emit(self._row(ts, intended, latency, status, error, version, source, size, conn))
+        self._emit(
+            self._row(ts, intended, latency, status, error, version, source, size, conn, mode)
+        )
 
     async def _read_body(self, response: httpx.Response) -> tuple[bytes, int, bool]:
         """``(head, size, whole)``: the body's first ``max_body_bytes`` (for tagging), its size,
@@ -533,7 +623,16 @@ class _Probe:
         total = request_count(s.duration, s.rate)
         loop = asyncio.get_running_loop()
         tls = self.url.scheme == "https"
-        async with make_client(s.transport, s.max_in_flight, self.timeout, tls=tls) as client:
+        modes = s.modes
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    make_client(
+                        s.transport, s.max_in_flight, self.timeout, tls=tls, fresh=mode == "new"
+                    )
+                )
+                for mode in modes
+            ]
             # One clock for scheduling (monotonic), mapped once to epoch seconds for the rows,
             # so a wall-clock step during the run cannot bend the schedule.
             mono0 = loop.time()
@@ -544,7 +643,9 @@ class _Probe:
                 now = loop.time()
                 due = min(due_through(now - mono0, s.rate), total)
                 while i < due:
-                    self._launch(client, wall0 + intended_offset(i, s.rate), wall0, mono0)
+                    k = i % len(modes)
+                    intended = wall0 + intended_offset(i, s.rate)
+                    self._launch(clients[k], modes[k], intended, wall0, mono0)
                     i += 1
                 if i >= total:
                     break
@@ -557,13 +658,13 @@ class _Probe:
         return self.stats
 
     def _launch(
-        self, client: httpx.AsyncClient, intended: float, wall0: float, mono0: float
+        self, client: httpx.AsyncClient, mode: str, intended: float, wall0: float, mono0: float
     ) -> None:
         if len(self.in_flight) >= self.settings.max_in_flight:
-            self._emit(self._row(intended, intended, 0.0, 0, SATURATED))
+            self._emit(self._row(intended, intended, 0.0, 0, SATURATED, mode=mode))
             return
         self.stats.sent += 1
-        task = asyncio.create_task(self._send(client, intended, wall0, mono0))
+        task = asyncio.create_task(self._send(client, mode, intended, wall0, mono0))
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
 

@@ -19,8 +19,17 @@ column          type         meaning
 ``version``     string       proton version label; ``unknown`` when nothing reveals one
 ``tag_source``  string       how ``version`` was found: header, json, regex, timeline, none
 ``bytes``       int32        response body size
-``conn``        string/null  connection identity where the client exposes it
+``conn``        string/null  connection identity where the client exposes it: the local
+                             ``host:port`` and a number unique in its process (``…:5123#7``)
+``conn_mode``   string       how the caller held its connections: ``reused`` (a keep-alive
+                             pool) or ``new`` (a fresh connection per request, closed after
+                             it); schema 2 on — a shard without it (schema 1: Locust, or a
+                             probe run before connection modes, both pools) reads as ``reused``
 ==============  ===========  ===================================================================
+
+``SAMPLE_SCHEMA_VERSION`` (2) is written into every shard's Parquet metadata
+(``proton-probe.samples``); readers take shards of every version: a column added since a
+shard was written reads as its documented default (``MISSING_DEFAULTS``).
 
 Latency corrected for coordinated omission is ``ts - intended_ts + latency_ms / 1000``.
 
@@ -72,7 +81,16 @@ class Sample(NamedTuple):
     tag_source: str
     bytes: int
     conn: str | None
+    conn_mode: str = "reused"
 
+
+#: Version of the sample schema; 2 added ``conn_mode``.
+SAMPLE_SCHEMA_VERSION = 2
+#: Connection modes (``conn_mode``): a keep-alive pool, or a new connection per request.
+CONN_MODES = ("reused", "new")
+#: Columns added after schema 1, and what a shard without them reads as.
+MISSING_DEFAULTS: dict[str, str] = {"conn_mode": "reused"}
+_SCHEMA_METADATA = {b"proton-probe.samples": str(SAMPLE_SCHEMA_VERSION).encode()}
 
 SAMPLE_SCHEMA = pa.schema(
     [
@@ -89,13 +107,25 @@ SAMPLE_SCHEMA = pa.schema(
         ("tag_source", pa.string()),
         ("bytes", pa.int32()),
         ("conn", pa.string()),
-    ]
+        ("conn_mode", pa.string()),
+    ],
+    metadata=_SCHEMA_METADATA,
 )
 SAMPLE_COLUMNS: tuple[str, ...] = tuple(SAMPLE_SCHEMA.names)
 assert Sample._fields == SAMPLE_COLUMNS
 
 #: Columns read back as pandas categoricals (few distinct values, many rows).
-CATEGORY_COLUMNS = ("source", "worker", "method", "name", "error", "version", "tag_source", "conn")
+CATEGORY_COLUMNS = (
+    "source",
+    "worker",
+    "method",
+    "name",
+    "error",
+    "version",
+    "tag_source",
+    "conn",
+    "conn_mode",
+)
 
 SOURCES = ("probe", "locust")
 TAG_SOURCES = ("header", "json", "regex", "timeline", "none")
@@ -149,8 +179,13 @@ def http_error_class(status: int) -> str | None:
 
 
 def samples_to_table(rows: Iterable[Sample] | list[tuple[Any, ...]]) -> pa.Table:
-    """Build an Arrow table in the sample schema from sample tuples."""
+    """Build an Arrow table in the sample schema from sample tuples.
+
+    Tuples of schema 1 (no ``conn_mode``: a Locust worker of an older version) get the
+    column's default."""
     rows = list(rows)
+    if rows and len(rows[0]) == len(SAMPLE_COLUMNS) - 1:
+        rows = [(*row, MISSING_DEFAULTS["conn_mode"]) for row in rows]
     columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in SAMPLE_COLUMNS]
     arrays = [
         pa.array(col, type=field.type) for col, field in zip(columns, SAMPLE_SCHEMA, strict=True)
@@ -443,10 +478,18 @@ _SHARD_ERRORS = (OSError, pa.ArrowException, ValueError, KeyError, TypeError)
 
 def _read_shard(path: Path, cols: list[str], schema: pa.Schema, dictionary: bool) -> pa.Table:
     """One shard in ``schema``; a column it lacks or holds in another type is an error."""
-    read_dictionary = [c for c in cols if c in CATEGORY_COLUMNS] if dictionary else None
     if path.stat().st_size == 0:
         raise ValueError("it is empty (0 bytes)")
-    table = pq.read_table(path, columns=cols, read_dictionary=read_dictionary)
+    present = pq.read_schema(path).names
+    read_dictionary = (
+        [c for c in cols if c in CATEGORY_COLUMNS and c in present] if dictionary else None
+    )
+    table = pq.read_table(
+        path, columns=[c for c in cols if c in present], read_dictionary=read_dictionary
+    )
+    for name, default in MISSING_DEFAULTS.items():
+        if name in cols and name not in table.column_names:  # an older shard
+            table = table.append_column(name, pa.array([default] * table.num_rows, pa.string()))
     missing = [c for c in cols if c not in table.column_names]
     if missing:
         raise ValueError(f"it has no column {', '.join(missing)}")
@@ -612,5 +655,6 @@ def read_manifest(run_dir: Path | str) -> dict[str, Any]:
 def iter_sample_batches(run_dir: Path | str, columns: Iterable[str]) -> Iterator[pa.Table]:
     """Shard by shard, for readers that must not hold a whole run in memory."""
     cols = list(columns)
+    schema = pa.schema([SAMPLE_SCHEMA.field(c) for c in cols])
     for path in shard_paths(run_dir):
-        yield pq.read_table(path, columns=cols, schema=SAMPLE_SCHEMA)
+        yield _read_shard(path, cols, schema, False)

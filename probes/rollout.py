@@ -8,6 +8,13 @@ starts the rollout watcher, asks for the replacement at the time it is given (ma
 replacement is over (completed, errored, canceled) plus ``tail_s``. The run's duration stays
 the hard cap; the caller enforces it.
 
+At its end the driver asks the platform for its own count of every proton it saw
+(``GET /workloads/{id}/stats?protonId=…&startTime=…&endTime=…`` over the driver's window:
+from its start, before the first request, to its stop, after the last answer) and records
+each answer as a ``platform stats`` marker event (``proton_id``, ``detail.version``,
+``detail.start_ts``/``end_ts``, ``detail.metrics`` or ``detail.error``), so the report's
+reconciliation is made from the run directory alone.
+
 A platform that fails *during* the observation never loses the recorded samples: the
 driver keeps the error (``failure``) and ends the observation early; the caller writes the
 report and then exits 3 with the message.
@@ -19,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from probes.errors import ProbesError
@@ -33,6 +41,13 @@ DEFAULT_TAIL_S = 5.0
 LEAD_IN_S = 2.0
 #: After a failure to start the replacement, keep observing this long, then stop.
 FAILURE_TAIL_S = 1.0
+#: The marker of the platform's own per-proton counts, fetched at the end.
+PLATFORM_STATS = "platform stats"
+
+
+def iso_z(ts: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with microseconds (``…T12:00:00.123456Z``)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def lead_in_s(duration_s: float) -> float:
@@ -122,12 +137,17 @@ class RolloutDriver:
     #: Why the platform could not be used mid-run (the caller exits 3 after reporting).
     failure: ProbesError | None = None
     watcher: Watcher | None = None
+    #: Fetch the platform's per-proton counts at the end (``PLATFORM_STATS`` markers).
+    fetch_stats: bool = True
+    #: When the driver started: the start of the platform counts' window.
+    started_ts: float | None = None
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, deadline: float) -> RolloutDriver:
         """Start the watcher now (it polls until ``deadline``); request the replacement at
         ``request_at``."""
+        self.started_ts = self.clock()
         self.watcher = Watcher(
             poll_client(self.client),
             self.target.workload_id,
@@ -190,4 +210,32 @@ class RolloutDriver:
             self._thread.join(timeout=5)
         if self.watcher is not None:
             self.watcher.stop()
+            if self.fetch_stats and not self.watcher.error_streak:
+                self.record_stats()
             self.watcher.client.close()
+
+    def record_stats(self) -> list[dict[str, Any]]:
+        """The platform's counts of every proton seen, from ``started_ts`` to now, written as
+        ``PLATFORM_STATS`` markers (a refused or failed fetch: ``detail.error``)."""
+        assert self.watcher is not None
+        start = self.started_ts if self.started_ts is not None else self.clock()
+        end = self.clock()
+        protons = self.watcher.timeline.state.protons
+        written = []
+        for proton_id, proton in protons.items():
+            detail: dict[str, Any] = {"version": proton.version, "start_ts": start, "end_ts": end}
+            try:
+                detail["metrics"] = self.watcher.client.stats(
+                    self.target.workload_id,
+                    proton_id=proton_id,
+                    startTime=iso_z(start),
+                    endTime=iso_z(end),
+                )
+            except ProbesError as exc:
+                detail["error"] = str(exc)
+            written.append(
+                self.events.write(
+                    "marker", PLATFORM_STATS, ts=end, proton_id=proton_id, detail=detail
+                )
+            )
+        return written

@@ -20,7 +20,12 @@ Choices worth knowing:
   ``complete: false`` with an ``incomplete_reason``, and its verdict gets a failing
   ``run_complete`` check: a gate must not pass a run that never ended. A run finished as
   interrupted (SIGTERM, or marked so by the service at restart) has an end: it is complete;
-- ``skipped_shards`` lists sample shards left out as unreadable (``{file, reason}``).
+- ``skipped_shards`` lists sample shards left out as unreadable (``{file, reason}``);
+- ``connections`` (per connection mode × version and × phase, pins, per-connection ages at
+  failure) and ``disruption`` (intervals with no successful answer, run-wide and per mode)
+  are additions defined in ``reports.connections``; ``reconciliation`` (the platform's own
+  per-proton counts beside the callers', null without them) in ``reports.reconciliation``.
+  The README lists their fields; old runs without ``conn_mode`` read as ``reused``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import numpy as np
 import pandas as pd
 
 from reports import rollout as ro
+from reports.connections import connections_block, disruption, mode_buckets
+from reports.reconciliation import reconcile
 from reports.stats import Side, compare, latency_block, rate
 from reports.timeline import attribute
 from reports.verdict import verdict
@@ -76,6 +83,15 @@ class Columns:
     labels: list[str]
     stream: np.ndarray
     corrected: np.ndarray  # probe rows only, successful responses
+    #: Connection mode codes into ``mode_labels`` (a missing column: all ``reused``).
+    mode: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    mode_labels: list[str] = field(default_factory=lambda: ["reused"])
+    #: Connection codes into ``conn_labels``, -1 where the row has no connection identity.
+    conn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    conn_labels: list[str] = field(default_factory=list)
+    #: Error class codes into ``error_labels`` (successes: the code of ``""``).
+    error: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    error_labels: list[str] = field(default_factory=lambda: [""])
 
 
 def _start_end(
@@ -127,7 +143,15 @@ def columns(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> Columns:
         probe = ok & (source == src_labels.index("probe"))
         it = intended.to_numpy(dtype=np.float64)[probe]
         corrected = (ts[probe] - np.where(np.isfinite(it), it, ts[probe])) * 1000.0 + lat[probe]
-    return Columns(t0, end - t0, ts - t0, lat, ok, status, version, labels, stream, corrected)
+    mode, mode_labels = _codes(col("conn_mode"), n, "reused")
+    conn, conn_labels = _codes(col("conn"), n, "")
+    if "" in conn_labels:  # no identity: -1, never a connection of its own
+        conn = np.where(conn == conn_labels.index(""), -1, conn).astype(np.int32)
+    error_codes, error_labels = _codes(error, n, "")
+    return Columns(
+        t0, end - t0, ts - t0, lat, ok, status, version, labels, stream, corrected,
+        mode, mode_labels, conn, conn_labels, error_codes, error_labels,
+    )  # fmt: skip
 
 
 @dataclass
@@ -185,6 +209,9 @@ class Analysis:
     buckets: Buckets
     hist: LatencyHist | None = None
     notes: list[str] = field(default_factory=list)
+    #: Requests per (connection mode, bucket, version), and the modes' labels.
+    mode_requests: np.ndarray | None = None
+    mode_labels: list[str] = field(default_factory=list)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -521,6 +548,7 @@ def analyse(
         incomplete_reason=reason,
         skipped_shards=[dict(item) for item in skipped_shards],
     )
+    _connections(summary, cols, events, roles, (fc, lb), interrupted)
     summary["verdict"] = verdict(summary, slos)
     if manifest.get("kind") == "capacity":
         _capacity(summary, cols, manifest, slos)
@@ -529,7 +557,55 @@ def analyse(
         block["checks"] = [*block["checks"], run_complete_check(reason)]
         block["result"] = "fail"
     hist = latency_hist(cols, bucket_s) if figures else None
-    return Analysis(summary, cols.labels, buckets, hist)
+    per_mode = mode_buckets(
+        cols.rel, cols.version, len(cols.labels), cols.mode, len(cols.mode_labels),
+        buckets.requests.shape[0], bucket_s,
+    )  # fmt: skip
+    return Analysis(
+        summary, cols.labels, buckets, hist, mode_requests=per_mode, mode_labels=cols.mode_labels
+    )
+
+
+def _connections(
+    summary: dict[str, Any],
+    cols: Columns,
+    events: Sequence[Mapping[str, Any]],
+    roles: tuple[str | None, str | None],
+    switch: tuple[float | None, float | None],
+    interrupted: int,
+) -> None:
+    """The additions of connection modes: ``connections``, ``disruption``, ``reconciliation``."""
+    fc, lb = switch
+    platform = (summary.get("rollout") or {}).get("platform") or {}
+    ref: tuple[float | None, str | None] = (None, None)
+    if platform.get("switched_at_s") is not None:
+        ref = (float(platform["switched_at_s"]), "switchedAt")
+    elif fc is not None:
+        ref = (fc, "first_candidate")
+
+    def phase_masks(mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        bounds = ro.phase_bounds(0.0, cols.end_s, fc, lb)
+        masks = _phase_masks(cols.rel, fc, lb)
+        return [(b[0], m & mask) for b, m in zip(bounds, masks, strict=True)]
+
+    summary["connections"] = connections_block(
+        rel=cols.rel, latency=cols.latency, ok=cols.ok, version=cols.version, labels=cols.labels,
+        mode=cols.mode, mode_labels=cols.mode_labels, conn=cols.conn,
+        conn_labels=cols.conn_labels, roles=roles, switch=ref, phase_masks=phase_masks,
+        end_s=cols.end_s,
+    )  # fmt: skip
+    block = disruption(cols.rel, cols.ok, cols.end_s)
+    by_mode = summary["connections"]["by_mode"]
+    block["by_mode"] = {
+        m: {k: v for k, v in b["disruption"].items() if k != "intervals"}
+        for m, b in by_mode.items()
+    }
+    summary["disruption"] = block
+    summary["reconciliation"] = reconcile(
+        events, t0=cols.t0, ts=cols.rel + cols.t0, ok=cols.ok, status=cols.status,
+        version=cols.version, labels=cols.labels, error=cols.error,
+        error_labels=cols.error_labels, interrupted=interrupted,
+    )  # fmt: skip
 
 
 def _capacity(

@@ -2,6 +2,8 @@
 
 - ``traffic_share.png`` — share of answers per version over time (stacked areas), the phases
   shaded, platform statuses and ``switchedAt`` as vertical lines;
+- ``connection_share.png`` — runs with ``new`` connections only: the traffic share over time
+  per connection mode, one panel each (``reused`` above ``new``), ``switchedAt`` marked;
 - ``error_rate.png`` — error rate per version over time;
 - ``latency_over_time.png`` — p50 (solid) and p99 (dashed) per version over time, from a
   log-spaced histogram (about 3% resolution; the summary's numbers are exact);
@@ -33,7 +35,16 @@ MAX_POINTS = 300
 ROLE_COLORS = {"baseline": "#1f77b4", "candidate": "#ff7f0e", "unknown": "#9e9e9e"}
 OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
 PHASE_COLORS = {"before": "#1f77b4", "mixed": "#d62728", "after": "#ff7f0e"}
-FIGURE_NAMES = ("capacity", "traffic_share", "error_rate", "latency_over_time", "latency_cdf")
+FIGURE_NAMES = (
+    "capacity",
+    "traffic_share",
+    "connection_share",
+    "error_rate",
+    "latency_over_time",
+    "latency_cdf",
+)
+#: Status labels closer than this (a fraction of the time axis) are spread apart.
+LABEL_GAP = 0.022
 
 
 def version_colors(summary: dict[str, Any]) -> dict[str, str]:
@@ -79,18 +90,7 @@ def _overlay_events(ax: Axes, summary: dict[str, Any], *, strip: bool = False) -
             ax.axvspan(start, end, alpha=0.07, lw=0, color=color)
     rollout = summary.get("rollout") or {}
     platform = rollout.get("platform") or {}
-    ymax = ax.get_ylim()[1]
-    for status in platform.get("statuses") or []:
-        ax.axvline(status["at_s"], color="#555555", lw=0.8, ls=":")
-        ax.text(
-            status["at_s"],
-            ymax,
-            f" {status['status']}",
-            rotation=90,
-            va="top",
-            fontsize=7,
-            color="#333333",
-        )
+    _status_labels(ax, platform.get("statuses") or [])
     if platform.get("switched_at_s") is not None:
         ax.axvline(platform["switched_at_s"], color="#d62728", lw=1.2, ls="--", label="switchedAt")
     if rollout.get("requested_at_s") is not None:
@@ -100,6 +100,39 @@ def _overlay_events(ax: Axes, summary: dict[str, Any], *, strip: bool = False) -
             lw=1.0,
             ls="-.",
             label="replacement requested",
+        )
+
+
+def spread_labels(xs: list[float], min_gap: float) -> list[float]:
+    """Where to write the labels of lines at ``xs`` (sorted) so that none is closer than
+    ``min_gap`` to the one before it: each as close to its own line as that allows."""
+    out: list[float] = []
+    for x in xs:
+        out.append(x if not out else max(x, out[-1] + min_gap))
+    return out
+
+
+def _status_labels(ax: Axes, statuses: list[dict[str, Any]]) -> None:
+    """A dotted line per platform status and its label; labels of statuses that changed
+    within moments of each other are moved apart, each tied to its line by a leader."""
+    ordered = sorted(statuses, key=lambda st: st["at_s"])
+    lo, hi = ax.get_xlim()
+    ymax = ax.get_ylim()[1]
+    xs = [float(st["at_s"]) for st in ordered]
+    for st, x, pos in zip(ordered, xs, spread_labels(xs, LABEL_GAP * (hi - lo)), strict=True):
+        ax.axvline(x, color="#555555", lw=0.8, ls=":")
+        leader = {"arrowstyle": "-", "lw": 0.6, "color": "#777777"} if pos > x else None
+        ax.annotate(
+            f" {st['status']}",
+            xy=(x, ymax),
+            xytext=(pos, ymax),
+            rotation=90,
+            va="top",
+            ha="left",
+            fontsize=7,
+            color="#333333",
+            arrowprops=leader,
+            annotation_clip=False,
         )
 
 
@@ -168,6 +201,47 @@ def traffic_share(analysis: Analysis, colors: dict[str, str]) -> Figure:
     _time_axis(ax, summary)
     _overlay_events(ax, summary, strip=True)
     _legend(fig, ax)
+    return fig
+
+
+def connection_share(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Stacked share of answers per version over time, one panel per connection mode."""
+    summary = analysis.summary
+    modes = [m for m in ("reused", "new") if m in analysis.mode_labels]
+    data = analysis.mode_requests
+    fig, axes = plt.subplots(
+        len(modes), 1, figsize=(9, 2.2 + 1.8 * len(modes)), dpi=100, sharex=True,
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    labels = [lab for lab in summary["versions"] if lab in analysis.labels]
+    width = analysis.buckets.bucket_s
+    for ax, mode in zip(axes[:, 0], modes, strict=True):
+        counts = data[analysis.mode_labels.index(mode)] if data is not None else np.zeros((1, 1))
+        counts, width = _coarsen(counts, analysis.buckets.bucket_s)
+        total = counts.sum(axis=1)
+        x = np.arange(counts.shape[0] + 1) * width
+        counts = np.concatenate([counts, counts[-1:]])
+        total = np.concatenate([total, total[-1:]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = [
+                100 * np.nan_to_num(counts[:, analysis.labels.index(lab)] / total) for lab in labels
+            ]
+        if labels:
+            ax.stackplot(x, shares, labels=labels, colors=[colors[lab] for lab in labels],
+                         alpha=0.85, step="post")  # fmt: skip
+        ax.set_ylim(0, 108)
+        ax.set_yticks([0, 50, 100])
+        ax.set_ylabel(f"{mode} (%)")
+        ax.grid(True, alpha=0.3)
+        _time_axis(ax, summary)
+        _overlay_events(ax, summary)
+    axes[0, 0].set_title(
+        f"Traffic share by version, per connection mode ({width:g} s buckets)",
+        fontsize=11, loc="left",
+    )  # fmt: skip
+    for ax in axes[:-1, 0]:
+        ax.set_xlabel("")
+    _legend(fig, axes[0, 0])
     return fig
 
 
@@ -334,9 +408,11 @@ def render_figures(analysis: Analysis, directory: Path) -> dict[str, bytes]:
     colors = version_colors(analysis.summary)
     images: dict[str, bytes] = {}
     steps = (analysis.summary.get("capacity") or {}).get("steps")
+    modes = (analysis.summary.get("connections") or {}).get("modes") or []
     for name, draw in (
         *((("capacity", capacity),) if steps else ()),
         ("traffic_share", traffic_share),
+        *((("connection_share", connection_share),) if "new" in modes else ()),
         ("error_rate", error_rate),
         ("latency_over_time", latency_over_time),
         ("latency_cdf", latency_cdf),

@@ -13,6 +13,7 @@ from reports.figures import FIGURE_NAMES
 FIGURE_TITLES = {
     "capacity": "Capacity: throughput and p99 per step",
     "traffic_share": "Traffic share by version",
+    "connection_share": "Traffic share by version, per connection mode",
     "error_rate": "Error rate by version",
     "latency_over_time": "Latency over time",
     "latency_cdf": "Latency distribution",
@@ -236,6 +237,184 @@ def _rollout_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _mode_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per connection mode × version: requests, share, errors, latency."""
+    head = ["mode", "version", "requests", "share", "errors", "error rate", "p50 ms", "p99 ms"]
+    rows = []
+    for mode, block in ((s.get("connections") or {}).get("by_mode") or {}).items():
+        for label, v in (block.get("versions") or {}).items():
+            lat = v.get("latency_ms") or {}
+            rows.append(
+                [
+                    mode, label, fmt(v.get("requests")), fmt(v.get("share"), "pct"),
+                    fmt(v.get("errors")), fmt(v.get("error_rate"), "pct"),
+                    fmt(lat.get("p50")), fmt(lat.get("p99")),
+                ]
+            )  # fmt: skip
+    return head, rows
+
+
+def _mode_phase_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per connection mode × phase: requests, errors, latency, split."""
+    head = ["mode", "phase", "requests", "errors", "error rate", "p50 ms", "p99 ms", "share"]
+    rows = []
+    for mode, block in ((s.get("connections") or {}).get("by_mode") or {}).items():
+        for p in block.get("phases") or []:
+            lat = p.get("latency_ms") or {}
+            share = ", ".join(f"{k} {fmt(v, 'pct')}" for k, v in (p.get("share") or {}).items())
+            rows.append(
+                [
+                    mode, p["name"], fmt(p.get("requests")), fmt(p.get("errors")),
+                    fmt(p.get("error_rate"), "pct"), fmt(lat.get("p50")), fmt(lat.get("p99")),
+                    share or "—",
+                ]
+            )  # fmt: skip
+    return head, rows
+
+
+#: Connections shown in the report's table (summary.json lists up to 200).
+REPORT_CONNECTIONS = 20
+
+
+def _connection_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    c = s.get("connections") or {}
+    modes = c.get("by_mode") or {}
+    per_mode = "; ".join(
+        f"{m}: {fmt(b.get('connections'))} connections, {fmt(b.get('pinned'))} pinned"
+        + (f" (longest {fmt(b['longest_pin_s'])} s)" if b.get("longest_pin_s") is not None else "")
+        + f", {fmt(b.get('saw_both'))} saw both"
+        for m, b in modes.items()
+    )
+    ref = c.get("switch_ref")
+    return [
+        ("switch reference", "—" if ref is None else f"{ref} at {fmt(c.get('switch_ref_s'))} s"),
+        ("connections identified", fmt(c.get("identified"))),
+        ("pinned callers", fmt(c.get("pinned_callers"))),
+        (
+            "longest pin",
+            "—"
+            if c.get("longest_pin_s") is None
+            else f"{fmt(c['longest_pin_s'])} s ({c.get('longest_pin_conn')})",
+        ),
+        ("connections that failed", fmt(c.get("failed_connections"))),
+        ("per mode", per_mode or "—"),
+    ]
+
+
+def _per_connection_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["connection", "mode", "versions", "first s", "last s", "requests", "errors",
+            "pinned s", "age at failure s"]  # fmt: skip
+    rows = []
+    for c in ((s.get("connections") or {}).get("per_connection") or [])[:REPORT_CONNECTIONS]:
+        rows.append(
+            [
+                c.get("conn"), c.get("mode"), " → ".join(c.get("versions") or []) or "—",
+                fmt(c.get("first_s")), fmt(c.get("last_s")), fmt(c.get("requests")),
+                fmt(c.get("errors")), fmt(c.get("pinned_s")), fmt(c.get("failed_age_s")),
+            ]
+        )  # fmt: skip
+    return head, rows
+
+
+def _disruption_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    d = s.get("disruption") or {}
+
+    def line(b: Mapping[str, Any]) -> str:
+        return (
+            f"{fmt(b.get('count'))} intervals, {fmt(b.get('total_s'))} s in all,"
+            f" longest {fmt(b.get('longest_s'))} s"
+        )
+
+    pairs = [("whole run", line(d))]
+    pairs += [(f"{m} connections", line(b)) for m, b in (d.get("by_mode") or {}).items()]
+    intervals = ", ".join(
+        f"{fmt(i['start_s'])}–{fmt(i['end_s'])} s ({i['failures']} failed)"
+        for i in (d.get("intervals") or [])[:REPORT_CONNECTIONS]
+    )
+    pairs.append(("intervals", intervals or "—"))
+    return pairs
+
+
+DISRUPTION_NOTE = (
+    "Disruption: a run of consecutive failed requests (in send order) is one interval, from"
+    " the first failure's send time to the next successful request's (SLO key disruption_s:"
+    " the total; new.disruption_s / reused.disruption_s per connection mode)."
+)
+
+
+def _reconciliation_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["proton", "version", "platform requests", "caller requests", "difference",
+            "difference %", "platform errors", "caller errors", "probable cause"]  # fmt: skip
+    r = s.get("reconciliation") or {}
+    rows = []
+    for p in r.get("protons") or []:
+        rows.append(
+            [
+                p.get("proton_id"), p.get("version"), fmt(p.get("platform_requests")),
+                fmt(p.get("caller_requests")), fmt(p.get("difference")),
+                fmt(p.get("difference_pct")), fmt(p.get("platform_errors")),
+                fmt(p.get("caller_errors")), p.get("cause") or "agrees (within 1%)",
+            ]
+        )  # fmt: skip
+    total = r.get("total") or {}
+    if total:
+        rows.append(
+            [
+                "all protons", "", fmt(total.get("platform_requests")),
+                fmt(total.get("caller_requests")), fmt(total.get("difference")),
+                fmt(total.get("difference_pct")), "", "", total.get("cause") or "agrees",
+            ]
+        )  # fmt: skip
+    for f in r.get("failed_fetches") or []:
+        rows.append(
+            [f.get("proton_id"), "", "—", "", "", "", "", "", f"not fetched: {f.get('error')}"]
+        )
+    return head, rows
+
+
+def _unattributed_line(s: Mapping[str, Any]) -> str:
+    u = (s.get("reconciliation") or {}).get("unattributed") or {}
+    never = _counts_line(u.get("no_answer"))
+    gateway = _counts_line(u.get("gateway"))
+    return (
+        f"Requests no proton can be named for — answers never got: {never}; answered by the"
+        f" gateway with no version: {gateway}."
+    )
+
+
+def _connection_sections_html(s: Mapping[str, Any]) -> list[str]:
+    """Connections, disruption and reconciliation (the additions of connection modes)."""
+    parts: list[str] = []
+    if (s.get("connections") or {}).get("by_mode"):
+        parts += ["<h2>Connections</h2>", _dl(_connection_pairs(s)), _table(*_mode_rows(s))]
+        parts.append(_table(*_mode_phase_rows(s)))
+        if (s.get("connections") or {}).get("per_connection"):
+            parts.append(_table(*_per_connection_rows(s)))
+    if s.get("disruption"):
+        parts += ["<h2>Disruption</h2>", _dl(_disruption_pairs(s))]
+        parts.append(f"<p class='muted'>{html.escape(DISRUPTION_NOTE)}</p>")
+    if s.get("reconciliation"):
+        parts += ["<h2>Reconciliation with the platform</h2>", _table(*_reconciliation_rows(s))]
+        parts.append(f"<p class='muted'>{html.escape(_unattributed_line(s))}</p>")
+    return parts
+
+
+def _connection_sections_md(s: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if (s.get("connections") or {}).get("by_mode"):
+        lines += ["", "### Connections", "", *_md_table(["", ""], _connection_pairs(s))]
+        lines += ["", *_md_table(*_mode_rows(s)), "", *_md_table(*_mode_phase_rows(s))]
+        if (s.get("connections") or {}).get("per_connection"):
+            lines += ["", *_md_table(*_per_connection_rows(s))]
+    if s.get("disruption"):
+        lines += ["", "### Disruption", "", *_md_table(["", ""], _disruption_pairs(s))]
+        lines += ["", DISRUPTION_NOTE]
+    if s.get("reconciliation"):
+        lines += ["", "### Reconciliation with the platform", ""]
+        lines += [*_md_table(*_reconciliation_rows(s)), "", _unattributed_line(s)]
+    return lines
+
+
 # ---------------------------------------------------------------- HTML
 
 CSS = """
@@ -341,6 +520,7 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         parts += ["<h2>Baseline vs candidate</h2>", _dl(_comparison_rows(s))]
     parts += ["<h2>Versions</h2>", _table(*_versions_rows(s))]
     parts += ["<h2>Phases</h2>", _table(*_phase_rows(s))]
+    parts += _connection_sections_html(s)
     for name in FIGURE_NAMES:
         if name in images:
             data = base64.b64encode(images[name]).decode("ascii")
@@ -414,6 +594,7 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
         lines += ["", "### Baseline vs candidate", "", *_md_table(["", ""], _comparison_rows(s))]
     lines += ["", "### Versions", "", *_md_table(*_versions_rows(s))]
     lines += ["", "### Phases", "", *_md_table(*_phase_rows(s))]
+    lines += _connection_sections_md(s)
     if figures:
         lines += ["", "Figures: " + ", ".join(f"`figures/{n}.png`" for n in figures)]
     return "\n".join(lines) + "\n"

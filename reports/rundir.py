@@ -10,7 +10,7 @@ import pandas as pd
 from probes.errors import RunDirError
 from probes.records import read_events, read_manifest, read_samples
 
-#: Sample columns the report reads (method, name, bytes and conn are not needed).
+#: Sample columns the report reads (method, name and bytes are not needed).
 COLUMNS = (
     "ts",
     "intended_ts",
@@ -21,6 +21,8 @@ COLUMNS = (
     "error",
     "version",
     "tag_source",
+    "conn",
+    "conn_mode",
 )
 
 

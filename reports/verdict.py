@@ -2,8 +2,9 @@
 
 An SLO is ``[SCOPE.]METRIC OP RIGHT``:
 
-- SCOPE: nothing (the whole run), ``baseline``, ``candidate`` or a version label
-  (``app:1.2.p99_ms`` — the metric is the part after the last dot);
+- SCOPE: nothing (the whole run), ``baseline``, ``candidate``, a connection mode
+  (``reused``, ``new``: that mode's requests, ``summary.connections.by_mode``) or a version
+  label (``app:1.2.p99_ms`` — the metric is the part after the last dot);
 - OP: ``<`` ``<=`` ``>`` ``>=`` ``==``;
 - RIGHT: a finite number, or ``[K*]SCOPE.METRIC`` (``1.2*baseline.p99_ms``).
 
@@ -13,6 +14,10 @@ word (letters only, like ``candiate``) or that looks like a misspelt ``baseline`
 is taken for a typo, not for a version; version labels normally carry a digit (``v2``,
 ``app:1.2``). A version spelt as a plain word is written in brackets: ``[green].p99_ms<500``
 (brackets take any label, dots included).
+
+``disruption_s`` is the total time callers got no successful answer (``summary.disruption``,
+``reports.connections``): run-wide, or per connection mode (``new.disruption_s<1``); it
+takes no version scope.
 
 A check whose value (or reference) is not available has ``passed: null``; the verdict is
 ``fail`` if any check failed, else ``inconclusive`` if any check could not be decided, else
@@ -32,7 +37,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-EXAMPLES = "error_rate<0.01, p99_ms<500, candidate.p99_ms<1.2*baseline.p99_ms, availability>=0.999"
+EXAMPLES = (
+    "error_rate<0.01, p99_ms<500, candidate.p99_ms<1.2*baseline.p99_ms, availability>=0.999,"
+    " disruption_s<2, new.disruption_s<1"
+)
 
 #: metric -> key of a latency block, for the latency metrics.
 LATENCY_METRICS = {
@@ -52,7 +60,9 @@ SCOPED_METRICS = frozenset({"error_rate", "availability", "throughput_rps", "req
 RUN_METRICS = frozenset(
     {"errors_during_switch", "longest_gap_s", "cutover_s", "mixed_window_s", "flips"}
 )
-METRICS = SCOPED_METRICS | RUN_METRICS
+#: run-wide metrics that also take a connection-mode scope (and no other).
+MODE_METRICS = frozenset({"disruption_s"})
+METRICS = SCOPED_METRICS | RUN_METRICS | MODE_METRICS
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -65,6 +75,8 @@ _OP_RE = re.compile(r"<=|>=|==|<|>")
 _REF_RE = re.compile(r"^(?:(?P<k>[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<ref>\S+)$")
 #: Scopes with a meaning of their own; any other scope is a version label.
 ROLE_SCOPES = ("baseline", "candidate")
+#: Connection-mode scopes (``records.CONN_MODES``).
+MODE_SCOPES = ("reused", "new")
 #: A bare scope of letters only is a word, and a word that is not a role is a typo.
 _WORD_RE = re.compile(r"[A-Za-z_]+")
 
@@ -75,9 +87,16 @@ class Operand:
 
     scope: str | None
     metric: str
+    #: The scope was written in brackets: a version label, whatever it looks like.
+    label: bool = False
 
     def __str__(self) -> str:
         return f"{self.scope}.{self.metric}" if self.scope else self.metric
+
+    @property
+    def mode(self) -> str | None:
+        """The connection mode this operand is scoped to, or None."""
+        return self.scope if self.scope in MODE_SCOPES and not self.label else None
 
 
 @dataclass(frozen=True)
@@ -111,14 +130,15 @@ def _scope(scope: str, expr: str) -> str | None:
         return None
     if scope.startswith("[") and scope.endswith("]") and len(scope) > 2:
         return scope[1:-1]  # an explicit version label, whatever it looks like
-    if scope in ROLE_SCOPES:
+    if scope in ROLE_SCOPES or scope in MODE_SCOPES:
         return scope
-    close = difflib.get_close_matches(scope.lower(), ROLE_SCOPES, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(scope.lower(), ROLE_SCOPES + MODE_SCOPES, n=1, cutoff=0.75)
     if close or _WORD_RE.fullmatch(scope):
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise _bad(
             expr,
-            f"unknown scope {scope!r} ({hint}scopes: baseline, candidate, a version label"
+            f"unknown scope {scope!r} ({hint}scopes: baseline, candidate, reused, new,"
+            " a version label"
             f" such as v2 or app:1.2, or any label in brackets: [{scope}].METRIC)",
         )
     return scope
@@ -130,7 +150,11 @@ def _operand(text: str, expr: str) -> Operand:
         raise _bad(expr, f"unknown metric {metric!r} (known: {', '.join(sorted(METRICS))})")
     if scope and metric in RUN_METRICS:
         raise _bad(expr, f"{metric} is a run-wide metric and takes no scope")
-    return Operand(_scope(scope, expr), metric)
+    found = _scope(scope, expr)
+    operand = Operand(found, metric, label=scope.startswith("[") and found is not None)
+    if found is not None and metric in MODE_METRICS and operand.mode is None:
+        raise _bad(expr, f"{metric} takes only a connection-mode scope (reused, new)")
+    return operand
 
 
 def _finite(value: float, what: str, expr: str) -> float:
@@ -181,6 +205,18 @@ def _version_of_scope(summary: Mapping[str, Any], scope: str) -> Mapping[str, An
 def metric_value(summary: Mapping[str, Any], operand: Operand) -> float | None:
     """The value of ``scope.metric`` in a summary, or None when not available."""
     metric = operand.metric
+    if metric in MODE_METRICS:
+        block = summary.get("disruption") or {}
+        if operand.mode is not None:
+            block = (block.get("by_mode") or {}).get(operand.mode) or {}
+        value = block.get("total_s")
+        return None if value is None else float(value)
+    if operand.mode is not None:
+        modes = (summary.get("connections") or {}).get("by_mode") or {}
+        scoped = modes.get(operand.mode)
+        if scoped is None:
+            return None
+        return metric_value(scoped, Operand(None, metric))
     if metric in RUN_METRICS:
         if metric == "longest_gap_s":
             return summary.get("longest_gap_s")

@@ -46,6 +46,14 @@ from probes.rollout import DEFAULT_TAIL_S, lead_in_s
     help="Requests per second, sent on schedule whatever the response times (open model).",
 )
 @option(
+    "--connections",
+    default="reused",
+    show_default=True,
+    metavar="reused|new|both",
+    help="reused: a keep-alive pool; new: a fresh connection per request, closed after it; "
+    "both: the two interleaved at half the rate each (the report compares them).",
+)
+@option(
     "--max-in-flight",
     type=int,
     default=DEFAULT_MAX_IN_FLIGHT,
@@ -71,6 +79,7 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
         max_in_flight=params["max_in_flight"],
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
+        connections=params["connections"],
     )
     lead_in = lead_in_s(settings.probe.duration)
     return record(recording.observe, url, params, settings, replace_at_s=lead_in)

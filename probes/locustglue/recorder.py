@@ -153,6 +153,7 @@ class Recorder:
                 tag_source,
                 min(int(response_length or 0), MAX_BYTES),
                 None,
+                "reused",  # Locust's clients keep their connections alive
             )
         )
 

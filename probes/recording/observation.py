@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from probes.canary import (
+    CONNECTIONS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_DRAIN_BYTES,
     DEFAULT_MAX_IN_FLIGHT,
@@ -27,6 +28,7 @@ from probes.canary import (
     ProbeStats,
     run_probe_blocking,
 )
+from probes.errors import ConfigError
 from probes.recording.finish import outcome
 from probes.recording.types import (
     AnyEvent,
@@ -81,6 +83,7 @@ class ObserveSettings:
         max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         slos: Sequence[str] = (),
+        connections: Any = "reused",
         place: Callable[[str], str] = FLAGS,
     ) -> ObserveSettings:
         """From raw values; ConfigError naming ``place(setting)``."""
@@ -91,6 +94,7 @@ class ObserveSettings:
                 max_in_flight, place("max_in_flight"), 1, MAX_IN_FLIGHT_LIMIT
             ),
             max_body_bytes=parse_max_body(max_body_bytes, place("max_body_bytes")),
+            connections=parse_connections(connections, place("connections")),
         )
         return cls(probe=probe, slos=parse_slos(slos, place("slos")))
 
@@ -98,6 +102,14 @@ class ObserveSettings:
 def parse_max_body(value: Any, name: str) -> int:
     """Bytes of a body kept for tagging: 0 up to the drain limit (64 MiB)."""
     return parse_count(value, name, 0, DEFAULT_MAX_DRAIN_BYTES, "of bytes")
+
+
+def parse_connections(value: Any, name: str) -> str:
+    """A connection mode: ``reused``, ``new`` or ``both``."""
+    text = str(value).strip().lower() if isinstance(value, str) else value
+    if text not in CONNECTIONS:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(CONNECTIONS)}")
+    return str(text)
 
 
 def observe_settings(
@@ -113,6 +125,7 @@ def observe_settings(
         "max_in_flight": probe.max_in_flight,
         "max_body_bytes": probe.max_body_bytes,
         "transport": probe.transport,
+        "connections": probe.connections,
         "request": spec.describe(),
     }
     if platform is not None:

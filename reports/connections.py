@@ -1,0 +1,277 @@
+"""What callers on kept-alive and on new connections saw: pure, vectorised, no I/O.
+
+Inputs are plain arrays in send order (``rel`` seconds from the run's start, ``ok``, version
+codes, connection-mode codes, connection codes with -1 for "no identity"). Definitions:
+
+- **connection mode** — the sample's ``conn_mode`` (``reused``: a keep-alive pool, ``new``:
+  a connection per request); runs recorded before the column existed, and Locust runs,
+  read as ``reused``;
+- **switch reference** — the platform's ``switchedAt`` when the control plane was watched,
+  else the first candidate answer;
+- **pin** — of one connection: how long after the switch reference it still reached the
+  baseline (the send time of its last baseline answer minus the reference; positive only).
+  A **pinned caller** is a connection with a positive pin; ``longest_pin_s`` is the largest;
+- **age at failure** — of one connection: the send time of its first failed request minus
+  the send time of its first request (a connection that failed on its first request has age
+  0; a failed connect has no identity and no age);
+- **disruption** (as OpenShift's disruption tests count it: time in which callers got no
+  successful answer) — a run of consecutive failed requests, in send order, is one interval,
+  from the first failure's send time to the send time of the next successful request (the
+  run's end when none followed): its length is the time no request sent succeeded, to the
+  probe's resolution (one interval between requests). ``count``, ``total_s`` (the SLO key
+  ``disruption_s``), ``longest_s``, and the intervals (the first ``MAX_INTERVALS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.stats import latency_block, rate
+
+#: Intervals and connections listed in full in the summary (counts cover them all).
+MAX_INTERVALS = 100
+MAX_CONNECTIONS = 200
+
+
+def _r(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def disruption(rel: np.ndarray, ok: np.ndarray, end_s: float) -> dict[str, Any]:
+    """The disruption intervals of rows sorted by send time (module docstring)."""
+    rel = np.asarray(rel, dtype=np.float64)
+    fail = ~np.asarray(ok, dtype=bool)
+    n = fail.size
+    empty: dict[str, Any] = {"count": 0, "total_s": 0.0, "longest_s": 0.0, "intervals": []}
+    if n == 0:
+        return {**empty, "total_s": None, "longest_s": None}
+    if not fail.any():
+        return empty
+    starts = np.flatnonzero(fail & np.concatenate([[True], ~fail[:-1]]))
+    ok_idx = np.append(np.flatnonzero(~fail), n)  # n: "no success followed"
+    end_idx = ok_idx[np.searchsorted(ok_idx, starts)]  # the first success after each start
+    padded = np.append(rel, max(end_s, float(rel[-1])))
+    ends = padded[end_idx]
+    durations = np.maximum(ends - rel[starts], 0.0)
+    failures = end_idx - starts
+    intervals = [
+        {
+            "start_s": _r(rel[s]),
+            "end_s": _r(e),
+            "duration_s": _r(d),
+            "failures": int(f),
+        }
+        for s, e, d, f in zip(
+            starts[:MAX_INTERVALS], ends[:MAX_INTERVALS], durations, failures, strict=False
+        )
+    ]
+    return {
+        "count": int(starts.size),
+        "total_s": _r(durations.sum()),
+        "longest_s": _r(durations.max()),
+        "intervals": intervals,
+    }
+
+
+def _stats(latency: np.ndarray, ok: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    n = int(np.count_nonzero(mask))
+    errors = n - int(np.count_nonzero(ok & mask))
+    return {
+        "requests": n,
+        "errors": errors,
+        "error_rate": rate(errors, n),
+        "latency_ms": latency_block(latency[mask & ok]),
+    }
+
+
+def _per_version(
+    version: np.ndarray,
+    labels: Sequence[str],
+    latency: np.ndarray,
+    ok: np.ndarray,
+    mask: np.ndarray,
+) -> dict[str, dict[str, Any]]:
+    total = int(np.count_nonzero(mask))
+    counts = np.bincount(version[mask], minlength=len(labels))
+    out = {}
+    for code in np.flatnonzero(counts):
+        block = _stats(latency, ok, mask & (version == code))
+        out[labels[int(code)]] = {**block, "share": rate(block["requests"], total)}
+    return out
+
+
+def connection_table(
+    rel: np.ndarray,
+    ok: np.ndarray,
+    conn: np.ndarray,
+    mode: np.ndarray,
+    is_baseline: np.ndarray,
+    is_candidate: np.ndarray,
+    switch_s: float | None,
+) -> pd.DataFrame:
+    """One row per connection with an identity: first_s, last_s, requests, errors, mode (a
+    code), pin_s (NaN when not pinned), failed_age_s (NaN when it never failed), both (it
+    reached the baseline and the candidate). Cythonised aggregations only: a run of ``new``
+    connections has as many connections as requests."""
+    has = conn >= 0
+    frame = pd.DataFrame(
+        {
+            "conn": conn[has],
+            "rel": rel[has],
+            "fail": ~ok[has],
+            "mode": mode[has],
+            "base": is_baseline[has],
+            "cand": is_candidate[has],
+        }
+    )
+    if frame.empty:
+        return pd.DataFrame(
+            columns=[
+                "first_s", "last_s", "requests", "errors", "mode", "both", "pin_s",
+                "failed_age_s",
+            ]
+        )  # fmt: skip
+    grouped = frame.groupby("conn", sort=False)
+    table = grouped.agg(
+        first_s=("rel", "min"),
+        last_s=("rel", "max"),
+        requests=("rel", "size"),
+        errors=("fail", "sum"),
+        mode=("mode", "first"),
+        base=("base", "max"),
+        cand=("cand", "max"),
+    )
+    table["both"] = table.pop("base") & table.pop("cand")
+    if switch_s is not None:
+        late = frame[frame["base"] & (frame["rel"] > switch_s)]
+        pin = late.groupby("conn", sort=False)["rel"].max() - switch_s
+        table["pin_s"] = pin.reindex(table.index)
+    else:
+        table["pin_s"] = np.nan
+    failed = frame[frame["fail"]].groupby("conn", sort=False)["rel"].min()
+    table["failed_age_s"] = failed.reindex(table.index) - table["first_s"]
+    return table
+
+
+def _mode_block(table: pd.DataFrame, code: int) -> tuple[int, int, float | None, int]:
+    """(connections, pinned, longest pin, saw both) of one mode's connections."""
+    own = table[table["mode"] == code]
+    pinned = own["pin_s"].dropna()
+    longest = _r(pinned.max()) if len(pinned) else None
+    return len(own), len(pinned), longest, int(own["both"].astype(bool).sum())
+
+
+def _listed(
+    table: pd.DataFrame,
+    mode_labels: Sequence[str],
+    conn_labels: Sequence[str],
+    labels: list[str],
+    conn: np.ndarray,
+    version: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The pinned and failed connections, longest pin first, at most MAX_CONNECTIONS, each
+    with the versions it reached in the order it first reached them."""
+    chosen = table[table["pin_s"].notna() | table["failed_age_s"].notna()]
+    chosen = chosen.sort_values(["pin_s", "failed_age_s"], ascending=[False, True])
+    chosen = chosen.head(MAX_CONNECTIONS)
+    rows_of = np.isin(conn, chosen.index.to_numpy())
+    pairs = pd.DataFrame({"conn": conn[rows_of], "version": version[rows_of]}).drop_duplicates()
+    seen_by = pairs.groupby("conn", sort=False)["version"].agg(list)
+    rows = []
+    for conn_code, row in chosen.iterrows():
+        seen = [labels[int(v)] for v in seen_by.get(conn_code, [])]
+        rows.append(
+            {
+                "conn": conn_labels[int(conn_code)],  # type: ignore[call-overload]
+                "mode": mode_labels[int(row["mode"])],
+                "first_s": _r(row["first_s"]),
+                "last_s": _r(row["last_s"]),
+                "requests": int(row["requests"]),
+                "errors": int(row["errors"]),
+                "versions": seen,
+                "pinned_s": None if pd.isna(row["pin_s"]) else _r(row["pin_s"]),
+                "failed_age_s": None if pd.isna(row["failed_age_s"]) else _r(row["failed_age_s"]),
+            }
+        )
+    return rows
+
+
+def connections_block(
+    *,
+    rel: np.ndarray,
+    latency: np.ndarray,
+    ok: np.ndarray,
+    version: np.ndarray,
+    labels: list[str],
+    mode: np.ndarray,
+    mode_labels: list[str],
+    conn: np.ndarray,
+    conn_labels: list[str],
+    roles: tuple[str | None, str | None],
+    switch: tuple[float | None, str | None],
+    phase_masks: Callable[[np.ndarray], list[tuple[str, np.ndarray]]],
+    end_s: float,
+) -> dict[str, Any]:
+    """The summary's ``connections`` block (see the module docstring and README)."""
+    base = labels.index(roles[0]) if roles[0] in labels else None
+    cand = labels.index(roles[1]) if roles[1] in labels else None
+    switch_s, switch_from = switch
+    none = np.zeros(rel.size, dtype=bool)
+    is_base = version == base if base is not None else none
+    is_cand = version == cand if cand is not None else none
+    table = connection_table(rel, ok, conn, mode, is_base, is_cand, switch_s)
+    by_mode: dict[str, Any] = {}
+    for code in np.flatnonzero(np.bincount(mode, minlength=len(mode_labels))):
+        name = mode_labels[code]
+        mask = mode == code
+        count, pinned, longest, saw_both = _mode_block(table, int(code))
+        phases = []
+        for phase, pmask in phase_masks(mask):
+            block = _stats(latency, ok, pmask)
+            counts = np.bincount(version[pmask], minlength=len(labels))
+            n = block["requests"]
+            share = {labels[i]: counts[i] / n for i in np.flatnonzero(counts)} if n else {}
+            phases.append({"name": phase, **block, "share": share})
+        by_mode[name] = {
+            **_stats(latency, ok, mask),
+            "versions": _per_version(version, labels, latency, ok, mask),
+            "phases": phases,
+            "connections": count,
+            "pinned": pinned,
+            "longest_pin_s": longest,
+            "saw_both": saw_both,
+            "disruption": disruption(rel[mask], ok[mask], end_s),
+        }
+    pins = table["pin_s"].dropna()
+    longest_conn = conn_labels[int(pins.idxmax())] if len(pins) else None  # type: ignore[call-overload]
+    return {
+        "modes": sorted(by_mode),
+        "switch_ref": switch_from,
+        "switch_ref_s": _r(switch_s),
+        "by_mode": by_mode,
+        "identified": len(table),
+        "pinned_callers": len(pins),
+        "longest_pin_s": _r(pins.max()) if len(pins) else None,
+        "longest_pin_conn": longest_conn,
+        "failed_connections": int(table["failed_age_s"].notna().sum()),
+        "per_connection": _listed(table, mode_labels, conn_labels, labels, conn, version),
+    }
+
+
+def mode_buckets(
+    rel: np.ndarray,
+    version: np.ndarray,
+    nv: int,
+    mode: np.ndarray,
+    nm: int,
+    nb: int,
+    bucket_s: float,
+) -> np.ndarray:
+    """Requests per (mode, bucket, version): the per-mode share figure's data."""
+    idx = np.clip(np.floor(rel / bucket_s).astype(np.int64), 0, max(nb - 1, 0))
+    key = (mode.astype(np.int64) * nb + idx) * nv + version
+    return np.bincount(key, minlength=nm * nb * nv).reshape(nm, nb, nv)
