@@ -21,7 +21,7 @@ __all__ = ["ARGS", "settings_from_args"]
 
 #: The keys each kind of run takes in ``args`` (the verb's flags, with underscores).
 ARGS: dict[str, tuple[str, ...]] = {
-    "observe": ("rate", "max_in_flight", "max_body_bytes"),
+    "observe": ("rate", "max_in_flight", "max_body_bytes", "connections"),
     "load": ("users", "spawn_rate", "shape", "probe_rate", "max_body_bytes"),
     "capacity": (
         "start_users",
