@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "capacity": "bench.capacity",
     "changepoints": "bench.changepoints",
     "serve": "bench.serve",
+    "serve_verdict": "bench.serve_verdict",
 }
 
 
