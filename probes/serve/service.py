@@ -1120,6 +1120,41 @@ class Service:
                 mean_before=found.get("mean_before"), mean_after=found.get("mean_after"),
             )  # fmt: skip
 
+    def _baseline_of(self, schedule: str, run_id: str) -> str | None:
+        """The run a schedule's runs are compared with: its pinned run (the oldest, if
+        several), else its first run; never ``run_id`` itself."""
+        if self.index is None:
+            return None
+        rows = [
+            r for r in self.index.query(schedule=schedule, limit=TREND_RUNS) if r.run_id != run_id
+        ]
+        rows = [r for r in rows if r.ended_ts is not None and r.state == "closed"]
+        pinned = [r for r in rows if r.pinned]
+        chosen = min(pinned or rows, key=lambda r: r.started_ts, default=None)
+        return chosen.run_id if chosen is not None else None
+
+    def _compare_with_baseline(self, schedule: str, target: str, run_id: str) -> None:
+        """Blocking: compare a scheduled run with its schedule's baseline, sample by sample
+        (``reports.compare``: written into the run as ``compare-<baseline>.*``); a worse run
+        is notified as a regression."""
+        from reports.compare import compare_runs, write_comparison
+
+        baseline = self._baseline_of(schedule, run_id)
+        run_dir = self.runs_dir / run_id
+        if baseline is None or read_summary(run_dir) is None:
+            return
+        try:
+            result = compare_runs(self.runs_dir / baseline, run_dir)
+        except ProbesError as exc:
+            log.warning("run %s: not compared with %s: %s", run_id, baseline, exc)
+            return
+        write_comparison(result, run_dir)
+        if result["judgement"] == "worse":
+            self.notify(
+                "regression", target, run_id, schedule=schedule, baseline=baseline,
+                series="compared with the baseline run", judgement=result["judgement"],
+            )  # fmt: skip
+
     def schedule_status(self, target: str) -> list[dict[str, Any]]:
         """The Target page's schedules: next fire time, the last run and its result, misses."""
         out = []
@@ -1399,6 +1434,7 @@ class Service:
             def check() -> None:
                 if self.index is not None:
                     self.index.flush(5.0)
+                self._compare_with_baseline(str(job.schedule), job.target.name, result.run_id)
                 self._check_regressions(str(job.schedule), job.target.name)
 
             future = self.blocking.submit(check)

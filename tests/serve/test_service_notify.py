@@ -49,3 +49,30 @@ def test_a_captured_rollout_is_notified_opened_and_closed(tmp_path: Path) -> Non
         ("rollout_closed", "sent"),
     }
     assert all(hook.url not in (n.detail or "") for n in recorded)  # the URL is a secret
+
+
+def test_a_scheduled_run_is_compared_with_its_schedules_baseline(tmp_path: Path) -> None:
+    import json
+
+    with VersionServer() as server:
+        data = {
+            "serve": {"runs_dir": "runs", "listen": "127.0.0.1:0"},
+            "targets": [{"name": "web", "url": server.url, "canary_rate": 2}],
+            "schedules": [{"name": "often", "target": "web", "kind": "observe", "every": "2s",
+                           "duration_s": 1, "args": {"rate": 20}}],
+        }  # fmt: skip
+        cfg = parse_config(data, tmp_path, env={})
+        runs = cfg.serve.runs_dir
+        with Running(cfg):
+
+            def compared() -> list[Path]:
+                return sorted(runs.glob("often-*/compare-often-*.json"))
+
+            found = wait_for(compared, 60)
+    result = json.loads(found[0].read_text())
+    first = sorted(p.name for p in runs.glob("often-*") if p.is_dir())[0]
+    # compared with the schedule's first run, from the raw samples of both
+    assert found[0].name == f"compare-{first}.json" and found[0].parent.name != first
+    assert result["judgement"] in ("same", "better", "worse", "inconclusive")
+    assert result["baseline"]["run_id"] == first and result["baseline"]["requests"] == 20
+    assert set(result["versions"]) == {"v1"}  # the same server: one label on both sides
