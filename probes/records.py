@@ -348,6 +348,32 @@ class ShardWriter:
         self.close()
 
 
+def make_event(
+    kind: str,
+    status: str,
+    *,
+    ts: float | None = None,
+    replacement_id: str | None = None,
+    proton_id: str | None = None,
+    role: str | None = None,
+    detail: Any = None,
+) -> dict[str, Any]:
+    """One event row (the Event format above): optional fields only when given."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
+    event: dict[str, Any] = {"ts": time.time() if ts is None else ts, "kind": kind}
+    event["status"] = status
+    for key, value in (
+        ("replacement_id", replacement_id),
+        ("proton_id", proton_id),
+        ("role", role),
+        ("detail", detail),
+    ):
+        if value is not None:
+            event[key] = value
+    return event
+
+
 class EventLog:
     """Appends event rows to ``events.jsonl``, one flushed line per event."""
 
@@ -369,18 +395,10 @@ class EventLog:
         detail: Any = None,
     ) -> dict[str, Any]:
         """Append one event and return it as written."""
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
-        event: dict[str, Any] = {"ts": time.time() if ts is None else ts, "kind": kind}
-        event["status"] = status
-        for key, value in (
-            ("replacement_id", replacement_id),
-            ("proton_id", proton_id),
-            ("role", role),
-            ("detail", detail),
-        ):
-            if value is not None:
-                event[key] = value
+        event = make_event(
+            kind, status, ts=ts, replacement_id=replacement_id, proton_id=proton_id,
+            role=role, detail=detail,
+        )  # fmt: skip
         line = json.dumps(event, separators=(",", ":"), default=str)
         with self._lock:
             self._fh.write(line + "\n")

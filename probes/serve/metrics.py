@@ -34,9 +34,29 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["DURATION_BUCKETS_S", "MAX_VERSIONS_PER_TARGET", "OTHER_VERSION", "VERDICTS", "Metrics"]
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "EXPOSED",
+    "MAX_VERSIONS_PER_TARGET",
+    "OTHER_VERSION",
+    "VERDICTS",
+    "Metrics",
+]
 
 PREFIX = "proton_probe_"
+#: Every metric as scraped (CONTRACT.md "Metrics"), prefix aside; counters gain ``_total``.
+EXPOSED = (
+    "requests_total",
+    "request_duration_seconds",
+    "observed_version_share_ratio",
+    "last_success_timestamp_seconds",
+    "rollout_in_progress",
+    "rollouts_total",
+    "verdict",
+    "scheduled_runs_total",
+    "scheduled_runs_missed_total",
+    "build_info",
+)
 #: Request duration buckets (seconds): model endpoints answer in milliseconds to a minute.
 DURATION_BUCKETS_S = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -52,6 +72,8 @@ class Metrics:
     def __init__(self, version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
+        # prometheus_client adds ``_total`` to a Counter's name: EXPOSED lists the names as
+        # scraped (CONTRACT.md), and tests/serve/test_metrics.py checks each is exposed.
         self._requests = Counter(
             PREFIX + "requests",
             "Requests sent to a target, by the version that answered and the outcome "

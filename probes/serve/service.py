@@ -52,7 +52,7 @@ import numpy as np
 
 from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings, run_probe
 from probes.errors import ConfigError, ProbesError
-from probes.records import EVENT_KINDS, MANIFEST_FILE, EventLog, Sample, ShardWriter, read_manifest
+from probes.records import MANIFEST_FILE, EventLog, Sample, ShardWriter, make_event, read_manifest
 from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
@@ -225,18 +225,10 @@ class _EventRouter(EventLog):
         role: str | None = None,
         detail: Any = None,
     ) -> dict[str, Any]:
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
-        event: dict[str, Any] = {"ts": time.time() if ts is None else ts, "kind": kind}
-        event["status"] = status
-        for key, value in (
-            ("replacement_id", replacement_id),
-            ("proton_id", proton_id),
-            ("role", role),
-            ("detail", detail),
-        ):
-            if value is not None:
-                event[key] = value
+        event = make_event(
+            kind, status, ts=ts, replacement_id=replacement_id, proton_id=proton_id,
+            role=role, detail=detail,
+        )  # fmt: skip
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
             self._loop.call_soon_threadsafe(self._sink, event)
         return event

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from probes.serve.metrics import MAX_VERSIONS_PER_TARGET, OTHER_VERSION, Metrics
+from probes.serve.metrics import EXPOSED, MAX_VERSIONS_PER_TARGET, OTHER_VERSION, Metrics
 
 
 def scrape(metrics: Metrics) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -140,3 +140,21 @@ def test_two_instances_do_not_share_a_registry() -> None:
     a, b = Metrics("1"), Metrics("2")
     a.request("chat", "v1", "probe", "ok", 0.01)
     assert versions_of(scrape(b), "proton_probe_requests", "chat") == set()
+
+
+def test_every_exposed_name_is_scraped() -> None:
+    """EXPOSED (the contract's names) is what a scrape shows: a typo on either side fails."""
+    m = Metrics("1.2.3")
+    m.request("chat", "v1", "probe", "ok", 0.1)
+    m.shares("chat", {"v1": 1.0})
+    m.last_success("chat", 1.0)
+    m.rollout("chat", False)
+    m.rollout_done("chat", "completed")
+    m.verdict("chat", "pass")
+    m.scheduled_run("nightly", "pass")
+    m.missed("nightly")
+    text = generate_latest(m.registry).decode()
+    scraped = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    for name in EXPOSED:
+        full = "proton_probe_" + name
+        assert full in scraped or f"{full}_bucket" in scraped, full
