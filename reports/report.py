@@ -138,6 +138,7 @@ def make_report(
     )
     del frame
     summary = analysis.summary
+    baseline_check(summary, manifest, path)
     write_json_atomic(path / SUMMARY_FILE, summary)
     images: dict[str, bytes] = {}
     if figures:
@@ -147,3 +148,35 @@ def make_report(
     write_text_atomic(path / HTML_FILE, render_html(summary, images))
     write_text_atomic(path / MD_FILE, render_markdown(summary, figures=sorted(images)))
     return summary
+
+
+def baseline_check(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Path) -> None:
+    """A run recorded against a baseline (``settings.baseline``: ``probes capacity --baseline``)
+    is gated on it: the check ``baseline_comparison != worse`` joins the verdict, read from the
+    run's own ``compare-<baseline>.json`` (``reports.compare``), so the gate is reproducible
+    from the run directory alone. No comparison file: the check is undecided."""
+    import json
+
+    baseline = _settings(manifest).get("baseline")
+    if not isinstance(baseline, dict) or not baseline.get("run_id"):
+        return
+    judgement = None
+    try:
+        data = json.loads((run_dir / f"compare-{baseline['run_id']}.json").read_text("utf-8"))
+        judgement = data.get("judgement") if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        judgement = None
+    verdict = summary.setdefault("verdict", {"result": "inconclusive", "checks": []})
+    passed = None if judgement in (None, "inconclusive") else judgement != "worse"
+    verdict.setdefault("checks", []).append(
+        {
+            "name": "baseline_comparison",
+            "value": judgement,
+            "op": "!=",
+            "threshold": "worse",
+            "passed": passed,
+            "baseline": baseline["run_id"],
+        }
+    )
+    if passed is False:
+        verdict["result"] = "fail"
