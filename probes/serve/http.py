@@ -391,16 +391,23 @@ def _judge(
 
 
 async def verdict(request: web.Request) -> web.Response:
+    """Always 200 with a full body while the service runs (Argo Rollouts' ``web`` provider
+    turns any non-2xx into an Error measurement): a question it cannot answer — an unknown
+    parameter or target, no target named among several — is a ``pending`` saying why."""
     view, query = _view(request), request.query
-    for key in query:
-        if key not in ("target", "candidate", "baseline"):
-            return _error(400, f"{key}: unknown parameter (known: target, candidate, baseline)")
     names = view.target_names()
     name = query.get("target") or (names[0] if len(names) == 1 else None)
-    if name is None:
-        return _error(400, f"target: required (one of {', '.join(names) or 'none'})")
-    if (missing := _known_target(view, name)) is not None:
-        return missing
+    unknown = [k for k in query if k not in ("target", "candidate", "baseline")]
+    problem = None
+    if unknown:
+        problem = f"{unknown[0]}: unknown parameter (known: target, candidate, baseline)"
+    elif name is None:
+        problem = f"target: required (one of {', '.join(names) or 'none'})"
+    elif name not in names:
+        problem = f"target: unknown {name!r} (known: {', '.join(names) or 'none'})"
+    if problem is not None:
+        return web.json_response(pending_body(name or "", problem, time.time()))
+    assert name is not None
     body = _judge(view, name, query.get("candidate") or None, query.get("baseline") or None)
     return web.json_response(body)
 
@@ -426,6 +433,8 @@ async def flagger(request: web.Request) -> web.Response:
         return _text(404, f"gate: unknown hook {hook!r} (known: {', '.join(FLAGGER_HOOKS)})")
     payload = await _flagger_payload(request)
     if isinstance(payload, web.Response):
+        if hook == "event":  # fire-and-forget: Flagger never acts on an event's answer
+            return web.json_response({"status": "ignored", "reason": payload.text})
         return payload
     namespace, name, phase = payload
     view = _view(request)
@@ -434,6 +443,10 @@ async def flagger(request: web.Request) -> web.Response:
         return _flagger_event(view, target_name, namespace, name, phase)
     if target_name is None:
         return _text(403, f"unknown canary {namespace}/{name}: no target lists it in flagger")
+    if view.target_status(target_name).get("state") != "capturing":
+        # Only the rollout under way is this canary's: a previous rollout's fail must not
+        # roll the next one back, nor its pass promote it.
+        return _text(403, f"{target_name}: pending: no rollout is being captured on it now")
     body = _judge(view, target_name, None, None)
     result, reason = body.get("verdict"), body.get("reason") or ""
     line = f"{target_name}: {result}: {reason}"

@@ -320,7 +320,7 @@ class _Channel:
                 return int(response.status), ""
         except urllib.error.HTTPError as exc:
             return int(exc.code), f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:  # URLError, timeouts, resets
+        except Exception as exc:  # URLError, timeouts, resets, a reply that is not HTTP
             reason = getattr(exc, "reason", None)
             return None, type(reason if isinstance(reason, BaseException) else exc).__name__
 

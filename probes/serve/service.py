@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -79,6 +80,8 @@ SHUTDOWN_REPORT_S = 20.0
 SHUTDOWN_JOBS_S = 20.0
 #: How long the notifier may take to send what is queued at shutdown.
 SHUTDOWN_NOTIFY_S = 3.0
+#: Seconds between updates of an open capture's verdict metric.
+VERDICT_METRIC_S = 5
 #: Most runs a trend reads (newest).
 TREND_RUNS = 200
 TICK_S = 1.0
@@ -658,6 +661,9 @@ class TargetWorker:
         metrics = self.service.metrics
         if metrics is not None and self.window:
             metrics.shares(self.name, self.shares(now))
+        if metrics is not None and self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
+            # the open capture's verdict, as the endpoint answers it (judged from raw samples)
+            metrics.verdict(self.name, self.verdict(None, None)["verdict"])
 
     def close_all(self, interrupted: str) -> None:
         """Close the open runs (on stop): the capture interrupted, the segment cut short."""
@@ -845,8 +851,9 @@ class Service:
         self.bound_port: int | None = None
         self.recovered: list[str] = []
         self.notifier: Any = None
-        #: (series name, run id) of every regression already notified.
+        #: (series name, run id) of every regression already notified (threads share it).
         self._regressions_told: set[tuple[str, str]] = set()
+        self._regressions_lock = threading.Lock()
 
     # -- ServiceView ----------------------------------------------------------------------
 
@@ -872,6 +879,8 @@ class Service:
         return next((t.name for t in self.config.targets if ref in t.flagger), None)
 
     def open_capture(self, target: str, reason: str) -> str | None:
+        if self.stopping:  # a run opened now would never be closed
+            return None
         worker = self.workers.get(target)
         return worker.request_capture(reason) if worker is not None else None
 
@@ -879,6 +888,10 @@ class Service:
         self, target: str, kind: str, duration_s: float | None, args: Mapping[str, Any]
     ) -> str:
         """Start a run now (``POST /api/v1/targets/{name}/runs``); its run id."""
+        if self.stopping:
+            from probes.serve.http import Conflict
+
+            raise Conflict("the service is stopping")
         cfg = self.config.target(target)  # KeyError -> 404
         if kind not in KINDS:
             raise ConfigError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
@@ -923,7 +936,10 @@ class Service:
     async def start(self) -> None:
         """Recover, open the index, start every target and the scheduler."""
         loop = asyncio.get_running_loop()
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"serve.runs_dir: cannot create {self.runs_dir}: {exc}") from exc
         if self.index is None:
             self.index = await loop.run_in_executor(self.blocking, self._open_index)
         if self.metrics is None:
@@ -1036,7 +1052,10 @@ class Service:
             *(loop.run_in_executor(self.blocking, w.stop_watcher) for w in self.workers.values())
         )
         for worker in self.workers.values():
-            worker.close_all(reason)
+            try:
+                worker.close_all(reason)
+            except Exception:  # one target's close never keeps the others' runs open
+                log.exception("target %s: closing its runs failed", worker.name)
         if self.jobs:
             waits = [h.done.wait() for h in self.jobs.values()]
             with contextlib.suppress(TimeoutError):
@@ -1103,9 +1122,10 @@ class Service:
             }
         for found in regressions(self.schedule_trends(schedule)):
             key = (f"{found['series']}", str(found["run_id"]))
-            if key in self._regressions_told:
-                continue
-            self._regressions_told.add(key)
+            with self._regressions_lock:
+                if key in self._regressions_told:
+                    continue
+                self._regressions_told.add(key)
             self.notify(
                 "regression", target, found["run_id"], schedule=schedule,
                 series=found["series"], change=found.get("change"),
@@ -1238,7 +1258,8 @@ class Service:
         for worker in self.workers.values():
             if self.index is None or worker.recent:
                 continue
-            rows = self.index.query(target=worker.name, kind="rollout", limit=1)
+            query = functools.partial(self.index.query, target=worker.name, kind="rollout", limit=1)
+            rows = await loop.run_in_executor(self.blocking, query)
             for row in rows:
                 if row.ended_ts is None:
                     continue
@@ -1247,6 +1268,8 @@ class Service:
                 )
                 if rollout is not None and not worker.recent:
                     worker.recent.append(rollout)
+                    if self.metrics is not None:
+                        self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
 
     # -- timers ---------------------------------------------------------------------------
 

@@ -288,3 +288,28 @@ def test_body_file_is_relative_to_the_config(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, text), env={})
     assert cfg.targets[0].request.body == b'{"q": 1}'
     assert ("Content-Type", "application/json") in cfg.targets[0].request.headers
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[serve]\nlisten = "0.0.0.0:8686"\n', "serve.listen"),
+        ('[[targets]]\nname = "a"\nurl = "http://127.0.0.1:9/"\ncanary_rate = -1\n',
+         "targets[0].canary_rate"),
+        ('[[targets]]\nname = "a"\nurl = "http://127.0.0.1:9/"\nnope = 1\n', "targets[0].nope"),
+        ("[serve\n", "--config"),
+    ],
+)  # fmt: skip
+def test_probes_serve_bad_config_exits_2_with_one_line(tmp_path, text, key) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "serve.toml"
+    path.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from probes.cli import main; sys.exit(main())",
+         "serve", "--config", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    err = result.stderr.strip()
+    assert result.returncode == 2 and key in err and len(err.splitlines()) == 1, err

@@ -68,6 +68,8 @@ class FakeView:
     def ready(self) -> bool:
         return self.is_ready
 
+    capturing: set[str] = field(default_factory=set)
+
     def target_names(self) -> list[str]:
         return ["chat", "emb"]
 
@@ -75,7 +77,7 @@ class FakeView:
         return {
             "name": name,
             "url": f"http://127.0.0.1:1/{name}",
-            "state": "idle",
+            "state": "capturing" if name in self.capturing else "idle",
             "current_version": "v1",
             "versions": {"v1": 1.0},
             "window_s": 60,
@@ -405,12 +407,12 @@ def test_verdict_is_always_200_with_the_full_body(view: FakeView) -> None:
         status, body, _ = await get(c, "/api/v1/verdict?target=chat")
         assert status == 200 and body["verdict"] == "pending" and set(body) >= keys
         assert "window store went away" in body["reason"]
-        status, err, _ = await get(c, "/api/v1/verdict")
-        assert status == 400 and err["error"].startswith("target:")
-        status, err, _ = await get(c, "/api/v1/verdict?target=nope")
-        assert status == 404
-        status, err, _ = await get(c, "/api/v1/verdict?target=chat&canddate=v2")
-        assert status == 400 and err["error"].startswith("canddate:")
+        # a question it cannot answer is still 200 (Argo: any non-2xx is an Error): pending
+        for query, name in (("", "target:"), ("?target=nope", "target:"),
+                            ("?target=chat&canddate=v2", "canddate:")):  # fmt: skip
+            status, body, _ = await get(c, f"/api/v1/verdict{query}")
+            assert status == 200 and body["verdict"] == "pending", (query, body)
+            assert body["reason"].startswith(name) and set(body) >= keys, body
 
     run(view, go)
 
@@ -427,7 +429,14 @@ def hook(canary: str = "chat", namespace: str = "prod", phase: str = "Progressin
 
 def test_flagger_gate_rollback_and_event(view: FakeView) -> None:
     async def go(c: TestClient) -> None:
-        # pending (no rollout yet): the gate halts, rollback does not roll back
+        # no rollout being captured: a previous rollout's fail never rolls this one back
+        view.verdicts["chat"] = judged("chat", cand_error=0.3)
+        for gate in ("gate", "rollback"):
+            status, text, _ = await post(c, f"/api/v1/flagger/{gate}", hook())
+            assert status == 403 and "no rollout is being captured" in text, (gate, text)
+        del view.verdicts["chat"]
+        view.capturing = {"chat"}
+        # pending (no evidence yet): the gate halts, rollback does not roll back
         status, text, _ = await post(c, "/api/v1/flagger/gate", hook())
         assert status == 403 and text.startswith("chat: pending: no rollout known")
         assert text.count("\n") == 1
@@ -456,11 +465,13 @@ def test_flagger_gate_rollback_and_event(view: FakeView) -> None:
             assert status == 403 and "unknown canary prod/other" in text
         status, body, _ = await post(c, "/api/v1/flagger/event", hook(canary="other"))
         assert status == 200 and body["status"] == "ignored" and len(view.captures) == 1
-        # malformed bodies are 400 for every hook; an unknown hook is 404
-        for gate in ("gate", "rollback", "event"):
+        # malformed bodies are 400 for the gates; an event is always 200 (ignored)
+        for gate in ("gate", "rollback"):
             assert (await post(c, f"/api/v1/flagger/{gate}", "{nope"))[0] == 400
             status, text, _ = await post(c, f"/api/v1/flagger/{gate}", {"namespace": "prod"})
             assert status == 400 and text.startswith("name:")
+        status, body, _ = await post(c, "/api/v1/flagger/event", "{nope")
+        assert status == 200 and body["status"] == "ignored" and "JSON" in body["reason"]
         assert (await post(c, "/api/v1/flagger/promote", hook()))[0] == 404
 
     run(view, go)

@@ -287,3 +287,38 @@ def test_webhook_urls_come_from_the_environment_and_are_never_shown(webhook: Any
         notifier.close()
     assert {r[3] for r in records.rows} == {"sent", "failed"}
     assert all(token not in r[4] and "127.0.0.1" not in r[4] for r in records.rows), records.rows
+
+
+def test_a_webhook_answering_garbage_is_a_failed_attempt_not_a_dead_channel() -> None:
+    """A reply that is not HTTP (BadStatusLine) fails that attempt; later ones still go."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+
+    def garbage() -> None:
+        for _ in range(8):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"garbage\r\n\r\n")
+
+    threading.Thread(target=garbage, daemon=True).start()
+    records = Records()
+    notifier = Notifier(
+        [channel(max_attempts=1)], {"oncall": f"http://127.0.0.1:{port}/hook"}, records,
+        backoff_s=0.01,
+    )  # fmt: skip
+    try:
+        notifier.notify("run_failed", "chat", "r1")
+        notifier.notify("run_failed", "chat", "r2")
+        assert notifier.flush(10)
+    finally:
+        notifier.close()
+        server.close()
+    assert [r[3] for r in records.rows] == ["failed", "failed"], records.rows
