@@ -66,7 +66,26 @@ A step *passes* when every check passed.
   ``"duration reached"`` when ``--duration`` cut the plan short, ``"no complete step"``.
 
 The verdict of a capacity run is ``pass`` when at least one step passed, ``fail`` when steps
-ran and none passed, ``inconclusive`` without any complete step.
+ran and none passed, ``inconclusive`` without any complete step. ``version`` names the version
+measured: the Workload's active version (manifest ``platform.baseline``), else null.
+
+**Rate mode** (``settings.capacity.mode == "rate"``, a ``RatePlan``): step ``k`` offers
+``rate(k)`` requests/s with the open-model probe over ``[t0 + k*S, t0 + (k+1)*S)``, ``t0`` the
+schedule's clock (manifest ``capacity.t0``, else the first due time). A request belongs to the
+step in whose measured window (the first ``MIN_SKIP_S`` left out) it was *due*
+(``intended_ts``). Per step (``rate_step_stats``): ``offered_rps`` (the plan's), ``achieved_rps``
+(successful responses that *arrived* in the window, per second; also ``rps``), ``lateness_ms``
+(``(ts − intended_ts)·1000`` of the sent requests), ``co_latency_ms`` (coordinated-omission
+corrected, ``(ts − intended_ts)·1000 + latency_ms``), ``latency_ms`` (raw), ``not_sent`` (the
+probe's in-flight bound was full), ``users`` null. A step passes when ``achieved_share`` =
+achieved / offered ≥ ``ACHIEVED_SHARE`` (99 %) and every SLO passes, latency SLOs read on
+``co_latency_ms`` (``judge_rate_step``). ``max_rps_within_slo`` is the highest offered rate that
+passed; ``model`` and the knee are ``fit_usl``/``find_knee`` with the offered rate as the load
+and the achieved rate as throughput (``peak_offered_rps``, ``knee_offered_rps``; ``knee_rps``
+is that step's achieved rate). ``limit_reason`` names steps by offered rate (``"achieved_share
+0.8 < 0.99 at 50 req/s offered"``, ``"max rate reached"``). Rate steps need ``intended_ts``,
+which ``reports.analysis`` does not hand over: ``make_report`` calls
+``rate_capacity_from_frame`` with the run's frame.
 """
 
 from __future__ import annotations
