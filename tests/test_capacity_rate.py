@@ -266,3 +266,38 @@ def test_schedule_args_take_the_rate_plan() -> None:
     with pytest.raises(ConfigError, match=r"^schedules\[0\]\.workers: 2: "):
         settings_from_args("capacity", args, duration_s=600, slos=[], workers=2,
                            place="schedules[0].args")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_capacity_names_the_version_measured(tmp_path: Path, capsys, monkeypatch) -> None:
+    """With --api/--workload, the capacity block and the CLI's capacity line name the
+    Workload's active version (the one that answered)."""
+    from probes.sim import SimConfig, Simulator
+
+    monkeypatch.setenv("SIM_TOKEN", "t")
+    cfg = SimConfig(scenario="healthy", time_scale=60.0, token="t", port=0)
+    with Simulator(cfg) as sim:
+        code = main(["capacity", "--api", sim.api_url, "--workload", sim.workload_id,
+                     "--token-env", "SIM_TOKEN", "--mode", "rate", "--start-rate", "50",
+                     "--step-rate", "50", "--max-rate", "100", "--step-seconds", "3",
+                     "--runs-dir", str(tmp_path), "--run-id", "v", "-q"])  # fmt: skip
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "v" / "summary.json").read_text())
+    version = summary["capacity"]["version"]
+    assert code == 0, summary["verdict"]
+    assert version and set(summary["versions"]) == {version}, summary["versions"]
+    assert f"capacity of {version}: max " in out, out
+    assert summary["capacity"]["steps"][0]["offered_rps"] == 50.0
+
+
+def test_users_mode_names_the_version_too() -> None:
+    from reports.capacity import StepPlan
+
+    plan = StepPlan(1, 1, 5.0, 2, 10.0, 10.0)
+    ts = T0 + np.arange(0.0, 10.0, 0.05)
+    manifest = {"settings": {"capacity": plan.describe()}, "platform": {"baseline": "v3"}}
+    found = analyse_capacity(ts, np.full(ts.size, 10.0), np.ones(ts.size, bool), manifest, None)
+    assert found is not None and found[0]["version"] == "v3" and len(found[0]["steps"]) == 2
+    del manifest["platform"]
+    found = analyse_capacity(ts, np.full(ts.size, 10.0), np.ones(ts.size, bool), manifest, None)
+    assert found is not None and found[0]["version"] is None
