@@ -66,7 +66,26 @@ A step *passes* when every check passed.
   ``"duration reached"`` when ``--duration`` cut the plan short, ``"no complete step"``.
 
 The verdict of a capacity run is ``pass`` when at least one step passed, ``fail`` when steps
-ran and none passed, ``inconclusive`` without any complete step.
+ran and none passed, ``inconclusive`` without any complete step. ``version`` names the version
+measured: the Workload's active version (manifest ``platform.baseline``), else null.
+
+**Rate mode** (``settings.capacity.mode == "rate"``, a ``RatePlan``): step ``k`` offers
+``rate(k)`` requests/s with the open-model probe over ``[t0 + k*S, t0 + (k+1)*S)``, ``t0`` the
+schedule's clock (manifest ``capacity.t0``, else the first due time). A request belongs to the
+step in whose measured window (the first ``MIN_SKIP_S`` left out) it was *due*
+(``intended_ts``). Per step (``rate_step_stats``): ``offered_rps`` (the plan's), ``achieved_rps``
+(successful responses that *arrived* in the window, per second; also ``rps``), ``lateness_ms``
+(``(ts − intended_ts)·1000`` of the sent requests), ``co_latency_ms`` (coordinated-omission
+corrected, ``(ts − intended_ts)·1000 + latency_ms``), ``latency_ms`` (raw), ``not_sent`` (the
+probe's in-flight bound was full), ``users`` null. A step passes when ``achieved_share`` =
+achieved / offered ≥ ``ACHIEVED_SHARE`` (99 %) and every SLO passes, latency SLOs read on
+``co_latency_ms`` (``judge_rate_step``). ``max_rps_within_slo`` is the highest offered rate that
+passed; ``model`` and the knee are ``fit_usl``/``find_knee`` with the offered rate as the load
+and the achieved rate as throughput (``peak_offered_rps``, ``knee_offered_rps``; ``knee_rps``
+is that step's achieved rate). ``limit_reason`` names steps by offered rate (``"achieved_share
+0.8 < 0.99 at 50 req/s offered"``, ``"max rate reached"``). Rate steps need ``intended_ts``,
+which ``reports.analysis`` does not hand over: ``make_report`` calls
+``rate_capacity_from_frame`` with the run's frame.
 """
 
 from __future__ import annotations
@@ -93,6 +112,8 @@ KNEE_CASES = ("slo", "retrograde", "plateau", "scaling", "undetermined")
 MIN_SKIP_S = 1.0
 MIN_MEASURED_SHARE = 0.5
 NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!="}
+#: A rate step keeps up when its achieved rate is at least this share of the offered one.
+ACHIEVED_SHARE = 0.99
 
 
 @dataclass(frozen=True)
@@ -373,18 +394,24 @@ def find_knee(
     return Knee(saturation, case)
 
 
+def step_label(step: Mapping[str, Any]) -> str:
+    """``40 users``, or ``120 req/s offered`` for a rate step."""
+    if step.get("offered_rps") is not None:
+        return f"{step['offered_rps']:g} req/s offered"
+    return f"{step['users']} users"
+
+
 def _failure(step: Mapping[str, Any]) -> str | None:
     for c in step["checks"]:
         if c["passed"] is False:
             value, threshold = c["value"], c["threshold"]
-            return (
-                f"{c['name']} {value:.4g} {NEGATED[c['op']]} {threshold:g} at {step['users']} users"
-            )
+            op = NEGATED[c["op"]]
+            return f"{c['name']} {value:.4g} {op} {threshold:g} at {step_label(step)}"
     return None
 
 
 def limit_reason(
-    steps: Sequence[Mapping[str, Any]], plan: StepPlan, interrupted: str | None = None
+    steps: Sequence[Mapping[str, Any]], plan: StepPlan | RatePlan, interrupted: str | None = None
 ) -> str:
     """Why the capacity run ended (see the module docstring)."""
     for step in steps:
@@ -395,7 +422,10 @@ def limit_reason(
         return f"interrupted ({interrupted})"
     if not steps:
         return "no complete step"
-    if steps[-1]["users"] >= plan.max_users:
+    if isinstance(plan, RatePlan):
+        if steps[-1]["offered_rps"] >= plan.max_rate:
+            return "max rate reached"
+    elif steps[-1]["users"] >= plan.max_users:
         return "max users reached"
     if plan.duration_s < plan.planned_s:
         return "duration reached"
@@ -450,7 +480,8 @@ def capacity_verdict(block: Mapping[str, Any]) -> dict[str, Any]:
     shown = max(passed, key=lambda s: s["rps"]) if passed else (steps[0] if steps else None)
     checks = [count]
     if shown is not None:
-        checks += [{**c, "name": f"{c['name']} at {shown['users']} users"} for c in shown["checks"]]
+        label = step_label(shown)
+        checks += [{**c, "name": f"{c['name']} at {label}"} for c in shown["checks"]]
     return {"result": result, "checks": checks, "defaults": False}
 
 
@@ -464,12 +495,292 @@ def analyse_capacity(
     """(capacity block, verdict) of a capacity run's samples, or None without a step plan."""
     settings = manifest.get("settings") or {}
     raw = settings.get("capacity") if isinstance(settings, Mapping) else None
-    if not isinstance(raw, Mapping):
-        return None
+    if not isinstance(raw, Mapping) or raw.get("mode", "users") != "users":
+        return None  # rate steps need intended_ts: rate_capacity_from_frame
     plan = StepPlan.from_dict(raw)
     stop = manifest.get("capacity") or {}
     stopped_ts = stop.get("stopped_ts") if isinstance(stop, Mapping) else None
     interrupted = stop.get("interrupted") if isinstance(stop, Mapping) else None
     steps = cut_steps(ts, latency_ms, ok, plan, stopped_ts=stopped_ts)
     block = capacity_block(steps, plan, list(slos or CAPACITY_SLOS), interrupted=interrupted)
+    block["version"] = measured_version(manifest)
     return block, capacity_verdict(block)
+
+
+# --------------------------------------------------------------------------- open-model rate steps
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    """The rate plan of a capacity run in rate mode (manifest ``settings.capacity``, ``mode``
+    ``"rate"``): ``start_rate`` requests/s for ``step_seconds``, then ``step_rate`` more every
+    ``step_seconds`` up to ``max_rate``, each step offered by the open-model probe."""
+
+    start_rate: float
+    step_rate: float
+    step_seconds: float
+    max_rate: float
+    duration_s: float  # the hard cap (the plan is cut short when it is below planned_s)
+    max_in_flight: int = 256
+
+    mode = "rate"
+
+    @property
+    def n_steps(self) -> int:
+        """Steps up to and including the one at ``max_rate``."""
+        return max(1, math.ceil((self.max_rate - self.start_rate) / self.step_rate - 1e-9) + 1)
+
+    @property
+    def planned_s(self) -> float:
+        return self.n_steps * self.step_seconds
+
+    def rate(self, k: int) -> float:
+        """The offered rate of step ``k`` (requests per second)."""
+        return min(self.max_rate, self.start_rate + k * self.step_rate)
+
+    def skip_s(self, k: int) -> float:
+        """Seconds at the start of a step left out: the previous step's queue drains."""
+        return MIN_SKIP_S
+
+    def describe(self) -> dict[str, Any]:
+        steps = {"n_steps": self.n_steps, "planned_s": self.planned_s}
+        return {"mode": "rate", **asdict(self), **steps}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RatePlan:
+        return cls(
+            start_rate=float(data["start_rate"]),
+            step_rate=float(data["step_rate"]),
+            step_seconds=float(data["step_seconds"]),
+            max_rate=float(data["max_rate"]),
+            duration_s=float(data["duration_s"]),
+            max_in_flight=int(data.get("max_in_flight", 256)),
+        )
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> StepPlan | RatePlan:
+    """The plan in a manifest's ``settings.capacity``: users steps, or rate steps (``mode``)."""
+    if data.get("mode", "users") == "rate":
+        return RatePlan.from_dict(data)
+    return StepPlan.from_dict(data)
+
+
+def rate_step_stats(
+    intended: np.ndarray,
+    ts: np.ndarray,
+    latency_ms: np.ndarray,
+    ok: np.ndarray,
+    sent: np.ndarray,
+    plan: RatePlan,
+    t0: float,
+    k: int,
+) -> dict[str, Any]:
+    """The numbers of rate step ``k`` from raw probe samples (any order).
+
+    A request belongs to the step in whose measured window it was *due* (``intended``);
+    ``sent`` is False for rows the probe never sent (``client_saturated``: its in-flight bound
+    was full), which count in no rate but the offered one. ``achieved_rps`` is the successful
+    responses that *arrived* inside the window per second; ``co_latency_ms`` is latency
+    corrected for coordinated omission (``(ts − intended)·1000 + latency_ms``) and
+    ``lateness_ms`` the send's delay behind its schedule (``(ts − intended)·1000``).
+    """
+    start = t0 + k * plan.step_seconds
+    measured, end = start + plan.skip_s(k), start + plan.step_seconds
+    due = (intended >= measured) & (intended < end)
+    mask = due & sent
+    n = int(np.count_nonzero(mask))
+    good = mask & ok
+    errors = n - int(np.count_nonzero(good))
+    arrived = ts + latency_ms / 1000.0
+    done = int(np.count_nonzero(ok & sent & (arrived >= measured) & (arrived < end)))
+    length = end - measured
+    late = (ts - intended) * 1000.0
+    offered = plan.rate(k)
+    achieved = round(done / length, 3)
+    return {
+        "users": None,
+        "offered_rps": offered,
+        "achieved_rps": achieved,
+        "rps": achieved,
+        "error_rate": rate(errors, n),
+        "latency_ms": latency_block(latency_ms[good]),
+        "co_latency_ms": latency_block(late[good] + latency_ms[good]),
+        "lateness_ms": latency_block(late[mask]),
+        "requests": n,
+        "errors": errors,
+        "not_sent": int(np.count_nonzero(due & ~sent)),
+        "start_s": round(start - t0, 3),
+        "end_s": round(end - t0, 3),
+        "measured_s": round(length, 3),
+    }
+
+
+def achieved_check(step: Mapping[str, Any]) -> dict[str, Any]:
+    """The rate step's own check: achieved ≥ ``ACHIEVED_SHARE`` (99 %) of the offered rate."""
+    offered, achieved = step["offered_rps"], step["achieved_rps"]
+    share = round(achieved / offered, 4) if offered else None
+    return {
+        "name": "achieved_share",
+        "value": share,
+        "op": ">=",
+        "threshold": ACHIEVED_SHARE,
+        "passed": None if share is None else share >= ACHIEVED_SHARE,
+        "expr": f"achieved_rps>={ACHIEVED_SHARE:g}*offered_rps",
+    }
+
+
+def judge_rate_step(step: dict[str, Any], slos: Sequence[str]) -> dict[str, Any]:
+    """Add ``checks`` and ``passed`` to a rate step: the achieved-rate check, then every SLO,
+    its latency metrics read from the coordinated-omission-corrected latency (what a caller
+    arriving at the offered rate waits)."""
+    view = {**step, "throughput_rps": step["rps"], "latency_ms": step["co_latency_ms"]}
+    checks = [achieved_check(step), *(evaluate(parse_slo(s), view) for s in slos)]
+    step["checks"] = checks
+    step["passed"] = all(c["passed"] is True for c in checks)
+    return step
+
+
+def cut_rate_steps(
+    intended: np.ndarray,
+    ts: np.ndarray,
+    latency_ms: np.ndarray,
+    ok: np.ndarray,
+    sent: np.ndarray,
+    plan: RatePlan,
+    *,
+    t0: float | None = None,
+    stopped_ts: float | None = None,
+) -> list[dict[str, Any]]:
+    """The complete rate steps of a run (unjudged), in order. ``t0``: the schedule's start
+    (manifest ``capacity.t0``; default the first due time)."""
+    if intended.size == 0:
+        return []
+    start = float(intended.min()) if t0 is None else t0
+    last = float(intended.max())
+    steps = []
+    for k in range(plan.n_steps):
+        measured = start + k * plan.step_seconds + plan.skip_s(k)
+        end = start + (k + 1) * plan.step_seconds
+        if end - start > plan.duration_s + 1e-9:
+            break  # cut by --duration
+        if stopped_ts is not None and end > stopped_ts:
+            break  # the run was stopped inside this step
+        if measured > last or last < end - MIN_MEASURED_SHARE * (end - measured):
+            break  # the schedule ended early in this step
+        steps.append(rate_step_stats(intended, ts, latency_ms, ok, sent, plan, start, k))
+    return steps
+
+
+def rate_capacity_block(
+    steps: list[dict[str, Any]],
+    plan: RatePlan,
+    slos: Sequence[str],
+    *,
+    interrupted: str | None = None,
+) -> dict[str, Any]:
+    """The summary's ``capacity`` block of rate steps: judged; the capacity is the highest
+    offered rate that passed (achieved ≥ 99 % of it, every check); the model and the knee are
+    ``fit_usl``/``find_knee`` with the offered rate as the load and the achieved as throughput."""
+    for step in steps:
+        judge_rate_step(step, slos)
+    passing = [s["offered_rps"] for s in steps if s["passed"]]
+    x = [s["offered_rps"] for s in steps]
+    rps = [s["achieved_rps"] for s in steps]
+    model = fit_usl(x, rps)
+    k = find_knee(x, rps, [s["passed"] for s in steps], model)
+    return {
+        "mode": "rate",
+        "steps": steps,
+        "max_rps_within_slo": max(passing) if passing else None,
+        "knee_rps": steps[k.index]["achieved_rps"] if k.index is not None else None,
+        "knee_users": None,
+        "knee_offered_rps": steps[k.index]["offered_rps"] if k.index is not None else None,
+        "knee_case": k.case,
+        "model": model.describe("offered_rps") if model is not None else None,
+        "limit_reason": limit_reason(steps, plan, interrupted),
+        "slos": list(slos),
+        "plan": plan.describe(),
+    }
+
+
+def analyse_rate_capacity(
+    intended: np.ndarray,
+    ts: np.ndarray,
+    latency_ms: np.ndarray,
+    ok: np.ndarray,
+    sent: np.ndarray,
+    manifest: Mapping[str, Any],
+    slos: Sequence[str] | None,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(capacity block, verdict) of a rate-mode capacity run's probe samples, or None when
+    the manifest holds no rate plan."""
+    settings = manifest.get("settings") or {}
+    raw = settings.get("capacity") if isinstance(settings, Mapping) else None
+    if not isinstance(raw, Mapping) or raw.get("mode") != "rate":
+        return None
+    plan = RatePlan.from_dict(raw)
+    stop = manifest.get("capacity") or {}
+    stop = stop if isinstance(stop, Mapping) else {}
+    t0 = stop.get("t0")
+    steps = cut_rate_steps(
+        intended, ts, latency_ms, ok, sent, plan,
+        t0=float(t0) if isinstance(t0, int | float) else None,
+        stopped_ts=stop.get("stopped_ts"),
+    )  # fmt: skip
+    block = rate_capacity_block(
+        steps, plan, list(slos or CAPACITY_SLOS), interrupted=stop.get("interrupted")
+    )
+    block["version"] = measured_version(manifest)
+    return block, capacity_verdict(block)
+
+
+def rate_capacity_from_frame(
+    summary: dict[str, Any], frame: Any, manifest: Mapping[str, Any], slos: Sequence[str] | None
+) -> None:
+    """Replace ``summary``'s capacity block and verdict with the rate-mode analysis of
+    ``frame`` (the run's samples, with ``intended_ts``); nothing for other runs.
+
+    Requests stopped by the run's own end (``interrupted``) are left out, as everywhere in
+    the summary; a run that never finished still fails (``run_complete``)."""
+    settings = manifest.get("settings") or {}
+    raw = settings.get("capacity") if isinstance(settings, Mapping) else None
+    if not isinstance(raw, Mapping) or raw.get("mode") != "rate" or not len(frame):
+        return
+    from reports.analysis import INTERRUPTED_ERROR, UNSENT_ERROR, run_complete_check
+
+    def is_(column: str, value: str) -> np.ndarray:
+        return (frame[column] == value).to_numpy(dtype=bool, na_value=False)
+
+    keep = ~is_("error", INTERRUPTED_ERROR)
+    if "source" in frame.columns:
+        keep &= is_("source", "probe")
+    part = frame[keep]
+    unsent = (part["error"] == UNSENT_ERROR).to_numpy(dtype=bool, na_value=False)
+    ts = part["ts"].to_numpy(dtype=np.float64)
+    intended = part["intended_ts"].to_numpy(dtype=np.float64)
+    intended = np.where(np.isfinite(intended), intended, ts)
+    found = analyse_rate_capacity(
+        intended,
+        ts,
+        part["latency_ms"].to_numpy(dtype=np.float64),
+        part["error"].isna().to_numpy(),
+        ~unsent,
+        manifest,
+        slos,
+    )
+    if found is None:
+        return
+    summary["capacity"], summary["verdict"] = found
+    if summary.get("incomplete_reason"):
+        block = summary["verdict"]
+        block["checks"] = [*block["checks"], run_complete_check(summary["incomplete_reason"])]
+        block["result"] = "fail"
+
+
+def measured_version(manifest: Mapping[str, Any]) -> str | None:
+    """The version a capacity run measured: the Workload's active version when the control
+    plane was watched (manifest ``platform.baseline``), else None."""
+    platform = manifest.get("platform")
+    if isinstance(platform, Mapping) and isinstance(platform.get("baseline"), str):
+        return str(platform["baseline"])
+    return None

@@ -345,14 +345,18 @@ def _slo_lines(slos: list[str]) -> list[tuple[str, float]]:
 def capacity(analysis: Analysis, colors: dict[str, str]) -> Figure:
     """Throughput (top) and p99 (bottom) of each capacity step against its users: the fitted
     USL curve over the throughput, the p99 checks as horizontal lines, the knee and the limit
-    (the first step that broke a check) as vertical lines; failing steps are drawn hollow."""
+    (the first step that broke a check) as vertical lines; failing steps are drawn hollow.
+    Rate mode: against the offered rate, the achieved rate and the coordinated-omission-
+    corrected p99, with the line where achieved equals offered."""
     from reports.capacity import usl
 
     block = analysis.summary["capacity"]
     steps = block["steps"]
-    users = np.array([s["users"] for s in steps], dtype=np.float64)
+    rated = block.get("mode") == "rate"
+    load, lat = ("offered_rps", "co_latency_ms") if rated else ("users", "latency_ms")
+    users = np.array([s[load] for s in steps], dtype=np.float64)
     rps = np.array([s["rps"] for s in steps], dtype=np.float64)
-    p99 = np.array([np.nan if (s["latency_ms"] or {}).get("p99") is None else s["latency_ms"]["p99"]
+    p99 = np.array([np.nan if (s[lat] or {}).get("p99") is None else s[lat]["p99"]
                     for s in steps])  # fmt: skip
     passed = np.array([bool(s["passed"]) for s in steps])
     fig, (top, low) = plt.subplots(2, 1, figsize=(9, 6.5), dpi=100, sharex=True,
@@ -379,12 +383,16 @@ def capacity(analysis: Analysis, colors: dict[str, str]) -> Figure:
                     label=f"SLO {expr}" + (" (above the axis)" if off else ""))  # fmt: skip
         if off:
             low.set_ylim(top=highest * 1.25)
-    if block.get("knee_users") is not None:
-        label = f"knee: {block['knee_rps']:.4g} req/s at {block['knee_users']} users"
+    knee_x = block.get("knee_offered_rps" if rated else "knee_users")
+    if knee_x is not None:
+        at = f"{knee_x:g} req/s offered" if rated else f"{knee_x} users"
+        label = f"knee: {block['knee_rps']:.4g} req/s at {at}"
         for ax in (top, low):
-            ax.axvline(block["knee_users"], color="#ff7f0e", lw=1.4,
+            ax.axvline(knee_x, color="#ff7f0e", lw=1.4,
                        label=f"{label} ({block.get('knee_case')})")  # fmt: skip
-    failing = [s["users"] for s in steps if not s["passed"]]
+    if rated and users.size:
+        top.plot(users, users, color="#7f7f7f", lw=1.0, ls="--", label="achieved = offered")
+    failing = [s[load] for s in steps if not s["passed"]]
     if failing:
         for ax in (top, low):
             ax.axvline(failing[0], color="#d62728", lw=1.4, ls="-.",
@@ -393,8 +401,8 @@ def capacity(analysis: Analysis, colors: dict[str, str]) -> Figure:
         top.axhline(block["max_rps_within_slo"], color="#9467bd", lw=1.0, ls=":",
                     label=f"max within SLO: {block['max_rps_within_slo']:.4g} req/s")  # fmt: skip
     top.set_ylabel("requests per second")
-    low.set_ylabel("p99 latency (ms)")
-    low.set_xlabel("users")
+    low.set_ylabel("p99 latency, CO-corrected (ms)" if rated else "p99 latency (ms)")
+    low.set_xlabel("offered rate (requests per second)" if rated else "users")
     top.set_ylim(bottom=0, top=max(top.get_ylim()[1], float(np.nanmax(rps, initial=0)) * 1.15))
     low.set_ylim(bottom=0)
     top.legend(loc="lower right", fontsize=8, ncols=2)

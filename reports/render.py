@@ -141,10 +141,35 @@ def _check_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _rate_rows(steps: list[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    head = ["offered req/s", "achieved req/s", "requests", "error rate", "p99 lateness ms",
+            "CO p50 ms", "CO p99 ms", "p99 ms", "within SLO"]  # fmt: skip
+    rows = []
+    for step in steps:
+        co, late = step.get("co_latency_ms") or {}, step.get("lateness_ms") or {}
+        rows.append(
+            [
+                fmt(step.get("offered_rps")),
+                fmt(step.get("achieved_rps")),
+                fmt(step.get("requests")),
+                fmt(step.get("error_rate"), "pct"),
+                fmt(late.get("p99")),
+                fmt(co.get("p50")),
+                fmt(co.get("p99")),
+                fmt((step.get("latency_ms") or {}).get("p99")),
+                "yes" if step.get("passed") else "NO",
+            ]
+        )
+    return head, rows
+
+
 def _capacity_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    block = s.get("capacity") or {}
+    if block.get("mode") == "rate":
+        return _rate_rows(block.get("steps") or [])
     head = ["users", "req/s", "requests", "error rate", "p50 ms", "p99 ms", "within SLO"]
     rows = []
-    for step in (s.get("capacity") or {}).get("steps") or []:
+    for step in block.get("steps") or []:
         lat = step.get("latency_ms") or {}
         rows.append(
             [
@@ -169,19 +194,21 @@ KNEE_CASES = {
 }
 
 
-def _model_text(m: Mapping[str, Any] | None, last_users: float | None) -> str:
+def _model_text(m: Mapping[str, Any] | None, last_users: float | None, rated: bool = False) -> str:
     if not m:
         return "— (fewer than 3 steps)"
-    peak_users, peak_rps = m.get("peak_users"), m.get("peak_rps")
+    unit = "req/s offered" if rated else "users"
+    peak_users, peak_rps = m.get("peak_offered_rps" if rated else "peak_users"), m.get("peak_rps")
     peak = (
-        f"peak {fmt(peak_rps)} req/s at N* = {fmt(peak_users)} users"
+        f"peak {fmt(peak_rps)} req/s at N* = {fmt(peak_users)} {unit}"
         if peak_users is not None
         else ("no peak (κ = 0)" if peak_rps is None else f"ceiling {fmt(peak_rps)} req/s (κ = 0)")
     )
     if peak_users is not None and last_users is not None and peak_users > last_users:
         peak += " (past the last step: extrapolated)"
     return (
-        f"USL X(N) = λN / (1 + σ(N−1) + κN(N−1)): λ = {m['lambda']:.4g} req/s per user, "
+        f"USL X(N) = λN / (1 + σ(N−1) + κN(N−1)): λ = {m['lambda']:.4g} req/s per "
+        f"{'req/s offered' if rated else 'user'}, "
         f"σ = {m['sigma']:.4g}, κ = {m['kappa']:.4g}, R² = {fmt(m.get('r2'))}; {peak}"
     )
 
@@ -190,12 +217,26 @@ def _capacity_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     c = s.get("capacity") or {}
     knee = c.get("knee_rps")
     case = c.get("knee_case")
-    users = [step["users"] for step in c.get("steps") or []]
+    rated = c.get("mode") == "rate"
+    load = "offered_rps" if rated else "users"
+    users = [step[load] for step in c.get("steps") or []]
+    at = (
+        f"{fmt(c.get('knee_offered_rps'))} req/s offered"
+        if rated
+        else f"{c.get('knee_users')} users"
+    )
+    pairs = [("version measured", str(c["version"]))] if c.get("version") else []
+    if rated:
+        pairs.append(("mode", "open model: offered arrival rate per step (the probe)"))
     return [
-        ("max req/s within SLO", fmt(c.get("max_rps_within_slo"))),
-        ("knee", "—" if knee is None else f"{fmt(knee)} req/s at {c.get('knee_users')} users"),
+        *pairs,
+        (
+            "max offered req/s within SLO (achieved ≥ 99 %)" if rated else "max req/s within SLO",
+            fmt(c.get("max_rps_within_slo")),
+        ),
+        ("knee", "—" if knee is None else f"{fmt(knee)} req/s at {at}"),
         ("knee case", "—" if case is None else KNEE_CASES.get(case, str(case))),
-        ("model", _model_text(c.get("model"), max(users, default=None))),
+        ("model", _model_text(c.get("model"), max(users, default=None), rated)),
         ("limit", str(c.get("limit_reason"))),
         ("checks per step", ", ".join(c.get("slos") or []) or "—"),
     ]
@@ -205,6 +246,18 @@ CAPACITY_NOTE = (
     "Each step is measured after its ramp-up (the first max(1 s, added users / spawn rate) "
     "seconds are left out); steps cut short by a stop or by --duration are not shown."
 )
+RATE_NOTE = (
+    "Open model: each step offers its rate whatever the target's speed; the first 1 s of a "
+    "step is left out. A request belongs to the step in which it was due; achieved req/s "
+    "counts successful responses that arrived in the step; CO latency (coordinated omission "
+    "corrected) is ts − intended_ts + latency, what a caller arriving on schedule waited, "
+    "and is what the latency checks read. A step passes when achieved ≥ 99 % of offered "
+    "and every check passed."
+)
+
+
+def capacity_note(s: Mapping[str, Any]) -> str:
+    return RATE_NOTE if (s.get("capacity") or {}).get("mode") == "rate" else CAPACITY_NOTE
 
 
 def _comparison_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -513,7 +566,7 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     ]
     if s.get("capacity"):
         parts += ["<h2>Capacity</h2>", _dl(_capacity_pairs(s)), _table(*_capacity_rows(s))]
-        parts.append(f"<p class='muted'>{esc(CAPACITY_NOTE)}</p>")
+        parts.append(f"<p class='muted'>{esc(capacity_note(s))}</p>")
     if s.get("rollout"):
         parts += ["<h2>Rollout</h2>", _dl(_rollout_rows(s))]
     if s.get("comparison"):
@@ -587,7 +640,7 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
     ]
     if s.get("capacity"):
         lines += ["", "### Capacity", "", *_md_table(["", ""], _capacity_pairs(s))]
-        lines += ["", *_md_table(*_capacity_rows(s)), "", CAPACITY_NOTE]
+        lines += ["", *_md_table(*_capacity_rows(s)), "", capacity_note(s)]
     if s.get("rollout"):
         lines += ["", "### Rollout", "", *_md_table(["", ""], _rollout_rows(s))]
     if s.get("comparison"):

@@ -56,10 +56,10 @@ def _check_settings(run_dir: Path, settings: dict[str, Any], kind: Any) -> None:
         raise bad("bucket_s", bucket, "a number of seconds")
     plan = settings.get("capacity")
     if kind == "capacity" and isinstance(plan, dict):
-        from reports.capacity import StepPlan
+        from reports.capacity import plan_from_dict
 
         try:
-            StepPlan.from_dict(plan)
+            plan_from_dict(plan)
         except (KeyError, TypeError, ValueError) as exc:
             raise bad("capacity", plan, f"a step plan ({exc})") from None
 
@@ -136,6 +136,10 @@ def make_report(
         figures=figures,
         skipped_shards=skipped,
     )
+    if manifest.get("kind") == "capacity":  # rate steps need intended_ts, not in the columns
+        from reports.capacity import rate_capacity_from_frame
+
+        rate_capacity_from_frame(analysis.summary, frame, manifest, slo_list)
     del frame
     summary = analysis.summary
     baseline_check(summary, manifest, path)

@@ -3,6 +3,8 @@
 A thin shell over ``probes.recording.capacity``: ``--start-users`` for ``--step-seconds``,
 then ``--step-users`` more every ``--step-seconds`` up to ``--max-users``; each step is
 judged as soon as its samples are in, and the first step that breaks a check stops the load.
+``--mode rate`` steps the offered arrival rate instead (``--start-rate``, ``--step-rate``,
+``--max-rate``), sent by the open-model probe on this machine.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import click
 
 from probes import recording
+from probes.canary import DEFAULT_MAX_IN_FLIGHT
 from probes.cli.options import (
     api_options,
     option,
@@ -52,6 +55,42 @@ def _int_option(name: str, default: int, text: str) -> Any:
 @_int_option(
     "--workers", DEFAULTS["workers"], "Locust worker processes (--processes N); 0 runs one process."
 )
+@option(
+    "--mode",
+    type=click.Choice(["users", "rate"]),
+    default=DEFAULTS["mode"],
+    show_default=True,
+    help="Step Locust users (closed model), or the offered arrival rate (open model, the probe).",
+)
+@option(
+    "--start-rate",
+    type=float,
+    default=DEFAULTS["start_rate"],
+    show_default=True,
+    metavar="R",
+    help="--mode rate: requests/s offered in the first step.",
+)
+@option(
+    "--step-rate",
+    type=float,
+    default=DEFAULTS["step_rate"],
+    show_default=True,
+    metavar="R",
+    help="--mode rate: requests/s added at every step.",
+)
+@option(
+    "--max-rate",
+    type=float,
+    default=DEFAULTS["max_rate"],
+    show_default=True,
+    metavar="R",
+    help="--mode rate: requests/s offered in the last step.",
+)
+@_int_option(
+    "--max-in-flight",
+    DEFAULT_MAX_IN_FLIGHT,
+    "--mode rate: requests the probe holds at once; beyond, a due request is not sent.",
+)
 @api_options
 @click.pass_context
 def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Outcome:
@@ -60,6 +99,9 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
     Each step is judged on its own by every --slo (default error_rate<0.01 and p99_ms<1000);
     the load stops after the first step that breaks one, at --max-users, or at --duration
     (a hard cap; default: the plan's length). The verdict passes when a step passed.
+    With --mode rate a step also needs its achieved rate >= 99 % of the offered one, its
+    latency checks read the coordinated-omission-corrected latency, and the capacity is
+    the highest offered rate that passed.
     Exit 0 pass, 1 fail, 2 bad flags, 3 target unusable (or Locust could not run).
     """  # fmt: skip
     source = ctx.get_parameter_source("duration")
@@ -74,5 +116,10 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
         workers=params["workers"],
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
+        mode=params["mode"],
+        start_rate=params["start_rate"],
+        step_rate=params["step_rate"],
+        max_rate=params["max_rate"],
+        max_in_flight=params["max_in_flight"],
     )
     return record(recording.capacity, url, params, settings)

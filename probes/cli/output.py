@@ -104,8 +104,10 @@ def show_outcome(outcome: Outcome, *, what: str = "requests") -> None:
         click.echo(verdict_line(outcome.summary))
         capacity = outcome.details.get("capacity")
         if capacity:
+            version = capacity.get("version")
             click.echo(
-                f"capacity: max {capacity.get('max_rps_within_slo')} req/s within SLO; "
+                f"capacity{f' of {version}' if version else ''}: "
+                f"max {capacity.get('max_rps_within_slo')} req/s within SLO; "
                 f"knee {capacity.get('knee_rps')} req/s ({capacity.get('knee_case')}); "
                 f"limit: {capacity.get('limit_reason')}"
             )

@@ -30,6 +30,11 @@ ARGS: dict[str, tuple[str, ...]] = {
         "max_users",
         "spawn_rate",
         "max_body_bytes",
+        "mode",
+        "start_rate",
+        "step_rate",
+        "max_rate",
+        "max_in_flight",
     ),
 }
 

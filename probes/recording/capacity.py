@@ -1,4 +1,9 @@
-"""A capacity run: stepped Locust load until a step breaks the SLO; a capacity report.
+"""A capacity run: stepped load until a step breaks the SLO; a capacity report.
+
+Two modes. ``users`` (the default) steps Locust users, below. ``rate`` steps the offered
+arrival rate with the open-model canary probe on this machine (``ratesteps``): the plan
+(``RatePlan``) goes into the manifest too, with ``mode: "rate"``; beyond one machine it is
+refused for now (``workers``).
 
 Locust runs with the ``step`` shape: ``start_users`` for ``step_seconds``, then
 ``step_users`` more every ``step_seconds`` up to ``max_users``. The plan goes into the
@@ -26,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from probes.canary import DEFAULT_MAX_BODY_BYTES
+from probes.canary import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from probes.errors import ConfigError
 from probes.recording.finish import outcome
 from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
 from probes.recording.locustproc import MAX_WORKERS, LocustSettings, ShardFollower, run_locust
-from probes.recording.observation import parse_max_body
+from probes.recording.observation import MAX_IN_FLIGHT_LIMIT, parse_max_body
+from probes.recording.ratesteps import run_rate_steps
 from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
 from probes.run import Run
 from probes.settings import (
@@ -40,10 +46,19 @@ from probes.settings import (
     parse_count,
     parse_duration,
     parse_number,
+    parse_rate,
     parse_slos,
 )
 from probes.shapes import Shape, validate
-from reports.capacity import CAPACITY_SLOS, StepPlan, check_slos, judge_step, step_stats
+from reports.capacity import (
+    CAPACITY_SLOS,
+    MIN_SKIP_S,
+    RatePlan,
+    StepPlan,
+    check_slos,
+    judge_step,
+    step_stats,
+)
 
 __all__ = ["DEFAULTS", "GRACE_S", "WORKER_GRACE_S", "CapacitySettings", "StepWatch", "capacity"]
 
@@ -59,18 +74,31 @@ DEFAULTS: dict[str, Any] = {
     "max_users": 50,
     "spawn_rate": 10.0,
     "workers": 0,
+    "mode": "users",
+    "start_rate": 10.0,
+    "step_rate": 10.0,
+    "max_rate": 100.0,
 }
+MODES = ("users", "rate")
 
 
 @dataclass(frozen=True)
 class CapacitySettings:
-    """The step plan, where Locust runs, and the checks each step is judged by."""
+    """The step plan, where Locust runs, and the checks each step is judged by.
+
+    ``rates`` set: rate mode, the open-model probe offers ``rates`` and ``plan`` is unused.
+    """
 
     plan: StepPlan
     workers: int = 0
     expect_workers: int = 0
     slos: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rates: RatePlan | None = None
+
+    @property
+    def mode(self) -> str:
+        return "users" if self.rates is None else "rate"
 
     @property
     def locust(self) -> LocustSettings:
@@ -110,10 +138,31 @@ class CapacitySettings:
         expect_workers: Any = 0,
         slos: Sequence[str] = (),
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
+        mode: Any = DEFAULTS["mode"],
+        start_rate: Any = DEFAULTS["start_rate"],
+        step_rate: Any = DEFAULTS["step_rate"],
+        max_rate: Any = DEFAULTS["max_rate"],
+        max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
         place: Callable[[str], str] = FLAGS,
     ) -> CapacitySettings:
         """From raw values; ConfigError naming ``place(setting)``. Without ``duration`` the
-        cap is the plan's own length."""
+        cap is the plan's own length. ``mode`` ``rate`` reads the rate settings and ignores
+        the users ones."""
+        if mode not in MODES:
+            raise ConfigError(f"{place('mode')}: {mode!r} must be one of {', '.join(MODES)}")
+        if mode == "rate":
+            rates = _rate_plan(start_rate, step_rate, max_rate, step_seconds, duration,
+                               max_in_flight, place)  # fmt: skip
+            for name, value in (("workers", workers), ("expect_workers", expect_workers)):
+                if value not in (0, None):
+                    raise ConfigError(
+                        f"{place(name)}: {value!r}: {place('mode')} rate runs the open-model "
+                        f"probe on this machine; Locust workers are not supported with it yet"
+                    )
+            checks = _checks(slos, place)
+            body = parse_max_body(max_body_bytes, place("max_body_bytes"))
+            users = StepPlan(1, 1, rates.step_seconds, 1, 1.0, rates.duration_s)
+            return cls(users, 0, 0, checks, body, rates)
         start = parse_count(start_users, place("start_users"), 1, MAX_USERS)
         step = parse_count(step_users, place("step_users"), 1, MAX_USERS)
         if (
@@ -142,17 +191,26 @@ class CapacitySettings:
             cap = min(parse_duration(duration, place("duration")), plan.planned_s)
         workers = parse_count(workers, place("workers"), 0, MAX_WORKERS, "(0: one process)")
         expect = parse_count(expect_workers, place("expect_workers"), 0, MAX_WORKERS)
-        checks = parse_slos(slos, place("slos"))
-        try:
-            check_slos(list(checks))
-        except ValueError as exc:
-            raise ConfigError(f"{place('slos')}: {exc}") from None
+        checks = _checks(slos, place)
         plan = StepPlan(start, step, seconds, max_users, rate, cap)
         body = parse_max_body(max_body_bytes, place("max_body_bytes"))
         return cls(plan, workers, expect, checks, body)
 
     def manifest(self, spec: RequestSpec) -> dict[str, Any]:
         """The manifest's ``settings`` of a capacity run (secrets already masked)."""
+        if self.rates is not None:
+            return {
+                "slos": list(self.slos),
+                "bucket_s": BUCKET_S,
+                "request": spec.describe(),
+                "capacity": self.rates.describe(),
+                "mode": "rate",
+                "rate": self.rates.max_rate,
+                "duration_s": self.rates.duration_s,
+                "max_in_flight": self.rates.max_in_flight,
+                "workers": 0,
+                "max_body_bytes": self.max_body_bytes,
+            }
         plan, locust = self.plan, self.locust
         block = {
             "slos": list(self.slos),
@@ -169,6 +227,47 @@ class CapacitySettings:
         if self.expect_workers:
             block["expect_workers"] = self.expect_workers
         return block
+
+
+def _checks(slos: Sequence[str], place: Callable[[str], str]) -> tuple[str, ...]:
+    checks = parse_slos(slos, place("slos"))
+    try:
+        check_slos(list(checks))
+    except ValueError as exc:
+        raise ConfigError(f"{place('slos')}: {exc}") from None
+    return checks
+
+
+def _rate_plan(
+    start_rate: Any,
+    step_rate: Any,
+    max_rate: Any,
+    step_seconds: Any,
+    duration: Any,
+    max_in_flight: Any,
+    place: Callable[[str], str],
+) -> RatePlan:
+    """The rate plan from raw values; ConfigError naming the setting at fault."""
+    start = parse_rate(start_rate, place("start_rate"))
+    step = parse_rate(step_rate, place("step_rate"))
+    top = parse_rate(max_rate, place("max_rate"))
+    if top < start:
+        raise ConfigError(
+            f"{place('max_rate')}: {max_rate!r} must be >= {place('start_rate')} ({start:g})"
+        )
+    seconds = parse_duration(step_seconds, place("step_seconds"))
+    need = MIN_SKIP_S + 1.0
+    if seconds < need:
+        raise ConfigError(
+            f"{place('step_seconds')}: {step_seconds!r} must be >= {need:g} (the first "
+            f"{MIN_SKIP_S:g} s of each step is not measured, plus 1 s measured)"
+        )
+    in_flight = parse_count(max_in_flight, place("max_in_flight"), 1, MAX_IN_FLIGHT_LIMIT)
+    plan = RatePlan(start, step, seconds, top, seconds, in_flight)
+    cap = plan.planned_s
+    if duration is not None:
+        cap = min(parse_duration(duration, place("duration")), plan.planned_s)
+    return RatePlan(start, step, seconds, top, cap, in_flight)
 
 
 class StepWatch(ShardFollower):
@@ -246,6 +345,8 @@ def capacity(
     )
     if platform is not None:
         run.update(platform=platform.target.manifest())
+    if settings.rates is not None:
+        return _rate_capacity(spec, run, settings, settings.rates, stop, progress)
     grace = GRACE_S + (WORKER_GRACE_S if settings.workers or settings.expect_workers else 0.0)
     watch = StepWatch(run.path, progress, settings.plan, settings.judged_by, grace)
     progress.started(settings.plan.duration_s, None)
@@ -276,4 +377,42 @@ def capacity(
         warnings=result.warnings,
         failure=result.failure(run.path),
         recorded=int((result.counts or {}).get("samples", watch.rows)),
+    )
+
+
+def _rate_capacity(
+    spec: RequestSpec,
+    run: Run,
+    settings: CapacitySettings,
+    plan: RatePlan,
+    stop: threading.Event,
+    progress: Progress,
+) -> Outcome:
+    """Rate mode: the open-model probe steps (``ratesteps``), then the report."""
+    progress.started(plan.duration_s, None)
+    try:
+        result = run_rate_steps(
+            spec,
+            run,
+            plan,
+            settings.judged_by,
+            stop=stop,
+            progress=progress,
+            max_body_bytes=settings.max_body_bytes,
+        )
+    finally:
+        progress.finished()
+    interrupted = stop_reason(stop)
+    broken = result.broken
+    run.update(
+        capacity={
+            "t0": result.t0,
+            "stopped_ts": result.stopped_ts,
+            "stopped_at_offered_rps": broken["offered_rps"] if broken else None,
+            "interrupted": interrupted,
+        }
+    )
+    run.finish(probes=result.probes, interrupted=interrupted)
+    return outcome(
+        run.path, interrupted=interrupted, warnings=tuple(result.warnings), recorded=result.recorded
     )
