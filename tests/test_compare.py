@@ -219,3 +219,37 @@ def test_a_transient_tail_spike_is_not_a_regression_but_a_persistent_one_is(
     assert v_tail["judgement"] == "worse" and v_tail["tail_persistence"]["agree"] == 4
     assert hiccup["judgement"] == "same" and tail["judgement"] == "worse"
     assert hiccup["reasons"] == [] and tail["reasons"][0].startswith("version v1: worse (p50 ")
+
+
+@pytest.mark.slow
+def test_capacity_baseline_gates_the_verdict(
+    real_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``probes capacity --baseline RUN_DIR``: the slowed server's run against run A fails
+    its verdict (exit 1) on the comparison, step by step, written into the run."""
+    with capacity_server(slots=2, work_ms=50.0, max_seconds=120.0) as url:
+        argv = ["capacity", url, "--runs-dir", str(tmp_path), "--run-id", "gated",
+                "--baseline", str(real_runs["a"]), *PLAN]  # fmt: skip
+        code = main(argv)
+    out = capsys.readouterr().out
+    run = tmp_path / "gated"
+    summary = json.loads((run / "summary.json").read_text())
+    check = next(c for c in summary["verdict"]["checks"] if c["name"] == "baseline_comparison")
+    assert code == 1 and summary["verdict"]["result"] == "fail", out
+    assert check["value"] == "worse" and check["passed"] is False and check["baseline"] == "a"
+    assert (run / "compare-a.json").is_file() and "baseline: compare a -> gated: worse" in out
+    # the gate is reproducible from the run directory alone
+    assert main(["report", str(run), "--no-figures"]) == 1
+
+
+def test_capacity_baseline_must_be_a_capacity_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notarun").mkdir()
+    for baseline, why in ((tmp_path / "notarun", "is not a run directory"),
+                          (tmp_path / "missing", "is not a run directory")):  # fmt: skip
+        argv = ["capacity", "http://127.0.0.1:9/", "--runs-dir", str(tmp_path / "runs"),
+                "--baseline", str(baseline), "-q"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("probes: --baseline: ") and why in err, err

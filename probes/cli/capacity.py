@@ -92,6 +92,11 @@ def _int_option(name: str, default: int, text: str) -> Any:
     "--mode rate: requests the probe holds at once; beyond, a due request is not sent.",
 )
 @api_options
+@option("--baseline", default=None, metavar="RUN_DIR",
+        help="An earlier capacity run: compare with it step by step (Mann-Whitney on each "
+             "step's latency, Fisher on errors, the change in max rps and knee; "
+             "compare-<id>.json/.md/.html in RUN_DIR) and fail the verdict when "
+             "worse.")  # fmt: skip
 @click.pass_context
 def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Outcome:
     """Stepped Locust load on URL until a step breaks the SLO; a capacity report.
@@ -121,5 +126,6 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
         step_rate=params["step_rate"],
         max_rate=params["max_rate"],
         max_in_flight=params["max_in_flight"],
+        baseline=params["baseline"],
     )
     return record(recording.capacity, url, params, settings)

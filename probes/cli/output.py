@@ -111,6 +111,8 @@ def show_outcome(outcome: Outcome, *, what: str = "requests") -> None:
                 f"knee {capacity.get('knee_rps')} req/s ({capacity.get('knee_case')}); "
                 f"limit: {capacity.get('limit_reason')}"
             )
+    if outcome.details.get("baseline"):
+        click.echo(f"baseline: {outcome.details['baseline']}")
     if outcome.failure:
         click.echo(f"probes: {outcome.failure}", err=True)
     elif outcome.unusable:

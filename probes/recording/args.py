@@ -35,6 +35,7 @@ ARGS: dict[str, tuple[str, ...]] = {
         "step_rate",
         "max_rate",
         "max_in_flight",
+        "baseline",
     ),
 }
 

@@ -25,15 +25,15 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from probes.canary import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
-from probes.errors import ConfigError
-from probes.recording.finish import outcome
+from probes.errors import ConfigError, ProbesError
+from probes.recording.finish import outcome, report
 from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
 from probes.recording.locustproc import MAX_WORKERS, LocustSettings, ShardFollower, run_locust
 from probes.recording.observation import MAX_IN_FLIGHT_LIMIT, parse_max_body
@@ -95,6 +95,9 @@ class CapacitySettings:
     slos: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rates: RatePlan | None = None
+    #: An earlier capacity run to compare with, step by step; the verdict then also needs
+    #: the run not to be worse than it (the nightly regression gate).
+    baseline: Path | None = None
 
     @property
     def mode(self) -> str:
@@ -143,6 +146,7 @@ class CapacitySettings:
         step_rate: Any = DEFAULTS["step_rate"],
         max_rate: Any = DEFAULTS["max_rate"],
         max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
+        baseline: Any = None,
         place: Callable[[str], str] = FLAGS,
     ) -> CapacitySettings:
         """From raw values; ConfigError naming ``place(setting)``. Without ``duration`` the
@@ -162,7 +166,7 @@ class CapacitySettings:
             checks = _checks(slos, place)
             body = parse_max_body(max_body_bytes, place("max_body_bytes"))
             users = StepPlan(1, 1, rates.step_seconds, 1, 1.0, rates.duration_s)
-            return cls(users, 0, 0, checks, body, rates)
+            return cls(users, 0, 0, checks, body, rates, parse_baseline(baseline, place))
         start = parse_count(start_users, place("start_users"), 1, MAX_USERS)
         step = parse_count(step_users, place("step_users"), 1, MAX_USERS)
         if (
@@ -194,10 +198,16 @@ class CapacitySettings:
         checks = _checks(slos, place)
         plan = StepPlan(start, step, seconds, max_users, rate, cap)
         body = parse_max_body(max_body_bytes, place("max_body_bytes"))
-        return cls(plan, workers, expect, checks, body)
+        return cls(plan, workers, expect, checks, body, None, parse_baseline(baseline, place))
 
     def manifest(self, spec: RequestSpec) -> dict[str, Any]:
         """The manifest's ``settings`` of a capacity run (secrets already masked)."""
+        block = self._manifest(spec)
+        if self.baseline is not None:
+            block["baseline"] = {"run_id": self.baseline.name, "path": str(self.baseline)}
+        return block
+
+    def _manifest(self, spec: RequestSpec) -> dict[str, Any]:
         if self.rates is not None:
             return {
                 "slos": list(self.slos),
@@ -320,6 +330,24 @@ class StepWatch(ShardFollower):
         return self.broken
 
 
+def parse_baseline(value: Any, place: Callable[[str], str]) -> Path | None:
+    """``--baseline RUN_DIR``: an existing capacity run's directory (or None)."""
+    if value is None or value == "":
+        return None
+    from probes.records import read_manifest
+
+    path = Path(str(value))
+    try:
+        kind = read_manifest(path).get("kind")
+    except ProbesError as exc:
+        raise ConfigError(
+            f"{place('baseline')}: {value!r} is not a run directory ({exc})"
+        ) from None
+    if kind != "capacity":
+        raise ConfigError(f"{place('baseline')}: {value!r} is a {kind} run, not a capacity run")
+    return path.resolve()
+
+
 def capacity(
     spec: RequestSpec,
     where: RunLocation,
@@ -331,7 +359,38 @@ def capacity(
 ) -> Outcome:
     """The stepped load into a new run at ``where``; the capacity report; the outcome.
     Blocking; ``stop`` is the caller's (see ``observe``). ``platform`` names the Workload
-    measured (its manifest block); capacity runs ask for no replacement."""
+    measured (its manifest block); capacity runs ask for no replacement. With a baseline the
+    run is compared with it step by step (``reports.compare``, ``compare-<baseline>.*`` in the
+    run) and the report's verdict gains ``baseline_comparison != worse``."""
+    result = _capacity(spec, where, settings, stop=stop, progress=progress, platform=platform)
+    if settings.baseline is None or result.summary is None or result.failure is not None:
+        return result
+    return _against_baseline(result, settings.baseline)
+
+
+def _against_baseline(result: Outcome, baseline: Path) -> Outcome:
+    from reports.compare import compare_runs, judgement_line, write_comparison
+
+    try:
+        comparison = compare_runs(baseline, result.run_dir)
+    except ProbesError as exc:
+        return replace(result, warnings=(*result.warnings, f"not compared with {baseline}: {exc}"))
+    write_comparison(comparison, result.run_dir)
+    summary = report(result.run_dir)  # again: the verdict reads the comparison
+    details = {**result.details, "capacity": summary.get("capacity"),
+               "baseline": judgement_line(comparison)}  # fmt: skip
+    return replace(result, summary=summary, details=details)
+
+
+def _capacity(
+    spec: RequestSpec,
+    where: RunLocation,
+    settings: CapacitySettings,
+    *,
+    stop: threading.Event,
+    progress: Progress | None = None,
+    platform: Platform | None = None,
+) -> Outcome:
     progress = progress or NoProgress()
     run = Run.create(
         where.runs_dir,
