@@ -58,6 +58,8 @@ class Place:
 
 #: The CLI's flags.
 FLAGS = Place()
+#: Settings by their own names (``rate``, ``max_in_flight``): the library's default.
+KEYS = Place.keys()
 
 MAX_RATE = 100_000.0
 #: Longest run or step: 31 days. A longer value is a typo, and 1e308 s never ends.

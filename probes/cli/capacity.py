@@ -23,6 +23,7 @@ from probes.cli.options import (
 )
 from probes.cli.verb import record
 from probes.recording.capacity import DEFAULTS
+from probes.settings import FLAGS
 
 
 def _int_option(name: str, default: int, text: str) -> Any:
@@ -112,6 +113,7 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
     source = ctx.get_parameter_source("duration")
     duration_given = source is not None and source.name != "DEFAULT"
     settings = recording.CapacitySettings.build(
+        place=FLAGS,
         start_users=params["start_users"],
         step_users=params["step_users"],
         step_seconds=params["step_seconds"],

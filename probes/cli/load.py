@@ -28,7 +28,7 @@ from probes.cli.options import (
 from probes.cli.verb import record
 from probes.errors import ConfigError
 from probes.recording.load import DEFAULTS
-from probes.settings import parse_number
+from probes.settings import FLAGS, parse_number
 from probes.shapes import SHAPES
 
 #: When the replacement is requested without --replace-at, in seconds from the start.
@@ -101,6 +101,7 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
     flags, 3 target unusable (or Locust could not run).
     """  # fmt: skip
     settings = recording.LoadSettings.build(
+        place=FLAGS,
         duration=params["duration"],
         users=params["users"],
         spawn_rate=params["spawn_rate"],

@@ -31,6 +31,7 @@ from probes.cli.options import (
 from probes.cli.verb import record
 from probes.recording.observation import DEFAULT_RATE
 from probes.rollout import DEFAULT_TAIL_S, lead_in_s
+from probes.settings import FLAGS
 
 
 @click.command()
@@ -74,6 +75,7 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
     report's path and the verdict. Exit 0 pass, 1 fail, 2 bad flags, 3 target unusable.
     """
     settings = recording.ObserveSettings.build(
+        place=FLAGS,
         rate=params["rate"],
         duration=params["duration"],
         max_in_flight=params["max_in_flight"],

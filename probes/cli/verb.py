@@ -12,7 +12,7 @@ from probes import recording
 from probes.cli.options import request_kwargs
 from probes.cli.output import StatusProgress, show_outcome, stop_on_signals
 from probes.cli.platform import target_url
-from probes.settings import build_request
+from probes.settings import FLAGS, build_request
 
 #: ``probes.recording.observe`` / ``load`` / ``capacity``.
 Recorder = Callable[..., recording.Outcome]
@@ -29,7 +29,7 @@ def record(
     """Run ``record_fn`` (a ``probes.recording`` verb) with the verb's ``settings`` on the
     target its flags name; print the end of the run; the outcome (its exit code is decided
     in ``probes.cli``)."""
-    where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"])
+    where = recording.RunLocation(Path(params["runs_dir"]), params["run_id"], place=FLAGS)
     with target_url(url, params, replace_at_s=replace_at_s) as (invoke_url, platform):
         spec = build_request(invoke_url, **request_kwargs(params))
         with stop_on_signals() as stop:

@@ -41,7 +41,7 @@ from probes.recording.ratesteps import run_rate_steps
 from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
 from probes.run import Run
 from probes.settings import (
-    FLAGS,
+    KEYS,
     RequestSpec,
     parse_count,
     parse_duration,
@@ -147,7 +147,7 @@ class CapacitySettings:
         max_rate: Any = DEFAULTS["max_rate"],
         max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
         baseline: Any = None,
-        place: Callable[[str], str] = FLAGS,
+        place: Callable[[str], str] = KEYS,
     ) -> CapacitySettings:
         """From raw values; ConfigError naming ``place(setting)``. Without ``duration`` the
         cap is the plan's own length. ``mode`` ``rate`` reads the rate settings and ignores

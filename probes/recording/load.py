@@ -30,7 +30,7 @@ from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunL
 from probes.records import ShardWriter
 from probes.run import Run
 from probes.settings import (
-    FLAGS,
+    KEYS,
     RequestSpec,
     parse_count,
     parse_duration,
@@ -91,7 +91,7 @@ class LoadSettings:
         probe_rate: Any = DEFAULTS["probe_rate"],
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         slos: Sequence[str] = (),
-        place: Callable[[str], str] = FLAGS,
+        place: Callable[[str], str] = KEYS,
     ) -> LoadSettings:
         """From raw values; ConfigError naming ``place(setting)``."""
         users = parse_count(users, place("users"), 1, MAX_USERS)

@@ -42,7 +42,7 @@ from probes.recording.types import (
 from probes.rollout import RolloutDriver
 from probes.run import Run
 from probes.settings import (
-    FLAGS,
+    KEYS,
     RequestSpec,
     parse_count,
     parse_duration,
@@ -84,7 +84,7 @@ class ObserveSettings:
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         slos: Sequence[str] = (),
         connections: Any = "reused",
-        place: Callable[[str], str] = FLAGS,
+        place: Callable[[str], str] = KEYS,
     ) -> ObserveSettings:
         """From raw values; ConfigError naming ``place(setting)``."""
         probe = ProbeSettings(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from probes.run import TRIGGERS
-from probes.settings import FLAGS, Place, parse_run_id
+from probes.settings import KEYS, Place, parse_run_id
 
 __all__ = [
     "AnyEvent",
@@ -37,15 +37,15 @@ class RunLocation:
     """Where a run is recorded and who asked for it.
 
     ``run_id`` None: a UTC timestamp id (else letters, digits, ``.``, ``_``, ``-``: a
-    ConfigError otherwise). ``place`` names ``runs_dir``/``run_id`` in errors (``--run-id``
-    for the CLI; the service names its own keys).
+    ConfigError otherwise). ``place`` names ``runs_dir``/``run_id`` in errors (by key by
+    default; the CLI passes ``FLAGS`` for ``--run-id``).
     """
 
     runs_dir: Path
     run_id: str | None = None
     trigger: str = "cli"
     schedule: str | None = None
-    place: Place = FLAGS
+    place: Place = KEYS
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:
