@@ -111,8 +111,12 @@ def gateway() -> Iterator[Gateway]:
 def test_connections_setting_parsed_with_its_place() -> None:
     assert ObserveSettings.build(duration=1, connections="both").probe.connections == "both"
     assert ObserveSettings.build(duration=1).probe.connections == "reused"
+    from probes.settings import FLAGS
+
     with pytest.raises(ConfigError, match=r"^--connections: 'pooled' is not one of"):
-        ObserveSettings.build(duration=1, connections="pooled")
+        ObserveSettings.build(duration=1, connections="pooled", place=FLAGS)
+    with pytest.raises(ConfigError, match=r"^connections: 'pooled' is not one of"):
+        ObserveSettings.build(duration=1, connections="pooled")  # the library names keys
     with pytest.raises(ConfigError, match=r"^targets\[0\]\.connections: "):
         from probes.settings import Place
 

@@ -273,10 +273,8 @@ async def target(request: web.Request) -> web.Response:
     view, name = _view(request), request.match_info["name"]
     if (missing := _known_target(view, name)) is not None:
         return missing
-    status = dict(view.target_status(name))
-    rows = await _off_loop(request, view.index.query, target=name, limit=RECENT_RUNS)
-    status["recent_runs"] = [r.as_api() for r in rows]
-    return web.json_response(status)
+    data = await pages.target_data(request, view, name, _off_loop, RECENT_RUNS)
+    return web.json_response(data)
 
 
 async def runs(request: web.Request) -> web.Response:

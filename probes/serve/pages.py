@@ -33,6 +33,34 @@ def _rollouts(view: Any) -> list[dict[str, Any]]:
     return [ui.rollout_item(r.as_api(), read_summary(view.runs_dir / r.run_id)) for r in rows]
 
 
+async def target_data(
+    request: web.Request, view: Any, name: str, off_loop: Callable[..., Any], recent: int
+) -> dict[str, Any]:
+    """The Target page's data, its JSON twin: the target's status, its recent runs and, where
+    the view knows them, its schedules and trends."""
+    data = dict(view.target_status(name))
+    rows = await off_loop(request, view.index.query, target=name, limit=recent)
+    data["recent_runs"] = [r.as_api() for r in rows]
+    schedules = getattr(view, "schedule_status", None)
+    if schedules is not None:
+        data["schedules"] = schedules(name)
+    trends = getattr(view, "target_trends", None)
+    if trends is not None:
+        data["trends"] = await off_loop(request, trends, name)
+    return data
+
+
+async def trends_data(
+    request: web.Request, view: Any, off_loop: Callable[..., Any]
+) -> dict[str, Any]:
+    """The Trends page's data (``?target=NAME`` or ``?schedule=NAME``), its JSON twin."""
+    scope = "schedule" if "schedule" in request.query else "target"
+    name = request.query.get(scope) or next(iter(view.target_names()), "")
+    series_of = getattr(view, f"{scope}_trends", None)
+    series = await off_loop(request, series_of, name) if series_of and name else []
+    return {"scope": scope, "name": name, "series": series}
+
+
 def routes(
     view_of: Callable[[web.Request], Any],
     off_loop: Callable[..., Any],
@@ -52,15 +80,7 @@ def routes(
         view, name = view_of(request), request.match_info["name"]
         if name not in view.target_names():
             raise web.HTTPNotFound(text=f"target: unknown {name!r}")
-        data = dict(view.target_status(name))
-        rows = await off_loop(request, view.index.query, target=name, limit=recent_runs)
-        data["recent_runs"] = [r.as_api() for r in rows]
-        schedules = getattr(view, "schedule_status", None)
-        if schedules is not None:
-            data["schedules"] = schedules(name)
-        trends = getattr(view, "target_trends", None)
-        if trends is not None:
-            data["trends"] = await off_loop(request, trends, name)
+        data = await target_data(request, view, name, off_loop, recent_runs)
         return _html(ui.render("target", data))
 
     async def runs(request: web.Request) -> web.Response:
@@ -86,13 +106,15 @@ def routes(
         data = await off_loop(request, _rollouts, view_of(request))
         return _html(ui.render("rollouts", data))
 
+    async def rollouts_json(request: web.Request) -> web.Response:
+        return web.json_response(await off_loop(request, _rollouts, view_of(request)))
+
     async def trends(request: web.Request) -> web.Response:
-        view = view_of(request)
-        scope = "schedule" if "schedule" in request.query else "target"
-        name = request.query.get(scope) or next(iter(view.target_names()), "")
-        series_of = getattr(view, f"{scope}_trends", None)
-        series = await off_loop(request, series_of, name) if series_of and name else []
-        return _html(ui.render("trends", {"scope": scope, "name": name, "series": series}))
+        data = await trends_data(request, view_of(request), off_loop)
+        return _html(ui.render("trends", data))
+
+    async def trends_json(request: web.Request) -> web.Response:
+        return web.json_response(await trends_data(request, view_of(request), off_loop))
 
     return [
         web.get(ui.PATHS["targets"], targets),
@@ -101,5 +123,7 @@ def routes(
         web.get(ui.PATHS["run"], run),
         web.get(ui.PATHS["rollouts"], rollouts),
         web.get(ui.PATHS["trends"], trends),
+        web.get(ui.TWINS["rollouts"], rollouts_json),
+        web.get(ui.TWINS["trends"], trends_json),
         web.static("/static", ui.STATIC_DIR),
     ]

@@ -20,9 +20,10 @@ runs       ``/runs``             ``GET /api/v1/runs``: a list of run items; ``qu
                                  offset) for the form and the pager
 run        ``/runs/{run_id}``    ``GET /api/v1/runs/{run_id}``: the run's summary.json; ``extra``
                                  may add ``row`` (its run item) and ``files`` (names in the dir)
-rollouts   ``/rollouts``         a list of ``rollout_item(run item, summary)``
-trends     ``/trends``           ``{"scope": "target"|"schedule", "name", "series":
-                                 reports.trends.trends(...)}``
+rollouts   ``/rollouts``         ``GET /api/v1/rollouts``: a list of ``rollout_item(run item,
+                                 summary)``
+trends     ``/trends``           ``GET /api/v1/trends``: ``{"scope": "target"|"schedule",
+                                 "name", "series": reports.trends.trends(...)}``
 ========== ===================== ==================================================================
 
 ``base`` prefixes every link (the UI mounted below a path); static files (``STATIC_DIR``)
@@ -58,8 +59,8 @@ TWINS = {
     "target": "/api/v1/targets/{name}",
     "runs": "/api/v1/runs",
     "run": "/api/v1/runs/{run_id}",
-    "rollouts": "/api/v1/runs?kind=rollout",
-    "trends": "/api/v1/runs",
+    "rollouts": "/api/v1/rollouts",
+    "trends": "/api/v1/trends",
 }
 ROLLOUT_KEYS = (
     "outcome",

@@ -79,3 +79,29 @@ def test_the_service_ui_in_a_browser(tmp_path: Path) -> None:
                 assert "v2" in page.content()
             finally:
                 browser.close()
+
+
+def test_every_page_has_its_json_twin(tmp_path: Path) -> None:
+    """Each page's footer links a JSON route the service answers, with the page's data."""
+    import re
+
+    with VersionServer() as server:
+        data = {
+            "serve": {"runs_dir": "runs", "listen": "127.0.0.1:0"},
+            "targets": [{"name": "web", "url": server.url, "canary_rate": 5}],
+            "schedules": [{"name": "often", "target": "web", "kind": "observe", "every": "60s",
+                           "duration_s": 1, "args": {"rate": 5}}],
+        }  # fmt: skip
+        cfg = parse_config(data, tmp_path, env={})
+        with Running(cfg) as svc:
+            for page in ("/", "/targets/web", "/runs", "/rollouts", "/trends?target=web"):
+                html = httpx.get(svc.url + page, timeout=10).text
+                twin = re.search(r'<a href="([^"]+)">JSON</a> of this page', html)
+                assert twin is not None, page
+                answer = httpx.get(svc.url + twin.group(1).replace("&amp;", "&"), timeout=10)
+                assert answer.status_code == 200, (page, twin.group(1))
+                assert answer.headers["Content-Type"].startswith("application/json"), page
+            target = httpx.get(f"{svc.url}/api/v1/targets/web", timeout=10).json()
+            assert target["schedules"][0]["name"] == "often" and "trends" in target
+            trends = httpx.get(f"{svc.url}/api/v1/trends?target=web", timeout=10).json()
+            assert (trends["scope"], trends["name"]) == ("target", "web")
