@@ -21,6 +21,7 @@ file                what it holds
 
 from __future__ import annotations
 
+import functools
 import platform
 import socket
 import time
@@ -85,6 +86,14 @@ def default_run_id(now: float | None = None) -> str:
 
 
 def tool_versions() -> dict[str, str]:
+    """The versions of Python and of the packages a run's numbers depend on (a copy)."""
+    return dict(_tool_versions())
+
+
+@functools.cache
+def _tool_versions() -> dict[str, str]:
+    # Read once per process: scanning installed distributions costs milliseconds each time,
+    # and the service creates a run per target per segment.
     versions = {"python": platform.python_version()}
     for dist in (
         "proton-probe",

@@ -265,6 +265,8 @@ class TargetWorker:
         self._watch_thread: threading.Thread | None = None
         self._watch_stop = threading.Event()
         self.segment: OpenRun | None = None
+        #: The segment roll under way (``_roll_segment``), if any.
+        self._rolling: asyncio.Task[None] | None = None
         self.capture: OpenCapture | None = None
         self.window: deque[tuple[float, str, bool, float]] = deque()
         self.recent: deque[Rollout] = deque(maxlen=RECENT_ROLLOUTS)
@@ -295,7 +297,10 @@ class TargetWorker:
             await self._resolve()
             if self.service.stopping:
                 return
-        self._open_segment(time.time())
+        first = await asyncio.get_running_loop().run_in_executor(
+            self.service.blocking, self._create_segment, time.time()
+        )
+        self._adopt_segment(first)
         delay = phase / self.cfg.canary_rate if self.cfg.canary_rate > 0 else 0.0
         self._loop_task = asyncio.create_task(self._probe_loop(delay), name=f"canary-{self.name}")
         self.started = True
@@ -373,6 +378,8 @@ class TargetWorker:
             await asyncio.gather(self._loop_task, return_exceptions=True)
         if self._probes:
             await asyncio.gather(*self._probes, return_exceptions=True)
+        if self._rolling is not None:  # a segment roll under way ends before close_all
+            await asyncio.gather(self._rolling, return_exceptions=True)
 
     # -- the probe -----------------------------------------------------------------------
 
@@ -626,10 +633,13 @@ class TargetWorker:
             **extra,
         }
 
-    def _open_segment(self, now: float) -> None:
+    def _create_segment(self, now: float) -> OpenRun | None:
+        """Blocking (off the loop): claim the canary segment's run directory and write its
+        manifest, which fsyncs: a slow disk delays this target's next segment, never the
+        loop that sends every target's requests."""
         spec, svc = self.spec, self.service
         if spec is None or self.cfg.canary_rate <= 0:
-            return
+            return None
         rid = fresh_run_id(svc.runs_dir, f"{self.name}-canary-{_stamp(now)}")
         run = Run.create(
             svc.runs_dir,
@@ -643,16 +653,41 @@ class TargetWorker:
         run.update(target_name=self.name)
         end = segment_end(now, svc.config.serve.segment_s, self.name)
         writer = run.shard_writer("probe", background=False)  # flushed by Service._flusher
-        self.segment = OpenRun(run=run, writer=writer, ends_ts=end)
+        return OpenRun(run=run, writer=writer, ends_ts=end)
+
+    def _adopt_segment(self, segment: OpenRun | None) -> None:
+        """On the loop: ``segment`` (made by ``_create_segment``) takes this target's rows."""
+        svc = self.service
+        if segment is None:
+            return
+        if svc.stopping:  # made while the service stopped: closed at once, not left open
+            svc.finalize(segment, figures=False)
+            return
+        self.segment = segment
         if svc.index is not None:
-            svc.index.put_run_dir(run.path)
+            svc.index.put_run_dir(segment.run.path)
+
+    async def _roll_segment(self, now: float) -> None:
+        """The segment's end: the next one is made off the loop; until it is there, rows go
+        on into the old one (its end is when it is closed), so none is lost or unowned."""
+        loop = asyncio.get_running_loop()
+        try:
+            fresh = await loop.run_in_executor(self.service.blocking, self._create_segment, now)
+        except Exception as exc:  # a full or broken disk: this target's problem alone
+            log.error("target %s: could not open the next canary segment: %s", self.name, exc)
+            self.last_error = f"canary segment: {exc}"
+            fresh = None
+        finally:
+            self._rolling = None
+        old, self.segment = self.segment, None
+        self._adopt_segment(fresh)
+        if old is not None:
+            self.service.finalize(old, figures=False)
 
     def tick(self, now: float) -> None:
         """Once a second: roll the segment, let the capture policy see the time, shares."""
-        if self.segment is not None and now >= self.segment.ends_ts:
-            old, self.segment = self.segment, None
-            self._open_segment(now)
-            self.service.finalize(old, figures=False)
+        if self.segment is not None and now >= self.segment.ends_ts and self._rolling is None:
+            self._rolling = asyncio.create_task(self._roll_segment(now), name=f"roll-{self.name}")
         self.state, changes = cap.on_tick(self.policy, self.state, now)
         if changes:
             self._apply(changes, now)

@@ -226,6 +226,36 @@ def test_canary_segments_rolled_reported_indexed(tmp_path: Path) -> None:
     assert len(requests) == total and all(args[2] == "probe" for args in requests)
 
 
+def test_canary_segments_are_created_off_the_loop(tmp_path: Path, monkeypatch: Any) -> None:
+    # A segment's directory and manifest (mkdir, fsyncs) are made in a worker thread: a slow
+    # disk delays that target's next segment, not the loop every target's requests leave from.
+    made_on: list[tuple[str, bool]] = []
+    real_create = Run.create
+
+    def create(*args: Any, **kw: Any) -> Run:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        made_on.append((args[2], on_loop))
+        return real_create(*args, **kw)
+
+    monkeypatch.setattr(service_mod.Run, "create", create)
+    with VersionServer() as srv:
+        cfg = config(tmp_path, [{"name": "a", "url": srv.url, "canary_rate": 10}],
+                     serve={"segment_s": 1})  # fmt: skip
+
+        async def body(svc: Service) -> None:
+            await wait_until(lambda: len(runs_of(cfg.serve.runs_dir, "canary")) >= 3, 15)
+
+        run_service(cfg, body)
+    canaries = [on_loop for kind, on_loop in made_on if kind == "canary"]
+    assert len(canaries) >= 3 and not any(canaries)
+    for path in runs_of(cfg.serve.runs_dir, "canary"):  # every one closed, none left open
+        assert read_manifest(path)["ended_ts"] is not None
+
+
 def test_url_target_switch_captured_cutover_within_one_capture_interval(tmp_path: Path) -> None:
     # Every 10th request goes to v2 before the switch, all after it: the canary (2/s) sees v2
     # at its 10th request (~4.5 s), the capture probes at 20/s through the switch.
@@ -294,13 +324,16 @@ def test_dead_target_never_stalls_another(tmp_path: Path) -> None:
     frames = {p.name.split("-")[0]: read_samples(p) for p in runs_of(cfg.serve.runs_dir, "canary")}
     good_rows = frames["good"]
     assert good_rows["error"].isna().all() and len(good_rows) >= 5 * 20
+    # A stall passed on would show as seconds of lateness or latency; a busy machine (the
+    # suite runs beside other work) adds tens of milliseconds at most, so the bounds are an
+    # order of magnitude below the 5 s stall rather than a timing goal.
     lateness = (good_rows["ts"] - good_rows["intended_ts"]).to_numpy()
-    assert np.percentile(lateness, 99) < 0.05
-    assert good_rows["latency_ms"].max() < 500
+    assert np.percentile(lateness, 99) < 0.5
     # The stalled target's requests waited seconds, on their own schedule; the refused one
     # recorded connect errors; each kept the open-model schedule (one row per due request).
     stalled_rows = frames["stalled"]
     assert stalled_rows["latency_ms"].max() > 2000
+    assert good_rows["latency_ms"].max() < stalled_rows["latency_ms"].max() / 4
     assert abs(len(stalled_rows) - len(good_rows)) <= 3
     assert (frames["refused"]["error"] == "connect").all()
     assert abs(len(frames["refused"]) - len(good_rows)) <= 3
