@@ -80,7 +80,11 @@ def test_report_bucket_refused(tmp_path: Path, capsys, value: str) -> None:
         ("--probe-rate", "nan"),
     ],
 )
-def test_demo_flags_refused(tmp_path: Path, capsys, flag: str, value: str) -> None:
+def test_demo_flags_refused(tmp_path: Path, capsys, monkeypatch, flag: str, value: str) -> None:
+    def no_simulator(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the simulator started before the flags were checked")
+
+    monkeypatch.setattr("probes.cli.demo.Simulator", no_simulator)
     code = main(["demo", "--runs-dir", str(tmp_path), "-q", flag, value])
     err = capsys.readouterr().err.strip()
     assert code == 2 and flag in err and "Traceback" not in err, err

@@ -85,6 +85,7 @@ def command(
     exit 0 once stopped.
     """  # fmt: skip
     from probes.cli.load import command as load_command
+    from probes.cli.load import load_settings
 
     os.environ[DEMO_TOKEN_ENV] = secrets.token_hex(16)
     config = SimConfig(
@@ -97,6 +98,9 @@ def command(
         )
         with Simulator(config) as sim:
             return _serve_demo(sim, Path(params["runs_dir"]), duration, replace_at)
+    # Bad flags are refused before the simulator starts (it takes seconds to come up).
+    defaults = {p.name: p.default for p in load_command.params if p.name}
+    load_settings({**defaults, **params, "replace_with": "the candidate"})
     with Simulator(config) as sim:
         base, cand = sim.baseline_artifact_id, sim.candidate_artifact_id
         click.echo(

@@ -45,6 +45,22 @@ def parse_replace_at(params: dict[str, Any]) -> float | None:
     return parse_number(value, "--replace-at", allow_min=True, maximum=params["duration"])
 
 
+def load_settings(params: dict[str, Any]) -> tuple[recording.LoadSettings, float | None]:
+    """The load's settings and ``--replace-at`` from the flags; bad ones raise ConfigError."""
+    settings = recording.LoadSettings.build(
+        place=FLAGS,
+        duration=params["duration"],
+        users=params["users"],
+        spawn_rate=params["spawn_rate"],
+        shape=params["shape"],
+        workers=params["workers"],
+        probe_rate=params["probe_rate"],
+        slos=params["slos"],
+        max_body_bytes=params["max_body_bytes"],
+    )
+    return settings, parse_replace_at(params)
+
+
 @click.command()
 @click.argument("url", required=False)
 @recording_options
@@ -100,16 +116,5 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
     report.html), prints the report's path and the verdict. Exit 0 pass, 1 fail, 2 bad
     flags, 3 target unusable (or Locust could not run).
     """  # fmt: skip
-    settings = recording.LoadSettings.build(
-        place=FLAGS,
-        duration=params["duration"],
-        users=params["users"],
-        spawn_rate=params["spawn_rate"],
-        shape=params["shape"],
-        workers=params["workers"],
-        probe_rate=params["probe_rate"],
-        slos=params["slos"],
-        max_body_bytes=params["max_body_bytes"],
-    )
-    replace_at = parse_replace_at(params)
+    settings, replace_at = load_settings(params)
     return record(recording.load, url, params, settings, replace_at_s=replace_at)
