@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,20 +43,75 @@ WORKERS = (
 )
 
 
-def _shard(rng: np.random.Generator, start: int, n: int, total: int) -> pa.Table:
-    """Rows ``start .. start+n`` of a run of ``total`` evenly spread samples."""
-    i = np.arange(start, start + n)
-    rel = i * (DURATION_S / total)
+@dataclass(frozen=True)
+class Shape:
+    """What a synthetic run holds beyond the default (a gradual app:1 -> app:2 replacement)."""
+
+    duration_s: float = DURATION_S
+    shard_rows: int = SHARD_ROWS
+    #: Each worker writes its own shards, as real runs do (the shards are not in time order).
+    per_worker: bool = False
+    #: Fraction of the run at which the candidate starts / has replaced the baseline; equal
+    #: bounds make an atomic switch.
+    switch: tuple[float, float] = (0.4, 0.6)
+    #: Connection identities, both connection modes, connect errors (status 0), rows the
+    #: probe never sent (client_saturated) and rows abandoned in flight (interrupted).
+    extras: bool = False
+    events: bool = True
+    kind: str = "load"
+    slos: tuple[str, ...] = ()
+    #: A slower candidate (p50 +20%): the comparison says ``worse``.
+    slower_candidate: bool = False
+    finished: bool = True
+
+
+def _shard(
+    rng: np.random.Generator, i: np.ndarray, total: int, shape: Shape, worker: np.ndarray | None
+) -> pa.Table:
+    """The rows numbered ``i`` of a run of ``total`` evenly spread samples."""
+    n = i.size
+    rel = i * (shape.duration_s / total)
     ts = T0 + rel + rng.uniform(0, 1e-4, n)
-    worker = rng.integers(0, len(WORKERS), n)
-    p_cand = np.clip((rel / DURATION_S - 0.4) / 0.2, 0, 1)
+    if worker is None:
+        worker = rng.integers(0, len(WORKERS), n)
+    lo, hi = shape.switch
+    if hi > lo:
+        p_cand = np.clip((rel / shape.duration_s - lo) / (hi - lo), 0, 1)
+    else:
+        p_cand = (rel / shape.duration_s >= lo).astype(float)
     cand = rng.random(n) < p_cand
     version = np.where(cand, "app:2", "app:1").astype(object)
     version[rng.random(n) < 0.002] = "unknown"
     fail = rng.random(n) < 0.005
     latency = rng.lognormal(3.0, 0.5, n)  # same distribution: the verdict is "pass"
+    if shape.slower_candidate:
+        latency = np.where(cand, latency * 1.2, latency)
     status = np.where(fail, 503, 200).astype(np.int16)
+    error = np.where(fail, "http_5xx", None).astype(object)
     intended = ts - np.where(worker == 0, rng.uniform(0, 2e-3, n), 0.0)
+    conn = np.full(n, None, dtype=object)
+    mode = np.full(n, "reused", dtype=object)
+    if shape.extras:
+        probe = worker == 0
+        mode[probe & (rng.random(n) < 0.5)] = "new"
+        ids = rng.integers(0, 40, n)
+        conn = np.array([f"127.0.0.1:{5000 + k}#{k}" for k in range(40)], dtype=object)[ids]
+        conn[~probe] = None
+        connect = rng.random(n) < 0.002
+        status[connect] = 0
+        error[connect] = "connect"
+        version[connect] = "unknown"
+        latency[connect] = rng.uniform(0.01, 0.2, int(connect.sum()))
+        unsent = probe & (rng.random(n) < 0.001)
+        error[unsent] = "client_saturated"
+        status[unsent] = 0
+        version[unsent] = "unknown"
+        tail = rel > shape.duration_s * 0.995
+        interrupted = tail & (rng.random(n) < 0.05)
+        error[interrupted] = "interrupted"
+        status[interrupted] = 0
+        version[interrupted] = "unknown"
+        intended[probe & (rng.random(n) < 0.001)] = np.nan
     columns = {
         "ts": ts,
         "intended_ts": intended,
@@ -65,19 +121,21 @@ def _shard(rng: np.random.Generator, start: int, n: int, total: int) -> pa.Table
         "method": np.full(n, "POST", dtype=object),
         "name": np.full(n, "/predict", dtype=object),
         "status": status,
-        "error": np.where(fail, "http_5xx", None),
+        "error": error,
         "version": version,
         "tag_source": np.where(version == "unknown", "none", "header"),
         "bytes": np.full(n, 512, dtype=np.int32),
-        "conn": np.full(n, None, dtype=object),
+        "conn": conn,
+        "conn_mode": mode,
     }
     arrays = [pa.array(columns[f.name], type=f.type) for f in SAMPLE_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 
-def _events(run_dir: Path) -> None:
+def _events(run_dir: Path, shape: Shape) -> None:
+    duration = shape.duration_s
     log = EventLog(run_dir)
-    at = T0 + 0.4 * DURATION_S
+    at = T0 + shape.switch[0] * duration
     log.write("marker", "watch started", ts=T0, detail={"poll_s": 0.5})
     log.write(
         "proton",
@@ -106,7 +164,7 @@ def _events(run_dir: Path) -> None:
         log.write(
             "replacement",
             status,
-            ts=at - 4 + k * 0.1 * DURATION_S / 2,
+            ts=at - 4 + k * 0.1 * duration / 2,
             replacement_id="r1",
             detail={
                 "switched_ts": switched,
@@ -115,27 +173,66 @@ def _events(run_dir: Path) -> None:
                 "inferred": False,
             },
         )
-    log.write("marker", "watch stopped", ts=T0 + DURATION_S)
+    log.write(
+        "proton",
+        "running",
+        ts=at + 0.25 * duration,
+        proton_id="p2",
+        role="active",
+        detail={"version": "app:2", "artifact_id": "a2"},
+    )
+    log.write("proton", "stopped", ts=at + 0.25 * duration + 1, proton_id="p1", role="inactive")
+    log.write("marker", "watch stopped", ts=T0 + duration)
     log.close()
 
 
-def make_run(root: Path, total: int, seed: int = 7) -> Path:
-    """A synthetic run directory of ``total`` samples under ``root``."""
+def _settings(shape: Shape) -> dict[str, object]:
+    settings: dict[str, object] = {"slos": list(shape.slos), "bucket_s": 1.0}
+    if shape.kind == "capacity":
+        step = shape.duration_s / 4
+        settings["capacity"] = {
+            "start_users": 5,
+            "step_users": 5,
+            "step_seconds": step,
+            "max_users": 20,
+            "spawn_rate": 5.0,
+            "duration_s": shape.duration_s,
+        }
+    return settings
+
+
+def make_run(
+    root: Path, total: int, seed: int = 7, shape: Shape = Shape(), name: str | None = None
+) -> Path:
+    """A synthetic run directory of ``total`` samples under ``root`` (deterministic per seed)."""
     run = Run.create(
         root,
-        f"bench-{total}",
-        "load",
+        name or f"bench-{total}",
+        shape.kind,
         target={"url": "http://127.0.0.1:9/"},
-        settings={"slos": [], "bucket_s": 1.0},
+        settings=_settings(shape),
         started_at=T0,
     )
     rng = np.random.default_rng(seed)
     (run.path / "samples").mkdir()
-    for k, start in enumerate(range(0, total, SHARD_ROWS)):
-        table = _shard(rng, start, min(SHARD_ROWS, total - start), total)
-        write_table_atomic(table, run.path / "samples" / f"bench-{k:06d}.parquet")
-    _events(run.path)
-    run.finish(ended_at=T0 + DURATION_S)
+    rows = shape.shard_rows
+    if shape.per_worker:
+        owner = rng.integers(0, len(WORKERS), total)
+        for w in range(len(WORKERS)):
+            mine = np.flatnonzero(owner == w)
+            for k, start in enumerate(range(0, mine.size, rows)):
+                part = mine[start : start + rows]
+                table = _shard(rng, part, total, shape, np.full(part.size, w))
+                write_table_atomic(table, run.path / "samples" / f"w{w}-{k:06d}.parquet")
+    else:
+        for k, start in enumerate(range(0, total, rows)):
+            part = np.arange(start, min(start + rows, total))
+            table = _shard(rng, part, total, shape, None)
+            write_table_atomic(table, run.path / "samples" / f"bench-{k:06d}.parquet")
+    if shape.events:
+        _events(run.path, shape)
+    if shape.finished:
+        run.finish(ended_at=T0 + shape.duration_s)
     return run.path
 
 
@@ -177,7 +274,7 @@ def main(argv: list[str]) -> int:
     try:
         for total in sizes:
             t = time.perf_counter()
-            run_dir = make_run(root, total)
+            run_dir = make_run(root, total, shape=Shape(per_worker=True, extras=True))
             gen = time.perf_counter() - t
             for figures in (False, True):
                 r = measure(run_dir, figures)
