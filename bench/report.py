@@ -288,6 +288,7 @@ def measure(program: str, run_dir: Path, python: str = sys.executable) -> dict[s
     """Wall time (process start to exit, imports included) and peak RSS of one program."""
     proc = subprocess.run(
         [python, "-c", WRAPPER, PROGRAMS[program], str(run_dir)],
+        cwd=run_dir,  # not the checkout: `python -c` would import its packages from the cwd
         capture_output=True,
         text=True,
         check=True,

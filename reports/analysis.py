@@ -164,9 +164,11 @@ def assemble(
     mode: Coded,
     conn: Coded,
     error: Coded,
+    own_ts: bool = False,
 ) -> Columns:
     """``Columns`` from sorted numpy columns and (codes, labels) of the string columns, nulls
-    already filled (``_codes``): shared by the frame path and ``reports.arrays``."""
+    already filled (``_codes``): shared by the frame path and ``reports.arrays``. With
+    ``own_ts`` the times become ``rel`` in place (the caller hands ``ts`` over)."""
     version_codes, labels = version
     source_codes, src_labels = source
     stream = worker[0].astype(np.int64) * len(src_labels) + source_codes
@@ -179,8 +181,11 @@ def assemble(
     conn_codes, conn_labels = conn
     if "" in conn_labels:  # no identity: -1, never a connection of its own
         conn_codes = np.where(conn_codes == conn_labels.index(""), -1, conn_codes).astype(np.int32)
+    if own_ts:
+        ts -= t0
+    rel = ts if own_ts else ts - t0
     return Columns(
-        t0, end - t0, ts - t0, lat, ok, status, version_codes, labels, stream, corrected,
+        t0, end - t0, rel, lat, ok, status, version_codes, labels, stream, corrected,
         mode[0], mode[1], conn_codes, conn_labels, error[0], error[1],
     )  # fmt: skip
 
@@ -570,7 +575,8 @@ def analyse_samples(
 ) -> Analysis:
     """``analyse`` on the numpy columns of ``reports.arrays.read_arrays`` (the report's fast
     path; the rows not sent or interrupted already left out and counted in ``samples.lost``):
-    the same attribution and aggregates, without a pandas frame of rows."""
+    the same attribution and aggregates, without a pandas frame of rows. ``samples`` is
+    handed over: its ``ts`` becomes ``Columns.rel`` in place (no second copy of the times)."""
     _check_bucket(bucket_s)
     strings = samples.strings
     version = strings["version"]
@@ -588,6 +594,7 @@ def analyse_samples(
         mode=strings["conn_mode"].filled("reused"),
         conn=strings["conn"].filled(""),
         error=strings["error"].filled(""),
+        own_ts=True,
     )  # fmt: skip
     counts = (strings["error"].count(), strings["source"].count())
     return analyse_columns(

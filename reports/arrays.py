@@ -15,17 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from probes.records import iter_samples_tables
+from probes.records import iter_samples_tables, shard_paths
 from reports.rundir import COLUMNS
 
 STRINGS = ("source", "worker", "error", "version", "conn", "conn_mode")
 #: Error classes of rows the summary leaves out (``reports.analysis``: not sent, interrupted).
 LEFT_OUT = ("client_saturated", "interrupted")
+NUMBERS = ("ts", "latency_ms", "intended_ts", "status")
 
 
 class Unsupported(Exception):
@@ -47,11 +50,11 @@ class Coded:
 
     def filled(self, fill: str) -> tuple[np.ndarray, list[str]]:
         """(codes, labels) with nulls as ``fill`` (appended when new): ``analysis._codes``."""
-        codes, labels = self.codes.astype(np.int32), list(self.labels)
+        codes, labels = self.codes, list(self.labels)
         if codes.size and codes.min() < 0:
             if fill not in labels:
                 labels.append(fill)
-            codes[codes < 0] = labels.index(fill)
+            codes = np.where(codes < 0, np.int32(labels.index(fill)), codes).astype(np.int32)
         return codes, labels
 
 
@@ -92,7 +95,7 @@ class Samples:
         return int(self.ts.size)
 
 
-def _numbers(column: pa.ChunkedArray, dtype: type) -> np.ndarray:
+def _numbers(column: pa.ChunkedArray, dtype: Any) -> np.ndarray:
     return np.asarray(column.to_numpy(), dtype=dtype)
 
 
@@ -103,8 +106,14 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     Unreadable shards are skipped into ``skipped`` as ``read_samples`` does; Unsupported
     when a shard holds null status codes (the frame path reads those as NaN floats)."""
     labels = {name: _Labels() for name in STRINGS}
-    pieces: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
+    dtypes: dict[str, Any] = dict.fromkeys(STRINGS, np.int32)
+    dtypes.update(ts=np.float64, latency_ms=np.float64, intended_ts=np.float64, status=np.int16)
+    # Filled in place, shard by shard: never the shards' arrays and their concatenation at once.
+    size = _rows_bound(run_dir)
+    out = {name: np.empty(size, dtype) for name, dtype in dtypes.items()}
+    filled = 0
     lost = dict.fromkeys(LEFT_OUT, 0)
+    pool = pa.default_memory_pool()
     for table in iter_samples_tables(run_dir, COLUMNS, dictionary=True, skipped=skipped):
         if table.column("status").null_count:
             raise Unsupported("null status")
@@ -124,36 +133,46 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
                 keep = ~rows if keep is None else keep & ~rows
         if keep is not None and keep.all():
             keep = None
-
-        def kept(values: np.ndarray, keep: np.ndarray | None = keep) -> np.ndarray:
-            return values if keep is None else values[keep]
-
-        for name in ("ts", "latency_ms", "intended_ts"):
-            pieces[name].append(kept(_numbers(table.column(name), np.float64)))
-        pieces["status"].append(kept(_numbers(table.column("status"), np.int16)))
-        for name in STRINGS:
-            pieces[name].append(kept(codes[name]))
+        columns = {name: _numbers(table.column(name), dtypes[name]) for name in NUMBERS}
+        columns.update(codes)
         del table, codes
+        pool.release_unused()  # mimalloc keeps freed decode buffers otherwise (~240 MB at 10M)
+        n = None
+        for name, values in columns.items():
+            part = values if keep is None else values[keep]
+            n = part.size
+            if filled + n > out[name].size:  # a shard grew since its metadata was read
+                out[name] = np.concatenate([out[name][:filled], np.empty(filled + n, part.dtype)])
+            out[name][filled : filled + n] = part
+        filled += n or 0
+        del columns
 
-    def joined(name: str, dtype: type) -> np.ndarray:
-        parts = pieces.pop(name)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-    ts = joined("ts", np.float64)
+    ts = out.pop("ts")[:filled]
     order = None
     if ts.size > 1 and np.any(ts[1:] < ts[:-1]):
         order = np.argsort(ts, kind="stable")
         ts = ts[order]
 
-    def arranged(name: str, dtype: type) -> np.ndarray:
-        values = joined(name, dtype)
+    def arranged(name: str) -> np.ndarray:
+        values = out.pop(name)[:filled]
         return values if order is None else values[order]
 
     return Samples(
         ts,
-        arranged("latency_ms", np.float64),
-        arranged("intended_ts", np.float64),
-        arranged("status", np.int16),
-        {name: Coded(arranged(name, np.int32), labels[name].labels) for name in STRINGS},
+        arranged("latency_ms"),
+        arranged("intended_ts"),
+        arranged("status"),
+        {name: Coded(arranged(name), labels[name].labels) for name in STRINGS},
         lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
     )
+
+
+def _rows_bound(run_dir: Path | str) -> int:
+    """Rows of every shard as their Parquet footers say (0 for one that cannot say)."""
+    total = 0
+    for path in shard_paths(run_dir):
+        try:
+            total += pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException, ValueError):
+            continue
+    return total
