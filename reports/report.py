@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from probes.errors import ConfigError, RunDirError
 from probes.records import (
@@ -64,20 +63,6 @@ def _check_settings(run_dir: Path, settings: dict[str, Any], kind: Any) -> None:
             plan_from_dict(plan)
         except (KeyError, TypeError, ValueError) as exc:
             raise bad("capacity", plan, f"a step plan ({exc})") from None
-
-
-def load_run_dir(
-    run_dir: Path,
-) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any], list[dict[str, str]]]:
-    """(samples, events, manifest, skipped shards) of a run, as ``reports.rundir.load_run``
-    reads them, except that unreadable shards are skipped and listed rather than fatal."""
-    if not run_dir.is_dir():
-        raise RunDirError(f"RUN_DIR {run_dir}: no such directory")
-    manifest = read_manifest(run_dir)
-    events = read_events(run_dir)
-    skipped: list[dict[str, str]] = []
-    frame = read_samples(run_dir, columns=COLUMNS, skipped=skipped)
-    return frame, events, manifest, skipped
 
 
 #: More buckets than this would make the per-bucket arrays, not the samples, the memory cost.
