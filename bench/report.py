@@ -1,27 +1,36 @@
-"""Benchmark of ``probes report``: synthetic runs of 1M and 10M samples, time and peak memory.
+"""Benchmark of ``probes report`` beside DuckDB and polars over the same shards.
 
-Goal (issue 2): 10M samples to summary and figures in under 20 s and under 3 GB.
+Goals (issue 13): at 10M samples, everything the report does (attribution, rollout, flips,
+phases, comparison, figures; percentiles exact) within 2x DuckDB's wall time and 1.5x its
+peak memory computing per-version counts and exact p50/p99 (``quantile_disc``); at 100M
+(``--big``: minutes, and several GB of disk), under 60 s and 6 GB.
 
-Each run is generated in a temp dir (Parquet shards of 500k rows, written with pyarrow from
-numpy arrays): a probe plus four Locust workers over 600 s, ``app:1`` switching gradually to
-``app:2`` between 40% and 60% of the run, 0.5% errors, 0.2% untagged (``unknown``) answers,
-and the control-plane events of a replacement (so timeline attribution runs too).
-``reports.make_report`` then runs in a fresh subprocess per measurement; its wall time is
-measured around the call and its peak RSS read with ``getrusage(RUSAGE_CHILDREN)``.
+Each run is generated in a temp dir (``make_run``: Parquet shards written with pyarrow from
+numpy arrays, one series of shards per worker as real runs write them): a probe plus four
+Locust workers over 600 s, ``app:1`` switching gradually to ``app:2`` between 40% and 60% of
+the run, 0.5% errors, 0.2% untagged (``unknown``) answers, connection ids and modes, connect
+errors, unsent and interrupted rows, and the control-plane events of a replacement (so
+timeline attribution runs too). ``tests/test_report_golden.py`` uses the same generator.
 
-Usage: ``python -m bench.run report [--sizes 1000000,10000000] [--keep]``.
+Each program (``PROGRAMS``) runs in a fresh interpreter, imports included, started by a
+small wrapper whose only child it is, so the wrapper's ``getrusage(RUSAGE_CHILDREN)`` is that
+program's own peak RSS. Rounds alternate the order (ABC, CBA, ...); medians are printed with
+the ratios to DuckDB. duckdb and polars come from the ``bench`` extra.
+
+Usage: ``python -m bench.run report [--sizes 1000000,10000000] [--big] [--rounds 2] [--keep]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,20 +51,75 @@ WORKERS = (
 )
 
 
-def _shard(rng: np.random.Generator, start: int, n: int, total: int) -> pa.Table:
-    """Rows ``start .. start+n`` of a run of ``total`` evenly spread samples."""
-    i = np.arange(start, start + n)
-    rel = i * (DURATION_S / total)
+@dataclass(frozen=True)
+class Shape:
+    """What a synthetic run holds beyond the default (a gradual app:1 -> app:2 replacement)."""
+
+    duration_s: float = DURATION_S
+    shard_rows: int = SHARD_ROWS
+    #: Each worker writes its own shards, as real runs do (the shards are not in time order).
+    per_worker: bool = False
+    #: Fraction of the run at which the candidate starts / has replaced the baseline; equal
+    #: bounds make an atomic switch.
+    switch: tuple[float, float] = (0.4, 0.6)
+    #: Connection identities, both connection modes, connect errors (status 0), rows the
+    #: probe never sent (client_saturated) and rows abandoned in flight (interrupted).
+    extras: bool = False
+    events: bool = True
+    kind: str = "load"
+    slos: tuple[str, ...] = ()
+    #: A slower candidate (p50 +20%): the comparison says ``worse``.
+    slower_candidate: bool = False
+    finished: bool = True
+
+
+def _shard(
+    rng: np.random.Generator, i: np.ndarray, total: int, shape: Shape, worker: np.ndarray | None
+) -> pa.Table:
+    """The rows numbered ``i`` of a run of ``total`` evenly spread samples."""
+    n = i.size
+    rel = i * (shape.duration_s / total)
     ts = T0 + rel + rng.uniform(0, 1e-4, n)
-    worker = rng.integers(0, len(WORKERS), n)
-    p_cand = np.clip((rel / DURATION_S - 0.4) / 0.2, 0, 1)
+    if worker is None:
+        worker = rng.integers(0, len(WORKERS), n)
+    lo, hi = shape.switch
+    if hi > lo:
+        p_cand = np.clip((rel / shape.duration_s - lo) / (hi - lo), 0, 1)
+    else:
+        p_cand = (rel / shape.duration_s >= lo).astype(float)
     cand = rng.random(n) < p_cand
     version = np.where(cand, "app:2", "app:1").astype(object)
     version[rng.random(n) < 0.002] = "unknown"
     fail = rng.random(n) < 0.005
     latency = rng.lognormal(3.0, 0.5, n)  # same distribution: the verdict is "pass"
+    if shape.slower_candidate:
+        latency = np.where(cand, latency * 1.2, latency)
     status = np.where(fail, 503, 200).astype(np.int16)
+    error = np.where(fail, "http_5xx", None).astype(object)
     intended = ts - np.where(worker == 0, rng.uniform(0, 2e-3, n), 0.0)
+    conn = np.full(n, None, dtype=object)
+    mode = np.full(n, "reused", dtype=object)
+    if shape.extras:
+        probe = worker == 0
+        mode[probe & (rng.random(n) < 0.5)] = "new"
+        ids = rng.integers(0, 40, n)
+        conn = np.array([f"127.0.0.1:{5000 + k}#{k}" for k in range(40)], dtype=object)[ids]
+        conn[~probe] = None
+        connect = rng.random(n) < 0.002
+        status[connect] = 0
+        error[connect] = "connect"
+        version[connect] = "unknown"
+        latency[connect] = rng.uniform(0.01, 0.2, int(connect.sum()))
+        unsent = probe & (rng.random(n) < 0.001)
+        error[unsent] = "client_saturated"
+        status[unsent] = 0
+        version[unsent] = "unknown"
+        tail = rel > shape.duration_s * 0.995
+        interrupted = tail & (rng.random(n) < 0.05)
+        error[interrupted] = "interrupted"
+        status[interrupted] = 0
+        version[interrupted] = "unknown"
+        intended[probe & (rng.random(n) < 0.001)] = np.nan
     columns = {
         "ts": ts,
         "intended_ts": intended,
@@ -65,19 +129,21 @@ def _shard(rng: np.random.Generator, start: int, n: int, total: int) -> pa.Table
         "method": np.full(n, "POST", dtype=object),
         "name": np.full(n, "/predict", dtype=object),
         "status": status,
-        "error": np.where(fail, "http_5xx", None),
+        "error": error,
         "version": version,
         "tag_source": np.where(version == "unknown", "none", "header"),
         "bytes": np.full(n, 512, dtype=np.int32),
-        "conn": np.full(n, None, dtype=object),
+        "conn": conn,
+        "conn_mode": mode,
     }
     arrays = [pa.array(columns[f.name], type=f.type) for f in SAMPLE_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 
-def _events(run_dir: Path) -> None:
+def _events(run_dir: Path, shape: Shape) -> None:
+    duration = shape.duration_s
     log = EventLog(run_dir)
-    at = T0 + 0.4 * DURATION_S
+    at = T0 + shape.switch[0] * duration
     log.write("marker", "watch started", ts=T0, detail={"poll_s": 0.5})
     log.write(
         "proton",
@@ -106,7 +172,7 @@ def _events(run_dir: Path) -> None:
         log.write(
             "replacement",
             status,
-            ts=at - 4 + k * 0.1 * DURATION_S / 2,
+            ts=at - 4 + k * 0.1 * duration / 2,
             replacement_id="r1",
             detail={
                 "switched_ts": switched,
@@ -115,92 +181,179 @@ def _events(run_dir: Path) -> None:
                 "inferred": False,
             },
         )
-    log.write("marker", "watch stopped", ts=T0 + DURATION_S)
+    log.write(
+        "proton",
+        "running",
+        ts=at + 0.25 * duration,
+        proton_id="p2",
+        role="active",
+        detail={"version": "app:2", "artifact_id": "a2"},
+    )
+    log.write("proton", "stopped", ts=at + 0.25 * duration + 1, proton_id="p1", role="inactive")
+    log.write("marker", "watch stopped", ts=T0 + duration)
     log.close()
 
 
-def make_run(root: Path, total: int, seed: int = 7) -> Path:
-    """A synthetic run directory of ``total`` samples under ``root``."""
+def _settings(shape: Shape) -> dict[str, object]:
+    settings: dict[str, object] = {"slos": list(shape.slos), "bucket_s": 1.0}
+    if shape.kind == "capacity":
+        step = shape.duration_s / 4
+        settings["capacity"] = {
+            "start_users": 5,
+            "step_users": 5,
+            "step_seconds": step,
+            "max_users": 20,
+            "spawn_rate": 5.0,
+            "duration_s": shape.duration_s,
+        }
+    return settings
+
+
+def make_run(
+    root: Path, total: int, seed: int = 7, shape: Shape = Shape(), name: str | None = None
+) -> Path:
+    """A synthetic run directory of ``total`` samples under ``root`` (deterministic per seed)."""
     run = Run.create(
         root,
-        f"bench-{total}",
-        "load",
+        name or f"bench-{total}",
+        shape.kind,
         target={"url": "http://127.0.0.1:9/"},
-        settings={"slos": [], "bucket_s": 1.0},
+        settings=_settings(shape),
         started_at=T0,
     )
     rng = np.random.default_rng(seed)
     (run.path / "samples").mkdir()
-    for k, start in enumerate(range(0, total, SHARD_ROWS)):
-        table = _shard(rng, start, min(SHARD_ROWS, total - start), total)
-        write_table_atomic(table, run.path / "samples" / f"bench-{k:06d}.parquet")
-    _events(run.path)
-    run.finish(ended_at=T0 + DURATION_S)
+    rows = shape.shard_rows
+    if shape.per_worker:
+        owner = rng.integers(0, len(WORKERS), total)
+        for w in range(len(WORKERS)):
+            mine = np.flatnonzero(owner == w)
+            for k, start in enumerate(range(0, mine.size, rows)):
+                part = mine[start : start + rows]
+                table = _shard(rng, part, total, shape, np.full(part.size, w))
+                write_table_atomic(table, run.path / "samples" / f"w{w}-{k:06d}.parquet")
+    else:
+        for k, start in enumerate(range(0, total, rows)):
+            part = np.arange(start, min(start + rows, total))
+            table = _shard(rng, part, total, shape, None)
+            write_table_atomic(table, run.path / "samples" / f"bench-{k:06d}.parquet")
+    if shape.events:
+        _events(run.path, shape)
+    if shape.finished:
+        run.finish(ended_at=T0 + shape.duration_s)
     return run.path
 
 
-CHILD = """
-import json, sys, time
-t = time.perf_counter()
+#: The three programs measured, each run in a fresh interpreter (imports included).
+PROGRAMS = {
+    "probes report": """
+import sys
 from reports import make_report
-s = make_report(sys.argv[1], figures=sys.argv[2] == "1")
-print(json.dumps({"seconds": time.perf_counter() - t, "requests": s["requests"],
-                  "verdict": s["verdict"]["result"], "flips": (s["rollout"] or {}).get("flips")}))
+make_report(sys.argv[1], figures=True)
+""",
+    # Per-version counts and exact p50/p99 of successful latencies: the least a report does.
+    "duckdb": """
+import sys, duckdb
+glob = sys.argv[1] + "/samples/*.parquet"
+duckdb.sql(f\"\"\"select version, count(*) as n,
+  quantile_disc(latency_ms, 0.5) filter (where error is null) as p50,
+  quantile_disc(latency_ms, 0.99) filter (where error is null) as p99
+  from read_parquet('{glob}') group by version\"\"\").fetchall()
+""",
+    "polars": """
+import sys, polars as pl
+ok = pl.col("latency_ms").filter(pl.col("error").is_null())
+(pl.scan_parquet(sys.argv[1] + "/samples/*.parquet")
+   .group_by("version")
+   .agg(pl.len(), ok.quantile(0.5, "nearest").alias("p50"),
+        ok.quantile(0.99, "nearest").alias("p99"))
+   .collect())
+""",
+}
+
+#: Runs one program as its only child, so RUSAGE_CHILDREN is that program's own peak.
+WRAPPER = """
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+argv = [sys.executable, "-c", sys.argv[1], sys.argv[2]]
+proc = subprocess.run(argv, capture_output=True, text=True)
+seconds = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"rc": proc.returncode, "seconds": seconds, "peak_rss_mb": peak,
+                  "stderr": proc.stderr[-2000:]}))
 """
 
 
-def measure(run_dir: Path, figures: bool) -> dict[str, float]:
-    """Wall time and peak RSS of make_report in a fresh interpreter."""
+def measure(program: str, run_dir: Path, python: str = sys.executable) -> dict[str, float]:
+    """Wall time (process start to exit, imports included) and peak RSS of one program."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(run_dir), "1" if figures else "0"],
+        [python, "-c", WRAPPER, PROGRAMS[program], str(run_dir)],
+        cwd=run_dir,  # not the checkout: `python -c` would import its packages from the cwd
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"make_report failed: {proc.stderr[-2000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    # ru_maxrss of children is the maximum over every child waited for so far: measure the
-    # sizes in increasing order so that each reading is the current child's own peak.
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["rc"] != 0:
+        raise RuntimeError(f"{program} failed: {result['stderr']}")
     return result
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench report")
     parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--big", action="store_true", help="add a run of 100M samples")
+    parser.add_argument("--rounds", type=int, default=2, help="ABAB rounds per size")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
+    parser.add_argument(
+        "--before",
+        metavar="PYTHON",
+        help="also time probes report under this interpreter (another checkout's venv)",
+    )
     args, _ = parser.parse_known_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    if args.big:
+        sizes.append(100_000_000)
     root = Path(tempfile.mkdtemp(prefix="bench-report-"))
-    rows = []
+    programs = list(PROGRAMS) + (["report (before)"] if args.before else [])
     try:
         for total in sizes:
             t = time.perf_counter()
-            run_dir = make_run(root, total)
-            gen = time.perf_counter() - t
-            for figures in (False, True):
-                r = measure(run_dir, figures)
-                rows.append((total, figures, r))
+            run_dir = make_run(root, total, shape=Shape(per_worker=True, extras=True))
+            print(f"samples={total:,}: generated in {time.perf_counter() - t:.1f} s", flush=True)
+            results: dict[str, list[dict[str, float]]] = {p: [] for p in programs}
+            for k in range(args.rounds):
+                for program in programs if k % 2 == 0 else programs[::-1]:
+                    if program == "report (before)":
+                        results[program].append(measure("probes report", run_dir, args.before))
+                    else:
+                        results[program].append(measure(program, run_dir))
+            ref = {
+                key: _median([r[key] for r in results["duckdb"]])
+                for key in ("seconds", "peak_rss_mb")
+            }
+            for program in programs:
+                secs = _median([r["seconds"] for r in results[program]])
+                peak = _median([r["peak_rss_mb"] for r in results[program]])
                 print(
-                    f"samples={total:>11,} figures={'yes' if figures else 'no ':3} "
-                    f"time={r['seconds']:6.2f} s peak_rss={r['peak_rss_mb']:7.0f} MB "
-                    f"(generated in {gen:.1f} s; verdict {r['verdict']}, flips {r['flips']})",
+                    f"  {program:14} time={secs:6.2f} s ({secs / ref['seconds']:4.2f}x duckdb)"
+                    f" peak_rss={peak:7.0f} MB ({peak / ref['peak_rss_mb']:4.2f}x duckdb)",
                     flush=True,
                 )
+            if not args.keep:
+                shutil.rmtree(run_dir, ignore_errors=True)
     finally:
         if args.keep:
             print(f"runs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    worst = max(
-        (r for total, fig, r in rows if fig and total >= 10_000_000),
-        key=lambda r: r["seconds"],
-        default=None,
-    )
-    if worst is not None:
-        ok = worst["seconds"] < 20 and worst["peak_rss_mb"] < 3072
-        print(f"goal (10M: < 20 s, < 3 GB): {'met' if ok else 'NOT met'}")
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("goals: 10M <= 2x duckdb time and <= 1.5x its peak RSS; 100M <= 60 s and <= 6 GB")
     return 0
 
 

@@ -540,6 +540,48 @@ def _castable(have: pa.DataType, want: pa.DataType) -> bool:
     return False
 
 
+def _read_schema(cols: list[str], dictionary: bool) -> pa.Schema:
+    fields = [SAMPLE_SCHEMA.field(c) for c in cols]
+    if dictionary:
+        fields = [
+            f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in CATEGORY_COLUMNS else f
+            for f in fields
+        ]
+    return pa.schema(fields)
+
+
+def _columns(columns: Iterable[str] | None) -> list[str]:
+    cols = list(columns) if columns is not None else list(SAMPLE_COLUMNS)
+    unknown = [c for c in cols if c not in SAMPLE_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown sample column(s): {', '.join(unknown)}")
+    return cols
+
+
+def iter_samples_tables(
+    run_dir: Path | str,
+    columns: Iterable[str] | None = None,
+    *,
+    dictionary: bool = False,
+    skipped: list[dict[str, str]] | None = None,
+) -> Iterator[pa.Table]:
+    """The run's shards one Arrow table at a time, in ``shard_paths`` order, each in the
+    sample schema (``dictionary`` and ``skipped`` as in ``read_samples_table``): for readers
+    that must not hold every shard at once in Arrow form."""
+    cols = _columns(columns)
+    schema = _read_schema(cols, dictionary)
+    for path in shard_paths(run_dir):
+        try:
+            table = _read_shard(path, cols, schema, dictionary)
+        except _SHARD_ERRORS as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if skipped is None:
+                raise RunDirError(f"sample shard {path} is unreadable: {reason}") from exc
+            skipped.append({"file": f"{SAMPLES_DIR}/{path.name}", "reason": reason})
+            continue
+        yield table
+
+
 def read_samples_table(
     run_dir: Path | str,
     columns: Iterable[str] | None = None,
@@ -556,30 +598,25 @@ def read_samples_table(
     ``{"file": "samples/NAME", "reason": ...}`` appended, so one bad shard cannot block the
     report of the others.
     """
-    cols = list(columns) if columns is not None else list(SAMPLE_COLUMNS)
-    unknown = [c for c in cols if c not in SAMPLE_COLUMNS]
-    if unknown:
-        raise ValueError(f"unknown sample column(s): {', '.join(unknown)}")
-    paths = shard_paths(run_dir)
-    fields = [SAMPLE_SCHEMA.field(c) for c in cols]
-    if dictionary:
-        fields = [
-            f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in CATEGORY_COLUMNS else f
-            for f in fields
-        ]
-    schema = pa.schema(fields)
-    tables = []
-    for path in paths:
-        try:
-            tables.append(_read_shard(path, cols, schema, dictionary))
-        except _SHARD_ERRORS as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if skipped is None:
-                raise RunDirError(f"sample shard {path} is unreadable: {reason}") from exc
-            skipped.append({"file": f"{SAMPLES_DIR}/{path.name}", "reason": reason})
+    cols = _columns(columns)
+    tables = list(iter_samples_tables(run_dir, cols, dictionary=dictionary, skipped=skipped))
     if not tables:
-        return schema.empty_table()
+        return _read_schema(cols, dictionary).empty_table()
     return pa.concat_tables(tables)
+
+
+def samples_frame(table: pa.Table) -> Any:
+    """An Arrow sample table as ``read_samples`` returns it: a pandas DataFrame, string
+    columns as categoricals, rows sorted by ``ts`` (stable)."""
+    import pandas as pd
+
+    frame = table.to_pandas()
+    for name in frame.columns:
+        if name in CATEGORY_COLUMNS and not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype("category")
+    if "ts" in frame.columns and len(frame):
+        frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    return frame
 
 
 def read_samples(
@@ -594,16 +631,7 @@ def read_samples(
     categoricals, nulls as NaN. Rows are sorted by ``ts``. ``skipped``: as in
     ``read_samples_table``.
     """
-    import pandas as pd
-
-    table = read_samples_table(run_dir, columns, dictionary=True, skipped=skipped)
-    frame = table.to_pandas()
-    for name in frame.columns:
-        if name in CATEGORY_COLUMNS and not isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].astype("category")
-    if "ts" in frame.columns and len(frame):
-        frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
-    return frame
+    return samples_frame(read_samples_table(run_dir, columns, dictionary=True, skipped=skipped))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -40,10 +40,12 @@ import numpy as np
 import pandas as pd
 
 from reports import rollout as ro
+from reports.arrays import Coded as ArrayCoded
+from reports.arrays import Samples
 from reports.connections import connections_block, disruption, mode_buckets
 from reports.reconciliation import reconcile
 from reports.stats import Side, compare, latency_block, rate
-from reports.timeline import attribute
+from reports.timeline import attribute, attribute_codes
 from reports.verdict import verdict
 
 SCHEMA = "proton-probe/summary/1"
@@ -132,25 +134,59 @@ def columns(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> Columns:
     ok = np.ones(n, dtype=bool) if error is None else error.isna().to_numpy()
     status_s = col("status")
     status = np.zeros(n, np.int16) if status_s is None else status_s.to_numpy()
-    version, labels = _codes(col("version"), n, "unknown")
-    source, src_labels = _codes(col("source"), n, "?")
-    worker, _ = _codes(col("worker"), n, "?")
-    stream = worker.astype(np.int64) * len(src_labels) + source
+    intended = col("intended_ts")
+    return assemble(
+        manifest, ts, lat, ok, status,
+        version=_codes(col("version"), n, "unknown"),
+        source=_codes(col("source"), n, "?"),
+        worker=_codes(col("worker"), n, "?"),
+        intended=None if intended is None else intended.to_numpy(dtype=np.float64),
+        mode=_codes(col("conn_mode"), n, "reused"),
+        conn=_codes(col("conn"), n, ""),
+        error=_codes(error, n, ""),
+    )  # fmt: skip
+
+
+Coded = tuple[np.ndarray, list[str]]
+
+
+def assemble(
+    manifest: Mapping[str, Any],
+    ts: np.ndarray,
+    lat: np.ndarray,
+    ok: np.ndarray,
+    status: np.ndarray,
+    *,
+    version: Coded,
+    source: Coded,
+    worker: Coded,
+    intended: np.ndarray | None,
+    mode: Coded,
+    conn: Coded,
+    error: Coded,
+    own_ts: bool = False,
+) -> Columns:
+    """``Columns`` from sorted numpy columns and (codes, labels) of the string columns, nulls
+    already filled (``_codes``): shared by the frame path and ``reports.arrays``. With
+    ``own_ts`` the times become ``rel`` in place (the caller hands ``ts`` over)."""
+    version_codes, labels = version
+    source_codes, src_labels = source
+    stream = worker[0].astype(np.int64) * len(src_labels) + source_codes
     t0, end = _start_end(ts, lat, manifest)
     corrected = np.empty(0)
-    intended = col("intended_ts")
     if intended is not None and "probe" in src_labels:
-        probe = ok & (source == src_labels.index("probe"))
-        it = intended.to_numpy(dtype=np.float64)[probe]
+        probe = ok & (source_codes == src_labels.index("probe"))
+        it = intended[probe]
         corrected = (ts[probe] - np.where(np.isfinite(it), it, ts[probe])) * 1000.0 + lat[probe]
-    mode, mode_labels = _codes(col("conn_mode"), n, "reused")
-    conn, conn_labels = _codes(col("conn"), n, "")
+    conn_codes, conn_labels = conn
     if "" in conn_labels:  # no identity: -1, never a connection of its own
-        conn = np.where(conn == conn_labels.index(""), -1, conn).astype(np.int32)
-    error_codes, error_labels = _codes(error, n, "")
+        conn_codes = np.where(conn_codes == conn_labels.index(""), -1, conn_codes).astype(np.int32)
+    if own_ts:
+        ts -= t0
+    rel = ts if own_ts else ts - t0
     return Columns(
-        t0, end - t0, ts - t0, lat, ok, status, version, labels, stream, corrected,
-        mode, mode_labels, conn, conn_labels, error_codes, error_labels,
+        t0, end - t0, rel, lat, ok, status, version_codes, labels, stream, corrected,
+        mode[0], mode[1], conn_codes, conn_labels, error[0], error[1],
     )  # fmt: skip
 
 
@@ -507,12 +543,81 @@ def analyse(
 
     ``skipped_shards``: shards the reader left out as unreadable, reported as they are.
     """
-    if not bucket_s or bucket_s <= 0:
-        raise ValueError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
+    _check_bucket(bucket_s)
     frame, not_sent = split_unsent(frame)
     frame, interrupted = split_interrupted(frame)
     frame = attribute_timeline(frame, events)
     cols = columns(frame, manifest)
+    counts = (
+        _counts(frame["error"] if "error" in frame.columns else None),
+        _counts(frame["source"] if "source" in frame.columns else None),
+    )
+    return analyse_columns(
+        cols, events, manifest, counts=counts, lost=(not_sent, interrupted), slos=slos,
+        bucket_s=bucket_s, figures=figures, skipped_shards=skipped_shards,
+    )  # fmt: skip
+
+
+def _check_bucket(bucket_s: float) -> None:
+    if not bucket_s or bucket_s <= 0:
+        raise ValueError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
+
+
+def analyse_samples(
+    samples: Samples,
+    events: Sequence[Mapping[str, Any]],
+    manifest: Mapping[str, Any],
+    *,
+    slos: Sequence[str] | None,
+    bucket_s: float,
+    figures: bool = False,
+    skipped_shards: Sequence[Mapping[str, str]] = (),
+) -> Analysis:
+    """``analyse`` on the numpy columns of ``reports.arrays.read_arrays`` (the report's fast
+    path; the rows not sent or interrupted already left out and counted in ``samples.lost``):
+    the same attribution and aggregates, without a pandas frame of rows. ``samples`` is
+    handed over: its ``ts`` becomes ``Columns.rel`` in place (no second copy of the times)."""
+    _check_bucket(bucket_s)
+    strings = samples.strings
+    version = strings["version"]
+    v_codes, v_labels = version.codes, version.labels
+    if events:
+        v_codes, v_labels = attribute_codes(
+            samples.ts, samples.latency, samples.status, v_codes, v_labels, list(events)
+        )
+    cols = assemble(
+        manifest, samples.ts, samples.latency, strings["error"].codes < 0, samples.status,
+        version=ArrayCoded(v_codes, v_labels).filled("unknown"),
+        source=strings["source"].filled("?"),
+        worker=strings["worker"].filled("?"),
+        intended=samples.intended,
+        mode=strings["conn_mode"].filled("reused"),
+        conn=strings["conn"].filled(""),
+        error=strings["error"].filled(""),
+        own_ts=True,
+    )  # fmt: skip
+    counts = (strings["error"].count(), strings["source"].count())
+    return analyse_columns(
+        cols, events, manifest, counts=counts, lost=samples.lost, slos=slos,
+        bucket_s=bucket_s, figures=figures, skipped_shards=skipped_shards,
+    )  # fmt: skip
+
+
+def analyse_columns(
+    cols: Columns,
+    events: Sequence[Mapping[str, Any]],
+    manifest: Mapping[str, Any],
+    *,
+    counts: tuple[dict[str, int], dict[str, int]],
+    lost: tuple[int, int],
+    slos: Sequence[str] | None,
+    bucket_s: float,
+    figures: bool,
+    skipped_shards: Sequence[Mapping[str, str]],
+) -> Analysis:
+    """The part of ``analyse`` after the rows are columns: ``counts`` are the error classes
+    and sources of the rows kept, ``lost`` the (not sent, interrupted) rows left out."""
+    not_sent, interrupted = lost
     buckets = bucketize(cols, bucket_s)
     first, last = _first_last(cols)
     order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
@@ -532,8 +637,8 @@ def analyse(
         capacity=None,
         # additions to the contract
         status_counts=_status_counts(cols.status),
-        error_classes=_counts(frame["error"] if "error" in frame.columns else None),
-        sources=_counts(frame["source"] if "source" in frame.columns else None),
+        error_classes=counts[0],
+        sources=counts[1],
         latency_corrected_ms=latency_block(cols.corrected) if cols.corrected.size else None,
         not_sent=not_sent,
         interrupted=interrupted,

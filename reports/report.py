@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import numpy as np
 
 from probes.errors import ConfigError, RunDirError
 from probes.records import (
@@ -26,7 +26,8 @@ from probes.records import (
 )
 from probes.run import FIGURES_DIR, REPORT_MD_FILE, SUMMARY_FILE
 from probes.run import REPORT_HTML_FILE as HTML_FILE
-from reports.analysis import analyse
+from reports.analysis import Analysis, analyse, analyse_samples
+from reports.arrays import Unsupported, read_arrays
 from reports.rundir import COLUMNS
 from reports.verdict import parse_slo
 
@@ -64,34 +65,65 @@ def _check_settings(run_dir: Path, settings: dict[str, Any], kind: Any) -> None:
             raise bad("capacity", plan, f"a step plan ({exc})") from None
 
 
-def load_run_dir(
-    run_dir: Path,
-) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any], list[dict[str, str]]]:
-    """(samples, events, manifest, skipped shards) of a run, as ``reports.rundir.load_run``
-    reads them, except that unreadable shards are skipped and listed rather than fatal."""
-    if not run_dir.is_dir():
-        raise RunDirError(f"RUN_DIR {run_dir}: no such directory")
-    manifest = read_manifest(run_dir)
-    events = read_events(run_dir)
-    skipped: list[dict[str, str]] = []
-    frame = read_samples(run_dir, columns=COLUMNS, skipped=skipped)
-    return frame, events, manifest, skipped
-
-
 #: More buckets than this would make the per-bucket arrays, not the samples, the memory cost.
 MAX_BUCKETS = 1_000_000
 
 
-def _check_bucket_count(frame: Any, manifest: dict[str, Any], bucket: float, name: str) -> None:
+def _check_bucket_count(ts: np.ndarray, manifest: dict[str, Any], bucket: float, name: str) -> None:
     times = [float(t) for t in (manifest.get("started_ts"), manifest.get("ended_ts")) if t]
-    if len(frame):
-        times += [float(frame["ts"].min()), float(frame["ts"].max())]
+    if ts.size:
+        times += [float(ts.min()), float(ts.max())]
     span = max(times) - min(times) if times else 0.0
     if span / bucket > MAX_BUCKETS:
         raise ConfigError(
             f"{name}: {bucket:g} s gives {span / bucket:,.0f} buckets over this {span:,.0f} s"
             f" run; use at least {span / MAX_BUCKETS:.3g} s"
         )
+
+
+def _rate_capacity(manifest: dict[str, Any]) -> bool:
+    plan = _settings(manifest).get("capacity")
+    return (
+        manifest.get("kind") == "capacity" and isinstance(plan, dict) and plan.get("mode") == "rate"
+    )
+
+
+def _analyse_run(
+    path: Path,
+    events: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    slos: list[str],
+    bucket: float,
+    figures: bool,
+    place: Callable[[str], str],
+) -> Analysis:
+    """The analysis of a run's samples: shard by shard into numpy columns
+    (``reports.arrays``), or, for what only the frame path reads (rate capacity steps, which
+    need the frame; null status codes), through ``read_samples``' pandas frame. Both give
+    the same summary (tests/test_report_golden.py)."""
+    skipped: list[dict[str, str]] = []
+    if not _rate_capacity(manifest):
+        try:
+            samples = read_arrays(path, skipped=skipped)
+        except Unsupported:
+            skipped = []
+        else:
+            _check_bucket_count(samples.ts, manifest, bucket, place("bucket_s"))
+            return analyse_samples(
+                samples, events, manifest, slos=slos, bucket_s=bucket, figures=figures,
+                skipped_shards=skipped,
+            )  # fmt: skip
+    frame = read_samples(path, columns=COLUMNS, skipped=skipped)
+    _check_bucket_count(frame["ts"].to_numpy(), manifest, bucket, place("bucket_s"))
+    analysis = analyse(
+        frame, events, manifest, slos=slos, bucket_s=bucket, figures=figures,
+        skipped_shards=skipped,
+    )  # fmt: skip
+    if manifest.get("kind") == "capacity":  # rate steps need intended_ts, not in the columns
+        from reports.capacity import rate_capacity_from_frame
+
+        rate_capacity_from_frame(analysis.summary, frame, manifest, slos)
+    return analysis
 
 
 def make_report(
@@ -112,7 +144,10 @@ def make_report(
     from reports.render import render_html, render_markdown
 
     path = Path(run_dir)
-    frame, events, manifest, skipped = load_run_dir(path)
+    if not path.is_dir():
+        raise RunDirError(f"RUN_DIR {run_dir}: no such directory")
+    manifest = read_manifest(path)
+    events = read_events(path)
     settings = _settings(manifest)
     _check_settings(path, settings, manifest.get("kind"))
     slo_list = list(slos) if slos else [str(s) for s in settings.get("slos") or []]
@@ -126,21 +161,7 @@ def make_report(
         raise ConfigError(
             f"{place('bucket_s')}: must be a positive number of seconds, got {bucket_s!r}"
         )
-    _check_bucket_count(frame, manifest, bucket, place("bucket_s"))
-    analysis = analyse(
-        frame,
-        events,
-        manifest,
-        slos=slo_list,
-        bucket_s=bucket,
-        figures=figures,
-        skipped_shards=skipped,
-    )
-    if manifest.get("kind") == "capacity":  # rate steps need intended_ts, not in the columns
-        from reports.capacity import rate_capacity_from_frame
-
-        rate_capacity_from_frame(analysis.summary, frame, manifest, slo_list)
-    del frame
+    analysis = _analyse_run(path, events, manifest, slo_list, bucket, figures, place)
     summary = analysis.summary
     baseline_check(summary, manifest, path)
     write_json_atomic(path / SUMMARY_FILE, summary)

@@ -202,3 +202,41 @@ def _like(column: pd.Series, values: np.ndarray) -> Any:
     if isinstance(column.dtype, pd.CategoricalDtype):
         return pd.Categorical(values)
     return values
+
+
+def attribute_codes(
+    ts: np.ndarray,
+    latency_ms: np.ndarray,
+    status: np.ndarray,
+    codes: np.ndarray,
+    labels: list[str],
+    events: Sequence[Mapping[str, Any]],
+    *,
+    poll_s: float | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """``attribute`` on version codes (-1: null) into ``labels``: the (codes, labels) of the
+    version column ``attribute`` would return, as ``read_samples`` categoricals (relabelled,
+    labels sorted and only those present, whenever any row could be attributed)."""
+    if ts.size == 0 or not events:
+        return codes, labels
+    events = sorted(events, key=lambda e: e["ts"])
+    segments = routed_segments(events, poll_interval(events) if poll_s is None else poll_s)
+    if not segments or UNKNOWN not in labels:
+        return codes, labels
+    candidates = (codes == labels.index(UNKNOWN)) & (status > 0)
+    if not candidates.any():
+        return codes, labels
+    lat = latency_ms / 1000.0
+    work = codes.copy()
+    names = list(labels)
+    for seg in segments:
+        if seg.version not in names:
+            names.append(seg.version)
+        inside = candidates & (ts >= seg.start + lat) & (ts + lat <= seg.end)
+        work[inside] = names.index(seg.version)
+    present = np.flatnonzero(np.bincount(work[work >= 0], minlength=len(names)))
+    new_labels = sorted(names[i] for i in present)
+    lut = np.full(len(names) + 1, -1, dtype=np.int32)
+    for i in present:
+        lut[i] = new_labels.index(names[i])
+    return lut[work], new_labels
