@@ -95,7 +95,10 @@ def pct(values: list[float], q: float) -> float:
 def run_one(code: str, args: list[str]) -> dict[str, float]:
     out = subprocess.run(
         ["taskset", "-c", "1", sys.executable, "-c", code, *args],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
     data = json.loads(out)
     rows = data["rows"]
