@@ -57,14 +57,17 @@ async def main():
             await asyncio.wait(set(tasks))
         cpu = time.process_time() - c0; end = time.monotonic()
     return rows, cpu, start, end
-runner = asyncio.Runner(loop_factory=__import__("uvloop").new_event_loop) if loopname == "uvloop" else asyncio.Runner()
+factory = __import__("uvloop").new_event_loop if loopname == "uvloop" else None
+runner = asyncio.Runner(loop_factory=factory)
 rows, cpu, start, end = runner.run(main())
-print(json.dumps({"rows": [(a - start, b - a, c, d) for a, b, c, d in rows], "cpu": cpu, "elapsed": end - start}))
+out = [(a - start, b - a, c, d) for a, b, c, d in rows]
+print(json.dumps({"rows": out, "cpu": cpu, "elapsed": end - start}))
 """
 
 PROBE = """
 import asyncio, json, sys, tempfile, time
-url, rate, duration, loopname, transport = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+url, rate, duration, loopname, transport = sys.argv[1:6]
+rate, duration = float(rate), float(duration)
 from probes.canary import ProbeSettings, run_probe
 from probes.records import ShardWriter, warm_writer
 warm_writer()  # start-up cost, paid before the probe's schedule: not counted per request
@@ -74,14 +77,15 @@ spec = RequestSpec(url=url)
 settings = ProbeSettings(rate=rate, duration=duration, transport=transport, max_in_flight=2000)
 with tempfile.TemporaryDirectory() as d:
     writer = ShardWriter(d, "probe")
-    runner = asyncio.Runner(loop_factory=__import__("uvloop").new_event_loop) if loopname == "uvloop" else asyncio.Runner()
+    factory = __import__("uvloop").new_event_loop if loopname == "uvloop" else None
+    runner = asyncio.Runner(loop_factory=factory)
     c0 = time.process_time()
     stats = runner.run(run_probe(spec, settings, writer, on_sample=rows.append))
     cpu = time.process_time() - c0
     writer.close()
 start = stats.started_ts
-print(json.dumps({"rows": [(s.intended_ts - start, s.ts - s.intended_ts, s.latency_ms, s.error is None) for s in rows],
-                  "cpu": cpu, "elapsed": stats.ended_ts - start}))
+out = [(s.intended_ts - start, s.ts - s.intended_ts, s.latency_ms, s.error is None) for s in rows]
+print(json.dumps({"rows": out, "cpu": cpu, "elapsed": stats.ended_ts - start}))
 """
 
 

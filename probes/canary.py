@@ -607,6 +607,15 @@ class _Probe:
             mode,
         )
 
+    def _failed(
+        self, ts: float, intended: float, t0: float, cls: str, box: list[str], mode: str
+    ) -> None:
+        """The row of a request that failed (or was interrupted) after ``t0``: its connection
+        is the one the connector named (None: no connection was made)."""
+        latency = (time.perf_counter() - t0) * 1000.0
+        failed_on = box[-1] if box else None
+        self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
+
     async def _send_aiohttp(
         self, session: Any, mode: str, intended: float, wall0: float, mono0: float
     ) -> None:
@@ -635,16 +644,10 @@ class _Probe:
                         response.close()  # the body was cut (or failed): drop the connection
         except asyncio.CancelledError:
             if self.abandoning:  # the drain ran out: a row, not a silent loss
-                latency = (time.perf_counter() - t0) * 1000.0
-                failed_on = box[-1] if box else None
-                row = self._row(ts, intended, latency, 0, INTERRUPTED, conn=failed_on, mode=mode)
-                self._emit(row)
+                self._failed(ts, intended, t0, INTERRUPTED, box, mode)
             raise
         except Exception as exc:  # a failed request is a row
-            latency = (time.perf_counter() - t0) * 1000.0
-            failed_on = box[-1] if box else None  # None: no connection was made
-            cls = error_class(exc)
-            self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
+            self._failed(ts, intended, t0, error_class(exc), box, mode)
             return
         latency = (time.perf_counter() - t0) * 1000.0
         status = response.status
@@ -699,16 +702,10 @@ class _Probe:
                     await response.aclose()  # closes the connection when the body was cut
         except asyncio.CancelledError:
             if self.abandoning:  # the drain ran out: a row, not a silent loss
-                latency = (time.perf_counter() - t0) * 1000.0
-                failed_on = box[-1] if box else None
-                row = self._row(ts, intended, latency, 0, INTERRUPTED, conn=failed_on, mode=mode)
-                self._emit(row)
+                self._failed(ts, intended, t0, INTERRUPTED, box, mode)
             raise
         except Exception as exc:  # a failed request is a row
-            latency = (time.perf_counter() - t0) * 1000.0
-            failed_on = box[-1] if box else None  # None: no connection was made
-            cls = error_class(exc)
-            self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
+            self._failed(ts, intended, t0, error_class(exc), box, mode)
             return
         latency = (time.perf_counter() - t0) * 1000.0
         status = response.status_code
