@@ -34,9 +34,18 @@ moments. Every row carries its mode (``conn_mode``) and the connection that carr
 failures on an open connection too). The pacer, lateness, the in-flight bound and the
 error classes are the same in every mode.
 
-The transport is httpx's API on aiohttp's connection handling (``httpx-aiohttp``); httpx's
-default transport is kept selectable (``transport="httpx"``) for the benchmark that chose
-between them (see BENCHMARKS.md).
+The transport (``aiohttp``, the default) is aiohttp's ``ClientSession``, called directly: the
+httpx layer on top of it (``httpx-aiohttp``) cost 0.44 ms of latency and ~280 µs of CPU per
+request (build_request, send, aread). httpx's own transport stays selectable
+(``transport="httpx"``) for the benchmark that chose between them (see BENCHMARKS.md);
+httpx remains the control plane's client.
+
+Everything slow at start-up is done before the first request is due (before the schedule's
+clock ``mono0`` is read): the clients and their pools are made, and the shard writer's first
+table conversion and Parquet write (which import pandas) are paid with a throw-away row
+(``records.warm_writer``). Otherwise the run's first seconds would measure the probe's own
+imports as lateness. ``_Probe.startup`` lists those steps in order, for the test that checks
+it.
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from typing import Any
 
 import httpx
 
-from probes.records import CONN_MODES, Sample, ShardWriter, http_error_class
+from probes.records import CONN_MODES, Sample, ShardWriter, http_error_class, warm_writer
 from probes.run import worker_name
 from probes.settings import MAX_TIMEOUT_S, RequestSpec
 from probes.tagging import tag
@@ -413,10 +422,61 @@ def _aiohttp_transport(
     """httpx-aiohttp's transport on an aiohttp session of our own: it never re-sends a request
     silently, it accepts response headers as large as real servers send, and it names the
     connection each request gets (``_CONN_BOX``), failed requests included."""
-    import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
+    class ProbeTransport(AiohttpTransport):
+        def get_client(self) -> Any:
+            # As httpx-aiohttp builds it (a TCP connector sized by the pool limits), plus the
+            # header limits, which are ClientSession arguments; ``fresh``: no keep-alive.
+            return _session(
+                self.limits.max_connections or 0,
+                self.ssl_context,
+                fresh=fresh,
+                keepalive_timeout=self.limits.keepalive_expiry,
+            )
+
+    return ProbeTransport(limits=limits, verify=tls)
+
+
+def make_session(max_in_flight: int, *, tls: bool = True, fresh: bool = False) -> Any:
+    """The probe's aiohttp session (transport ``aiohttp``), made on the running loop: a pool as
+    large as the in-flight bound, no silent retry, header limits as large as real servers
+    send, every connection named (``_CONN_BOX``); ``fresh``: no keep-alive (mode ``new``).
+    No aiohttp timeout: the probe's own deadline bounds the whole exchange."""
+    import ssl
+
+    ctx: Any = ssl.create_default_context() if tls else False
+    return _session(max_in_flight, ctx, fresh=fresh, keepalive_timeout=5.0)
+
+
+def _session(limit: int, ssl_context: Any, *, fresh: bool, keepalive_timeout: float | None) -> Any:
+    import aiohttp
+
+    connector = _connector_class()(
+        keepalive_timeout=None if fresh else keepalive_timeout,
+        force_close=fresh,
+        ssl=ssl_context,
+        limit=limit,
+    )
+    sizes: dict[str, Any] = {
+        "max_line_size": MAX_HEADER_BYTES,
+        "max_field_size": MAX_HEADER_BYTES,
+    }
+    if _session_takes("max_headers"):  # aiohttp >= 3.13.4; before, no count limit
+        sizes["max_headers"] = MAX_HEADERS
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None), **sizes
+    )
+    return no_silent_retry(session)
+
+
+@functools.cache
+def _connector_class() -> Any:
+    import aiohttp
+
     class ProbeConnector(aiohttp.TCPConnector):
+        """Names each connection it hands out into the requesting task's ``_CONN_BOX``."""
+
         names = _ConnNames()
 
         async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
@@ -428,25 +488,7 @@ def _aiohttp_transport(
                     box.append(name)
             return conn
 
-    class ProbeTransport(AiohttpTransport):
-        def get_client(self) -> Any:
-            # As httpx-aiohttp builds it (a TCP connector sized by the pool limits), plus the
-            # header limits, which are ClientSession arguments; ``fresh``: no keep-alive.
-            connector = ProbeConnector(
-                keepalive_timeout=None if fresh else self.limits.keepalive_expiry,
-                force_close=fresh,
-                ssl=self.ssl_context,
-                limit=self.limits.max_connections or 0,
-            )
-            sizes: dict[str, Any] = {
-                "max_line_size": MAX_HEADER_BYTES,
-                "max_field_size": MAX_HEADER_BYTES,
-            }
-            if _session_takes("max_headers"):  # aiohttp >= 3.13.4; before, no count limit
-                sizes["max_headers"] = MAX_HEADERS
-            return no_silent_retry(aiohttp.ClientSession(connector=connector, **sizes))
-
-    return ProbeTransport(limits=limits, verify=tls)
+    return ProbeConnector
 
 
 def _conn_identity(response: httpx.Response) -> str | None:
@@ -471,10 +513,9 @@ def _conn_identity(response: httpx.Response) -> str | None:
     return None
 
 
-def _declared_size(response: httpx.Response, read: int) -> int:
+def _declared_size(headers: Any, read: int) -> int:
     """A cut body's true size: its Content-Length when that counts the bytes we count (no
     content coding, which would count the compressed bytes), else what was read."""
-    headers = response.headers
     declared = headers.get("content-length", "").strip()
     coded = headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
     return int(declared) if declared.isdigit() and not coded and int(declared) > read else read
@@ -513,11 +554,17 @@ class _Probe:
         self.headers = spec.request_headers()
         self.url = httpx.URL(spec.url)  # parsed once, not per request
         self.name = spec.name
+        self.method = spec.method
+        self.body = spec.body
         # Clamped so that a deadline can always be computed (the CLI allows at most this).
         self.timeout = min(spec.timeout, MAX_TIMEOUT_S)
         self.in_flight: set[asyncio.Task[None]] = set()
         #: Set when the drain ran out: requests cancelled from then on are ``interrupted`` rows.
         self.abandoning = False
+        #: The start-up steps in the order they were done (``mono0``: the schedule's start).
+        self.startup: list[str] = []
+        self.send: Callable[..., Any] = self._send
+        self.aio_url: Any = None
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -560,6 +607,79 @@ class _Probe:
             mode,
         )
 
+    def _failed(
+        self, ts: float, intended: float, t0: float, cls: str, box: list[str], mode: str
+    ) -> None:
+        """The row of a request that failed (or was interrupted) after ``t0``: its connection
+        is the one the connector named (None: no connection was made)."""
+        latency = (time.perf_counter() - t0) * 1000.0
+        failed_on = box[-1] if box else None
+        self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
+
+    async def _send_aiohttp(
+        self, session: Any, mode: str, intended: float, wall0: float, mono0: float
+    ) -> None:
+        """One request on aiohttp's session (transport ``aiohttp``): the same row as ``_send``."""
+        box: list[str] = []
+        _CONN_BOX.set(box)  # this task's own context: the connector names its connection here
+        t0 = time.perf_counter()
+        ts = wall0 + (time.monotonic() - mono0)
+        try:
+            # One deadline for the whole exchange: connect, head and every body read.
+            async with asyncio.timeout(self.timeout):
+                response = await session.request(
+                    self.method,
+                    self.aio_url,
+                    headers=self.headers,
+                    data=self.body,
+                    allow_redirects=False,
+                )
+                whole = False
+                try:
+                    body, size, whole = await self._read_aiohttp(response)
+                finally:
+                    if whole:
+                        response.release()
+                    else:
+                        response.close()  # the body was cut (or failed): drop the connection
+        except asyncio.CancelledError:
+            if self.abandoning:  # the drain ran out: a row, not a silent loss
+                self._failed(ts, intended, t0, INTERRUPTED, box, mode)
+            raise
+        except Exception as exc:  # a failed request is a row
+            self._failed(ts, intended, t0, error_class(exc), box, mode)
+            return
+        latency = (time.perf_counter() - t0) * 1000.0
+        status = response.status
+        headers = response.headers
+        version, source = tag(headers, body, self.spec.tag_rules)
+        error = http_error_class(status) if whole else BODY_TOO_LARGE
+        conn = box[-1] if box else None
+        self._emit(
+            self._row(ts, intended, latency, status, error, version, source, size, conn, mode)
+        )
+
+    async def _read_aiohttp(self, response: Any) -> tuple[bytes, int, bool]:
+        """``_read_body`` on an aiohttp response."""
+        keep, limit = self.settings.max_body_bytes, self.settings.max_drain_bytes
+        content = response.content
+        chunks: list[bytes] = []
+        kept = read = 0
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                break
+            read += len(chunk)
+            if kept < keep:
+                part = chunk if len(chunk) <= keep - kept else chunk[: keep - kept]
+                chunks.append(part)
+                kept += len(part)
+            if read > limit:
+                size = _declared_size(response.headers, read)
+                return b"".join(chunks), min(size, MAX_BYTES_VALUE), False
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return body, min(read, MAX_BYTES_VALUE), True
+
     async def _send(
         self, client: httpx.AsyncClient, mode: str, intended: float, wall0: float, mono0: float
     ) -> None:
@@ -582,16 +702,10 @@ class _Probe:
                     await response.aclose()  # closes the connection when the body was cut
         except asyncio.CancelledError:
             if self.abandoning:  # the drain ran out: a row, not a silent loss
-                latency = (time.perf_counter() - t0) * 1000.0
-                failed_on = box[-1] if box else None
-                row = self._row(ts, intended, latency, 0, INTERRUPTED, conn=failed_on, mode=mode)
-                self._emit(row)
+                self._failed(ts, intended, t0, INTERRUPTED, box, mode)
             raise
         except Exception as exc:  # a failed request is a row
-            latency = (time.perf_counter() - t0) * 1000.0
-            failed_on = box[-1] if box else None  # None: no connection was made
-            cls = error_class(exc)
-            self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
+            self._failed(ts, intended, t0, error_class(exc), box, mode)
             return
         latency = (time.perf_counter() - t0) * 1000.0
         status = response.status_code
@@ -615,7 +729,8 @@ class _Probe:
                 chunks.append(part)
                 kept += len(part)
             if read > limit:
-                return b"".join(chunks), min(_declared_size(response, read), MAX_BYTES_VALUE), False
+                size = _declared_size(response.headers, read)
+                return b"".join(chunks), min(size, MAX_BYTES_VALUE), False
         return b"".join(chunks), min(read, MAX_BYTES_VALUE), True
 
     async def run(self) -> ProbeStats:
@@ -625,17 +740,34 @@ class _Probe:
         tls = self.url.scheme == "https"
         modes = s.modes
         async with contextlib.AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(
-                    make_client(
-                        s.transport, s.max_in_flight, self.timeout, tls=tls, fresh=mode == "new"
+            clients: list[Any]
+            if s.transport == "aiohttp":
+                self.aio_url = _aiohttp_url(self.url)
+                self.send = self._send_aiohttp
+                clients = [
+                    await stack.enter_async_context(
+                        make_session(s.max_in_flight, tls=tls, fresh=mode == "new")
                     )
-                )
-                for mode in modes
-            ]
+                    for mode in modes
+                ]
+            else:
+                self.send = self._send
+                clients = [
+                    await stack.enter_async_context(
+                        make_client(
+                            s.transport, s.max_in_flight, self.timeout, tls=tls, fresh=mode == "new"
+                        )
+                    )
+                    for mode in modes
+                ]
+            self.startup.append("clients")
+            if self.writer is not None:
+                warm_writer()  # the first Parquet write imports pandas: not while requests are due
+                self.startup.append("writer_warm")
             # One clock for scheduling (monotonic), mapped once to epoch seconds for the rows,
             # so a wall-clock step during the run cannot bend the schedule.
             mono0 = loop.time()
+            self.startup.append("mono0")
             wall0 = time.time() - (time.monotonic() - mono0)
             self.stats.started_ts = wall0
             i = 0
@@ -657,14 +789,12 @@ class _Probe:
         self.stats.ended_ts = time.time()
         return self.stats
 
-    def _launch(
-        self, client: httpx.AsyncClient, mode: str, intended: float, wall0: float, mono0: float
-    ) -> None:
+    def _launch(self, client: Any, mode: str, intended: float, wall0: float, mono0: float) -> None:
         if len(self.in_flight) >= self.settings.max_in_flight:
             self._emit(self._row(intended, intended, 0.0, 0, SATURATED, mode=mode))
             return
         self.stats.sent += 1
-        task = asyncio.create_task(self._send(client, mode, intended, wall0, mono0))
+        task = asyncio.create_task(self.send(client, mode, intended, wall0, mono0))
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
 
@@ -688,6 +818,13 @@ class _Probe:
             for task in list(self.in_flight):
                 task.cancel()
             await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+
+def _aiohttp_url(url: httpx.URL) -> Any:
+    """The target as a yarl URL, parsed once; ``encoded``: sent as written, as httpx does."""
+    import yarl
+
+    return yarl.URL(str(url), encoded=True)
 
 
 async def run_probe(
@@ -715,7 +852,10 @@ def run_probe_blocking(
     stop: threading.Event | None = None,
     on_sample: OnSample | None = None,
 ) -> ProbeStats:
-    """``run_probe`` in a fresh event loop on the calling thread; returns when it ends."""
+    """``run_probe`` in a fresh event loop on the calling thread; returns when it ends.
+
+    asyncio's own loop: uvloop 0.23 was measured (bench/probe_micro.py, 1,000 req/s on one
+    core) and did not pay: 520 µs CPU per request against 350 on asyncio's loop."""
     return asyncio.run(run_probe(spec, settings, writer, stop=stop, on_sample=on_sample))
 
 

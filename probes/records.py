@@ -193,6 +193,22 @@ def samples_to_table(rows: Iterable[Sample] | list[tuple[Any, ...]]) -> pa.Table
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 
+_warmed = threading.Event()
+
+
+def warm_writer() -> None:
+    """Pay the shard writer's one-time costs now: the first table conversion imports pandas
+    (through pyarrow, ~350 modules) and the first Parquet write loads its codec. A probe
+    calls this before its first request is due, or the first flush (in the writer's thread,
+    holding the GIL) would make the run's first requests late by hundreds of ms."""
+    if _warmed.is_set():
+        return
+    row = Sample(0.0, 0.0, 0.0, "probe", "warm", "GET", "/", 200, None, "v", "none", 0, None)
+    sink = pa.BufferOutputStream()
+    pq.write_table(samples_to_table([row]), sink, compression="zstd")
+    _warmed.set()
+
+
 _tmp_counter = itertools.count()
 
 
