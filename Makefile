@@ -48,10 +48,16 @@ unit: install
 
 test: check unit
 
-# The benchmarks drive nginx and compare with wrk (Debian packages), all on 127.0.0.1.
+# The benchmarks drive nginx and compare with wrk and hey (Debian packages) and autocannon (npm,
+# into .bench/node, not global; skipped with a note if npm is missing), all on 127.0.0.1.
 bench-deps:
-	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v hey >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk hey)
+	@test -x .bench/node/node_modules/.bin/autocannon || \
+	  (command -v npm >/dev/null && mkdir -p .bench/node && \
+	   npm install --prefix .bench/node --no-audit --no-fund --silent autocannon) || \
+	  echo "bench-deps: autocannon not installed (no npm?); the canary bench skips it"
+	@$(BIN)/python -c "import uvloop" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 
 bench: install bench-deps
 	$(BIN)/python -m bench.run
