@@ -436,6 +436,11 @@ def _opt(argv: list[str], name: str, default: str) -> str:
     return default
 
 
+def _ratio(a: float, b: float) -> float:
+    """``a / b``, or NaN where ``b`` is 0 or missing (autocannon's p50 rounds to 0 ms)."""
+    return a / b if b and not math.isnan(b) else NAN
+
+
 def _fmt(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
@@ -533,20 +538,21 @@ def main(argv: list[str]) -> int:
         p50 = wrk_p50_ms if peer == "wrk" else med(peer, lat_rate, "lat_p50_ms")
         probe_p50 = med("probe", lat_rate, "lat_p50_ms")
         cpu_ratio = (
-            med("probe", cpu_rate, "cpu_steady_us") / med(peer, cpu_rate, "cpu_steady_us")
+            _ratio(med("probe", cpu_rate, "cpu_steady_us"), med(peer, cpu_rate, "cpu_steady_us"))
             if peer != "wrk"
             else NAN
         )
         tot_ratio = (
-            med("probe", cpu_rate, "cpu_total_us") / med(peer, cpu_rate, "cpu_total_us")
+            _ratio(med("probe", cpu_rate, "cpu_total_us"), med(peer, cpu_rate, "cpu_total_us"))
             if peer != "wrk"
             else NAN
         )
         peer_max = statistics.median(max_rate[peer]) if max_rate.get(peer) else NAN
         print(
-            f"{'probe/' + peer:17} {_fmt(probe_p50 - p50):>13} ms {_fmt(probe_p50 / p50, 2):>10} "
+            f"{'probe/' + peer:17} {_fmt(probe_p50 - p50):>13} ms "
+            f"{_fmt(_ratio(probe_p50, p50), 2):>10} "
             f"{_fmt(cpu_ratio, 2):>16} {_fmt(tot_ratio, 2):>16} "
-            f"{_fmt(probe_max / peer_max if peer_max else NAN, 2):>15}"
+            f"{_fmt(_ratio(probe_max, peer_max), 2):>15}"
         )
     print(
         "\nmax steady rate (median over rounds; ladder " + ",".join(f"{r:g}" for r in ladder) + "):"
