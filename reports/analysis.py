@@ -42,9 +42,10 @@ import pandas as pd
 from reports import rollout as ro
 from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
+from reports.cells import Cells, exact_block
 from reports.connections import connections_block, disruption, mode_buckets
 from reports.reconciliation import reconcile
-from reports.stats import Side, compare, latency_block, rate
+from reports.stats import Side, compare, rate
 from reports.timeline import attribute, attribute_codes
 from reports.verdict import verdict
 
@@ -274,18 +275,28 @@ def _status_counts(status: np.ndarray) -> dict[str, int]:
     return {str(code): int(n) for code, n in enumerate(counts) if n}
 
 
-def _stats_for(cols: Columns, mask: np.ndarray | None) -> dict[str, Any]:
-    """requests, errors, error_rate, latency_ms of the rows in ``mask`` (all rows if None)."""
-    ok = cols.ok if mask is None else cols.ok[mask]
-    lat = cols.latency[cols.ok] if mask is None else cols.latency[mask & cols.ok]
-    n = int(ok.size)
-    errors = int(n - np.count_nonzero(ok))
-    return {
-        "requests": n,
-        "errors": errors,
-        "error_rate": rate(errors, n),
-        "latency_ms": latency_block(lat),
-    }
+def _phase_codes(
+    rel: np.ndarray, fc: float | None, lb: float | None
+) -> tuple[np.ndarray | None, int]:
+    """(codes, count) of the phases of ``rollout.phase_bounds`` per row, as ``_phase_masks``
+    splits them (same comparisons on send times); None and 1 without a switch."""
+    if fc is None:
+        return None, 1
+    before = rel < fc
+    if lb is None or lb < fc:  # atomic switch: empty mixed phase at first_candidate_s
+        return np.where(before, 0, 2).astype(np.int32), 3
+    return np.where(before, 0, np.where(rel > lb, 2, 1)).astype(np.int32), 3
+
+
+def _cells(cols: Columns, fc: float | None, lb: float | None) -> Cells:
+    """The rows' cells by (phase, connection mode, version): every block of the summary."""
+    phase, n_phases = _phase_codes(cols.rel, fc, lb)
+    parts = [
+        (phase, n_phases),
+        (cols.mode if cols.mode.size else None, len(cols.mode_labels)),
+        (cols.version, len(cols.labels)),
+    ]
+    return Cells(cols.latency, cols.ok, parts)
 
 
 def _first_last(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
@@ -301,16 +312,20 @@ def _first_last(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _versions(
-    cols: Columns, roles: tuple[str | None, str | None], first: np.ndarray, last: np.ndarray
+    cols: Columns,
+    cells: Cells,
+    roles: tuple[str | None, str | None],
+    first: np.ndarray,
+    last: np.ndarray,
 ) -> dict[str, dict[str, Any]]:
     total = cols.rel.size
-    req = np.bincount(cols.version, minlength=len(cols.labels))
+    req = cells.requests_by(2, None, None, None)
     out: dict[str, dict[str, Any]] = {}
     for code in np.argsort(first, kind="stable"):
         if req[code] == 0:
             continue
         label = cols.labels[code]
-        block = _stats_for(cols, cols.version == code)
+        block = cells.stats(None, None, int(code))
         span = last[code] - first[code]
         out[label] = {
             "role": ro.role_of(label, *roles),
@@ -326,24 +341,14 @@ def _versions(
     return out
 
 
-def _phase_masks(rel: np.ndarray, fc: float | None, lb: float | None) -> list[np.ndarray]:
-    """Row masks of the phases of ``rollout.phase_bounds`` (same boundaries, on send times)."""
-    if fc is None:
-        return [np.ones(rel.size, dtype=bool)]
-    before = rel < fc
-    if lb is None or lb < fc:  # atomic switch: empty mixed phase at first_candidate_s
-        return [before, np.zeros(rel.size, dtype=bool), ~before]
-    after = rel > lb
-    return [before, ~before & ~after, after]
-
-
-def _phases(cols: Columns, fc: float | None, lb: float | None) -> list[dict[str, Any]]:
-    bounds = ro.phase_bounds(0.0, cols.end_s, fc, lb)
+def _phases(
+    cols: Columns, cells: Cells, fc: float | None, lb: float | None
+) -> list[dict[str, Any]]:
     phases = []
-    for (name, start, end), mask in zip(bounds, _phase_masks(cols.rel, fc, lb), strict=True):
-        block = _stats_for(cols, mask)
+    for k, (name, start, end) in enumerate(ro.phase_bounds(0.0, cols.end_s, fc, lb)):
+        block = cells.stats(k, None, None)
         n = block["requests"]
-        counts = np.bincount(cols.version[mask], minlength=len(cols.labels))
+        counts = cells.requests_by(2, k, None, None)
         share = {cols.labels[i]: counts[i] / n for i in np.flatnonzero(counts)} if n else {}
         phase = {"name": name, "start_s": _r(start), "end_s": _r(end), **block, "share": share}
         phases.append(phase)
@@ -451,9 +456,9 @@ def _switch_times(
     return fc, lb
 
 
-def _run_block(cols: Columns, manifest: Mapping[str, Any]) -> dict[str, Any]:
+def _run_block(cols: Columns, cells: Cells, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The run-wide fields of the summary, from ``schema`` to ``latency_ms``."""
-    total = _stats_for(cols, None)
+    total = cells.stats(None, None, None)
     n, error_rate = total["requests"], total["error_rate"]
     return {
         "schema": SCHEMA,
@@ -626,12 +631,13 @@ def analyse_columns(
     fc, lb = _switch_times(cols, roles, first, last)
     arrivals = cols.rel[cols.ok] + cols.latency[cols.ok] / 1000.0
     gap = _r(ro.longest_gap_s(arrivals))
-    versions = _versions(cols, roles, first, last)
-    summary = _run_block(cols, manifest)
+    cells = _cells(cols, fc, lb)
+    versions = _versions(cols, cells, roles, first, last)
+    summary = _run_block(cols, cells, manifest)
     summary.update(
         versions=versions,
         rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap),
-        phases=_phases(cols, fc, lb),
+        phases=_phases(cols, cells, fc, lb),
         comparison=_comparison(cols, versions, roles),
         verdict=None,
         capacity=None,
@@ -639,7 +645,7 @@ def analyse_columns(
         status_counts=_status_counts(cols.status),
         error_classes=counts[0],
         sources=counts[1],
-        latency_corrected_ms=latency_block(cols.corrected) if cols.corrected.size else None,
+        latency_corrected_ms=exact_block(cols.corrected) if cols.corrected.size else None,
         not_sent=not_sent,
         interrupted=interrupted,
         longest_gap_s=gap,
@@ -653,7 +659,7 @@ def analyse_columns(
         incomplete_reason=reason,
         skipped_shards=[dict(item) for item in skipped_shards],
     )
-    _connections(summary, cols, events, roles, (fc, lb), interrupted)
+    _connections(summary, cols, cells, events, roles, (fc, lb), interrupted)
     summary["verdict"] = verdict(summary, slos)
     if manifest.get("kind") == "capacity":
         _capacity(summary, cols, manifest, slos)
@@ -674,6 +680,7 @@ def analyse_columns(
 def _connections(
     summary: dict[str, Any],
     cols: Columns,
+    cells: Cells,
     events: Sequence[Mapping[str, Any]],
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, float | None],
@@ -688,15 +695,11 @@ def _connections(
     elif fc is not None:
         ref = (fc, "first_candidate")
 
-    def phase_masks(mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
-        bounds = ro.phase_bounds(0.0, cols.end_s, fc, lb)
-        masks = _phase_masks(cols.rel, fc, lb)
-        return [(b[0], m & mask) for b, m in zip(bounds, masks, strict=True)]
-
+    phases = [b[0] for b in ro.phase_bounds(0.0, cols.end_s, fc, lb)]
     summary["connections"] = connections_block(
-        rel=cols.rel, latency=cols.latency, ok=cols.ok, version=cols.version, labels=cols.labels,
+        rel=cols.rel, cells=cells, ok=cols.ok, version=cols.version, labels=cols.labels,
         mode=cols.mode, mode_labels=cols.mode_labels, conn=cols.conn,
-        conn_labels=cols.conn_labels, roles=roles, switch=ref, phase_masks=phase_masks,
+        conn_labels=cols.conn_labels, roles=roles, switch=ref, phases=phases,
         end_s=cols.end_s,
     )  # fmt: skip
     block = disruption(cols.rel, cols.ok, cols.end_s)

@@ -24,13 +24,14 @@ codes, connection-mode codes, connection codes with -1 for "no identity"). Defin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reports.stats import latency_block, rate
+from reports.cells import Cells
+from reports.stats import rate
 
 #: Intervals and connections listed in full in the summary (counts cover them all).
 MAX_INTERVALS = 100
@@ -77,29 +78,13 @@ def disruption(rel: np.ndarray, ok: np.ndarray, end_s: float) -> dict[str, Any]:
     }
 
 
-def _stats(latency: np.ndarray, ok: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    n = int(np.count_nonzero(mask))
-    errors = n - int(np.count_nonzero(ok & mask))
-    return {
-        "requests": n,
-        "errors": errors,
-        "error_rate": rate(errors, n),
-        "latency_ms": latency_block(latency[mask & ok]),
-    }
-
-
-def _per_version(
-    version: np.ndarray,
-    labels: Sequence[str],
-    latency: np.ndarray,
-    ok: np.ndarray,
-    mask: np.ndarray,
-) -> dict[str, dict[str, Any]]:
-    total = int(np.count_nonzero(mask))
-    counts = np.bincount(version[mask], minlength=len(labels))
+def _per_version(cells: Cells, labels: Sequence[str], mode: int) -> dict[str, dict[str, Any]]:
+    """Each version's block among one mode's rows, with its share of them."""
+    counts = cells.requests_by(2, None, mode, None)
+    total = int(counts.sum())
     out = {}
     for code in np.flatnonzero(counts):
-        block = _stats(latency, ok, mask & (version == code))
+        block = cells.stats(None, mode, int(code))
         out[labels[int(code)]] = {**block, "share": rate(block["requests"], total)}
     return out
 
@@ -203,7 +188,7 @@ def _listed(
 def connections_block(
     *,
     rel: np.ndarray,
-    latency: np.ndarray,
+    cells: Cells,
     ok: np.ndarray,
     version: np.ndarray,
     labels: list[str],
@@ -213,10 +198,13 @@ def connections_block(
     conn_labels: list[str],
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, str | None],
-    phase_masks: Callable[[np.ndarray], list[tuple[str, np.ndarray]]],
+    phases: Sequence[str],
     end_s: float,
 ) -> dict[str, Any]:
-    """The summary's ``connections`` block (see the module docstring and README)."""
+    """The summary's ``connections`` block (see the module docstring and README).
+
+    ``cells``: the rows' ``reports.cells.Cells`` by (phase, mode, version), the phases
+    named by ``phases`` in order; every latency block and share is read off them."""
     base = labels.index(roles[0]) if roles[0] in labels else None
     cand = labels.index(roles[1]) if roles[1] in labels else None
     switch_s, switch_from = switch
@@ -225,21 +213,21 @@ def connections_block(
     is_cand = version == cand if cand is not None else none
     table = connection_table(rel, ok, conn, mode, is_base, is_cand, switch_s)
     by_mode: dict[str, Any] = {}
-    for code in np.flatnonzero(np.bincount(mode, minlength=len(mode_labels))):
+    for code in np.flatnonzero(cells.requests_by(1, None, None, None)):
         name = mode_labels[code]
         mask = mode == code
         count, pinned, longest, saw_both = _mode_block(table, int(code))
-        phases = []
-        for phase, pmask in phase_masks(mask):
-            block = _stats(latency, ok, pmask)
-            counts = np.bincount(version[pmask], minlength=len(labels))
+        phase_blocks = []
+        for k, phase in enumerate(phases):
+            block = cells.stats(k, int(code), None)
+            counts = cells.requests_by(2, k, int(code), None)
             n = block["requests"]
             share = {labels[i]: counts[i] / n for i in np.flatnonzero(counts)} if n else {}
-            phases.append({"name": phase, **block, "share": share})
+            phase_blocks.append({"name": phase, **block, "share": share})
         by_mode[name] = {
-            **_stats(latency, ok, mask),
-            "versions": _per_version(version, labels, latency, ok, mask),
-            "phases": phases,
+            **cells.stats(None, int(code), None),
+            "versions": _per_version(cells, labels, int(code)),
+            "phases": phase_blocks,
             "connections": count,
             "pinned": pinned,
             "longest_pin_s": longest,

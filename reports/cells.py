@@ -1,0 +1,232 @@
+"""Exact latency blocks of every group the summary reports, from one pass and no sort.
+
+The summary reports the same numbers (requests, errors, error rate, exact latency
+percentiles) for many overlapping groups of rows: the run, each phase, each version, each
+connection mode, mode × phase and mode × version. Masking the rows of each group and
+partitioning its latencies costs one pass over the run per group; ``Cells`` costs a few:
+
+- every row gets a **cell**, its (phase, mode, version) codes; every group is the union of
+  the cells that agree with it on the parts it fixes;
+- every successful, finite latency gets a **bucket**: the top 16 bits of its value's place in
+  the float order (the IEEE bits made unsigned-sortable, minus the smallest), so buckets are
+  ordered like the values, about log-spaced, and robust to outliers;
+- one ``bincount`` gives the histogram of each cell. A group's histogram is the sum of its
+  cells'; the bucket and rank within it of any order statistic follow from its cumulative
+  counts. One more pass picks out the rows of the (cell, bucket) pairs some group needs —
+  a few hundred rows per pair — and those alone are sorted.
+
+Order statistics are exact values of the rows, and each percentile is numpy's ``linear``
+method computed from them the way ``np.percentile`` computes it (``(n - 1) * q``, neighbours,
+``_lerp``), so every percentile equals ``np.percentile`` on the group's rows bit for bit
+(``tests/test_cells.py``). The mean is the group's sum over its count, summed per cell: it
+can differ from ``np.mean`` in the last bits, far below the 3 decimals a block keeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from reports.stats import _PERCENTILES, LATENCY_KEYS, _num, rate
+
+#: Buckets per histogram (a power of two): the top 16 bits of a value's place in the order.
+BUCKET_BITS = 16
+_Q = np.true_divide(np.asarray(_PERCENTILES, dtype=np.float64), 100)
+_SIGN = np.uint64(1 << 63)
+
+
+def _sortable(values: np.ndarray) -> np.ndarray:
+    """The float64 values as uint64 in the same order (the radix-sort trick)."""
+    bits = values.view(np.uint64)
+    negative = (bits & _SIGN) != 0
+    return np.where(negative, ~bits, bits | _SIGN)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's ``_lerp`` (numpy/lib/_function_base_impl.py), the same operations in order."""
+    diff = b - a
+    out = a + diff * t
+    return np.where(t >= 0.5, b - diff * (1 - t), out)
+
+
+def _ranks(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(previous, next, gamma) of ``np.percentile``'s linear method for ``n`` values."""
+    virtual = (n - 1) * _Q
+    previous = np.floor(virtual)
+    nxt = previous + 1
+    above = virtual >= n - 1
+    previous[above] = n - 1
+    nxt[above] = n - 1
+    gamma = virtual - np.where(above, -1.0, previous)  # numpy subtracts its index -1 there
+    return previous.astype(np.int64), nxt.astype(np.int64), gamma
+
+
+def _needed(n: int) -> np.ndarray:
+    """The ranks (sorted, unique) whose values a block of ``n`` values needs."""
+    previous, nxt, _ = _ranks(n)
+    return np.unique(np.concatenate([previous, nxt, [n - 1]]))
+
+
+class Cells:
+    """Rows split into cells by the code arrays of ``parts`` (each ``(codes, n_codes)``;
+    ``codes`` None puts every row at 0), with what ``block`` needs for any union of them."""
+
+    def __init__(
+        self,
+        latency: np.ndarray,
+        ok: np.ndarray,
+        parts: Sequence[tuple[np.ndarray | None, int]],
+    ) -> None:
+        self.shape = tuple(max(int(n), 1) for _, n in parts)
+        size = int(np.prod(self.shape)) if self.shape else 1
+        self._size = size
+        nb = 1 << BUCKET_BITS
+        wide = (size * nb + 2 * size) >= 2**31
+        itype: type[np.signedinteger[Any]] = np.int64 if wide else np.int32
+        key: np.ndarray = np.zeros(latency.size, dtype=itype)
+        for (codes, _), n in zip(parts, self.shape, strict=True):
+            if n > 1:
+                np.multiply(key, n, out=key)
+            if codes is not None:
+                np.add(key, codes, out=key, casting="unsafe")
+        latency = np.asarray(latency, dtype=np.float64)
+        good = ok & np.isfinite(latency)
+        if good.any():
+            order = latency.view(np.uint64)
+            if np.signbit(latency, where=good, out=np.zeros(latency.size, bool)).any():
+                order = _sortable(latency)  # negative values: bits in float order
+            low = np.min(order, where=good, initial=np.iinfo(np.uint64).max)
+            high = np.max(order, where=good, initial=0)
+            shift = np.uint64(max(0, int(high - low).bit_length() - BUCKET_BITS))
+            bucket = np.subtract(order, low)  # wraps on the rows not good: replaced below
+            np.right_shift(bucket, shift, out=bucket)
+            combined = key * nb
+            np.add(combined, bucket.view(np.int64), out=combined, casting="unsafe")
+            del bucket, order
+        else:
+            combined = key * nb
+        # One histogram of every row: good rows by (cell, bucket); the others in two bins
+        # per cell after them, failed (an error) or successful without a finite latency.
+        outside = size * nb
+        others = key * 2 + ok
+        others += outside
+        np.copyto(combined, others, where=~good)
+        del others
+        counts = np.bincount(combined, minlength=outside + 2 * size)
+        hist = counts[:outside].reshape(size, nb)
+        rest = counts[outside:].reshape(size, 2)
+        self.counts = hist.sum(axis=1)
+        self.errors = rest[:, 0].copy()
+        self.requests = self.counts + rest.sum(axis=1)
+        weights = np.where(good, latency, 0.0)
+        self.sums = np.bincount(np.where(good, key, size), weights=weights, minlength=size + 1)
+        self.sums = self.sums[:size]
+        del weights, key
+        np.copyto(combined, outside, where=~good)  # one bin for the picking pass below
+        del good
+        self._blocks: dict[tuple[int | None, ...], dict[str, float | None]] = {}
+        #: Unrounded (percentiles, max) per union, as ``np.percentile`` gives them.
+        self.raw: dict[tuple[int | None, ...], tuple[np.ndarray, float]] = {}
+        self._prepare(latency, combined, hist)
+
+    # -- construction -------------------------------------------------------------------
+
+    def _prepare(self, latency: np.ndarray, combined: np.ndarray, hist: np.ndarray) -> None:
+        """Every union's latency block: the buckets its order statistics fall in, then one
+        pass picking the rows of those buckets, sorted, and the values read off them."""
+        size, nb = self._size, 1 << BUCKET_BITS
+        grid = hist.reshape(*self.shape, nb)
+        wanted: dict[tuple[int | None, ...], list[tuple[int, int]]] = {}
+        need = np.zeros(size * nb + 1, dtype=bool)
+        for union in itertools.product(*[[None, *range(n)] for n in self.shape]):
+            cells = self._cells_of(union)
+            n = int(self.counts[cells].sum())
+            if n == 0:
+                continue
+            sub = grid[tuple(slice(None) if u is None else u for u in union)]
+            cum = np.cumsum(sub.reshape(-1, nb).sum(axis=0))
+            ranks = _needed(n)
+            buckets = np.searchsorted(cum, ranks, side="right")
+            before = np.where(buckets > 0, cum[np.maximum(buckets - 1, 0)], 0)
+            wanted[union] = [
+                (int(b), int(r - c)) for b, r, c in zip(buckets, ranks, before, strict=True)
+            ]
+            for b in np.unique(buckets):
+                need[cells * nb + b] = True
+        picked = np.flatnonzero(need[combined])
+        keys = combined[picked]
+        values = latency[picked]
+        order = np.lexsort((values, keys))
+        keys, values = keys[order], values[order]
+        for union, where in wanted.items():
+            cells = self._cells_of(union)
+            n = int(self.counts[cells].sum())
+            found: dict[int, float] = {}
+            for rank, (bucket, within) in zip(_needed(n), where, strict=True):
+                starts = np.searchsorted(keys, cells * nb + bucket)
+                ends = np.searchsorted(keys, cells * nb + bucket + 1)
+                parts = [values[a:b] for a, b in zip(starts, ends, strict=True) if b > a]
+                pool = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+                found[int(rank)] = float(pool[within])
+            previous, nxt, gamma = _ranks(n)
+            qs = _lerp(
+                np.array([found[int(r)] for r in previous]),
+                np.array([found[int(r)] for r in nxt]),
+                gamma,
+            )
+            block: dict[str, float | None] = {
+                k: _num(q) for k, q in zip(LATENCY_KEYS, qs, strict=False)
+            }
+            self.raw[union] = (qs, found[n - 1])
+            block["max"] = _num(found[n - 1])
+            block["mean"] = _num(float(self.sums[cells].sum()) / n)
+            self._blocks[union] = block
+
+    def _cells_of(self, union: tuple[int | None, ...]) -> np.ndarray:
+        """Flat indices of the cells in a union (None: any code of that part)."""
+        axes = [
+            np.arange(n) if u is None else np.array([u])
+            for u, n in zip(union, self.shape, strict=True)
+        ]
+        grid = np.ix_(*axes) if axes else ()
+        return np.ravel_multi_index(grid, self.shape).ravel() if axes else np.zeros(1, np.int64)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def latency(self, *union: int | None) -> dict[str, float | None]:
+        """The exact latency block of a union (``latency_block`` of its rows)."""
+        return dict(self._blocks.get(tuple(union), dict.fromkeys(LATENCY_KEYS)))
+
+    def count(self, *union: int | None) -> tuple[int, int]:
+        """(requests, errors) of a union."""
+        cells = self._cells_of(tuple(union))
+        return int(self.requests[cells].sum()), int(self.errors[cells].sum())
+
+    def stats(self, *union: int | None) -> dict[str, Any]:
+        """``{requests, errors, error_rate, latency_ms}`` of a union."""
+        n, errors = self.count(*union)
+        return {
+            "requests": n,
+            "errors": errors,
+            "error_rate": rate(errors, n),
+            "latency_ms": self.latency(*union),
+        }
+
+    def requests_by(self, axis: int, *union: int | None) -> np.ndarray:
+        """Requests of a union split by the codes of part ``axis`` (its entry in ``union``
+        is ignored)."""
+        out = np.zeros(self.shape[axis], dtype=np.int64)
+        for code in range(self.shape[axis]):
+            fixed = list(union)
+            fixed[axis] = code
+            out[code] = self.count(*fixed)[0]
+        return out
+
+
+def exact_block(values: np.ndarray) -> dict[str, float | None]:
+    """``latency_block`` of one group of values, through ``Cells`` (no partition)."""
+    values = np.asarray(values, dtype=np.float64)
+    return Cells(values, np.ones(values.size, dtype=bool), ()).latency()
