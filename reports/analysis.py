@@ -53,6 +53,8 @@ SCHEMA = "proton-probe/summary/1"
 #: Log-spaced latency histogram used by the figures only (summary numbers are exact).
 HIST_LO_MS, HIST_DECADES, HIST_PER_DECADE = 1e-3, 9, 80
 PLOT_BINS = 240
+#: Rows per slice where a run-long temporary is not needed (a few MB each).
+CHUNK = 1 << 20
 
 
 def _codes(series: pd.Series | None, n: int, fill: str) -> tuple[np.ndarray, list[str]]:
@@ -84,7 +86,10 @@ class Columns:
     status: np.ndarray
     version: np.ndarray
     labels: list[str]
-    stream: np.ndarray
+    #: Worker and source codes: a row's stream (``stream``) is the pair.
+    worker: np.ndarray
+    source: np.ndarray
+    n_sources: int
     corrected: np.ndarray  # probe rows only, successful responses
     #: Connection mode codes into ``mode_labels`` (a missing column: all ``reused``).
     mode: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -95,6 +100,12 @@ class Columns:
     #: Error class codes into ``error_labels`` (successes: the code of ``""``).
     error: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     error_labels: list[str] = field(default_factory=lambda: [""])
+
+    def stream(self, rows: np.ndarray) -> np.ndarray:
+        """The (worker, source) stream code of the rows in the mask ``rows``."""
+        n_workers = int(self.worker.max()) + 1 if self.worker.size else 1
+        dtype = np.int16 if n_workers * self.n_sources < 2**15 else np.int64
+        return self.worker[rows].astype(dtype) * dtype(self.n_sources) + self.source[rows]
 
 
 def _start_end(
@@ -107,7 +118,10 @@ def _start_end(
         t0 = float(started)
     if ts.size and ts[0] < t0:
         t0 = float(ts[0])  # clock skew between workers: never negative times
-    last = float(np.max(ts + np.nan_to_num(latency) / 1000.0)) if ts.size else t0
+    last = t0
+    for k in range(0, ts.size, CHUNK):  # in slices: no run-long temporaries
+        part = ts[k : k + CHUNK] + np.nan_to_num(latency[k : k + CHUNK]) / 1000.0
+        last = float(part.max()) if k == 0 else max(last, float(part.max()))
     end = float(ended) if isinstance(ended, int | float) and math.isfinite(ended) else last
     if ts.size:
         end = max(end, float(ts[-1]))
@@ -166,15 +180,18 @@ def assemble(
     conn: Coded,
     error: Coded,
     own_ts: bool = False,
+    corrected: np.ndarray | None = None,
 ) -> Columns:
     """``Columns`` from sorted numpy columns and (codes, labels) of the string columns, nulls
-    already filled (``_codes``): shared by the frame path and ``reports.arrays``. With
-    ``own_ts`` the times become ``rel`` in place (the caller hands ``ts`` over)."""
+    already filled (``_codes``; ``conn`` may keep -1 for nulls): shared by the frame path and
+    ``reports.arrays``. With ``own_ts`` the times become ``rel`` in place (the caller hands
+    ``ts`` over). ``corrected``: the CO-corrected latencies, when the caller has them
+    already (else computed from ``intended``)."""
     version_codes, labels = version
     source_codes, src_labels = source
-    stream = worker[0].astype(np.int64) * len(src_labels) + source_codes
     t0, end = _start_end(ts, lat, manifest)
-    corrected = np.empty(0)
+    if corrected is None:
+        corrected = np.empty(0)
     if intended is not None and "probe" in src_labels:
         probe = ok & (source_codes == src_labels.index("probe"))
         it = intended[probe]
@@ -186,7 +203,8 @@ def assemble(
         ts -= t0
     rel = ts if own_ts else ts - t0
     return Columns(
-        t0, end - t0, rel, lat, ok, status, version_codes, labels, stream, corrected,
+        t0, end - t0, rel, lat, ok, status, version_codes, labels, worker[0], source_codes,
+        len(src_labels), corrected,
         mode[0], mode[1], conn_codes, conn_labels, error[0], error[1],
     )  # fmt: skip
 
@@ -200,15 +218,24 @@ class Buckets:
     errors: np.ndarray
 
 
+def slices(n: int) -> list[slice]:
+    """``CHUNK``-row slices covering ``n`` rows: per-row temporaries stay a few MB."""
+    return [slice(k, min(k + CHUNK, n)) for k in range(0, n, CHUNK)]
+
+
 def bucketize(cols: Columns, bucket_s: float) -> Buckets:
-    """Vectorised split per time bucket: one ``bincount`` over ``bucket * n_versions + code``."""
+    """Vectorised split per time bucket: one ``bincount`` over ``bucket * n_versions + code``
+    (slice by slice, summed)."""
     nv = len(cols.labels)
-    idx = np.floor(cols.rel / bucket_s).astype(np.int64)
-    nb = int(max(math.ceil(cols.end_s / bucket_s), idx.max() + 1 if idx.size else 1, 1))
-    key = idx * nv + cols.version
-    req = np.bincount(key, minlength=nb * nv).reshape(nb, nv)
-    err = np.bincount(key[~cols.ok], minlength=nb * nv).reshape(nb, nv)
-    return Buckets(bucket_s, req, err)
+    top = int(np.floor(np.max(cols.rel) / bucket_s)) + 1 if cols.rel.size else 1
+    nb = int(max(math.ceil(cols.end_s / bucket_s), top, 1))
+    req = np.zeros(nb * nv, dtype=np.int64)
+    err = np.zeros(nb * nv, dtype=np.int64)
+    for part in slices(cols.rel.size):
+        key = np.floor(cols.rel[part] / bucket_s).astype(np.int64) * nv + cols.version[part]
+        req += np.bincount(key, minlength=nb * nv)
+        err += np.bincount(key[~cols.ok[part]], minlength=nb * nv)
+    return Buckets(bucket_s, req.reshape(nb, nv), err.reshape(nb, nv))
 
 
 @dataclass
@@ -226,15 +253,18 @@ def latency_hist(cols: Columns, bucket_s: float) -> LatencyHist:
     bin_s = max(cols.end_s / PLOT_BINS, bucket_s)
     nl = HIST_DECADES * HIST_PER_DECADE
     edges = HIST_LO_MS * 10 ** (np.arange(nl + 1) / HIST_PER_DECADE)
-    lat = cols.latency[cols.ok]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        li = np.floor(np.log10(np.maximum(lat, HIST_LO_MS) / HIST_LO_MS) * HIST_PER_DECADE)
-    li = np.clip(np.nan_to_num(li), 0, nl - 1).astype(np.int64)
     npb = int(min(PLOT_BINS, max(1, math.ceil(cols.end_s / bin_s))))
-    pi = np.clip((cols.rel[cols.ok] / bin_s).astype(np.int64), 0, npb - 1)
-    key = (pi * nv + cols.version[cols.ok]) * nl + li
-    counts = np.bincount(key, minlength=npb * nv * nl).reshape(npb, nv, nl)
-    return LatencyHist(bin_s, edges, counts)
+    flat = np.zeros(npb * nv * nl, dtype=np.int64)
+    for part in slices(cols.rel.size):
+        ok = cols.ok[part]
+        lat = cols.latency[part][ok]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            li = np.floor(np.log10(np.maximum(lat, HIST_LO_MS) / HIST_LO_MS) * HIST_PER_DECADE)
+        li = np.clip(np.nan_to_num(li), 0, nl - 1).astype(np.int64)
+        pi = np.clip((cols.rel[part][ok] / bin_s).astype(np.int64), 0, npb - 1)
+        key = (pi * nv + cols.version[part][ok]) * nl + li
+        flat += np.bincount(key, minlength=npb * nv * nl)
+    return LatencyHist(bin_s, edges, flat.reshape(npb, nv, nl))
 
 
 @dataclass
@@ -304,10 +334,21 @@ def _first_last(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
     nv = len(cols.labels)
     first = np.full(nv, np.nan)
     last = np.full(nv, np.nan)
-    if cols.rel.size:
+    if not cols.rel.size:
+        return first, last
+    if nv > 64 or np.isnan(cols.rel[-1]):  # many versions, or NaN times: groupby's min/max
         grouped = pd.Series(cols.rel).groupby(cols.version).agg(["min", "max"])
         first[grouped.index.to_numpy()] = grouped["min"].to_numpy()
         last[grouped.index.to_numpy()] = grouped["max"].to_numpy()
+        return first, last
+    # Times are sorted: a version's first and last rows hold its min and max.
+    n = cols.rel.size
+    for code in range(nv):
+        rows = cols.version == code
+        i = int(rows.argmax())
+        if rows[i]:
+            first[code] = cols.rel[i]
+            last[code] = cols.rel[n - 1 - int(rows[::-1].argmax())]
     return first, last
 
 
@@ -388,7 +429,7 @@ def _rollout(
     flips = None
     if bc is not None and cc is not None and fc is not None:
         both = (cols.version == bc) | (cols.version == cc)
-        flips = ro.count_flips(cols.stream[both], cols.version[both] == cc)
+        flips = ro.count_flips(cols.stream(both), cols.version[both] == cc)
     return {
         "detected": fc is not None,
         "from_version": baseline,
@@ -595,11 +636,12 @@ def analyse_samples(
         version=ArrayCoded(v_codes, v_labels).filled("unknown"),
         source=strings["source"].filled("?"),
         worker=strings["worker"].filled("?"),
-        intended=samples.intended,
+        intended=None,
         mode=strings["conn_mode"].filled("reused"),
-        conn=strings["conn"].filled(""),
+        conn=(strings["conn"].codes, strings["conn"].labels),  # nulls stay -1
         error=strings["error"].filled(""),
         own_ts=True,
+        corrected=samples.corrected,
     )  # fmt: skip
     counts = (strings["error"].count(), strings["source"].count())
     return analyse_columns(

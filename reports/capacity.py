@@ -96,7 +96,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from reports.stats import latency_block, rate
 from reports.verdict import RUN_METRICS, SCOPED_METRICS, evaluate, parse_slo
@@ -306,6 +305,8 @@ def fit_usl(x: Sequence[float] | np.ndarray, rps: Sequence[float] | np.ndarray) 
     """The Universal Scalability Law fitted to throughput ``rps`` at load ``x`` (bounded least
     squares from a few starting points, the best kept); None with fewer than
     ``USL_MIN_STEPS`` points of positive load or without any throughput."""
+    from scipy.optimize import least_squares  # ~0.7 s to import: only where a fit is made
+
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(rps, dtype=np.float64)
     keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0)
     xs, ys = xs[keep], ys[keep]

@@ -34,6 +34,8 @@ from reports.stats import _PERCENTILES, LATENCY_KEYS, _num, rate
 
 #: Buckets per histogram (a power of two): the top 16 bits of a value's place in the order.
 BUCKET_BITS = 16
+#: Rows per slice of the passes over the run (a few MB of temporaries each).
+CHUNK = 1 << 20
 _Q = np.true_divide(np.asarray(_PERCENTILES, dtype=np.float64), 100)
 _SIGN = np.uint64(1 << 63)
 
@@ -86,47 +88,57 @@ class Cells:
         nb = 1 << BUCKET_BITS
         wide = (size * nb + 2 * size) >= 2**31
         itype: type[np.signedinteger[Any]] = np.int64 if wide else np.int32
-        key: np.ndarray = np.zeros(latency.size, dtype=itype)
-        for (codes, _), n in zip(parts, self.shape, strict=True):
-            if n > 1:
-                np.multiply(key, n, out=key)
-            if codes is not None:
-                np.add(key, codes, out=key, casting="unsafe")
         latency = np.asarray(latency, dtype=np.float64)
-        good = ok & np.isfinite(latency)
-        if good.any():
-            order = latency.view(np.uint64)
-            if np.signbit(latency, where=good, out=np.zeros(latency.size, bool)).any():
-                order = _sortable(latency)  # negative values: bits in float order
-            low = np.min(order, where=good, initial=np.iinfo(np.uint64).max)
-            high = np.max(order, where=good, initial=0)
-            shift = np.uint64(max(0, int(high - low).bit_length() - BUCKET_BITS))
-            bucket = np.subtract(order, low)  # wraps on the rows not good: replaced below
-            np.right_shift(bucket, shift, out=bucket)
-            combined = key * nb
-            np.add(combined, bucket.view(np.int64), out=combined, casting="unsafe")
-            del bucket, order
-        else:
-            combined = key * nb
-        # One histogram of every row: good rows by (cell, bucket); the others in two bins
-        # per cell after them, failed (an error) or successful without a finite latency.
+        n_rows = latency.size
+        chunks = [slice(k, min(k + CHUNK, n_rows)) for k in range(0, n_rows, CHUNK)]
+        # Pass 1: the range of the good rows' places in the float order (and their sign).
+        negative, low, high = False, np.iinfo(np.uint64).max, 0
+        for part in chunks:
+            lat = latency[part]
+            good = ok[part] & np.isfinite(lat)
+            negative = negative or bool(np.signbit(lat[good]).any())
+        for part in chunks:
+            lat = latency[part]
+            good = ok[part] & np.isfinite(lat)
+            if good.any():
+                order = _sortable(lat) if negative else lat.view(np.uint64)
+                low = min(low, int(order[good].min()))
+                high = max(high, int(order[good].max()))
+        shift = np.uint64(max(0, (high - low).bit_length() - BUCKET_BITS)) if high >= low else 0
+        # Pass 2: one histogram of every row: good rows by (cell, bucket); the others in two
+        # bins per cell after them, failed (an error) or successful with no finite latency.
         outside = size * nb
-        others = key * 2 + ok
-        others += outside
-        np.copyto(combined, others, where=~good)
-        del others
-        counts = np.bincount(combined, minlength=outside + 2 * size)
+        combined = np.empty(n_rows, dtype=itype)
+        counts = np.zeros(outside + 2 * size, dtype=np.int64)
+        sums = np.zeros(size + 1)
+        for part in chunks:
+            key = np.zeros(part.stop - part.start, dtype=itype)
+            for (codes, _), n in zip(parts, self.shape, strict=True):
+                if n > 1:
+                    np.multiply(key, n, out=key)
+                if codes is not None:
+                    np.add(key, codes[part], out=key, casting="unsafe")
+            lat, passed = latency[part], ok[part]
+            good = passed & np.isfinite(lat)
+            here = combined[part]
+            np.multiply(key, nb, out=here)
+            if high >= low:
+                order = _sortable(lat) if negative else lat.view(np.uint64)
+                bucket = np.subtract(order, np.uint64(low))  # wraps where not good: replaced
+                np.right_shift(bucket, shift, out=bucket)
+                np.add(here, bucket, out=here, casting="unsafe")
+            bad = ~good
+            np.copyto(here, key * 2 + passed + outside, where=bad, casting="unsafe")
+            counts += np.bincount(here, minlength=outside + 2 * size)
+            np.copyto(here, outside, where=bad)  # one bin for the picking pass
+            key[bad] = size
+            sums += np.bincount(key, weights=np.where(good, lat, 0.0), minlength=size + 1)
         hist = counts[:outside].reshape(size, nb)
         rest = counts[outside:].reshape(size, 2)
         self.counts = hist.sum(axis=1)
         self.errors = rest[:, 0].copy()
         self.requests = self.counts + rest.sum(axis=1)
-        weights = np.where(good, latency, 0.0)
-        self.sums = np.bincount(np.where(good, key, size), weights=weights, minlength=size + 1)
-        self.sums = self.sums[:size]
-        del weights, key
-        np.copyto(combined, outside, where=~good)  # one bin for the picking pass below
-        del good
+        self.sums = sums[:size]
         self._blocks: dict[tuple[int | None, ...], dict[str, float | None]] = {}
         #: Unrounded (percentiles, max) per union, as ``np.percentile`` gives them.
         self.raw: dict[tuple[int | None, ...], tuple[np.ndarray, float]] = {}

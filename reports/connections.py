@@ -36,6 +36,8 @@ from reports.stats import rate
 #: Intervals and connections listed in full in the summary (counts cover them all).
 MAX_INTERVALS = 100
 MAX_CONNECTIONS = 200
+#: Rows per slice of ``mode_buckets`` (a few MB of temporaries each).
+CHUNK = 1 << 20
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:
@@ -53,8 +55,11 @@ def disruption(rel: np.ndarray, ok: np.ndarray, end_s: float) -> dict[str, Any]:
     if not fail.any():
         return empty
     starts = np.flatnonzero(fail & np.concatenate([[True], ~fail[:-1]]))
-    ok_idx = np.append(np.flatnonzero(~fail), n)  # n: "no success followed"
-    end_idx = ok_idx[np.searchsorted(ok_idx, starts)]  # the first success after each start
+    # The first success after each run of failures: the successes that follow a failure,
+    # and n ("no success followed") when the last run lasts to the end.
+    end_idx = np.flatnonzero(~fail & np.concatenate([[False], fail[:-1]]))
+    if end_idx.size < starts.size:
+        end_idx = np.append(end_idx, n)
     padded = np.append(rel, max(end_s, float(rel[-1])))
     ends = padded[end_idx]
     durations = np.maximum(ends - rel[starts], 0.0)
@@ -260,6 +265,10 @@ def mode_buckets(
     bucket_s: float,
 ) -> np.ndarray:
     """Requests per (mode, bucket, version): the per-mode share figure's data."""
-    idx = np.clip(np.floor(rel / bucket_s).astype(np.int64), 0, max(nb - 1, 0))
-    key = (mode.astype(np.int64) * nb + idx) * nv + version
-    return np.bincount(key, minlength=nm * nb * nv).reshape(nm, nb, nv)
+    counts = np.zeros(nm * nb * nv, dtype=np.int64)
+    for k in range(0, rel.size, CHUNK):  # slice by slice: no run-long temporaries
+        part = slice(k, k + CHUNK)
+        idx = np.clip(np.floor(rel[part] / bucket_s).astype(np.int64), 0, max(nb - 1, 0))
+        key = (mode[part].astype(np.int64) * nb + idx) * nv + version[part]
+        counts += np.bincount(key, minlength=nm * nb * nv)
+    return counts.reshape(nm, nb, nv)

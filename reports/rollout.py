@@ -138,7 +138,15 @@ def count_flips(stream: np.ndarray, is_candidate: np.ndarray) -> int:
     if cand.size < 2:
         return 0
     if stream.size and stream.min() >= 0 and stream.max() < 2**15:
-        stream = stream.astype(np.int16)  # numpy's stable sort is a radix sort for 16 bits
+        stream = stream.astype(np.int16, copy=False)
+        present = np.flatnonzero(np.bincount(stream))
+        if present.size <= 64:  # few streams (the usual): one mask each, no sort
+            flips = 0
+            for code in present:
+                c = cand[stream == code]
+                flips += int(np.count_nonzero(c[:-1] & ~c[1:]))
+            return flips
+        # numpy's stable sort is a radix sort for 16 bits
     order = np.argsort(stream, kind="stable")
     s, c = stream[order], cand[order]
     return int(np.count_nonzero(c[:-1] & ~c[1:] & (s[:-1] == s[1:])))
@@ -148,9 +156,10 @@ def longest_gap_s(arrivals: np.ndarray) -> float | None:
     """Longest time between two successful responses (None with fewer than two)."""
     if arrivals.size < 2:
         return None
-    # Arrivals are send times plus latencies, nearly in order already: numpy's stable sort
-    # (timsort) is ~1.7x faster than its default on such data, and sorts to the same values.
-    return float(np.max(np.diff(np.sort(arrivals, kind="stable"))))
+    # Any sort gives the same sorted values; numpy 2's default (SIMD quicksort) is ~5x faster
+    # than its timsort on 10M nearly ordered arrivals (0.27 vs 1.37 s measured here).
+    ordered = np.sort(arrivals)
+    return float(np.max(ordered[1:] - ordered[:-1]))
 
 
 def switch_window(

@@ -226,14 +226,17 @@ def attribute_codes(
     candidates = (codes == labels.index(UNKNOWN)) & (status > 0)
     if not candidates.any():
         return codes, labels
-    lat = latency_ms / 1000.0
+    # Only the untagged rows can change: the comparisons run on them alone (the same
+    # arithmetic, element by element, as on the whole columns).
+    rows = np.flatnonzero(candidates)
+    at, lat = ts[rows], latency_ms[rows] / 1000.0
     work = codes.copy()
     names = list(labels)
     for seg in segments:
         if seg.version not in names:
             names.append(seg.version)
-        inside = candidates & (ts >= seg.start + lat) & (ts + lat <= seg.end)
-        work[inside] = names.index(seg.version)
+        inside = (at >= seg.start + lat) & (at + lat <= seg.end)
+        work[rows[inside]] = names.index(seg.version)
     present = np.flatnonzero(np.bincount(work[work >= 0], minlength=len(names)))
     new_labels = sorted(names[i] for i in present)
     lut = np.full(len(names) + 1, -1, dtype=np.int32)

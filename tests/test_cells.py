@@ -9,12 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reports import cells as cells_module
 from reports.cells import Cells, exact_block
 from reports.stats import _PERCENTILES, LATENCY_KEYS, latency_block
 
 
 def _check(latency: np.ndarray, ok: np.ndarray, parts: list[tuple[np.ndarray, int]]) -> None:
     cells = Cells(latency, ok, parts)
+    saved = cells_module.CHUNK
+    cells_module.CHUNK = 97  # many slices: the passes must add up to the same cells
+    try:
+        sliced = Cells(latency, ok, parts)
+    finally:
+        cells_module.CHUNK = saved
+    assert sliced.raw.keys() == cells.raw.keys()
+    for union, (qs, top) in cells.raw.items():
+        assert sliced.raw[union][0].tobytes() == qs.tobytes() and sliced.raw[union][1] == top
     for union in itertools.product(*[[None, *range(n)] for _, n in parts]):
         rows = np.ones(latency.size, dtype=bool)
         for (codes, _), code in zip(parts, union, strict=True):

@@ -43,6 +43,9 @@ def command(
     Prints the path of report.html and the verdict line. Exit 0 pass (or inconclusive),
     1 verdict fail, 2 RUN_DIR missing or not a run, 3 no request reached the target.
     """
+    from reports.arrays import lean_allocation
+
+    lean_allocation()  # this process reads one run and exits
     outcome = outcome_of_report(
         run_dir, slos=slos or None, bucket_s=bucket_s, figures=not no_figures, place=REPORT_FLAGS
     )
