@@ -671,8 +671,7 @@ def analyse_columns(
     baseline, candidate, how = ro.resolve_roles(order, events)
     roles = (baseline, candidate)
     fc, lb = _switch_times(cols, roles, first, last)
-    arrivals = cols.rel[cols.ok] + cols.latency[cols.ok] / 1000.0
-    gap = _r(ro.longest_gap_s(arrivals))
+    gap = _r(_longest_gap(cols))
     cells = _cells(cols, fc, lb)
     versions = _versions(cols, cells, roles, first, last)
     summary = _run_block(cols, cells, manifest)
@@ -717,6 +716,19 @@ def analyse_columns(
     return Analysis(
         summary, cols.labels, buckets, hist, mode_requests=per_mode, mode_labels=cols.mode_labels
     )
+
+
+def _longest_gap(cols: Columns) -> float | None:
+    """``rollout.longest_gap_s`` of the successful responses' arrival times (send time plus
+    latency), built slice by slice into one array sorted in place."""
+    arrivals = np.empty(int(np.count_nonzero(cols.ok)))
+    filled = 0
+    for part in slices(cols.rel.size):
+        ok = cols.ok[part]
+        values = cols.rel[part][ok] + cols.latency[part][ok] / 1000.0
+        arrivals[filled : filled + values.size] = values
+        filled += values.size
+    return ro.longest_gap_s(arrivals, overwrite=True)
 
 
 def _connections(

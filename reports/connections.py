@@ -44,10 +44,30 @@ def _r(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
-def disruption(rel: np.ndarray, ok: np.ndarray, end_s: float) -> dict[str, Any]:
-    """The disruption intervals of rows sorted by send time (module docstring)."""
+def positions(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The row indices of the ``ranks``-th (0-based, ascending) True values of ``mask``:
+    ``np.flatnonzero(mask)[ranks]`` without an index of every True row."""
+    out = np.empty(ranks.size, dtype=np.int64)
+    if not ranks.size:
+        return out
+    bounds = range(0, mask.size, CHUNK)
+    before = np.cumsum([0] + [int(np.count_nonzero(mask[k : k + CHUNK])) for k in bounds])
+    chunk_of = np.searchsorted(before, ranks, side="right") - 1
+    for c in np.unique(chunk_of):
+        at = chunk_of == c
+        start = int(c) * CHUNK
+        rows = np.flatnonzero(mask[start : start + CHUNK])
+        out[at] = rows[ranks[at] - before[c]] + start
+    return out
+
+
+def disruption(
+    rel: np.ndarray, ok: np.ndarray, end_s: float, mask: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The disruption intervals of rows sorted by send time (module docstring), of the rows
+    in ``mask`` when given (without gathering their times)."""
     rel = np.asarray(rel, dtype=np.float64)
-    fail = ~np.asarray(ok, dtype=bool)
+    fail = ~np.asarray(ok if mask is None else ok[mask], dtype=bool)
     n = fail.size
     empty: dict[str, Any] = {"count": 0, "total_s": 0.0, "longest_s": 0.0, "intervals": []}
     if n == 0:
@@ -58,21 +78,29 @@ def disruption(rel: np.ndarray, ok: np.ndarray, end_s: float) -> dict[str, Any]:
     # The first success after each run of failures: the successes that follow a failure,
     # and n ("no success followed") when the last run lasts to the end.
     end_idx = np.flatnonzero(~fail & np.concatenate([[False], fail[:-1]]))
-    if end_idx.size < starts.size:
+    closed = end_idx.size
+    if mask is None:
+        start_s, end_s_rows = rel[starts], rel[end_idx]
+        last = float(rel[-1])
+    else:
+        start_s = rel[positions(mask, starts)]
+        end_s_rows = rel[positions(mask, end_idx)]
+        last = float(rel[positions(mask, np.array([n - 1]))[0]])
+    if closed < starts.size:
         end_idx = np.append(end_idx, n)
-    padded = np.append(rel, max(end_s, float(rel[-1])))
-    ends = padded[end_idx]
-    durations = np.maximum(ends - rel[starts], 0.0)
+        end_s_rows = np.append(end_s_rows, max(end_s, last))
+    ends = end_s_rows
+    durations = np.maximum(ends - start_s, 0.0)
     failures = end_idx - starts
     intervals = [
         {
-            "start_s": _r(rel[s]),
+            "start_s": _r(s),
             "end_s": _r(e),
             "duration_s": _r(d),
             "failures": int(f),
         }
         for s, e, d, f in zip(
-            starts[:MAX_INTERVALS], ends[:MAX_INTERVALS], durations, failures, strict=False
+            start_s[:MAX_INTERVALS], ends[:MAX_INTERVALS], durations, failures, strict=False
         )
     ]
     return {
@@ -237,7 +265,7 @@ def connections_block(
             "pinned": pinned,
             "longest_pin_s": longest,
             "saw_both": saw_both,
-            "disruption": disruption(rel[mask], ok[mask], end_s),
+            "disruption": disruption(rel, ok, end_s, mask),
         }
     pins = table["pin_s"].dropna()
     longest_conn = conn_labels[int(pins.idxmax())] if len(pins) else None  # type: ignore[call-overload]

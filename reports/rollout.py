@@ -152,14 +152,20 @@ def count_flips(stream: np.ndarray, is_candidate: np.ndarray) -> int:
     return int(np.count_nonzero(c[:-1] & ~c[1:] & (s[:-1] == s[1:])))
 
 
-def longest_gap_s(arrivals: np.ndarray) -> float | None:
-    """Longest time between two successful responses (None with fewer than two)."""
+def longest_gap_s(arrivals: np.ndarray, *, overwrite: bool = False) -> float | None:
+    """Longest time between two successful responses (None with fewer than two); with
+    ``overwrite`` the arrivals are sorted in place (no copy of them)."""
     if arrivals.size < 2:
         return None
     # Any sort gives the same sorted values; numpy 2's default (SIMD quicksort) is ~5x faster
     # than its timsort on 10M nearly ordered arrivals (0.27 vs 1.37 s measured here).
-    ordered = np.sort(arrivals)
-    return float(np.max(ordered[1:] - ordered[:-1]))
+    ordered = arrivals if overwrite else arrivals.copy()
+    ordered.sort()
+    step, last = 1 << 20, ordered.size - 1
+    return max(
+        float(np.max(ordered[k + 1 : min(k + step, last) + 1] - ordered[k : min(k + step, last)]))
+        for k in range(0, last, step)
+    )
 
 
 def switch_window(

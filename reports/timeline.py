@@ -230,7 +230,8 @@ def attribute_codes(
     # arithmetic, element by element, as on the whole columns).
     rows = np.flatnonzero(candidates)
     at, lat = ts[rows], latency_ms[rows] / 1000.0
-    work = codes.copy()
+    fits = len(labels) + len(segments) <= np.iinfo(codes.dtype).max
+    work = codes.astype(codes.dtype if fits else np.int32)  # a copy
     names = list(labels)
     for seg in segments:
         if seg.version not in names:
@@ -239,7 +240,8 @@ def attribute_codes(
         work[rows[inside]] = names.index(seg.version)
     present = np.flatnonzero(np.bincount(work[work >= 0], minlength=len(names)))
     new_labels = sorted(names[i] for i in present)
-    lut = np.full(len(names) + 1, -1, dtype=np.int32)
+    dtype = codes.dtype if len(new_labels) <= np.iinfo(codes.dtype).max else np.int32
+    lut = np.full(len(names) + 1, -1, dtype=dtype)
     for i in present:
         lut[i] = new_labels.index(names[i])
     return lut[work], new_labels
