@@ -32,10 +32,13 @@ def _ranks_and_ties(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     scipy's tie array: each distinct value's count at its first sorted position, else 0."""
     xy = np.sort(np.concatenate([x, y]))
     n = xy.size
-    first = np.searchsorted(xy, x, side="left")
-    count = np.searchsorted(xy, x, side="right") - first
+    order = np.argsort(x)  # sorted needles: searchsorted is ~8x faster than on x as it is
+    xs = x[order]
+    first = np.searchsorted(xy, xs, side="left")
+    count = np.searchsorted(xy, xs, side="right") - first
     # rankdata: ordinal rank of the group's first member + (group size - 1) / 2, in float64
-    ranks = (first + 1).astype(np.float64) + (count.astype(np.float64) - 1) / 2
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = (first + 1).astype(np.float64) + (count.astype(np.float64) - 1) / 2
     starts = np.flatnonzero(np.concatenate([[True], xy[:-1] != xy[1:]]))
     ties = np.zeros(n, dtype=np.float64)
     ties[starts] = np.diff(starts, append=n)
