@@ -8,8 +8,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reports.figures import FIGURE_NAMES
-
+#: Every figure ``reports.figures`` draws (its FIGURE_NAMES), in the order the report shows
+#: them. Not imported from there: that would load matplotlib to render a page without
+#: figures (tests/test_figures.py checks the two agree).
 FIGURE_TITLES = {
     "capacity": "Capacity: throughput and p99 per step",
     "traffic_share": "Traffic share by version",
@@ -574,7 +575,7 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     parts += ["<h2>Versions</h2>", _table(*_versions_rows(s))]
     parts += ["<h2>Phases</h2>", _table(*_phase_rows(s))]
     parts += _connection_sections_html(s)
-    for name in FIGURE_NAMES:
+    for name in FIGURE_TITLES:
         if name in images:
             data = base64.b64encode(images[name]).decode("ascii")
             title = FIGURE_TITLES[name]

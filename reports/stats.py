@@ -74,10 +74,9 @@ def error_p_value(err_a: int, n_a: int, err_b: int, n_b: int) -> float | None:
     if err_a + err_b == 0 or err_a + err_b == n_a + n_b:
         return 1.0  # no variation at all: nothing to tell apart
     if n_a + n_b <= FISHER_MAX_N:
-        from scipy.stats import fisher_exact
+        from reports.ranktest import fisher_exact_p  # scipy.stats' value, not its import
 
-        table = [[err_a, n_a - err_a], [err_b, n_b - err_b]]
-        return float(fisher_exact(table, alternative="two-sided").pvalue)
+        return fisher_exact_p([[err_a, n_a - err_a], [err_b, n_b - err_b]])
     pooled = (err_a + err_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     z = abs(err_a / n_a - err_b / n_b) / se
@@ -96,11 +95,10 @@ def latency_p_value(a: np.ndarray, b: np.ndarray) -> tuple[float | None, bool]:
     """Two-sided Mann–Whitney U p-value and whether a subsample was tested."""
     if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES:
         return None, False
-    from scipy.stats import mannwhitneyu
+    from reports.ranktest import mannwhitneyu_p  # scipy.stats' value, not its import
 
     sa, sb = stride_subsample(a, MWU_MAX_PER_SIDE), stride_subsample(b, MWU_MAX_PER_SIDE)
-    result = mannwhitneyu(sa, sb, alternative="two-sided", method="asymptotic")
-    p = float(result.pvalue)
+    p = mannwhitneyu_p(sa, sb)
     return (p if math.isfinite(p) else None), (sa.size < a.size or sb.size < b.size)
 
 
