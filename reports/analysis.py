@@ -43,9 +43,9 @@ from reports import rollout as ro
 from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
 from reports.cells import Cells, exact_block
-from reports.connections import connections_block, disruption, mode_buckets
+from reports.connections import connections_block, disruption, mode_buckets, positions
 from reports.reconciliation import reconcile
-from reports.stats import Side, compare, rate
+from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
 from reports.timeline import attribute, attribute_codes
 from reports.verdict import verdict
 
@@ -462,21 +462,29 @@ def _comparison(
         return None
     sides = []
     lats = []
+    sizes = []
     for label in (baseline, candidate):
         block = versions[label]
         code = cols.labels.index(label)
-        lat = cols.latency[(cols.version == code) & cols.ok]
-        lats.append(lat)
+        rows = (cols.version == code) & cols.ok
+        n = int(np.count_nonzero(rows))
+        # The test's stride subsample (stats.stride_subsample) picked without a copy of
+        # every latency of the version.
+        step = math.ceil(n / MWU_MAX_PER_SIDE) if n > MWU_MAX_PER_SIDE else 1
+        lats.append(
+            cols.latency[positions(rows, np.arange(0, n, step))] if step > 1 else cols.latency[rows]
+        )
+        sizes.append(n)
         sides.append(
             Side(
                 block["requests"],
                 block["errors"],
                 block["latency_ms"]["p50"],
                 block["latency_ms"]["p99"],
-                int(lat.size),
+                n,
             )
         )
-    return compare(baseline, candidate, sides[0], sides[1], lats[0], lats[1])
+    return compare(baseline, candidate, sides[0], sides[1], lats[0], lats[1], (sizes[0], sizes[1]))
 
 
 def attribute_timeline(frame: pd.DataFrame, events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -32,6 +32,9 @@ STRINGS = ("source", "worker", "error", "version", "conn", "conn_mode")
 #: Error classes of rows the summary leaves out (``reports.analysis``: not sent, interrupted).
 LEFT_OUT = ("client_saturated", "interrupted")
 NUMBERS = ("ts", "latency_ms", "status")
+#: What this path reads: ``COLUMNS`` but ``tag_source`` (only the frame path's attribution
+#: rewrites it; no summary number reads it).
+READ = tuple(c for c in COLUMNS if c != "tag_source")
 
 
 class Unsupported(Exception):
@@ -104,6 +107,14 @@ class Samples:
         return int(self.ts.size)
 
 
+def _codes(labels: _Labels, column: pa.ChunkedArray) -> np.ndarray:
+    """One shard's codes of a string column into ``labels`` (shared by every shard)."""
+    parts = [labels.codes(chunk) for chunk in column.chunks]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
 def _numbers(column: pa.ChunkedArray, dtype: Any) -> np.ndarray:
     return np.asarray(column.to_numpy(), dtype=dtype)
 
@@ -148,15 +159,10 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     lost = dict.fromkeys(LEFT_OUT, 0)
     corrected: list[np.ndarray] = []
     pool = pa.default_memory_pool()
-    for table in iter_samples_tables(run_dir, COLUMNS, dictionary=True, skipped=skipped):
+    for table in iter_samples_tables(run_dir, READ, dictionary=True, skipped=skipped):
         if table.column("status").null_count:
             raise Unsupported("null status")
-        codes = {
-            name: np.concatenate([labels[name].codes(c) for c in table.column(name).chunks])
-            if table.num_rows
-            else np.zeros(0, np.int32)
-            for name in STRINGS
-        }
+        codes = {name: _codes(labels[name], table.column(name)) for name in STRINGS}
         part = _corrected(
             table, codes["source"], codes["error"], labels["source"].index.get("probe")
         )

@@ -91,15 +91,19 @@ def stride_subsample(values: np.ndarray, limit: int) -> np.ndarray:
     return values[::step]
 
 
-def latency_p_value(a: np.ndarray, b: np.ndarray) -> tuple[float | None, bool]:
-    """Two-sided Mann–Whitney U p-value and whether a subsample was tested."""
-    if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES:
+def latency_p_value(
+    a: np.ndarray, b: np.ndarray, sizes: tuple[int, int] | None = None
+) -> tuple[float | None, bool]:
+    """Two-sided Mann–Whitney U p-value and whether a subsample was tested. ``sizes``: the
+    sides' full sizes when ``a`` and ``b`` are already their ``stride_subsample``."""
+    na, nb = sizes or (a.size, b.size)
+    if na < MIN_SAMPLES or nb < MIN_SAMPLES:
         return None, False
     from reports.ranktest import mannwhitneyu_p  # scipy.stats' value, not its import
 
     sa, sb = stride_subsample(a, MWU_MAX_PER_SIDE), stride_subsample(b, MWU_MAX_PER_SIDE)
     p = mannwhitneyu_p(sa, sb)
-    return (p if math.isfinite(p) else None), (sa.size < a.size or sb.size < b.size)
+    return (p if math.isfinite(p) else None), (sa.size < na or sb.size < nb)
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,11 @@ def compare(
     cand: Side,
     base_lat: np.ndarray,
     cand_lat: np.ndarray,
+    sizes: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The ``comparison`` block of summary.json."""
+    """The ``comparison`` block of summary.json (``sizes``: see ``latency_p_value``)."""
     error_p = error_p_value(base.errors, base.requests, cand.errors, cand.requests)
-    latency_p, subsampled = latency_p_value(base_lat, cand_lat)
+    latency_p, subsampled = latency_p_value(base_lat, cand_lat, sizes)
     base_rate, cand_rate = rate(base.errors, base.requests), rate(cand.errors, cand.requests)
 
     def delta(b: float | None, c: float | None) -> float | None:
