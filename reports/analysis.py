@@ -42,7 +42,7 @@ import pandas as pd
 from reports import rollout as ro
 from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
-from reports.cells import Cells, exact_block
+from reports.cells import CHUNK, Cells, exact_block
 from reports.connections import connections_block, disruption, mode_buckets, positions
 from reports.reconciliation import reconcile
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
@@ -53,8 +53,6 @@ SCHEMA = "proton-probe/summary/1"
 #: Log-spaced latency histogram used by the figures only (summary numbers are exact).
 HIST_LO_MS, HIST_DECADES, HIST_PER_DECADE = 1e-3, 9, 80
 PLOT_BINS = 240
-#: Rows per slice where a run-long temporary is not needed (a few MB each).
-CHUNK = 1 << 20
 
 
 def _codes(series: pd.Series | None, n: int, fill: str) -> tuple[np.ndarray, list[str]]:

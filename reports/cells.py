@@ -34,8 +34,8 @@ from reports.stats import _PERCENTILES, LATENCY_KEYS, _num, rate
 
 #: Buckets per histogram (a power of two): the top 16 bits of a value's place in the order.
 BUCKET_BITS = 16
-#: Rows per slice of the passes over the run (a few MB of temporaries each).
-CHUNK = 1 << 20
+#: Rows per slice of the report's passes over a run (2 MB per float64 temporary).
+CHUNK = 1 << 18
 _Q = np.true_divide(np.asarray(_PERCENTILES, dtype=np.float64), 100)
 _SIGN = np.uint64(1 << 63)
 

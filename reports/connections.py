@@ -30,14 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.cells import Cells
+from reports.cells import CHUNK, Cells
 from reports.stats import rate
 
 #: Intervals and connections listed in full in the summary (counts cover them all).
 MAX_INTERVALS = 100
 MAX_CONNECTIONS = 200
-#: Rows per slice of ``mode_buckets`` (a few MB of temporaries each).
-CHUNK = 1 << 20
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:
