@@ -16,6 +16,8 @@ this is the same, number for number, as on the frame (``tests/test_report_golden
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +161,8 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     lost = dict.fromkeys(LEFT_OUT, 0)
     corrected: list[np.ndarray] = []
     pool = pa.default_memory_pool()
-    for table in iter_samples_tables(run_dir, READ, dictionary=True, skipped=skipped):
+    tables = iter_samples_tables(run_dir, READ, dictionary=True, skipped=skipped)
+    for table in _read_ahead(tables):
         if table.column("status").null_count:
             raise Unsupported("null status")
         codes = {name: _codes(labels[name], table.column(name)) for name in STRINGS}
@@ -216,6 +219,18 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
         corrected=np.concatenate(corrected) if corrected else np.zeros(0),
         lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
     )
+
+
+def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """The tables of ``tables``, the next one read in a thread while the caller turns the
+    current one into columns: Parquet decoding releases the GIL, so on two cores decoding
+    and the numpy work overlap (one more shard held at a time)."""
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="shard-read") as pool:
+        future = pool.submit(next, tables, done)
+        while (table := future.result()) is not done:
+            future = pool.submit(next, tables, done)
+            yield table
 
 
 def lean_allocation() -> None:
