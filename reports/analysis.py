@@ -310,10 +310,11 @@ def _phase_codes(
     splits them (same comparisons on send times); None and 1 without a switch."""
     if fc is None:
         return None, 1
-    before = rel < fc
-    if lb is None or lb < fc:  # atomic switch: empty mixed phase at first_candidate_s
-        return np.where(before, 0, 2).astype(np.int32), 3
-    return np.where(before, 0, np.where(rel > lb, 2, 1)).astype(np.int32), 3
+    codes = np.full(rel.size, 2, dtype=np.int8)
+    if lb is not None and lb >= fc:  # else an atomic switch: empty mixed phase at fc
+        codes[~(rel > lb)] = 1
+    codes[rel < fc] = 0
+    return codes, 3
 
 
 def _cells(cols: Columns, fc: float | None, lb: float | None) -> Cells:
