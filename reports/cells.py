@@ -109,7 +109,6 @@ class Cells:
         # bins per cell after them, failed (an error) or successful with no finite latency.
         outside = size * nb
         combined = np.empty(n_rows, dtype=itype)
-        counts = np.zeros(outside + 2 * size, dtype=np.int64)
         sums = np.zeros(size + 1)
         for part in chunks:
             key = np.zeros(part.stop - part.start, dtype=itype)
@@ -129,10 +128,14 @@ class Cells:
                 np.add(here, bucket, out=here, casting="unsafe")
             bad = ~good
             np.copyto(here, key * 2 + passed + outside, where=bad, casting="unsafe")
-            counts += np.bincount(here, minlength=outside + 2 * size)
-            np.copyto(here, outside, where=bad)  # one bin for the picking pass
             key[bad] = size
             sums += np.bincount(key, weights=np.where(good, lat, 0.0), minlength=size + 1)
+        # One bincount of the whole run (its output is MBs: one per slice would be as many
+        # fresh allocations), then the rows outside every histogram share one bin.
+        counts = np.bincount(combined, minlength=outside + 2 * size)
+        for part in chunks:
+            here = combined[part]
+            np.minimum(here, outside, out=here)
         hist = counts[:outside].reshape(size, nb)
         rest = counts[outside:].reshape(size, 2)
         self.counts = hist.sum(axis=1)

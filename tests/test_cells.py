@@ -45,7 +45,9 @@ def _check(latency: np.ndarray, ok: np.ndarray, parts: list[tuple[np.ndarray, in
         assert {k: v for k, v in block.items() if k != "mean"} == {
             k: v for k, v in expected.items() if k != "mean"
         }
-        assert block["mean"] == pytest.approx(expected["mean"], abs=1e-3)
+        # summed per cell, not pairwise: the last bits differ, and so can the 3rd decimal
+        # of a mean of ~1e11 (the outlier case)
+        assert block["mean"] == pytest.approx(expected["mean"], rel=1e-12, abs=1e-3)
 
 
 @settings(max_examples=150, deadline=None)
