@@ -12,12 +12,15 @@ the run, 0.5% errors, 0.2% untagged (``unknown``) answers, connection ids and mo
 errors, unsent and interrupted rows, and the control-plane events of a replacement (so
 timeline attribution runs too). ``tests/test_report_golden.py`` uses the same generator.
 
-Each program (``PROGRAMS``) runs in a fresh interpreter, imports included, started by a
+Each program (``PROGRAMS``) runs in a fresh interpreter, imports included (``probes report``
+is the command a user runs, ``probes.cli.main(["report", RUN_DIR])``), started by a
 small wrapper whose only child it is, so the wrapper's ``getrusage(RUSAGE_CHILDREN)`` is that
 program's own peak RSS. Rounds alternate the order (ABC, CBA, ...); medians are printed with
 the ratios to DuckDB. duckdb and polars come from the ``bench`` extra.
 
-Usage: ``python -m bench.run report [--sizes 1000000,10000000] [--big] [--rounds 2] [--keep]``.
+Usage: ``python -m bench.run report [--sizes 1000000,10000000] [--big] [--rounds 2] [--keep]``;
+``--run DIR`` (repeatable) measures existing run directories instead (a kept 100M run:
+generating one takes ~4 min and 1.3 GB of disk).
 """
 
 from __future__ import annotations
@@ -301,6 +304,13 @@ def measure(program: str, run_dir: Path, python: str = sys.executable) -> dict[s
     return result
 
 
+def _rows(run_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    shards = sorted((run_dir / "samples").glob("*.parquet"))
+    return sum(pq.read_metadata(p).num_rows for p in shards)
+
+
 def _median(values: list[float]) -> float:
     return float(np.median(values))
 
@@ -312,6 +322,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="ABAB rounds per size")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
     parser.add_argument(
+        "--run", action="append", default=[], help="measure this run dir (repeatable)"
+    )
+    parser.add_argument(
         "--before",
         metavar="PYTHON",
         help="also time probes report under this interpreter (another checkout's venv)",
@@ -322,11 +335,16 @@ def main(argv: list[str]) -> int:
         sizes.append(100_000_000)
     root = Path(tempfile.mkdtemp(prefix="bench-report-"))
     programs = list(PROGRAMS) + (["report (before)"] if args.before else [])
+    jobs: list[int | Path] = [Path(r) for r in args.run] or list(sizes)
     try:
-        for total in sizes:
+        for job in jobs:
             t = time.perf_counter()
-            run_dir = make_run(root, total, shape=Shape(per_worker=True, extras=True))
-            print(f"samples={total:,}: generated in {time.perf_counter() - t:.1f} s", flush=True)
+            if isinstance(job, Path):
+                run_dir = job
+                print(f"run {run_dir}: {_rows(run_dir):,} samples", flush=True)
+            else:
+                run_dir = make_run(root, job, shape=Shape(per_worker=True, extras=True))
+                print(f"samples={job:,}: generated in {time.perf_counter() - t:.1f} s", flush=True)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in programs}
             for k in range(args.rounds):
                 for program in programs if k % 2 == 0 else programs[::-1]:
@@ -346,7 +364,7 @@ def main(argv: list[str]) -> int:
                     f" peak_rss={peak:7.0f} MB ({peak / ref['peak_rss_mb']:4.2f}x duckdb)",
                     flush=True,
                 )
-            if not args.keep:
+            if not args.keep and not isinstance(job, Path):
                 shutil.rmtree(run_dir, ignore_errors=True)
     finally:
         if args.keep:
