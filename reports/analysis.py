@@ -44,7 +44,7 @@ from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
 from reports.cells import CHUNK, Cells, exact_block
 from reports.connections import connections_block, disruption, mode_buckets, positions
-from reports.reconciliation import reconcile
+from reports.reconciliation import platform_counts, reconcile
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
 from reports.timeline import attribute, attribute_codes
 from reports.verdict import verdict
@@ -299,7 +299,9 @@ def _counts(series: pd.Series | None) -> dict[str, int]:
 def _status_counts(status: np.ndarray) -> dict[str, int]:
     if status.size == 0:
         return {}
-    counts = np.bincount(np.clip(status.astype(np.int64), 0, 999))
+    counts = np.zeros(1000, dtype=np.int64)
+    for part in slices(status.size):
+        counts += np.bincount(np.clip(status[part].astype(np.int64), 0, 999), minlength=1000)
     return {str(code): int(n) for code, n in enumerate(counts) if n}
 
 
@@ -770,11 +772,12 @@ def _connections(
         for m, b in by_mode.items()
     }
     summary["disruption"] = block
+    # None without the platform's counts: the epoch times (a run-long array) only if needed.
     summary["reconciliation"] = reconcile(
         events, t0=cols.t0, ts=cols.rel + cols.t0, ok=cols.ok, status=cols.status,
         version=cols.version, labels=cols.labels, error=cols.error,
         error_labels=cols.error_labels, interrupted=interrupted,
-    )  # fmt: skip
+    ) if platform_counts(events) else None  # fmt: skip
 
 
 def _capacity(

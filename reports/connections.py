@@ -131,45 +131,60 @@ def connection_table(
 ) -> pd.DataFrame:
     """One row per connection with an identity: first_s, last_s, requests, errors, mode (a
     code), pin_s (NaN when not pinned), failed_age_s (NaN when it never failed), both (it
-    reached the baseline and the candidate). Cythonised aggregations only: a run of ``new``
-    connections has as many connections as requests."""
-    has = conn >= 0
-    frame = pd.DataFrame(
+    reached the baseline and the candidate), in order of first appearance. Rows are in send
+    order, so a connection's first and last rows hold its min and max time. Aggregated slice
+    by slice with ``ufunc.at`` into arrays of one entry per connection (a run of ``new``
+    connections has as many connections as requests), no frame of rows."""
+    columns = [
+        "first_s", "last_s", "requests", "errors", "mode", "both", "pin_s", "failed_age_s",
+    ]  # fmt: skip
+    k = int(conn.max()) + 1 if conn.size else 0
+    if k <= 0:
+        return pd.DataFrame(columns=columns)
+    first_row = np.full(k, np.iinfo(np.int64).max)
+    last_row = np.full(k, -1, dtype=np.int64)
+    requests = np.zeros(k, dtype=np.int64)
+    errors = np.zeros(k, dtype=np.int64)
+    base = np.zeros(k, dtype=np.uint8)
+    cand = np.zeros(k, dtype=np.uint8)
+    pin = np.full(k, -np.inf)
+    failed = np.full(k, np.inf)
+    for start in range(0, conn.size, CHUNK):
+        part = slice(start, start + CHUNK)
+        has = conn[part] >= 0
+        if not has.any():
+            continue
+        codes = conn[part][has]
+        rows = np.flatnonzero(has) + start
+        at = rel[part][has]
+        np.minimum.at(first_row, codes, rows)
+        np.maximum.at(last_row, codes, rows)
+        np.add.at(requests, codes, 1)
+        fail = ~ok[part][has]
+        np.add.at(errors, codes[fail], 1)
+        np.minimum.at(failed, codes[fail], at[fail])
+        on_base = is_baseline[part][has]
+        np.maximum.at(base, codes[on_base], 1)
+        np.maximum.at(cand, codes[is_candidate[part][has]], 1)
+        if switch_s is not None:
+            late = on_base & (at > switch_s)
+            np.maximum.at(pin, codes[late], at[late])
+    present = np.flatnonzero(requests)
+    order = present[np.argsort(first_row[present], kind="stable")]
+    first_s = rel[first_row[order]]
+    table = pd.DataFrame(
         {
-            "conn": conn[has],
-            "rel": rel[has],
-            "fail": ~ok[has],
-            "mode": mode[has],
-            "base": is_baseline[has],
-            "cand": is_candidate[has],
-        }
+            "first_s": first_s,
+            "last_s": rel[last_row[order]],
+            "requests": requests[order],
+            "errors": errors[order],
+            "mode": mode[first_row[order]],
+            "both": (base[order] & cand[order]).astype(bool),
+            "pin_s": np.where(np.isfinite(pin[order]), pin[order] - (switch_s or 0.0), np.nan),
+            "failed_age_s": np.where(np.isfinite(failed[order]), failed[order] - first_s, np.nan),
+        },
+        index=pd.Index(order.astype(conn.dtype), name="conn"),
     )
-    if frame.empty:
-        return pd.DataFrame(
-            columns=[
-                "first_s", "last_s", "requests", "errors", "mode", "both", "pin_s",
-                "failed_age_s",
-            ]
-        )  # fmt: skip
-    grouped = frame.groupby("conn", sort=False)
-    table = grouped.agg(
-        first_s=("rel", "min"),
-        last_s=("rel", "max"),
-        requests=("rel", "size"),
-        errors=("fail", "sum"),
-        mode=("mode", "first"),
-        base=("base", "max"),
-        cand=("cand", "max"),
-    )
-    table["both"] = table.pop("base") & table.pop("cand")
-    if switch_s is not None:
-        late = frame[frame["base"] & (frame["rel"] > switch_s)]
-        pin = late.groupby("conn", sort=False)["rel"].max() - switch_s
-        table["pin_s"] = pin.reindex(table.index)
-    else:
-        table["pin_s"] = np.nan
-    failed = frame[frame["fail"]].groupby("conn", sort=False)["rel"].min()
-    table["failed_age_s"] = failed.reindex(table.index) - table["first_s"]
     return table
 
 
