@@ -29,15 +29,21 @@ achieved rate. The probe's start-up transient: lateness p99 over its first T s o
 
 Rates: the latency rate (200 req/s: latency p50 added vs the bare loop, hey, autocannon, wrk),
 the CPU rate (1,000 req/s: CPU per request), and a ladder (2k, 4k, 6k, 8k req/s) for probe and
-bare loops. **Max steady rate**: the highest rung of the ladder, climbed from the bottom and
-stopped at the first failure, at which a run sends >= 99 % of the requested rate, has no
-client_saturated row, fewer than 1 % errors and a lateness p99 below ``--late-bound`` (10 ms);
-0 if the first rung fails. Clients run in ABAB order (reversed every other round) for
+bare loops. A run is **steady** when it sends >= 99 % of the requested rate, has no
+client_saturated row, fewer than 1 % errors and a lateness p99 below ``--late-bound`` (10 ms).
+**Max steady rate**: the ladder is climbed from the bottom and stopped at the first rung that is
+not steady; then, between the highest steady rung and that first failing one, the rate is
+bisected on a grid of ``--step`` req/s (500; 0: no bisection): each midpoint is run once, a
+steady one raises the lower end, a failing one lowers the upper end, until they are one step
+apart. The max steady rate is the highest steady rate so found (0 if the first rung fails;
+the top rung if every rung is steady). Every ladder client gets the same ladder and the same
+bisection, interleaved (ABAB within each bisection step). Clients run in ABAB order
+(reversed every other round) for
 ``--rounds`` rounds; tables show medians over rounds and ratios of those medians, all from
 the same bench run. Every run is bounded in time; all traffic goes to 127.0.0.1.
 
 Options: ``--duration S`` (6), ``--rounds N`` (3), ``--latency-rate 200``, ``--cpu-rate 1000``,
-``--ladder 2000,4000,6000,8000``, ``--late-bound MS`` (10), ``--clients
+``--ladder 2000,4000,6000,8000``, ``--step 500``, ``--late-bound MS`` (10), ``--clients
 probe,bare,bare-uvloop,hey,autocannon``, ``--json FILE`` (default bench/out/canary.json).
 """
 
@@ -425,6 +431,17 @@ def sustained(r: dict[str, Any], late_bound: float) -> bool:
     )
 
 
+def bisect(lo: float, hi: float, step: float) -> float | None:
+    """The rate to try between a steady ``lo`` and a failing ``hi``, on the grid of ``step``
+    req/s from ``lo``; None once they are at most one step apart (or ``step`` is 0)."""
+    if step <= 0:
+        return None
+    steps = math.floor((hi - lo) / step + 1e-9)
+    if steps < 2:
+        return None
+    return lo + (steps // 2) * step
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> float:
     values = [r[key] for r in runs if key in r and not math.isnan(r[key])]
     return statistics.median(values) if values else NAN
@@ -475,6 +492,7 @@ def main(argv: list[str]) -> int:
     lat_rate = float(_opt(argv, "--latency-rate", "200"))
     cpu_rate = float(_opt(argv, "--cpu-rate", "1000"))
     ladder = [float(r) for r in _opt(argv, "--ladder", "2000,4000,6000,8000").split(",")]
+    step = float(_opt(argv, "--step", "500"))
     late_bound = float(_opt(argv, "--late-bound", "10"))
     clients = _opt(argv, "--clients", ",".join(CLIENTS)).split(",")
     json_out = Path(_opt(argv, "--json", str(ROOT / "bench" / "out" / "canary.json")))
@@ -500,6 +518,7 @@ def main(argv: list[str]) -> int:
             wrk.append(wrk_p50(url, seconds=max(1, round(duration))))
             alive = list(ladder_clients if rnd % 2 == 0 else ladder_clients[::-1])
             best = {c: 0.0 for c in alive}
+            failed: dict[str, float] = {}
             for rate in ladder:
                 for c in list(alive):
                     r = run_client(c, url, rate, duration, client_cpu)
@@ -508,6 +527,20 @@ def main(argv: list[str]) -> int:
                         best[c] = rate
                     else:
                         alive.remove(c)
+                        failed[c] = rate
+            # Bisect between the highest steady rung and the first failing one, every client
+            # interleaved: each step runs every client that still has a gap wider than a step.
+            bounds = {c: (best[c], failed[c]) for c in best if c in failed and best[c] > 0}
+            while step > 0:
+                mids = {c: mid for c, (lo, hi) in bounds.items() if (mid := bisect(lo, hi, step))}
+                if not mids:
+                    break
+                for c, mid in mids.items():
+                    r = run_client(c, url, mid, duration, client_cpu)
+                    results.setdefault((c, mid), []).append(r)
+                    lo, hi = bounds[c]
+                    bounds[c] = (mid, hi) if sustained(r, late_bound) else (lo, mid)
+                    best[c] = bounds[c][0]
             for c, b in best.items():
                 max_rate[c].append(b)
             print(f"round {rnd + 1}/{rounds} done; max steady rate {best}", flush=True)
@@ -517,7 +550,8 @@ def main(argv: list[str]) -> int:
     )
     print("\nmedians over rounds (ms; CPU in us per request from /proc/PID/stat):")
     print(header)
-    for rate in [lat_rate, cpu_rate, *ladder]:
+    rates = [lat_rate, cpu_rate, *sorted({r for _, r in results} - {lat_rate, cpu_rate})]
+    for rate in rates:
         for c in clients:
             if (c, rate) in results:
                 print(_row(c, rate, results[(c, rate)]))
@@ -555,12 +589,14 @@ def main(argv: list[str]) -> int:
             f"{_fmt(_ratio(probe_max, peer_max), 2):>15}"
         )
     print(
-        "\nmax steady rate (median over rounds; ladder " + ",".join(f"{r:g}" for r in ladder) + "):"
+        "\nmax steady rate (median over rounds; ladder "
+        + ",".join(f"{r:g}" for r in ladder)
+        + f", bisected in steps of {step:g}):"
     )
     for c, values in max_rate.items():
         print(f"  {c:12} {statistics.median(values) if values else NAN:g} req/s  rounds: {values}")
     print("\nprobe start-up transient: lateness p99 over its first sends vs after (ms):")
-    for rate in [lat_rate, cpu_rate, *ladder]:
+    for rate in rates:
         runs = [r for r in results.get(("probe", rate), []) if "error" not in r]
         if runs:
             print(
@@ -576,6 +612,8 @@ def main(argv: list[str]) -> int:
                 "duration": duration,
                 "rounds": rounds,
                 "late_bound_ms": late_bound,
+                "ladder": ladder,
+                "step": step,
                 "wrk": wrk,
                 "max_steady_rate": max_rate,
                 "runs": [{"client": c, **r} for (c, _), rs in results.items() for r in rs],
