@@ -911,8 +911,10 @@ def run_probe_blocking(
 ) -> ProbeStats:
     """``run_probe`` in a fresh event loop on the calling thread; returns when it ends.
 
-    asyncio's own loop: uvloop 0.23 was measured (bench/probe_micro.py, 1,000 req/s on one
-    core) and did not pay: 520 µs CPU per request against 350 on asyncio's loop."""
+    asyncio's own loop. uvloop 0.23 was measured in bench/probe_micro.py (1,000 req/s, one
+    core): before ``quiet_gc`` it did not pay (520 µs CPU per request against 350); with it,
+    340 against 365 (3 ABAB rounds, a loaded machine; the bare loop: 307 against 325), a
+    gain within the noise, so the loop stays asyncio's until a rate ladder says otherwise."""
     return asyncio.run(run_probe(spec, settings, writer, stop=stop, on_sample=on_sample))
 
 
