@@ -442,6 +442,14 @@ def bisect(lo: float, hi: float, step: float) -> float | None:
     return lo + (steps // 2) * step
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages, for the record (CPU contention skews every run)."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> float:
     values = [r[key] for r in runs if key in r and not math.isnan(r[key])]
     return statistics.median(values) if values else NAN
@@ -502,8 +510,10 @@ def main(argv: list[str]) -> int:
         os.sched_setaffinity(0, {nginx_cpu})  # the bench itself stays off the client's CPU
     print(
         f"clients pinned to cpu {client_cpu}, nginx worker and the bench to cpu {nginx_cpu}; "
-        f"{duration:g} s runs, {rounds} ABAB round(s), late bound {late_bound:g} ms"
+        f"{duration:g} s runs, {rounds} ABAB round(s), late bound {late_bound:g} ms; "
+        f"load average {_load()} (the machine may be shared: every ratio is from this run)"
     )
+    load_before = _load()
     results: dict[tuple[str, float], list[dict[str, Any]]] = {}
     ladder_clients = [c for c in clients if c in ("probe", "bare", "bare-uvloop")]
     max_rate: dict[str, list[float]] = {c: [] for c in ladder_clients}
@@ -610,6 +620,7 @@ def main(argv: list[str]) -> int:
         json.dumps(
             {
                 "duration": duration,
+                "load_average": {"start": load_before, "end": _load()},
                 "rounds": rounds,
                 "late_bound_ms": late_bound,
                 "ladder": ladder,
@@ -622,5 +633,5 @@ def main(argv: list[str]) -> int:
             default=str,
         )
     )
-    print(f"\nall runs: {json_out}")
+    print(f"\nload average at the end {_load()}; all runs: {json_out}")
     return 0
