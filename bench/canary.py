@@ -6,6 +6,9 @@ started cold and pinned to CPU 1, against the same server in the same bench:
 
 - ``probe``: ``probes observe URL --rate R --duration S`` (the console script, writing a real
   run dir; figures from the Parquet sample rows it wrote);
+- ``probe-uvloop``: the same command line in a Python (``-c``) that first installs uvloop's
+  event loop policy, so the probe's ``asyncio.run`` runs it on a uvloop loop: whether uvloop
+  would pay, measured as a user would see it;
 - ``bare`` / ``bare-uvloop``: bench/bare_aiohttp.py, a bare aiohttp open-model loop (same
   in-flight bound 256), on asyncio's loop and on uvloop;
 - ``hey`` (Debian): ``-c C -q R/C -z S -o csv`` (C workers each paced at R/C req/s: closed loop
@@ -28,9 +31,10 @@ achieved rate. The probe's start-up transient: lateness p99 over its first T s o
 (T = 3 s, or half the duration if shorter) against the p99 after.
 
 Rates: the latency rate (200 req/s: latency p50 added vs the bare loop, hey, autocannon, wrk),
-the CPU rate (1,000 req/s: CPU per request), and a ladder (2k, 4k, 6k, 8k req/s) for probe and
-bare loops. A run is **steady** when it sends >= 99 % of the requested rate, has no
-client_saturated row, fewer than 1 % errors and a lateness p99 below ``--late-bound`` (10 ms).
+the CPU rate (1,000 req/s: CPU per request), and a ladder (2k, 4k, 6k, 8k req/s) for the probe
+and the bare loops, each on asyncio's loop and on uvloop. A run is **steady** when it sends
+>= 99 % of the requested rate, has no client_saturated row, fewer than 1 % errors and a
+lateness p99 below ``--late-bound`` (10 ms).
 **Max steady rate**: the ladder is climbed from the bottom and stopped at the first rung that is
 not steady; then, between the highest steady rung and that first failing one, the rate is
 bisected on a grid of ``--step`` req/s (500; 0: no bisection): each midpoint is run once, a
@@ -44,7 +48,8 @@ the same bench run. Every run is bounded in time; all traffic goes to 127.0.0.1.
 
 Options: ``--duration S`` (6), ``--rounds N`` (3), ``--latency-rate 200``, ``--cpu-rate 1000``,
 ``--ladder 2000,4000,6000,8000``, ``--step 500``, ``--late-bound MS`` (10), ``--clients
-probe,bare,bare-uvloop,hey,autocannon``, ``--json FILE`` (default bench/out/canary.json).
+probe,probe-uvloop,bare,bare-uvloop,hey,autocannon``, ``--json FILE`` (default
+bench/out/canary.json).
 """
 
 from __future__ import annotations
@@ -159,7 +164,18 @@ def wrk_p50(url: str, seconds: int = 5) -> dict[str, Any]:
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTOCANNON = ROOT / ".bench" / "node" / "node_modules" / ".bin" / "autocannon"
-CLIENTS = ("probe", "bare", "bare-uvloop", "hey", "autocannon")
+CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop", "hey", "autocannon")
+LADDER_CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop")
+#: ``probes observe`` on uvloop: its policy, then the console script's entry point.
+UVLOOP_PROBES = (
+    "import asyncio, sys, warnings; import uvloop\n"
+    "with warnings.catch_warnings():\n"
+    "    warnings.simplefilter('ignore', DeprecationWarning)\n"
+    "    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
+    "from probes.cli import main\n"
+    "sys.argv[0] = 'probes'\n"
+    "sys.exit(main())\n"
+)
 NAN = float("nan")
 
 
@@ -282,11 +298,15 @@ def figures(
     return r
 
 
-def run_probe(url: str, rate: float, duration: float, cpu: int | None) -> dict[str, Any]:
+def run_probe(
+    url: str, rate: float, duration: float, cpu: int | None, uv: bool = False
+) -> dict[str, Any]:
     from probes.records import read_samples_table
 
     script = Path(sys.executable).with_name("probes")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "probes.cli"]
+    if uv:
+        cmd = [sys.executable, "-c", UVLOOP_PROBES]
     with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
         cmd += ["observe", url, "--rate", f"{rate:g}", "--duration", f"{duration:g}"]
         cmd += ["--runs-dir", tmp, "--run-id", "run", "--quiet", "--timeout", "5"]
@@ -409,8 +429,8 @@ def run_autocannon(url: str, rate: float, duration: float, cpu: int | None) -> d
 
 
 def run_client(client: str, url: str, rate: float, duration: float, cpu: int | None) -> dict:
-    if client == "probe":
-        return run_probe(url, rate, duration, cpu)
+    if client in ("probe", "probe-uvloop"):
+        return run_probe(url, rate, duration, cpu, uv=client == "probe-uvloop")
     if client in ("bare", "bare-uvloop"):
         return run_bare(url, rate, duration, cpu, uv=client == "bare-uvloop")
     if client == "hey":
@@ -515,7 +535,7 @@ def main(argv: list[str]) -> int:
     )
     load_before = _load()
     results: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    ladder_clients = [c for c in clients if c in ("probe", "bare", "bare-uvloop")]
+    ladder_clients = [c for c in clients if c in LADDER_CLIENTS]
     max_rate: dict[str, list[float]] = {c: [] for c in ladder_clients}
     wrk: list[dict[str, Any]] = []
     with nginx(nginx_cpu) as url:
@@ -571,33 +591,31 @@ def main(argv: list[str]) -> int:
 
     wrk_p50_ms = statistics.median([w["p50_ms"] for w in wrk if "p50_ms" in w] or [NAN])
     print(f"\nwrk -t1 -c1 (closed loop, unpaced) latency p50: {_fmt(wrk_p50_ms)} ms")
-    print("\nratios (medians of the same bench run); probe vs peer:")
-    print(
-        f"{'peer':17} {'p50 added @' + f'{lat_rate:g}':>16} {'p50 ratio':>10} "
-        f"{'cpu ratio @' + f'{cpu_rate:g}':>16} {'total cpu ratio':>16} {'max rate ratio':>15}"
-    )
-    probe_max = statistics.median(max_rate["probe"]) if max_rate.get("probe") else NAN
-    peers = [c for c in clients if c != "probe"] + ["wrk"]
-    for peer in peers:
-        p50 = wrk_p50_ms if peer == "wrk" else med(peer, lat_rate, "lat_p50_ms")
-        probe_p50 = med("probe", lat_rate, "lat_p50_ms")
-        cpu_ratio = (
-            _ratio(med("probe", cpu_rate, "cpu_steady_us"), med(peer, cpu_rate, "cpu_steady_us"))
-            if peer != "wrk"
-            else NAN
-        )
-        tot_ratio = (
-            _ratio(med("probe", cpu_rate, "cpu_total_us"), med(peer, cpu_rate, "cpu_total_us"))
-            if peer != "wrk"
-            else NAN
-        )
-        peer_max = statistics.median(max_rate[peer]) if max_rate.get(peer) else NAN
+    subjects = [c for c in ("probe", "probe-uvloop") if c in clients]
+    for subject in subjects:
+        print(f"\nratios (medians of the same bench run); {subject} vs peer:")
         print(
-            f"{'probe/' + peer:17} {_fmt(probe_p50 - p50):>13} ms "
-            f"{_fmt(_ratio(probe_p50, p50), 2):>10} "
-            f"{_fmt(cpu_ratio, 2):>16} {_fmt(tot_ratio, 2):>16} "
-            f"{_fmt(_ratio(probe_max, peer_max), 2):>15}"
+            f"{'peer':24} {'p50 added @' + f'{lat_rate:g}':>16} {'p50 ratio':>10} "
+            f"{'cpu ratio @' + f'{cpu_rate:g}':>16} {'total cpu ratio':>16} {'max rate ratio':>15}"
         )
+        subject_max = statistics.median(max_rate[subject]) if max_rate.get(subject) else NAN
+        subject_p50 = med(subject, lat_rate, "lat_p50_ms")
+        others = [c for c in clients if c not in subjects] if subject != "probe" else clients
+        for peer in [c for c in others if c != subject] + ["wrk"]:
+            p50 = wrk_p50_ms if peer == "wrk" else med(peer, lat_rate, "lat_p50_ms")
+            cpu_ratio, tot_ratio = (
+                _ratio(med(subject, cpu_rate, key), med(peer, cpu_rate, key))
+                if peer != "wrk"
+                else NAN
+                for key in ("cpu_steady_us", "cpu_total_us")
+            )
+            peer_max = statistics.median(max_rate[peer]) if max_rate.get(peer) else NAN
+            print(
+                f"{subject + '/' + peer:24} {_fmt(subject_p50 - p50):>13} ms "
+                f"{_fmt(_ratio(subject_p50, p50), 2):>10} "
+                f"{_fmt(cpu_ratio, 2):>16} {_fmt(tot_ratio, 2):>16} "
+                f"{_fmt(_ratio(subject_max, peer_max), 2):>15}"
+            )
     print(
         "\nmax steady rate (median over rounds; ladder "
         + ",".join(f"{r:g}" for r in ladder)
@@ -605,10 +623,12 @@ def main(argv: list[str]) -> int:
     )
     for c, values in max_rate.items():
         print(f"  {c:12} {statistics.median(values) if values else NAN:g} req/s  rounds: {values}")
-    print("\nprobe start-up transient: lateness p99 over its first sends vs after (ms):")
-    for rate in rates:
-        runs = [r for r in results.get(("probe", rate), []) if "error" not in r]
-        if runs:
+    for subject in subjects:
+        print(f"\n{subject} start-up transient: lateness p99 over its first sends vs after (ms):")
+        for rate in rates:
+            runs = [r for r in results.get((subject, rate), []) if "error" not in r]
+            if not runs:
+                continue
             print(
                 f"  {rate:6.0f} req/s: first {_fmt(_median(runs, 'late_p99_first_ms'))} "
                 f"after {_fmt(_median(runs, 'late_p99_after_ms'))}; start-up wall "
