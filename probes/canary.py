@@ -928,10 +928,12 @@ def run_probe_blocking(
 ) -> ProbeStats:
     """``run_probe`` in a fresh event loop on the calling thread; returns when it ends.
 
-    asyncio's own loop. uvloop 0.23 was measured in bench/probe_micro.py (1,000 req/s, one
-    core): before ``quiet_gc`` it did not pay (520 µs CPU per request against 350); with it,
-    340 against 365 (3 ABAB rounds, a loaded machine; the bare loop: 307 against 325), a
-    gain within the noise, so the loop stays asyncio's until a rate ladder says otherwise."""
+    asyncio's own loop. uvloop 0.23 was measured: before ``quiet_gc`` and ``timer_floor`` it
+    did not pay (probe_micro, 1,000 req/s: 520 µs CPU per request against 350; the pacer spun
+    on its millisecond clock). With both, bench/canary.py's ``probe-uvloop`` (one 3 s round,
+    a shared machine at load 1.4-2.6): CPU per request 0.93x asyncio's at 1,000 req/s and
+    0.91x at 4,000, the same max steady rate (3,000 req/s) and lateness p50 +0.5-0.7 ms (its
+    1 ms pacer floor). Not a gain worth a dependency yet: the loop stays asyncio's."""
     return asyncio.run(run_probe(spec, settings, writer, stop=stop, on_sample=on_sample))
 
 
