@@ -6,6 +6,9 @@ started cold and pinned to CPU 1, against the same server in the same bench:
 
 - ``probe``: ``probes observe URL --rate R --duration S`` (the console script, writing a real
   run dir; figures from the Parquet sample rows it wrote);
+- ``probe-uvloop``: the same command line in a Python (``-c``) that first installs uvloop's
+  event loop policy, so the probe's ``asyncio.run`` runs it on a uvloop loop: whether uvloop
+  would pay, measured as a user would see it;
 - ``bare`` / ``bare-uvloop``: bench/bare_aiohttp.py, a bare aiohttp open-model loop (same
   in-flight bound 256), on asyncio's loop and on uvloop;
 - ``hey`` (Debian): ``-c C -q R/C -z S -o csv`` (C workers each paced at R/C req/s: closed loop
@@ -28,17 +31,25 @@ achieved rate. The probe's start-up transient: lateness p99 over its first T s o
 (T = 3 s, or half the duration if shorter) against the p99 after.
 
 Rates: the latency rate (200 req/s: latency p50 added vs the bare loop, hey, autocannon, wrk),
-the CPU rate (1,000 req/s: CPU per request), and a ladder (2k, 4k, 6k, 8k req/s) for probe and
-bare loops. **Max steady rate**: the highest rung of the ladder, climbed from the bottom and
-stopped at the first failure, at which a run sends >= 99 % of the requested rate, has no
-client_saturated row, fewer than 1 % errors and a lateness p99 below ``--late-bound`` (10 ms);
-0 if the first rung fails. Clients run in ABAB order (reversed every other round) for
+the CPU rate (1,000 req/s: CPU per request), and a ladder (2k, 4k, 6k, 8k req/s) for the probe
+and the bare loops, each on asyncio's loop and on uvloop. A run is **steady** when it sends
+>= 99 % of the requested rate, has no client_saturated row, fewer than 1 % errors and a
+lateness p99 below ``--late-bound`` (10 ms).
+**Max steady rate**: the ladder is climbed from the bottom and stopped at the first rung that is
+not steady; then, between the highest steady rung and that first failing one, the rate is
+bisected on a grid of ``--step`` req/s (500; 0: no bisection): each midpoint is run once, a
+steady one raises the lower end, a failing one lowers the upper end, until they are one step
+apart. The max steady rate is the highest steady rate so found (0 if the first rung fails;
+the top rung if every rung is steady). Every ladder client gets the same ladder and the same
+bisection, interleaved (ABAB within each bisection step). Clients run in ABAB order
+(reversed every other round) for
 ``--rounds`` rounds; tables show medians over rounds and ratios of those medians, all from
 the same bench run. Every run is bounded in time; all traffic goes to 127.0.0.1.
 
 Options: ``--duration S`` (6), ``--rounds N`` (3), ``--latency-rate 200``, ``--cpu-rate 1000``,
-``--ladder 2000,4000,6000,8000``, ``--late-bound MS`` (10), ``--clients
-probe,bare,bare-uvloop,hey,autocannon``, ``--json FILE`` (default bench/out/canary.json).
+``--ladder 2000,4000,6000,8000``, ``--step 500``, ``--late-bound MS`` (10), ``--clients
+probe,probe-uvloop,bare,bare-uvloop,hey,autocannon``, ``--json FILE`` (default
+bench/out/canary.json).
 """
 
 from __future__ import annotations
@@ -153,7 +164,18 @@ def wrk_p50(url: str, seconds: int = 5) -> dict[str, Any]:
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTOCANNON = ROOT / ".bench" / "node" / "node_modules" / ".bin" / "autocannon"
-CLIENTS = ("probe", "bare", "bare-uvloop", "hey", "autocannon")
+CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop", "hey", "autocannon")
+LADDER_CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop")
+#: ``probes observe`` on uvloop: its policy, then the console script's entry point.
+UVLOOP_PROBES = (
+    "import asyncio, sys, warnings; import uvloop\n"
+    "with warnings.catch_warnings():\n"
+    "    warnings.simplefilter('ignore', DeprecationWarning)\n"
+    "    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
+    "from probes.cli import main\n"
+    "sys.argv[0] = 'probes'\n"
+    "sys.exit(main())\n"
+)
 NAN = float("nan")
 
 
@@ -276,11 +298,15 @@ def figures(
     return r
 
 
-def run_probe(url: str, rate: float, duration: float, cpu: int | None) -> dict[str, Any]:
+def run_probe(
+    url: str, rate: float, duration: float, cpu: int | None, uv: bool = False
+) -> dict[str, Any]:
     from probes.records import read_samples_table
 
     script = Path(sys.executable).with_name("probes")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "probes.cli"]
+    if uv:
+        cmd = [sys.executable, "-c", UVLOOP_PROBES]
     with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
         cmd += ["observe", url, "--rate", f"{rate:g}", "--duration", f"{duration:g}"]
         cmd += ["--runs-dir", tmp, "--run-id", "run", "--quiet", "--timeout", "5"]
@@ -403,8 +429,8 @@ def run_autocannon(url: str, rate: float, duration: float, cpu: int | None) -> d
 
 
 def run_client(client: str, url: str, rate: float, duration: float, cpu: int | None) -> dict:
-    if client == "probe":
-        return run_probe(url, rate, duration, cpu)
+    if client in ("probe", "probe-uvloop"):
+        return run_probe(url, rate, duration, cpu, uv=client == "probe-uvloop")
     if client in ("bare", "bare-uvloop"):
         return run_bare(url, rate, duration, cpu, uv=client == "bare-uvloop")
     if client == "hey":
@@ -423,6 +449,25 @@ def sustained(r: dict[str, Any], late_bound: float) -> bool:
         and r["errors"] < 0.01 * max(r["sent"], 1)
         and r.get("late_p99_ms", NAN) < late_bound
     )
+
+
+def bisect(lo: float, hi: float, step: float) -> float | None:
+    """The rate to try between a steady ``lo`` and a failing ``hi``, on the grid of ``step``
+    req/s from ``lo``; None once they are at most one step apart (or ``step`` is 0)."""
+    if step <= 0:
+        return None
+    steps = math.floor((hi - lo) / step + 1e-9)
+    if steps < 2:
+        return None
+    return lo + (steps // 2) * step
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages, for the record (CPU contention skews every run)."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -475,6 +520,7 @@ def main(argv: list[str]) -> int:
     lat_rate = float(_opt(argv, "--latency-rate", "200"))
     cpu_rate = float(_opt(argv, "--cpu-rate", "1000"))
     ladder = [float(r) for r in _opt(argv, "--ladder", "2000,4000,6000,8000").split(",")]
+    step = float(_opt(argv, "--step", "500"))
     late_bound = float(_opt(argv, "--late-bound", "10"))
     clients = _opt(argv, "--clients", ",".join(CLIENTS)).split(",")
     json_out = Path(_opt(argv, "--json", str(ROOT / "bench" / "out" / "canary.json")))
@@ -484,10 +530,12 @@ def main(argv: list[str]) -> int:
         os.sched_setaffinity(0, {nginx_cpu})  # the bench itself stays off the client's CPU
     print(
         f"clients pinned to cpu {client_cpu}, nginx worker and the bench to cpu {nginx_cpu}; "
-        f"{duration:g} s runs, {rounds} ABAB round(s), late bound {late_bound:g} ms"
+        f"{duration:g} s runs, {rounds} ABAB round(s), late bound {late_bound:g} ms; "
+        f"load average {_load()} (the machine may be shared: every ratio is from this run)"
     )
+    load_before = _load()
     results: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    ladder_clients = [c for c in clients if c in ("probe", "bare", "bare-uvloop")]
+    ladder_clients = [c for c in clients if c in LADDER_CLIENTS]
     max_rate: dict[str, list[float]] = {c: [] for c in ladder_clients}
     wrk: list[dict[str, Any]] = []
     with nginx(nginx_cpu) as url:
@@ -500,6 +548,7 @@ def main(argv: list[str]) -> int:
             wrk.append(wrk_p50(url, seconds=max(1, round(duration))))
             alive = list(ladder_clients if rnd % 2 == 0 else ladder_clients[::-1])
             best = {c: 0.0 for c in alive}
+            failed: dict[str, float] = {}
             for rate in ladder:
                 for c in list(alive):
                     r = run_client(c, url, rate, duration, client_cpu)
@@ -508,6 +557,20 @@ def main(argv: list[str]) -> int:
                         best[c] = rate
                     else:
                         alive.remove(c)
+                        failed[c] = rate
+            # Bisect between the highest steady rung and the first failing one, every client
+            # interleaved: each step runs every client that still has a gap wider than a step.
+            bounds = {c: (best[c], failed[c]) for c in best if c in failed and best[c] > 0}
+            while step > 0:
+                mids = {c: mid for c, (lo, hi) in bounds.items() if (mid := bisect(lo, hi, step))}
+                if not mids:
+                    break
+                for c, mid in mids.items():
+                    r = run_client(c, url, mid, duration, client_cpu)
+                    results.setdefault((c, mid), []).append(r)
+                    lo, hi = bounds[c]
+                    bounds[c] = (mid, hi) if sustained(r, late_bound) else (lo, mid)
+                    best[c] = bounds[c][0]
             for c, b in best.items():
                 max_rate[c].append(b)
             print(f"round {rnd + 1}/{rounds} done; max steady rate {best}", flush=True)
@@ -517,7 +580,8 @@ def main(argv: list[str]) -> int:
     )
     print("\nmedians over rounds (ms; CPU in us per request from /proc/PID/stat):")
     print(header)
-    for rate in [lat_rate, cpu_rate, *ladder]:
+    rates = [lat_rate, cpu_rate, *sorted({r for _, r in results} - {lat_rate, cpu_rate})]
+    for rate in rates:
         for c in clients:
             if (c, rate) in results:
                 print(_row(c, rate, results[(c, rate)]))
@@ -527,42 +591,44 @@ def main(argv: list[str]) -> int:
 
     wrk_p50_ms = statistics.median([w["p50_ms"] for w in wrk if "p50_ms" in w] or [NAN])
     print(f"\nwrk -t1 -c1 (closed loop, unpaced) latency p50: {_fmt(wrk_p50_ms)} ms")
-    print("\nratios (medians of the same bench run); probe vs peer:")
-    print(
-        f"{'peer':17} {'p50 added @' + f'{lat_rate:g}':>16} {'p50 ratio':>10} "
-        f"{'cpu ratio @' + f'{cpu_rate:g}':>16} {'total cpu ratio':>16} {'max rate ratio':>15}"
-    )
-    probe_max = statistics.median(max_rate["probe"]) if max_rate.get("probe") else NAN
-    peers = [c for c in clients if c != "probe"] + ["wrk"]
-    for peer in peers:
-        p50 = wrk_p50_ms if peer == "wrk" else med(peer, lat_rate, "lat_p50_ms")
-        probe_p50 = med("probe", lat_rate, "lat_p50_ms")
-        cpu_ratio = (
-            _ratio(med("probe", cpu_rate, "cpu_steady_us"), med(peer, cpu_rate, "cpu_steady_us"))
-            if peer != "wrk"
-            else NAN
-        )
-        tot_ratio = (
-            _ratio(med("probe", cpu_rate, "cpu_total_us"), med(peer, cpu_rate, "cpu_total_us"))
-            if peer != "wrk"
-            else NAN
-        )
-        peer_max = statistics.median(max_rate[peer]) if max_rate.get(peer) else NAN
+    subjects = [c for c in ("probe", "probe-uvloop") if c in clients]
+    for subject in subjects:
+        print(f"\nratios (medians of the same bench run); {subject} vs peer:")
         print(
-            f"{'probe/' + peer:17} {_fmt(probe_p50 - p50):>13} ms "
-            f"{_fmt(_ratio(probe_p50, p50), 2):>10} "
-            f"{_fmt(cpu_ratio, 2):>16} {_fmt(tot_ratio, 2):>16} "
-            f"{_fmt(_ratio(probe_max, peer_max), 2):>15}"
+            f"{'peer':24} {'p50 added @' + f'{lat_rate:g}':>16} {'p50 ratio':>10} "
+            f"{'cpu ratio @' + f'{cpu_rate:g}':>16} {'total cpu ratio':>16} {'max rate ratio':>15}"
         )
+        subject_max = statistics.median(max_rate[subject]) if max_rate.get(subject) else NAN
+        subject_p50 = med(subject, lat_rate, "lat_p50_ms")
+        others = [c for c in clients if c not in subjects] if subject != "probe" else clients
+        for peer in [c for c in others if c != subject] + ["wrk"]:
+            p50 = wrk_p50_ms if peer == "wrk" else med(peer, lat_rate, "lat_p50_ms")
+            cpu_ratio, tot_ratio = (
+                _ratio(med(subject, cpu_rate, key), med(peer, cpu_rate, key))
+                if peer != "wrk"
+                else NAN
+                for key in ("cpu_steady_us", "cpu_total_us")
+            )
+            peer_max = statistics.median(max_rate[peer]) if max_rate.get(peer) else NAN
+            print(
+                f"{subject + '/' + peer:24} {_fmt(subject_p50 - p50):>13} ms "
+                f"{_fmt(_ratio(subject_p50, p50), 2):>10} "
+                f"{_fmt(cpu_ratio, 2):>16} {_fmt(tot_ratio, 2):>16} "
+                f"{_fmt(_ratio(subject_max, peer_max), 2):>15}"
+            )
     print(
-        "\nmax steady rate (median over rounds; ladder " + ",".join(f"{r:g}" for r in ladder) + "):"
+        "\nmax steady rate (median over rounds; ladder "
+        + ",".join(f"{r:g}" for r in ladder)
+        + f", bisected in steps of {step:g}):"
     )
     for c, values in max_rate.items():
         print(f"  {c:12} {statistics.median(values) if values else NAN:g} req/s  rounds: {values}")
-    print("\nprobe start-up transient: lateness p99 over its first sends vs after (ms):")
-    for rate in [lat_rate, cpu_rate, *ladder]:
-        runs = [r for r in results.get(("probe", rate), []) if "error" not in r]
-        if runs:
+    for subject in subjects:
+        print(f"\n{subject} start-up transient: lateness p99 over its first sends vs after (ms):")
+        for rate in rates:
+            runs = [r for r in results.get((subject, rate), []) if "error" not in r]
+            if not runs:
+                continue
             print(
                 f"  {rate:6.0f} req/s: first {_fmt(_median(runs, 'late_p99_first_ms'))} "
                 f"after {_fmt(_median(runs, 'late_p99_after_ms'))}; start-up wall "
@@ -574,8 +640,11 @@ def main(argv: list[str]) -> int:
         json.dumps(
             {
                 "duration": duration,
+                "load_average": {"start": load_before, "end": _load()},
                 "rounds": rounds,
                 "late_bound_ms": late_bound,
+                "ladder": ladder,
+                "step": step,
                 "wrk": wrk,
                 "max_steady_rate": max_rate,
                 "runs": [{"client": c, **r} for (c, _), rs in results.items() for r in rs],
@@ -584,5 +653,5 @@ def main(argv: list[str]) -> int:
             default=str,
         )
     )
-    print(f"\nall runs: {json_out}")
+    print(f"\nload average at the end {_load()}; all runs: {json_out}")
     return 0

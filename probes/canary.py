@@ -46,6 +46,15 @@ table conversion and Parquet write (which import pandas) are paid with a throw-a
 (``records.warm_writer``). Otherwise the run's first seconds would measure the probe's own
 imports as lateness. ``_Probe.startup`` lists those steps in order, for the test that checks
 it.
+
+While a probe runs, Python's cyclic garbage collector is kept quiet (``quiet_gc``): what
+start-up made (pandas and pyarrow's modules, the sessions) is frozen out of the collector's
+view, and the youngest generation is collected every ``GC_YOUNG_THRESHOLD`` allocations
+instead of every 700. Otherwise each full collection walked pandas' objects for ~50 ms and
+the young ones ran ~250 times a second at 6,000 req/s: bursts of lateness that filled the
+in-flight bound (measured: at 6,000 req/s, 830 ms of collection in a 4 s run, lateness p99
+70-87 ms; quiet, 40 ms and 23-35 ms). Nothing is kept longer than the run: at its end the
+thresholds are restored and the frozen objects handed back to the collector.
 """
 
 from __future__ import annotations
@@ -55,12 +64,13 @@ import contextlib
 import contextvars
 import errno
 import functools
+import gc
 import itertools
 import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +89,8 @@ CONNECTIONS = (*CONN_MODES, "both")
 DEFAULT_MAX_IN_FLIGHT = 256
 #: The scheduler wakes at least this often, so a stop request is seen promptly.
 MAX_SLEEP_S = 0.1
+#: The scheduler's shortest sleep on a loop with millisecond timers (``timer_floor``).
+UVLOOP_FLOOR_S = 0.001
 #: Of a body, this much is kept (for tagging); the rest is read and counted, not kept.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 #: A body that goes on past this is cut: the connection is closed (``body_too_large``).
@@ -96,6 +108,9 @@ MAX_BYTES_VALUE = 2**31 - 1
 CLIENT_LIMIT = "client_limit"
 BODY_TOO_LARGE = "body_too_large"
 INTERRUPTED = "interrupted"
+
+#: The cyclic GC's youngest-generation threshold while a probe runs (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 10_000
 
 OnSample = Callable[[Sample], None]
 
@@ -331,6 +346,63 @@ def error_class(exc: BaseException) -> str:
         if cls:
             return cls
     return "other"
+
+
+def timer_floor(loop: asyncio.AbstractEventLoop) -> float:
+    """The pacer's shortest sleep on ``loop``: 0 on asyncio's own loops, ``UVLOOP_FLOOR_S``
+    on others (uvloop).
+
+    uvloop's clock (``loop.time()``) and timers are libuv's: whole milliseconds, the clock
+    read once per loop turn. A sleep under 0.5 ms rounds to 0, and the stale clock says the
+    next request is not due yet, so above 1,000 req/s a pacer sleeping exactly until the next
+    due time spins (measured at 3,000 req/s: 185,000-241,000 sleeps in 3 s, 355 µs of CPU per
+    request against 243-277 on asyncio's loop). With a 1 ms floor it wakes about once per
+    millisecond and sends what is due then (2,200-2,400 sleeps, 220-232 µs); the lateness
+    this adds (p50 +0.6 ms there) is recorded as lateness like any other."""
+    return 0.0 if isinstance(loop, asyncio.BaseEventLoop) else UVLOOP_FLOOR_S
+
+
+# --------------------------------------------------------------------------- the GC
+
+
+_gc_lock = threading.Lock()
+#: Probes running in this process inside ``quiet_gc``; the first saves, the last restores.
+_gc_users = 0
+_gc_saved: tuple[int, int, int] = (700, 10, 10)
+_gc_froze = False
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Keep the cyclic GC quiet while a probe runs (see the module docstring).
+
+    ``gc.freeze()`` moves every object alive now into a generation the collector never walks
+    (an O(1) splice: no pause); objects are still freed by reference counting as usual. The
+    youngest generation's threshold is raised to ``GC_YOUNG_THRESHOLD`` (kept if already
+    higher). Probes running at once in one process (the service, ``probes load``) share one
+    quiet period: the first to enter saves the settings, the last to leave restores them and
+    ``gc.unfreeze()``s, so cycles frozen meanwhile are collected after all. A freeze made by
+    someone else (``gc.get_freeze_count()`` already > 0) is left as it is.
+    """
+    global _gc_users, _gc_saved, _gc_froze
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            _gc_froze = gc.get_freeze_count() == 0
+            if _gc_froze:
+                gc.freeze()
+            young, *older = _gc_saved
+            gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
+                if _gc_froze:
+                    gc.unfreeze()
 
 
 # --------------------------------------------------------------------------- transport
@@ -764,12 +836,14 @@ class _Probe:
             if self.writer is not None:
                 warm_writer()  # the first Parquet write imports pandas: not while requests are due
                 self.startup.append("writer_warm")
+            stack.enter_context(quiet_gc())  # after start-up: what it made is frozen
             # One clock for scheduling (monotonic), mapped once to epoch seconds for the rows,
             # so a wall-clock step during the run cannot bend the schedule.
             mono0 = loop.time()
             self.startup.append("mono0")
             wall0 = time.time() - (time.monotonic() - mono0)
             self.stats.started_ts = wall0
+            floor = timer_floor(loop)
             i = 0
             while i < total and not self._stopping():
                 now = loop.time()
@@ -782,7 +856,7 @@ class _Probe:
                 if i >= total:
                     break
                 wait = mono0 + intended_offset(i, s.rate) - loop.time()
-                await asyncio.sleep(min(max(wait, 0.0), MAX_SLEEP_S))
+                await asyncio.sleep(min(max(wait, floor), MAX_SLEEP_S))
             self.stats.scheduled = i
             self.stats.stopped_early = i < total
             await self._drain()
@@ -854,8 +928,12 @@ def run_probe_blocking(
 ) -> ProbeStats:
     """``run_probe`` in a fresh event loop on the calling thread; returns when it ends.
 
-    asyncio's own loop: uvloop 0.23 was measured (bench/probe_micro.py, 1,000 req/s on one
-    core) and did not pay: 520 µs CPU per request against 350 on asyncio's loop."""
+    asyncio's own loop. uvloop 0.23 was measured: before ``quiet_gc`` and ``timer_floor`` it
+    did not pay (probe_micro, 1,000 req/s: 520 µs CPU per request against 350; the pacer spun
+    on its millisecond clock). With both, bench/canary.py's ``probe-uvloop`` (one 3 s round,
+    a shared machine at load 1.4-2.6): CPU per request 0.93x asyncio's at 1,000 req/s and
+    0.91x at 4,000, the same max steady rate (3,000 req/s) and lateness p50 +0.5-0.7 ms (its
+    1 ms pacer floor). Not a gain worth a dependency yet: the loop stays asyncio's."""
     return asyncio.run(run_probe(spec, settings, writer, stop=stop, on_sample=on_sample))
 
 
