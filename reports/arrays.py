@@ -112,16 +112,9 @@ class Samples:
         return int(self.ts.size)
 
 
-def _codes(labels: _Labels, column: pa.ChunkedArray) -> np.ndarray:
-    """One shard's codes of a string column into ``labels`` (shared by every shard)."""
-    parts = [labels.codes(chunk) for chunk in column.chunks]
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
-
-
-def _numbers(column: pa.ChunkedArray, dtype: Any) -> np.ndarray:
-    return np.asarray(column.to_numpy(), dtype=dtype)
+def _numbers(column: pa.Array, dtype: Any) -> np.ndarray:
+    """A numeric column of a batch as numpy (zero-copy when it has no nulls)."""
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
 #: Code dtypes, narrowest first: a column widens when its labels outgrow one.
@@ -135,16 +128,18 @@ def _width(n_labels: int, start: Any = np.int8) -> Any:
     raise ValueError(f"too many labels: {n_labels}")
 
 
-def _corrected(table: pa.Table, source: np.ndarray, error: np.ndarray, probe: int | None) -> Any:
-    """The CO-corrected latencies of one shard's successful probe rows (``Samples``)."""
+def _corrected(
+    batch: pa.RecordBatch, source: np.ndarray, error: np.ndarray, probe: int | None
+) -> Any:
+    """The CO-corrected latencies of one batch's successful probe rows (``Samples``)."""
     if probe is None:
         return None
     rows = (error < 0) & (source == probe)
     if not rows.any():
         return None
-    ts = _numbers(table.column("ts"), np.float64)[rows]
-    it = _numbers(table.column("intended_ts"), np.float64)[rows]
-    lat = _numbers(table.column("latency_ms"), np.float64)[rows]
+    ts = _numbers(batch.column("ts"), np.float64)[rows]
+    it = _numbers(batch.column("intended_ts"), np.float64)[rows]
+    lat = _numbers(batch.column("latency_ms"), np.float64)[rows]
     return (ts - np.where(np.isfinite(it), it, ts)) * 1000.0 + lat
 
 
@@ -168,41 +163,44 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     for table in _read_ahead(tables):
         if table.column("status").null_count:
             raise Unsupported("null status")
-        codes = {name: _codes(labels[name], table.column(name)) for name in STRINGS}
-        part = _corrected(
-            table, codes["source"], codes["error"], labels["source"].index.get("probe")
-        )
-        if part is not None:
-            corrected.append(part)
-        # Rows that were never sent, or abandoned in flight, are counted and left out here:
-        # dropping rows before the stable sort by ts keeps the others in the same order.
-        keep = None
-        for name in LEFT_OUT:
-            if name in labels["error"].index:
-                rows = codes["error"] == labels["error"].index[name]
-                lost[name] += int(np.count_nonzero(rows))
-                keep = ~rows if keep is None else keep & ~rows
-        if keep is not None and keep.all():
+        # Row group by row group: each column's numpy view of a batch is zero-copy (or a
+        # ~1 MB copy), never a shard-long concatenation in a fresh mapping of its own.
+        for batch in table.to_batches():
+            codes = {name: labels[name].codes(batch.column(name)) for name in STRINGS}
+            part = _corrected(
+                batch, codes["source"], codes["error"], labels["source"].index.get("probe")
+            )
+            if part is not None:
+                corrected.append(part)
+            # Rows that were never sent, or abandoned in flight, are counted and left out
+            # here: dropping rows before the stable sort by ts keeps the others in order.
             keep = None
-        columns = {name: _numbers(table.column(name), dtypes[name]) for name in NUMBERS}
-        columns.update(codes)
-        del table, codes
+            for name in LEFT_OUT:
+                if name in labels["error"].index:
+                    rows = codes["error"] == labels["error"].index[name]
+                    lost[name] += int(np.count_nonzero(rows))
+                    keep = ~rows if keep is None else keep & ~rows
+            if keep is not None and keep.all():
+                keep = None
+            columns = {name: _numbers(batch.column(name), dtypes[name]) for name in NUMBERS}
+            columns.update(codes)
+            n = None
+            for name, values in columns.items():
+                if name in STRINGS:
+                    wide = _width(len(labels[name].labels), out[name].dtype.type)
+                    if wide is not out[name].dtype.type:
+                        out[name] = out[name].astype(wide)
+                kept = values if keep is None else values[keep]
+                n = kept.size
+                if filled + n > out[name].size:  # a shard grew since its metadata was read
+                    grown = np.empty(filled + n, out[name].dtype)
+                    grown[:filled] = out[name][:filled]
+                    out[name] = grown
+                out[name][filled : filled + n] = kept
+            filled += n or 0
+            del columns, codes
+        del table
         pool.release_unused()  # mimalloc keeps freed decode buffers otherwise (~240 MB at 10M)
-        n = None
-        for name, values in columns.items():
-            if name in STRINGS:
-                wide = _width(len(labels[name].labels), out[name].dtype.type)
-                if wide is not out[name].dtype.type:
-                    out[name] = out[name].astype(wide)
-            part = values if keep is None else values[keep]
-            n = part.size
-            if filled + n > out[name].size:  # a shard grew since its metadata was read
-                grown = np.empty(filled + n, out[name].dtype)
-                grown[:filled] = out[name][:filled]
-                out[name] = grown
-            out[name][filled : filled + n] = part
-        filled += n or 0
-        del columns
 
     ts = out.pop("ts")[:filled]
     order = None
