@@ -65,7 +65,8 @@ class Coded:
                 labels.append(fill)
             code = labels.index(fill)
             dtype = codes.dtype if code <= np.iinfo(codes.dtype).max else np.dtype(np.int32)
-            codes = np.where(codes < 0, code, codes).astype(dtype, copy=False)
+            codes = codes.astype(dtype, copy=False)
+            codes = np.where(codes < 0, dtype.type(code), codes)
         return codes, labels
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -39,3 +41,36 @@ def test_longest_gap_over_slice_boundaries(n: int) -> None:
     want = float(np.max(np.diff(np.sort(arrivals))))
     assert longest_gap_s(arrivals) == want
     assert longest_gap_s(arrivals.copy(), overwrite=True) == want
+
+
+def test_codes_widen_when_a_column_outgrows_int8(tmp_path: Path) -> None:
+    """Hundreds of distinct workers and versions across shards: the codes widen, decode to
+    the same strings, and the summary is the frame path's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench.report import Shape, make_run
+    from probes.records import read_samples, write_table_atomic
+    from reports.analysis import analyse, analyse_samples
+    from reports.arrays import read_arrays
+    from reports.rundir import COLUMNS
+
+    run = make_run(tmp_path, 6_000, shape=Shape(shard_rows=1_000, events=False))
+    for k, path in enumerate(sorted((run / "samples").glob("*.parquet"))):
+        table = pq.read_table(path)
+        n = table.num_rows
+        workers = pa.array([f"w{k}-{i % 150}" for i in range(n)], pa.string())
+        versions = pa.array([f"v{(k * 7 + i) % 200}" for i in range(n)], pa.string())
+        table = table.set_column(table.schema.get_field_index("worker"), "worker", workers)
+        table = table.set_column(table.schema.get_field_index("version"), "version", versions)
+        write_table_atomic(table, path)
+    samples = read_arrays(run)
+    assert samples.strings["worker"].codes.dtype == np.int16
+    frame = read_samples(run, columns=COLUMNS)
+    kept = frame[~frame["error"].isin(["client_saturated", "interrupted"])]
+    worker = samples.strings["worker"]
+    assert [worker.labels[c] for c in worker.codes] == kept["worker"].astype(str).tolist()
+    manifest = {"started_ts": float(frame["ts"].min()), "ended_ts": float(frame["ts"].max())}
+    got = analyse_samples(samples, [], manifest, slos=None, bucket_s=1.0).summary
+    want = analyse(frame, [], manifest, slos=None, bucket_s=1.0).summary
+    assert got == want
