@@ -1,7 +1,9 @@
 """From a sample frame (+ events, manifest) to the summary: pure, vectorised, no I/O.
 
-The frame is normalised once into numpy arrays (``Columns``); every aggregate after that is a
-``bincount`` or a boolean mask, so tens of millions of rows cost seconds, not minutes.
+The frame is normalised once into numpy arrays (``Columns``); every exact latency block comes
+from one histogram pass over the rows' (phase, mode, version) cells (``reports.cells``), every
+other aggregate is a ``bincount`` or a mask taken slice by slice, so tens of millions of rows
+cost seconds and no run-long temporaries.
 
 Choices worth knowing:
 
