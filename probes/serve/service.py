@@ -76,6 +76,9 @@ RECENT_ROLLOUTS = 5
 VERDICT_CACHE_S = 0.5
 #: On stop, reports still unmade after this long are made at the next start instead.
 SHUTDOWN_REPORT_S = 20.0
+#: On stop, how long closing the open runs (flush, manifest) may take in all: a slow disk
+#: beyond it leaves runs for the next start to close as interrupted.
+SHUTDOWN_CLOSE_S = 30.0
 #: Bound on waiting for scheduled runs to stop (their own stop events end them sooner).
 SHUTDOWN_JOBS_S = 20.0
 #: How long the notifier may take to send what is queued at shutdown.
@@ -879,6 +882,8 @@ class Service:
         self.blocking: Executor = ThreadPoolExecutor(8, thread_name_prefix="serve-io")
         self.reports: Executor = ThreadPoolExecutor(1, thread_name_prefix="serve-report")
         self._pending: set[asyncio.Future[Any]] = set()
+        #: Runs being closed (shards flushed, manifest ended): awaited in full on stop.
+        self._closing: set[asyncio.Future[Any]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._ready = False
         self.stop_reason = "stopped"
@@ -1095,11 +1100,17 @@ class Service:
             waits = [h.done.wait() for h in self.jobs.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), SHUTDOWN_JOBS_S)
+        if self._closing:  # every run's rows on disk and its manifest ended, reports or not
+            await asyncio.wait(set(self._closing), timeout=SHUTDOWN_CLOSE_S)
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=SHUTDOWN_REPORT_S)
         if self._http is not None:
             await self._http.cleanup()
         self.reports.shutdown(wait=False, cancel_futures=True)
+        for unmade in list(self._pending):  # reports not made in time: the next start makes them
+            unmade.cancel()
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=1.0)
         if self.notifier is not None:  # what is queued gets a bounded last chance
             await loop.run_in_executor(self.blocking, self._close_notifier)
         if self.index is not None:
@@ -1242,25 +1253,40 @@ class Service:
         figures: bool = True,
         **fields: Any,
     ) -> None:
-        """Close a run off the loop: flush its shards, end its manifest, report, index.
+        """Close a run off the loop: flush its shards and end its manifest (``blocking``
+        pool: the rows are on disk first, whatever the reports' queue holds), then report it
+        (``reports`` pool) and index it. On stop every close is awaited (bounded by
+        ``SHUTDOWN_CLOSE_S``), the reports only for ``SHUTDOWN_REPORT_S``: a run closed but
+        not reported is reported at the next start (``_recover``).
 
         Canary segments are reported without figures (``probes report RUN_DIR`` draws
         them): hundreds of targets' hourly segments would otherwise keep a core drawing."""
         loop = asyncio.get_running_loop()
         ended = time.time()
-        future = loop.run_in_executor(
-            self.reports, _finish_run, open_run, ended, interrupted, figures, fields
+        closed = loop.run_in_executor(
+            self.blocking, _close_run, open_run, ended, interrupted, fields
         )
-        self._pending.add(future)
+        self._closing.add(closed)
+        closed.add_done_callback(self._closing.discard)
 
-        def done(fut: asyncio.Future[Any]) -> None:
-            self._pending.discard(fut)
-            if not fut.cancelled() and fut.exception() is not None:
-                log.error("run %s: closing failed: %s", open_run.run_id, fut.exception())
-            if self.index is not None:
-                self.index.put_run_dir(open_run.run.path)
+        async def report() -> None:
+            try:
+                await closed
+                make = functools.partial(_report, open_run.run.path, figures=figures)
+                await loop.run_in_executor(self.reports, make)
+            except asyncio.CancelledError:
+                pass  # stopping: the next start reports it
+            except RuntimeError as exc:  # the reports pool shut down meanwhile (stopping)
+                log.info("run %s: left for the next start to report (%s)", open_run.run_id, exc)
+            except Exception as exc:
+                log.error("run %s: closing failed: %s", open_run.run_id, exc)
+            finally:
+                if self.index is not None:
+                    self.index.put_run_dir(open_run.run.path)
 
-        future.add_done_callback(done)
+        task = asyncio.ensure_future(report())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _recover(self) -> list[str]:
         """Blocking: runs a crash left open are closed ``interrupted``, reported, indexed;
@@ -1496,19 +1522,14 @@ class Service:
 # --------------------------------------------------------------------------- helpers (threads)
 
 
-def _finish_run(
-    open_run: OpenRun,
-    ended: float,
-    interrupted: str | None,
-    figures: bool,
-    fields: dict[str, Any],
-) -> dict[str, Any] | None:
-    """Blocking: flush, end the manifest, make the report (its summary, or None)."""
+def _close_run(
+    open_run: OpenRun, ended: float, interrupted: str | None, fields: dict[str, Any]
+) -> None:
+    """Blocking: flush the run's rows and end its manifest (its report comes after)."""
     open_run.writer.close()
     if interrupted is not None:
         fields = {**fields, "interrupted": interrupted}
     open_run.run.finish(ended_at=ended, **fields)
-    return _report(open_run.run.path, figures=figures)
 
 
 def _flush_all(writers: list[ShardWriter]) -> None:

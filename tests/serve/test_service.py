@@ -256,6 +256,47 @@ def test_canary_segments_are_created_off_the_loop(tmp_path: Path, monkeypatch: A
         assert read_manifest(path)["ended_ts"] is not None
 
 
+def test_stop_puts_every_row_on_disk_however_slow_the_reports(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # Reports queue on one thread; with hundreds of targets they outlast stop's bounded wait.
+    # Flushing rows and ending manifests must not queue behind them: every row sent is on
+    # disk and every segment closed after stop, and the next start reports what was left.
+    real_report = service_mod._report
+    started = threading.Event()
+
+    def slow_report(path: Path, *, figures: bool = True) -> Any:
+        started.set()
+        time.sleep(0.3)
+        return real_report(path, figures=figures)
+
+    monkeypatch.setattr(service_mod, "_report", slow_report)
+    monkeypatch.setattr(service_mod, "SHUTDOWN_REPORT_S", 0.2)
+    with VersionServer() as srv:
+        targets = [{"name": f"t{i}", "url": srv.url, "canary_rate": 20} for i in range(6)]
+        cfg = config(tmp_path, targets)
+
+        async def body(svc: Service) -> None:
+            await wait_until(lambda: len(svc.metrics.named("request")) >= 6 * 20, 15)
+
+        svc = run_service(cfg, body)
+        sent = list(svc.metrics.named("request"))
+    canaries = runs_of(cfg.serve.runs_dir, "canary")
+    assert len(canaries) == 6
+    rows = 0
+    for path in canaries:
+        assert read_manifest(path)["ended_ts"] is not None
+        rows += len(read_samples(path))
+    assert rows == len(sent)  # every row the service saw, on disk
+    unreported = [p for p in canaries if read_summary(p) is None]
+    assert unreported  # 6 reports x 0.3 s could not fit in 0.2 s
+    monkeypatch.setattr(service_mod, "_report", real_report)
+    again = Service(cfg, index=FakeIndex(), metrics=FakeMetrics())
+    recovered = again._recover()
+    assert set(recovered) >= {p.name for p in unreported}
+    assert all(read_summary(p) is not None for p in canaries)
+
+
 def test_url_target_switch_captured_cutover_within_one_capture_interval(tmp_path: Path) -> None:
     # Every 10th request goes to v2 before the switch, all after it: the canary (2/s) sees v2
     # at its 10th request (~4.5 s), the capture probes at 20/s through the switch.
