@@ -44,7 +44,7 @@ import pandas as pd
 from reports import rollout as ro
 from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
-from reports.cells import CHUNK, Cells, exact_block
+from reports.cells import Cells, exact_block, slices
 from reports.connections import connections_block, disruption, mode_buckets, positions
 from reports.reconciliation import platform_counts, reconcile
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
@@ -119,9 +119,9 @@ def _start_end(
     if ts.size and ts[0] < t0:
         t0 = float(ts[0])  # clock skew between workers: never negative times
     last = t0
-    for k in range(0, ts.size, CHUNK):  # in slices: no run-long temporaries
-        part = ts[k : k + CHUNK] + np.nan_to_num(latency[k : k + CHUNK]) / 1000.0
-        last = float(part.max()) if k == 0 else max(last, float(part.max()))
+    for k, part in enumerate(slices(ts.size)):  # no run-long temporaries
+        ends = ts[part] + np.nan_to_num(latency[part]) / 1000.0
+        last = float(ends.max()) if k == 0 else max(last, float(ends.max()))
     end = float(ended) if isinstance(ended, int | float) and math.isfinite(ended) else last
     if ts.size:
         end = max(end, float(ts[-1]))
@@ -216,11 +216,6 @@ class Buckets:
     bucket_s: float
     requests: np.ndarray
     errors: np.ndarray
-
-
-def slices(n: int) -> list[slice]:
-    """``CHUNK``-row slices covering ``n`` rows: per-row temporaries stay a few MB."""
-    return [slice(k, min(k + CHUNK, n)) for k in range(0, n, CHUNK)]
 
 
 def bucketize(cols: Columns, bucket_s: float) -> Buckets:

@@ -36,6 +36,13 @@ from reports.stats import _PERCENTILES, LATENCY_KEYS, _num, rate
 BUCKET_BITS = 16
 #: Rows per slice of the report's passes over a run (2 MB per float64 temporary).
 CHUNK = 1 << 18
+
+
+def slices(n: int) -> list[slice]:
+    """``CHUNK``-row slices covering ``n`` rows: per-row temporaries stay a few MB."""
+    return [slice(k, min(k + CHUNK, n)) for k in range(0, n, CHUNK)]
+
+
 _Q = np.true_divide(np.asarray(_PERCENTILES, dtype=np.float64), 100)
 _SIGN = np.uint64(1 << 63)
 
@@ -90,7 +97,7 @@ class Cells:
         itype: type[np.signedinteger[Any]] = np.int64 if wide else np.int32
         latency = np.asarray(latency, dtype=np.float64)
         n_rows = latency.size
-        chunks = [slice(k, min(k + CHUNK, n_rows)) for k in range(0, n_rows, CHUNK)]
+        chunks = slices(n_rows)
         # Pass 1: the range of the good rows' places in the float order (and their sign).
         negative, low, high = False, np.iinfo(np.uint64).max, 0
         for part in chunks:

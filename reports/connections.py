@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.cells import CHUNK, Cells
+from reports.cells import CHUNK, Cells, slices
 from reports.stats import rate
 
 #: Intervals and connections listed in full in the summary (counts cover them all).
@@ -149,8 +149,8 @@ def connection_table(
     cand = np.zeros(k, dtype=np.uint8)
     pin = np.full(k, -np.inf)
     failed = np.full(k, np.inf)
-    for start in range(0, conn.size, CHUNK):
-        part = slice(start, start + CHUNK)
+    for part in slices(conn.size):
+        start = part.start
         has = conn[part] >= 0
         if not has.any():
             continue
@@ -307,8 +307,7 @@ def mode_buckets(
 ) -> np.ndarray:
     """Requests per (mode, bucket, version): the per-mode share figure's data."""
     counts = np.zeros(nm * nb * nv, dtype=np.int64)
-    for k in range(0, rel.size, CHUNK):  # slice by slice: no run-long temporaries
-        part = slice(k, k + CHUNK)
+    for part in slices(rel.size):  # slice by slice: no run-long temporaries
         idx = np.clip(np.floor(rel[part] / bucket_s).astype(np.int64), 0, max(nb - 1, 0))
         key = (mode[part].astype(np.int64) * nb + idx) * nv + version[part]
         counts += np.bincount(key, minlength=nm * nb * nv)
