@@ -53,7 +53,6 @@ class Rollout:
     timing: Timing
     ready_at: float | None = None  # gate satisfied (every replica ready successThreshold times)
     switched_at: float | None = None
-    cut_done: bool = False
     retired: bool = False  # the old proton gets no more requests; its connections are closed
     message: str | None = None
 
@@ -104,7 +103,9 @@ def next_state(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ..
     if r.status == "staged":
         if not dwelt:
             return r, ()
-        return _to(r, "promoting", now, switched_at=now), ("switch",)
+        # the cut is part of the switch: the requests in flight on the old proton at that
+        # instant are the ones cut (a later tick would only find those that outlived it)
+        return _to(r, "promoting", now, switched_at=now), ("switch", "cut_old_inflight")
     if r.status == "promoting":
         return _promoting(r, now, f)
     if r.status == "finalizing":
@@ -139,10 +140,6 @@ def _promoting(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ..
     t = r.timing
     switched_at = r.switched_at
     assert switched_at is not None
-    actions: tuple[str, ...] = ()
-    if not r.cut_done:
-        r = replace(r, cut_done=True)
-        actions = ("cut_old_inflight",)
     elapsed = now - switched_at
     shifted = elapsed >= max(t.shift_s, t.gap_s, t.dwell_s)
     # Drain: requests in flight on the old proton finish and the connections pinned to it
@@ -150,8 +147,8 @@ def _promoting(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ..
     # connections busy (keep-alive) must not hold the replacement up forever.
     drained = f.old_inflight == 0 and f.old_pinned == 0
     if shifted and (drained or elapsed >= t.shift_s + t.drain_s):
-        return _to(r, "finalizing", now), actions
-    return r, actions
+        return _to(r, "finalizing", now), ()
+    return r, ()
 
 
 def _finalizing(r: Rollout, now: float, f: Facts) -> tuple[Rollout, tuple[str, ...]]:

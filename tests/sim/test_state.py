@@ -50,8 +50,8 @@ def test_happy_path_order_and_actions():
         ("initializing", ()),
         ("staged", ()),
         ("staged", ()),
-        ("promoting", ("switch",)),
-        ("finalizing", ("cut_old_inflight",)),
+        ("promoting", ("switch", "cut_old_inflight")),
+        ("finalizing", ()),
         ("finalizing", ()),
         ("finalizing", ("retire_old",)),
         ("finalizing", ()),
@@ -136,9 +136,7 @@ def test_no_ready_timeout_waits_forever():
     ],
 )
 def test_drain_is_bounded(timing, elapsed, facts, status):
-    r = state.Rollout(
-        status="promoting", since=10, created=0, timing=timing, switched_at=10, cut_done=True
-    )
+    r = state.Rollout(status="promoting", since=10, created=0, timing=timing, switched_at=10)
     assert state.next_state(r, 10 + elapsed, facts)[0].status == status
 
 
@@ -175,9 +173,7 @@ def test_drain_is_bounded(timing, elapsed, facts, status):
 )  # fmt: skip
 def test_keep_then_retire_then_stop(keep_old_s, steps, expected):
     t = Timing(keep_old_s=keep_old_s)
-    r = state.Rollout(
-        status="finalizing", since=40, created=0, timing=t, switched_at=10, cut_done=True
-    )
+    r = state.Rollout(status="finalizing", since=40, created=0, timing=t, switched_at=10)
     out = []
     for now, facts in steps:
         r, actions = state.next_state(r, now, facts)
