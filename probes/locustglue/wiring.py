@@ -236,8 +236,22 @@ def _on_quitting(state: ProbesState) -> None:
     if isinstance(runner, MasterRunner):
         runner.quit()  # our wrapper: waits for the workers' final reports
     elif runner is not None:
-        runner.stop()  # no request fires after this, so nothing is recorded after close
+        stop_every_user(runner)  # no request fires after this, so nothing is recorded after close
     state.close()
+
+
+def stop_every_user(runner: Any) -> None:
+    """``runner.stop()``, then kill what it can leave behind.
+
+    Locust's ``stop`` kills the spawning greenlet, then the shape's. While it waits on the
+    first, a shape tick can run and start a new spawning greenlet, which then adds users after
+    ``stop_users``: their requests would be counted by Locust after our last write (seen on
+    Ctrl-C during a ramp, 1 request in 1,881)."""
+    runner.stop()
+    spawning = getattr(runner, "spawning_greenlet", None)
+    if spawning is not None and not spawning.ready():
+        spawning.kill(block=True)
+    runner.user_greenlets.kill(block=True)
 
 
 def _wrap_master_quit(runner: MasterRunner) -> None:

@@ -128,6 +128,39 @@ def test_local_environment_records_every_event_and_counts_match(tmp_path: Path) 
     assert manifest["target"]["url"] == "http://127.0.0.1:9/"
 
 
+def test_quitting_stops_users_a_late_spawn_left_so_every_counted_request_is_on_disk(
+    tmp_path: Path,
+) -> None:
+    import gevent
+
+    env = Environment(events=Events(), parsed_options=options(tmp_path), host="http://127.0.0.1:9/")
+    runner = env.create_local_runner()
+    state = glue.setup(env)
+    env.events.test_start.fire(environment=env)
+
+    def user_loop() -> None:
+        for i in range(100_000):  # bounded; killed long before
+            env.events.request.fire(**fire_kwargs(FakeResponse(200), start_time=3000.0 + i))
+            gevent.sleep(0.001)
+
+    real_stop = runner.stop
+
+    def stop_that_leaves_a_user() -> None:
+        # what a shape tick that ran inside Locust's stop() leaves: a user spawned after
+        # stop_users, still sending
+        real_stop()
+        runner.user_greenlets.spawn(user_loop)
+        gevent.sleep(0.02)
+
+    runner.stop = stop_that_leaves_a_user  # type: ignore[method-assign]
+    env.events.quitting.fire(environment=env)
+    gevent.sleep(0.05)  # a surviving user would send now, after the counts were written
+    counts = json.loads((state.run.path / "locust.json").read_text())
+    assert counts["requests"] == counts["samples"] == len(read_samples(state.run.path)) > 0
+    assert env.stats.total.num_requests == counts["requests"]
+    assert not runner.user_greenlets
+
+
 def sample(i: int) -> Sample:
     return Sample(float(i), float(i), 1.5, "locust", "w", "GET", "/", 200, None, "v1", "header",
                   3, None)  # fmt: skip
