@@ -10,11 +10,12 @@ Per target (``TargetWorker``):
 - for api targets a ``probes.watch.Watcher`` in a thread (blocking httpx), whose events come
   back to the loop through ``_EventRouter``;
 - the **capture policy** (``probes.serve.capture``) fed with those events, the canary's
-  versions and the clock. On open: a run of kind ``rollout`` (trigger ``auto``), the probe
-  raised to ``capture_rate`` (the new probe starts before the old one drains, so there is no
-  gap), the platform's current state and every later event written to its events.jsonl. On
-  close: reported with the rollout block and verdict, indexed (a ``fail`` is pinned by the
-  index);
+  versions and the clock. On open: a run of kind ``rollout`` (trigger ``auto``; its
+  directory and manifest are made in the blocking pool while its rows and events wait in
+  memory), the probe raised to ``capture_rate`` (the new probe starts before the old one
+  drains, so there is no gap), the platform's current state and every later event written to
+  its events.jsonl. On close: reported with the rollout block and verdict, indexed (a
+  ``fail`` is pinned by the index);
 - a **live window** of the last 60 s for ``target_status`` and ``/metrics`` shares, and the
   samples of the open and the last rollouts for the verdict endpoint, in memory.
 
@@ -189,15 +190,78 @@ class OpenRun:
         return self.run.run_id
 
 
+class _DeferredEvents:
+    """A capture's event log while its run directory is being made off the loop: events
+    wait here, in order, and are written once the directory exists (``attach``)."""
+
+    def __init__(self) -> None:
+        self.log: EventLog | None = None
+        self.waiting: list[dict[str, Any]] = []
+
+    def put(self, event: Mapping[str, Any]) -> None:
+        if self.log is not None:
+            _write_event(self.log, event)
+        else:
+            self.waiting.append(dict(event))
+
+    def write(self, kind: str, status: str, **fields: Any) -> None:
+        self.put(make_event(kind, status, **fields))
+
+    def attach(self, log_: EventLog) -> None:
+        self.log = log_
+        for event in self.waiting:
+            _write_event(log_, event)
+        self.waiting.clear()
+
+
 @dataclass
-class OpenCapture(OpenRun):
+class OpenCapture:
+    """An open rollout capture. Its run directory is made off the loop (``Run.create``
+    fsyncs, and a slow disk must not stall every target's requests): until ``attach`` the
+    rows and events wait here, and ``ready`` is set once they are in the run."""
+
+    run_id: str
+    started_ts: float
+    reason: str
+    ready: asyncio.Future[None]
+    run: Run | None = None
+    writer: ShardWriter | None = None
     samples: SampleBuffer = field(default_factory=SampleBuffer)
-    reason: str = ""
+    events: _DeferredEvents = field(default_factory=_DeferredEvents)
     #: What the policy knows of the rollout, kept here so it outlives the policy's close.
     replacement_id: str | None = None
     baseline: str | None = None
     candidate: str | None = None
     outcome: str | None = None
+    _rows: list[Sample] = field(default_factory=list)
+
+    def add(self, sample: Sample) -> None:
+        if self.writer is not None:
+            self.writer.add(sample)
+        else:
+            self._rows.append(sample)
+        self.samples.add(sample)
+
+    def attach(self, run: Run, writer: ShardWriter) -> None:
+        """On the loop: the run exists; what waited goes into it, in order."""
+        writer.add_many(self._rows)
+        self._rows.clear()
+        self.events.attach(run.events)
+        self.run, self.writer = run, writer
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        self._rows.clear()
+        if not self.ready.done():
+            self.ready.set_exception(exc)
+            self.ready.exception()  # retrieved: whoever waits logs it, nobody else must
+
+    async def opened(self) -> OpenRun:
+        """The run and writer once made (raises what making them raised)."""
+        await asyncio.shield(self.ready)
+        assert self.run is not None and self.writer is not None
+        return OpenRun(run=self.run, writer=self.writer)
 
     def sync(self, state: cap.CaptureState) -> None:
         if state.open:
@@ -443,8 +507,7 @@ class TargetWorker:
         if self.segment is not None:
             self.segment.writer.add(sample)
         if self.capture is not None:
-            self.capture.writer.add(sample)
-            self.capture.samples.add(sample)
+            self.capture.add(sample)
         metrics = self.service.metrics
         if metrics is not None:
             outcome = "ok" if ok else str(sample.error)
@@ -467,7 +530,7 @@ class TargetWorker:
             self._apply(changes, float(event["ts"]))
         elif self.capture is not None:
             self.capture.sync(self.state)
-            _write_event(self.capture.run.events, event)
+            self.capture.events.put(event)
 
     def _remember(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -504,6 +567,8 @@ class TargetWorker:
             self.capture.sync(self.state)
 
     def _open_capture(self, reason: str, ts: float) -> None:
+        """Open a capture now (rows and events go to it from here on); its run directory is
+        made in the blocking pool (``_make_capture_run``) and attached when it exists."""
         svc, spec = self.service, self.spec
         if spec is None:
             return
@@ -511,27 +576,32 @@ class TargetWorker:
         before = list(self.preroll)
         start = min([now, ts, *(row.ts for row in before[:1])])
         rid = fresh_run_id(svc.runs_dir, f"{self.name}-rollout-{_stamp(now)}")
-        run = Run.create(
+        loop = asyncio.get_running_loop()
+        capture = OpenCapture(
+            run_id=rid, started_ts=start, reason=reason, ready=loop.create_future()
+        )
+        capture.sync(self.state)
+        self.capture = capture
+        for row in before:
+            capture.add(row)
+        for event in self._snapshot(self.state.replacement_id):
+            capture.events.put({**event, "ts": max(float(event["ts"]), start)})
+        capture.events.write("marker", "capture opened", ts=now, detail={"reason": reason})
+        fields: dict[str, Any] = {"target_name": self.name, "capture": {"reason": reason}}
+        if self.platform is not None:
+            fields["platform"] = self._platform_block(capture)
+        make = functools.partial(
+            _make_capture_run,
             svc.runs_dir,
             rid,
-            "rollout",
             target=spec.describe(),
             settings=self._settings(spec, self.cfg.capture_rate, reason=reason),
-            trigger="auto",
             started_at=start,
+            fields=fields,
         )
-        fields: dict[str, Any] = {"target_name": self.name, "capture": {"reason": reason}}
-        run.update(**fields)
-        self.capture = OpenCapture(run=run, writer=run.shard_writer("probe"), reason=reason)
-        self.capture.sync(self.state)
-        if self.platform is not None:
-            run.update(platform=self._platform_block(self.capture))
-        self.capture.writer.add_many(before)
-        for row in before:
-            self.capture.samples.add(row)
-        for event in self._snapshot(self.state.replacement_id):
-            _write_event(run.events, event, ts=max(float(event["ts"]), run.started_ts))
-        run.events.write("marker", "capture opened", ts=now, detail={"reason": reason})
+        task = loop.create_task(self._attach_capture(capture, make), name=f"open-{rid}")
+        svc.opening.add(task)
+        task.add_done_callback(svc.opening.discard)
         self._verdict_cache = None
         log.info("target %s: capture %s opened: %s", self.name, rid, reason)
         svc.notify("rollout_opened", self.name, rid, reason=reason)
@@ -540,8 +610,27 @@ class TargetWorker:
             svc.metrics.verdict(self.name, "pending")
             svc.metrics.keep_versions(self.name, self._kept_versions())
         self._rate_changed.set()
-        if svc.index is not None:
-            svc.index.put_run_dir(run.path)
+
+    async def _attach_capture(
+        self, capture: OpenCapture, make: Callable[[], tuple[Run, ShardWriter]]
+    ) -> None:
+        try:
+            run, writer = await asyncio.get_running_loop().run_in_executor(
+                self.service.blocking, make
+            )
+        except Exception as exc:  # a full or broken disk: this target's capture is lost
+            log.error("target %s: could not open capture %s: %s", self.name, capture.run_id, exc)
+            self.last_error = f"rollout capture: {exc}"
+            capture.fail(exc)
+            if self.capture is capture:
+                self.capture = None
+                self._rate_changed.set()
+                if self.service.metrics is not None:
+                    self.service.metrics.rollout(self.name, False)
+            return
+        capture.attach(run, writer)
+        if self.service.index is not None:
+            self.service.index.put_run_dir(run.path)
 
     def _platform_block(self, capture: OpenCapture, outcome: str | None = None) -> dict[str, Any]:
         labels = dict(self.watcher.labels) if self.watcher is not None else {}
@@ -559,15 +648,14 @@ class TargetWorker:
         self.capture = None
         self._rate_changed.set()
         now = time.time()
-        run = capture.run
         baseline, candidate = self._roles(capture)
         if self.watcher is not None:
-            run.events.write(
+            capture.events.write(
                 "marker", "watch stopped", ts=now,
                 detail={"polls": self.watcher.polls, "failed_polls": self.watcher.errors,
                         "note": "the capture ended; the service keeps watching"},
             )  # fmt: skip
-        run.events.write("marker", "capture closed", ts=now, detail={"reason": reason})
+        capture.events.write("marker", "capture closed", ts=now, detail={"reason": reason})
         fields: dict[str, Any] = {
             "capture": {"reason": capture.reason, "closed": reason, "outcome": outcome}
         }
@@ -575,11 +663,14 @@ class TargetWorker:
             fields["platform"] = self._platform_block(capture, outcome)
         versions, latency, ok = capture.samples.arrays()
         rollout = Rollout(
-            run.run_id, baseline, candidate, versions, latency, ok, run.started_ts, now, outcome
-        )
+            capture.run_id, baseline, candidate, versions, latency, ok, capture.started_ts, now,
+            outcome,
+        )  # fmt: skip
         self.recent.appendleft(rollout)
         self._verdict_cache = None
-        log.info("target %s: capture %s closed (%s): %s", self.name, run.run_id, outcome, reason)
+        log.info(
+            "target %s: capture %s closed (%s): %s", self.name, capture.run_id, outcome, reason
+        )
         if svc.metrics is not None:
             svc.metrics.rollout(self.name, False)
             svc.metrics.rollout_done(self.name, outcome or "incomplete")
@@ -590,9 +681,9 @@ class TargetWorker:
             "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
             "baseline": baseline, "candidate": candidate,
         }  # fmt: skip
-        svc.notify("rollout_closed", self.name, run.run_id, **details)
+        svc.notify("rollout_closed", self.name, capture.run_id, **details)
         if judged["verdict"] == "fail":
-            svc.notify("verdict_fail", self.name, run.run_id, **details)
+            svc.notify("verdict_fail", self.name, capture.run_id, **details)
         svc.finalize(capture, interrupted=interrupted, **fields)
 
     def _roles(self, capture: OpenCapture) -> tuple[str | None, str | None]:
@@ -762,7 +853,7 @@ class TargetWorker:
                 "run_id": self.capture.run_id,
                 "from_version": baseline,
                 "to_version": candidate,
-                "started_at": iso(self.capture.run.started_ts),
+                "started_at": iso(self.capture.started_ts),
                 "status": status,
             }
         if self.recent:
@@ -884,6 +975,8 @@ class Service:
         self._pending: set[asyncio.Future[Any]] = set()
         #: Runs being closed (shards flushed, manifest ended): awaited in full on stop.
         self._closing: set[asyncio.Future[Any]] = set()
+        #: Captures whose run directories are being made (``TargetWorker._open_capture``).
+        self.opening: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._ready = False
         self.stop_reason = "stopped"
@@ -1247,7 +1340,7 @@ class Service:
 
     def finalize(
         self,
-        open_run: OpenRun,
+        open_run: OpenRun | OpenCapture,
         interrupted: str | None = None,
         *,
         figures: bool = True,
@@ -1263,16 +1356,22 @@ class Service:
         them): hundreds of targets' hourly segments would otherwise keep a core drawing."""
         loop = asyncio.get_running_loop()
         ended = time.time()
-        closed = loop.run_in_executor(
-            self.blocking, _close_run, open_run, ended, interrupted, fields
-        )
+
+        async def close() -> OpenRun:
+            # a capture whose directory is still being made is closed once it exists
+            done = await open_run.opened() if isinstance(open_run, OpenCapture) else open_run
+            await loop.run_in_executor(self.blocking, _close_run, done, ended, interrupted, fields)
+            return done
+
+        closed = asyncio.ensure_future(close())
         self._closing.add(closed)
         closed.add_done_callback(self._closing.discard)
 
         async def report() -> None:
+            done: OpenRun | None = None
             try:
-                await closed
-                make = functools.partial(_report, open_run.run.path, figures=figures)
+                done = await closed
+                make = functools.partial(_report, done.run.path, figures=figures)
                 await loop.run_in_executor(self.reports, make)
             except asyncio.CancelledError:
                 pass  # stopping: the next start reports it
@@ -1281,8 +1380,8 @@ class Service:
             except Exception as exc:
                 log.error("run %s: closing failed: %s", open_run.run_id, exc)
             finally:
-                if self.index is not None:
-                    self.index.put_run_dir(open_run.run.path)
+                if self.index is not None and done is not None:
+                    self.index.put_run_dir(done.run.path)
 
         task = asyncio.ensure_future(report())
         self._pending.add(task)
@@ -1520,6 +1619,29 @@ class Service:
 
 
 # --------------------------------------------------------------------------- helpers (threads)
+
+
+def _make_capture_run(
+    runs_dir: Path,
+    run_id: str,
+    *,
+    target: dict[str, Any],
+    settings: dict[str, Any],
+    started_at: float,
+    fields: dict[str, Any],
+) -> tuple[Run, ShardWriter]:
+    """Blocking: claim a capture's run directory, write its manifest, open its writer."""
+    run = Run.create(
+        runs_dir,
+        run_id,
+        "rollout",
+        target=target,
+        settings=settings,
+        trigger="auto",
+        started_at=started_at,
+    )
+    run.update(**fields)
+    return run, run.shard_writer("probe")
 
 
 def _close_run(

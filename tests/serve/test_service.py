@@ -256,6 +256,68 @@ def test_canary_segments_are_created_off_the_loop(tmp_path: Path, monkeypatch: A
         assert read_manifest(path)["ended_ts"] is not None
 
 
+@pytest.mark.parametrize("stop_while_opening", [False, True], ids=["released", "stopped"])
+def test_a_capture_opened_on_a_stuck_disk_stalls_no_request_and_loses_no_row(
+    tmp_path: Path, monkeypatch: Any, stop_while_opening: bool
+) -> None:
+    # Opening a capture claims its directory and fsyncs its manifest: on a stuck disk that
+    # must hold up this capture's files only. The loop keeps sending meanwhile, the rows and
+    # events wait in the capture, and all of them reach its run once the disk answers, even
+    # when the service stops first.
+    entered, release = threading.Event(), threading.Event()
+    made_on_loop: list[bool] = []
+    real_create = Run.create
+
+    def create(*args: Any, **kw: Any) -> Run:
+        if args[2] == "rollout":
+            try:
+                asyncio.get_running_loop()
+                made_on_loop.append(True)
+            except RuntimeError:
+                made_on_loop.append(False)
+            entered.set()
+            release.wait(20)  # the stuck disk
+        return real_create(*args, **kw)
+
+    monkeypatch.setattr(service_mod.Run, "create", create)
+    with VersionServer() as srv:
+        cfg = config(tmp_path, [{"name": "a", "url": srv.url, "canary_rate": 20,
+                                 "capture_rate": 20, "settle_s": 600}])  # fmt: skip
+        rid: list[str | None] = []
+
+        async def body(svc: Service) -> None:
+            def requests() -> int:
+                return len(svc.metrics.named("request"))
+
+            await wait_until(lambda: requests() >= 5)
+            rid.append(svc.open_capture("a", "test"))
+            assert svc.workers["a"].status()["state"] == "capturing"
+            await wait_until(entered.is_set)
+            n = requests()
+            await wait_until(lambda: requests() >= n + 10)  # sent while the disk is stuck
+            if stop_while_opening:
+                threading.Timer(0.5, release.set).start()  # the disk answers during the stop
+                return
+            release.set()
+            capture = svc.workers["a"].capture
+            await wait_until(lambda: capture is not None and capture.run is not None)
+            m = requests()
+            await wait_until(lambda: requests() >= m + 5)
+
+        svc = run_service(cfg, body)
+        sent = list(svc.metrics.named("request"))
+    assert made_on_loop == [False]
+    (capture_dir,) = runs_of(cfg.serve.runs_dir, "rollout")
+    assert capture_dir.name == rid[0]
+    manifest = read_manifest(capture_dir)
+    assert manifest["ended_ts"] is not None and manifest["interrupted"] == "test over"
+    assert manifest["capture"]["reason"] == "test" and manifest["target_name"] == "a"
+    assert len(read_samples(capture_dir)) == len(sent)  # the preroll holds the whole test
+    markers = [e["status"] for e in read_events(capture_dir) if e["kind"] == "marker"]
+    assert markers[0] == "capture opened" and markers[-1] == "capture closed"
+    assert read_summary(capture_dir) is not None
+
+
 def test_stop_puts_every_row_on_disk_however_slow_the_reports(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -281,6 +343,8 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
 
         svc = run_service(cfg, body)
         sent = list(svc.metrics.named("request"))
+    # the report a stop found running goes on in its thread (a real stop ends the process)
+    svc.reports.shutdown(wait=True)
     canaries = runs_of(cfg.serve.runs_dir, "canary")
     assert len(canaries) == 6
     rows = 0
