@@ -42,8 +42,12 @@ types: install
 	$(BIN)/mypy
 
 # tests/locust imports Locust (gevent monkey-patches sockets): its own pytest process.
+# The rest runs on TEST_WORKERS pytest-xdist workers, a test file per worker at a time (module
+# fixtures stay shared): most end-to-end tests wait on servers and subprocesses, so two
+# workers on 2 cores took 343 s where one took 605 s. `make unit TEST_WORKERS=0`: serial.
+TEST_WORKERS ?= 2
 unit: install
-	$(BIN)/pytest -q tests --ignore=tests/locust
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/locust
 	$(BIN)/pytest -q -p no:anyio tests/locust
 
 test: check unit
