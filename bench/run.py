@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if "-h" in extra or "--help" in extra:  # never start a benchmark to print help
+        print(__doc__.strip() + "\n\nbenchmarks:")
+        for name in names:
+            doc = (importlib.import_module(BENCHMARKS[name]).__doc__ or "").strip()
+            print(f"  {name:14} {doc.splitlines()[0] if doc else ''}")
+        return 0
     code = 0
     for name in names:
         print(f"== bench {name}", flush=True)
