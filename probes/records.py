@@ -273,6 +273,11 @@ def _yield_cpu(thread: threading.Thread, nice: int = WRITER_NICE) -> bool:
     return True
 
 
+#: Suffix of a shard's journal: the rows queued for the shard of the same name, appended as
+#: JSON lines (see ``ShardWriter.journal``).
+JOURNAL_SUFFIX = ".journal"
+
+
 class ShardWriter:
     """Buffers samples and writes them as Parquet shards, atomically, on a timer and on close.
 
@@ -280,6 +285,12 @@ class ShardWriter:
     bound: the buffer is handed to a shard at least every ``flush_interval`` seconds or every
     ``max_rows`` rows, whichever comes first. Shards are named ``{prefix}-{seq:06d}.parquet``.
     The timer's thread runs ``WRITER_NICE`` below its creator's CPU priority.
+
+    A writer flushed rarely (the service's canary segments: every 10 s, so that hundreds of
+    targets do not write a shard each per second) is ``journal``-ed in between: the rows
+    queued since the last call are appended to ``{prefix}-{seq:06d}.journal``, named for the
+    shard they will go to, and that file is removed once the shard is written. After a crash
+    ``recover_journals`` turns a journal whose shard never came into that shard.
     """
 
     def __init__(
@@ -301,7 +312,10 @@ class ShardWriter:
         self._rows: list[Sample] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._seq = itertools.count(self._next_seq())
+        #: The sequence number of the next shard (and of the journal of its rows).
+        self._next = self._next_seq()
+        #: How many of the queued rows (from the front) are in the next shard's journal.
+        self._journaled = 0
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
@@ -317,13 +331,17 @@ class ShardWriter:
             _yield_cpu(self._thread)
 
     def _next_seq(self) -> int:
-        # After the highest existing shard: a resumed writer never overwrites one.
+        # After the highest existing shard or journal: a resumed writer never overwrites one.
         seqs = []
-        for path in self.directory.glob(f"{self.prefix}-*.parquet"):
-            tail = path.stem[len(self.prefix) + 1 :]
-            if tail.isdigit():
-                seqs.append(int(tail))
+        for pattern in (f"{self.prefix}-*.parquet", f"{self.prefix}-*{JOURNAL_SUFFIX}"):
+            for path in self.directory.glob(pattern):
+                tail = path.stem[len(self.prefix) + 1 :]
+                if tail.isdigit():
+                    seqs.append(int(tail))
         return max(seqs, default=-1) + 1
+
+    def _path(self, suffix: str) -> Path:
+        return self.directory / f"{self.prefix}-{self._next:06d}{suffix}"
 
     def add(self, sample: Sample) -> None:
         """Queue one sample; it is on disk after the next flush."""
@@ -358,14 +376,36 @@ class ShardWriter:
                 rows, self._rows = self._rows, []
             if not rows:
                 return
-            path = self.directory / f"{self.prefix}-{next(self._seq):06d}.parquet"
             try:
-                write_table_atomic(samples_to_table(rows), path)
+                write_table_atomic(samples_to_table(rows), self._path(".parquet"))
             except BaseException:
-                with self._lock:
+                with self._lock:  # the journal still holds a prefix of them: kept as it is
                     self._rows[:0] = rows
                 raise
+            self._path(JOURNAL_SUFFIX).unlink(missing_ok=True)  # its rows are in the shard
+            self._next += 1
+            self._journaled = 0
             self.rows_written += len(rows)
+
+    def journal(self) -> int:
+        """Append the rows queued since the last call to the next shard's journal (a write to
+        the page cache, no fsync: it is for a crash of this process, not of the machine);
+        how many were appended."""
+        with self._write_lock:
+            with self._lock:
+                rows = self._rows[self._journaled :]
+                self._journaled = len(self._rows)
+            if not rows:
+                return 0
+            lines = "".join(json.dumps(list(row), separators=(",", ":")) + "\n" for row in rows)
+            try:
+                with self._path(JOURNAL_SUFFIX).open("a", encoding="utf-8") as fh:
+                    fh.write(lines)
+            except BaseException:
+                with self._lock:
+                    self._journaled -= len(rows)
+                raise
+            return len(rows)
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(self.flush_interval):
@@ -386,6 +426,28 @@ class ShardWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def recover_journals(run_dir: Path | str) -> int:
+    """Turn the journals a crashed writer left (``ShardWriter.journal``) into the shards they
+    were for; a journal whose shard exists is only removed (its rows are in it). A torn last
+    line (the crash came mid-write) is skipped. Returns the rows recovered."""
+    directory = Path(run_dir) / SAMPLES_DIR
+    recovered = 0
+    for journal in sorted(directory.glob(f"*{JOURNAL_SUFFIX}")):
+        shard = journal.with_suffix(".parquet")
+        if not shard.exists():
+            rows = []
+            for line in journal.read_text("utf-8", errors="replace").splitlines():
+                try:
+                    rows.append(Sample(*json.loads(line)))
+                except (ValueError, TypeError):
+                    continue  # the torn tail of the crash
+            if rows:
+                write_table_atomic(samples_to_table(rows), shard)
+                recovered += len(rows)
+        journal.unlink(missing_ok=True)
+    return recovered
 
 
 def make_event(

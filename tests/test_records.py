@@ -17,6 +17,7 @@ from probes.records import (
     ShardWriter,
     read_events,
     read_samples,
+    recover_journals,
     shard_paths,
 )
 
@@ -137,3 +138,70 @@ def test_failed_flush_keeps_rows_and_sequence_resumes(tmp_path, monkeypatch):
     with ShardWriter(tmp_path, "probe", background=False) as again:
         again.add(sample(9))
     assert (tmp_path / "samples" / "probe-000008.parquet").exists()
+
+
+def _journal_lines(tmp_path) -> dict[str, int]:
+    return {p.name: p.read_text().count("\n") for p in (tmp_path / "samples").glob("*.journal")}
+
+
+def test_journal_keeps_rows_of_a_rarely_flushed_writer_through_a_crash(tmp_path):
+    writer = ShardWriter(tmp_path, "probe", background=False)
+    writer.add_many(sample(i) for i in range(3))
+    writer.flush()  # shard 0
+    writer.add_many(sample(i) for i in range(3, 5))
+    assert writer.journal() == 2 and writer.journal() == 0  # only what is new
+    writer.add(sample(5, error="timeout"))
+    assert writer.journal() == 1
+    assert _journal_lines(tmp_path) == {"probe-000001.journal": 3}
+    # a crash now: shard 0 on disk, rows 3-5 only in the journal of shard 1
+    (tmp_path / "samples" / "probe-000001.journal").open("a").write("[1006.0, 1006.0, 9")
+    assert len(read_samples(tmp_path)) == 3  # readers never read journals
+    assert recover_journals(tmp_path) == 3  # the torn tail of the crash is skipped
+    frame = read_samples(tmp_path)
+    assert frame["latency_ms"].tolist() == [1.5 * i for i in range(6)]
+    assert frame["error"].tolist()[-1] == "timeout" and frame["ts"].tolist()[-1] == 1005.0
+    assert _journal_lines(tmp_path) == {} and recover_journals(tmp_path) == 0
+
+
+def test_journal_goes_with_its_shard_and_never_doubles_a_row(tmp_path):
+    writer = ShardWriter(tmp_path, "probe", background=False)
+    writer.add_many(sample(i) for i in range(4))
+    writer.journal()
+    writer.add(sample(4))
+    writer.flush()  # the shard has all 5; its journal is gone
+    assert _journal_lines(tmp_path) == {}
+    writer.add(sample(5))
+    writer.journal()
+    # a crash between a shard's rename and its journal's removal: the shard wins
+    writer.add(sample(6))
+    writer.flush()
+    (tmp_path / "samples" / "probe-000001.journal").write_text(json.dumps(list(sample(5))) + "\n")
+    assert recover_journals(tmp_path) == 0
+    assert read_samples(tmp_path)["latency_ms"].tolist() == [1.5 * i for i in range(7)]
+    assert _journal_lines(tmp_path) == {}
+
+
+def test_journal_survives_a_failed_flush_and_a_resumed_writer_skips_it(tmp_path, monkeypatch):
+    import probes.records as records
+
+    writer = ShardWriter(tmp_path, "probe", background=False)
+    writer.add_many(sample(i) for i in range(2))
+    writer.journal()
+
+    def broken(table, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "write_table_atomic", broken)
+    with pytest.raises(OSError):
+        writer.flush()
+    writer.add(sample(2))
+    assert writer.journal() == 1  # the journal still holds a prefix of the queue
+    assert _journal_lines(tmp_path) == {"probe-000000.journal": 3}
+    monkeypatch.undo()
+    # the process dies here; a new writer on the same prefix must not take shard 0's name
+    again = ShardWriter(tmp_path, "probe", background=False)
+    again.add(sample(7))
+    again.close()
+    assert (tmp_path / "samples" / "probe-000001.parquet").exists()
+    assert recover_journals(tmp_path) == 3
+    assert sorted(read_samples(tmp_path)["latency_ms"].tolist()) == [0.0, 1.5, 3.0, 10.5]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.recording.types import Outcome
-from probes.records import shard_paths
+from probes.records import recover_journals, shard_paths
 
 #: Statuses that mean the target itself could not be used (no response, or refused us).
 UNUSABLE_STATUSES = frozenset({"0", "401", "403", "407"})
@@ -37,7 +37,9 @@ def report(run_dir: Path, **options: Any) -> dict[str, Any]:
 
 def outcome_of_report(run_dir: Path, **options: Any) -> Outcome:
     """(Re)make the report of an existing run; its outcome (``interrupted`` from its
-    manifest). ``options`` go to ``reports.make_report`` (``slos``, ``bucket_s``, ``figures``)."""
+    manifest). ``options`` go to ``reports.make_report`` (``slos``, ``bucket_s``, ``figures``).
+    Rows a crashed writer left in journals become shards first (``recover_journals``)."""
+    recover_journals(run_dir)
     summary = report(run_dir, **options)
     reason = target_unusable(summary)
     extra = {"capacity": summary["capacity"]} if isinstance(summary.get("capacity"), dict) else {}

@@ -43,7 +43,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -54,7 +54,15 @@ import numpy as np
 
 from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings, run_probe
 from probes.errors import ConfigError, ProbesError
-from probes.records import MANIFEST_FILE, EventLog, Sample, ShardWriter, make_event, read_manifest
+from probes.records import (
+    MANIFEST_FILE,
+    EventLog,
+    Sample,
+    ShardWriter,
+    make_event,
+    read_manifest,
+    recover_journals,
+)
 from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
@@ -1399,6 +1407,7 @@ class Service:
             if manifest.get("trigger") not in SERVICE_TRIGGERS:
                 continue
             if manifest.get("ended_ts") is None:
+                recover_journals(path)  # the canary rows of its last seconds
                 run = Run.open(path)
                 reason = "left open by a crash or kill; closed when the service restarted"
                 run.finish(ended_at=_last_activity(path, run.started_ts), interrupted=reason)
@@ -1444,21 +1453,22 @@ class Service:
     async def _flusher(self) -> None:
         """Write the canary segments' queued rows to disk, off the loop: every target once per
         ``CANARY_FLUSH_S``, a slice of them each second, so the writes (which hold the GIL
-        while building tables) never come as one burst that delays the probes."""
+        while building tables) never come as one burst that delays the probes. The others'
+        new rows are appended to their shards' journals each second (``ShardWriter.journal``):
+        a crash loses at most the last second, and the next start makes them shards."""
         loop = asyncio.get_running_loop()
         slot = 0
         slots = max(1, int(CANARY_FLUSH_S / TICK_S))
         while not self.stopping:
             await asyncio.sleep(TICK_S)
-            workers = list(self.workers.values())
-            writers = [
-                w.segment.writer
-                for k, w in enumerate(workers)
-                if k % slots == slot and w.segment is not None
-            ]
+            flush: list[ShardWriter] = []
+            journal: list[ShardWriter] = []
+            for k, w in enumerate(list(self.workers.values())):
+                if w.segment is not None:
+                    (flush if k % slots == slot else journal).append(w.segment.writer)
             slot = (slot + 1) % slots
-            if writers:
-                await loop.run_in_executor(self.blocking, _flush_all, writers)
+            if flush or journal:
+                await loop.run_in_executor(self.blocking, _flush_all, flush, journal)
 
     async def _retention(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1654,12 +1664,17 @@ def _close_run(
     open_run.run.finish(ended_at=ended, **fields)
 
 
-def _flush_all(writers: list[ShardWriter]) -> None:
+def _flush_all(writers: list[ShardWriter], journal: Sequence[ShardWriter] = ()) -> None:
     for writer in writers:
         try:
             writer.flush()
         except Exception as exc:  # the rows stay queued; the next flush tries again
             log.warning("flushing %s failed: %s", writer.directory, exc)
+    for writer in journal:
+        try:
+            writer.journal()
+        except Exception as exc:  # the rows stay queued: the next call appends them
+            log.warning("journaling %s failed: %s", writer.directory, exc)
 
 
 def _warm_up() -> None:

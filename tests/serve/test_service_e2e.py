@@ -33,7 +33,7 @@ import pytest
 pytest.importorskip("probes.serve.http")
 pytest.importorskip("probes.serve.index")
 
-from probes.records import read_events, read_manifest
+from probes.records import read_events, read_manifest, read_samples
 from probes.run import read_summary
 from probes.serve.config import ServeConfig, load_config, parse_config
 from probes.serve.service import Service
@@ -270,6 +270,26 @@ def _sigterm_with_capture_and_load(tmp_path: Path, server_url: str, schedules: s
                 psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
 
 
+def rows_on_disk(run_dir: Path) -> int:
+    """Rows in a run's shards plus the whole lines of its shards' journals."""
+    samples = run_dir / "samples"
+    shards = [p for p in samples.glob("*.parquet") if not p.name.startswith(".")]
+    rows = len(read_samples(run_dir)) if shards else 0
+    for journal in samples.glob("*.journal"):
+        try:
+            lines = journal.read_bytes().count(b"\n")
+        except FileNotFoundError:  # its shard was just written
+            continue
+        if not journal.with_suffix(".parquet").exists():  # else its rows are in the shard
+            rows += lines
+    return rows
+
+
+def left_canary(runs: Path, left: list[str]) -> str:
+    (rid,) = [rid for rid in left if read_manifest(runs / rid)["kind"] == "canary"]
+    return rid
+
+
 def test_sigkill_then_restart_marks_open_runs_interrupted(
     tmp_path: Path, mixed_server: VersionServer
 ) -> None:
@@ -279,8 +299,11 @@ def test_sigkill_then_restart_marks_open_runs_interrupted(
         left = wait_for(lambda: {r["kind"] for r in open_runs(url)} >= {"rollout", "canary"} and
                         [r["run_id"] for r in open_runs(url)], 60)  # fmt: skip
         runs = load_config(cfg_path, env={}).serve.runs_dir
-        # rows on disk (captures flush every second, canary segments every 10 s)
-        wait_for(lambda: all(list((runs / rid / "samples").glob("*.parquet")) for rid in left), 30)
+        # rows on disk within a second: captures flush every second, canary segments write
+        # a shard every 10 s and journal their new rows every second in between
+        wait_for(lambda: all(rows_on_disk(runs / rid) for rid in left), 30)
+        wait_for(lambda: list((runs / left_canary(runs, left) / "samples").glob("*.journal")), 30)
+        before = {rid: rows_on_disk(runs / rid) for rid in left}
         proc.kill()
         proc.wait(10)
     finally:
@@ -300,6 +323,9 @@ def test_sigkill_then_restart_marks_open_runs_interrupted(
             manifest = read_manifest(runs / rid)
             assert manifest["ended_ts"] is not None and "crash" in manifest["interrupted"]
             assert read_summary(runs / rid) is not None
+            # every row that was on disk (journals included) is in the shards now
+            assert len(read_samples(runs / rid)) >= before[rid] > 0
+            assert not list((runs / rid / "samples").glob("*.journal"))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
