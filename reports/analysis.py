@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -670,55 +671,62 @@ def analyse_columns(
 ) -> Analysis:
     """The part of ``analyse`` after the rows are columns: ``counts`` are the error classes
     and sources of the rows kept, ``lost`` the (not sent, interrupted) rows left out."""
-    not_sent, interrupted = lost
-    buckets = bucketize(cols, bucket_s)
-    first, last = _first_last(cols)
-    order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
-    baseline, candidate, how = ro.resolve_roles(order, events)
-    roles = (baseline, candidate)
-    fc, lb = _switch_times(cols, roles, first, last)
-    gap = _r(_longest_gap(cols))
-    cells = _cells(cols, fc, lb)
-    versions = _versions(cols, cells, roles, first, last)
-    summary = _run_block(cols, cells, manifest)
-    summary.update(
-        versions=versions,
-        rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap),
-        phases=_phases(cols, cells, fc, lb),
-        comparison=_comparison(cols, versions, roles),
-        verdict=None,
-        capacity=None,
-        # additions to the contract
-        status_counts=_status_counts(cols.status),
-        error_classes=counts[0],
-        sources=counts[1],
-        latency_corrected_ms=exact_block(cols.corrected) if cols.corrected.size else None,
-        not_sent=not_sent,
-        interrupted=interrupted,
-        longest_gap_s=gap,
-        bucket_s=bucket_s,
-        roles_from=how,
-        slos=list(slos or []),
-    )
-    complete, reason = completeness(manifest)
-    summary.update(
-        complete=complete,
-        incomplete_reason=reason,
-        skipped_shards=[dict(item) for item in skipped_shards],
-    )
-    _connections(summary, cols, cells, events, roles, (fc, lb), interrupted)
-    summary["verdict"] = verdict(summary, slos)
-    if manifest.get("kind") == "capacity":
-        _capacity(summary, cols, manifest, slos)
-    if reason is not None:  # after the capacity verdict too, which replaces the block
-        block = summary["verdict"]
-        block["checks"] = [*block["checks"], run_complete_check(reason)]
-        block["result"] = "fail"
-    hist = latency_hist(cols, bucket_s) if figures else None
-    per_mode = mode_buckets(
-        cols.rel, cols.version, len(cols.labels), cols.mode, len(cols.mode_labels),
-        buckets.requests.shape[0], bucket_s,
-    )  # fmt: skip
+    # Aggregates that need no other result run in a second thread beside the rest (numpy
+    # releases the GIL in each slice's work: on two cores they overlap).
+    with ThreadPoolExecutor(1, thread_name_prefix="report-side") as side:
+        gap_found = side.submit(_longest_gap, cols)
+        status_found = side.submit(_status_counts, cols.status)
+        hist_found = side.submit(latency_hist, cols, bucket_s) if figures else None
+        buckets = bucketize(cols, bucket_s)
+        per_mode_found = side.submit(
+            mode_buckets, cols.rel, cols.version, len(cols.labels), cols.mode,
+            len(cols.mode_labels), buckets.requests.shape[0], bucket_s,
+        )  # fmt: skip
+        not_sent, interrupted = lost
+        first, last = _first_last(cols)
+        order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
+        baseline, candidate, how = ro.resolve_roles(order, events)
+        roles = (baseline, candidate)
+        fc, lb = _switch_times(cols, roles, first, last)
+        cells = _cells(cols, fc, lb)
+        versions = _versions(cols, cells, roles, first, last)
+        gap = _r(gap_found.result())
+        summary = _run_block(cols, cells, manifest)
+        summary.update(
+            versions=versions,
+            rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap),
+            phases=_phases(cols, cells, fc, lb),
+            comparison=_comparison(cols, versions, roles),
+            verdict=None,
+            capacity=None,
+            # additions to the contract
+            status_counts=status_found.result(),
+            error_classes=counts[0],
+            sources=counts[1],
+            latency_corrected_ms=exact_block(cols.corrected) if cols.corrected.size else None,
+            not_sent=not_sent,
+            interrupted=interrupted,
+            longest_gap_s=gap,
+            bucket_s=bucket_s,
+            roles_from=how,
+            slos=list(slos or []),
+        )
+        complete, reason = completeness(manifest)
+        summary.update(
+            complete=complete,
+            incomplete_reason=reason,
+            skipped_shards=[dict(item) for item in skipped_shards],
+        )
+        _connections(summary, cols, cells, events, roles, (fc, lb), interrupted)
+        summary["verdict"] = verdict(summary, slos)
+        if manifest.get("kind") == "capacity":
+            _capacity(summary, cols, manifest, slos)
+        if reason is not None:  # after the capacity verdict too, which replaces the block
+            block = summary["verdict"]
+            block["checks"] = [*block["checks"], run_complete_check(reason)]
+            block["result"] = "fail"
+        hist = hist_found.result() if hist_found is not None else None
+        per_mode = per_mode_found.result()
     return Analysis(
         summary, cols.labels, buckets, hist, mode_requests=per_mode, mode_labels=cols.mode_labels
     )
