@@ -221,20 +221,35 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     order = None
     if ts.size > 1 and np.any(ts[1:] < ts[:-1]):
         order = np.argsort(ts, kind="stable")
-        ts = ts[order]
+    with ThreadPoolExecutor(2, thread_name_prefix="gather") as threads:
 
-    def arranged(name: str) -> np.ndarray:
-        values = out.pop(name)[:filled]
-        return values if order is None else values[order]
+        def arranged(values: np.ndarray) -> np.ndarray:
+            return values if order is None else _gather(values, order, threads)
 
-    return Samples(
-        ts,
-        arranged("latency_ms"),
-        arranged("status"),
-        {name: Coded(arranged(name), labels[name].labels) for name in STRINGS},
-        corrected=np.concatenate(corrected) if corrected else np.zeros(0),
-        lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
-    )
+        ts = arranged(ts)
+        return Samples(
+            ts,
+            arranged(out.pop("latency_ms")[:filled]),
+            arranged(out.pop("status")[:filled]),
+            {
+                name: Coded(arranged(out.pop(name)[:filled]), labels[name].labels)
+                for name in STRINGS
+            },
+            corrected=np.concatenate(corrected) if corrected else np.zeros(0),
+            lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
+        )
+
+
+def _gather(values: np.ndarray, order: np.ndarray, threads: ThreadPoolExecutor) -> np.ndarray:
+    """``values[order]``, its halves taken in two threads (``np.take`` releases the GIL):
+    on two cores twice as fast, and no more memory than one gather (``mode="clip"``: an
+    ``out`` of mode "raise" is buffered; every index is in range)."""
+    out = np.empty(order.size, values.dtype)
+    half = order.size // 2
+    parts = [slice(0, half), slice(half, order.size)]
+    for done in [threads.submit(np.take, values, order[p], out=out[p], mode="clip") for p in parts]:
+        done.result()
+    return out
 
 
 def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
