@@ -33,8 +33,8 @@ Choices worth knowing:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +46,13 @@ from reports import rollout as ro
 from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
 from reports.cells import Cells, exact_block, slices
-from reports.connections import connections_block, disruption, mode_buckets, positions
+from reports.connections import (
+    connections_block,
+    disruption,
+    mode_buckets,
+    positions,
+    role_table,
+)
 from reports.reconciliation import platform_counts, reconcile
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
 from reports.timeline import attribute, attribute_codes
@@ -406,6 +412,7 @@ def _rollout(
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, float | None],
     gap: float | None,
+    flips: int | None,
 ) -> dict[str, Any] | None:
     baseline, candidate = roles
     bc, cc = _role_code(cols.labels, baseline), _role_code(cols.labels, candidate)
@@ -425,10 +432,6 @@ def _rollout(
         mask = (cols.rel >= window[0]) & (cols.rel <= window[1])
         n_win = int(np.count_nonzero(mask))
         errs = int(n_win - np.count_nonzero(cols.ok[mask]))
-    flips = None
-    if bc is not None and cc is not None and fc is not None:
-        both = (cols.version == bc) | (cols.version == cc)
-        flips = ro.count_flips(cols.stream(both), cols.version[both] == cc)
     return {
         "detected": fc is not None,
         "from_version": baseline,
@@ -449,6 +452,23 @@ def _rollout(
         "longest_gap_s": gap,
         "platform": platform,
     }
+
+
+def _flips(cols: Columns, roles: tuple[str | None, str | None], fc: float | None) -> int | None:
+    """``rollout.count_flips`` of the baseline and candidate answers (None without both)."""
+    bc, cc = _role_code(cols.labels, roles[0]), _role_code(cols.labels, roles[1])
+    if bc is None or cc is None or fc is None:
+        return None
+    n_workers = int(cols.worker.max()) + 1 if cols.worker.size else 1
+
+    def parts() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for part in slices(cols.rel.size):  # slice by slice: no run-long masks
+            version = cols.version[part]
+            both = (version == bc) | (version == cc)
+            stream = cols.worker[part][both].astype(np.int64) * cols.n_sources
+            yield stream + cols.source[part][both], version[both] == cc
+
+    return ro.count_flips_in(parts(), n_workers * cols.n_sources)
 
 
 def _comparison(
@@ -673,28 +693,36 @@ def analyse_columns(
     and sources of the rows kept, ``lost`` the (not sent, interrupted) rows left out."""
     # Aggregates that need no other result run in a second thread beside the rest (numpy
     # releases the GIL in each slice's work: on two cores they overlap).
+    # In order of need: flips, connections and disruption are read by the summary, the
+    # rest only by the figures and at the end. The passes that build run-long arrays (the
+    # longest gap's arrivals, the cells' keys) stay on this thread, one after the other.
     with ThreadPoolExecutor(1, thread_name_prefix="report-side") as side:
-        gap_found = side.submit(_longest_gap, cols)
-        status_found = side.submit(_status_counts, cols.status)
-        hist_found = side.submit(latency_hist, cols, bucket_s) if figures else None
         buckets = bucketize(cols, bucket_s)
-        per_mode_found = side.submit(
-            mode_buckets, cols.rel, cols.version, len(cols.labels), cols.mode,
-            len(cols.mode_labels), buckets.requests.shape[0], bucket_s,
-        )  # fmt: skip
         not_sent, interrupted = lost
         first, last = _first_last(cols)
         order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
         baseline, candidate, how = ro.resolve_roles(order, events)
         roles = (baseline, candidate)
         fc, lb = _switch_times(cols, roles, first, last)
+        flips_found = side.submit(_flips, cols, roles, fc)
+        table_found = side.submit(
+            role_table, cols.rel, cols.ok, cols.version, cols.labels, cols.conn, cols.mode,
+            roles, _switch_ref(events, cols.t0, fc)[0],
+        )  # fmt: skip
+        broken_found = side.submit(disruption, cols.rel, cols.ok, cols.end_s)
+        status_found = side.submit(_status_counts, cols.status)
+        hist_found = side.submit(latency_hist, cols, bucket_s) if figures else None
+        per_mode_found = side.submit(
+            mode_buckets, cols.rel, cols.version, len(cols.labels), cols.mode,
+            len(cols.mode_labels), buckets.requests.shape[0], bucket_s,
+        )  # fmt: skip
+        gap = _r(_longest_gap(cols))
         cells = _cells(cols, fc, lb)
         versions = _versions(cols, cells, roles, first, last)
-        gap = _r(gap_found.result())
         summary = _run_block(cols, cells, manifest)
         summary.update(
             versions=versions,
-            rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap),
+            rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap, flips_found.result()),
             phases=_phases(cols, cells, fc, lb),
             comparison=_comparison(cols, versions, roles),
             verdict=None,
@@ -717,7 +745,10 @@ def analyse_columns(
             incomplete_reason=reason,
             skipped_shards=[dict(item) for item in skipped_shards],
         )
-        _connections(summary, cols, cells, events, roles, (fc, lb), interrupted)
+        _connections(
+            summary, cols, cells, events, roles, (fc, lb), interrupted,
+            (table_found, broken_found),
+        )  # fmt: skip
         summary["verdict"] = verdict(summary, slos)
         if manifest.get("kind") == "capacity":
             _capacity(summary, cols, manifest, slos)
@@ -753,24 +784,20 @@ def _connections(
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, float | None],
     interrupted: int,
+    side: tuple[Future[pd.DataFrame], Future[dict[str, Any]]],
 ) -> None:
-    """The additions of connection modes: ``connections``, ``disruption``, ``reconciliation``."""
+    """The additions of connection modes: ``connections``, ``disruption``, ``reconciliation``;
+    ``side``: the connections' ``role_table`` and the run's ``disruption``, computed beside."""
     fc, lb = switch
-    platform = (summary.get("rollout") or {}).get("platform") or {}
-    ref: tuple[float | None, str | None] = (None, None)
-    if platform.get("switched_at_s") is not None:
-        ref = (float(platform["switched_at_s"]), "switchedAt")
-    elif fc is not None:
-        ref = (fc, "first_candidate")
-
+    ref = _switch_ref(events, cols.t0, fc)
     phases = [b[0] for b in ro.phase_bounds(0.0, cols.end_s, fc, lb)]
     summary["connections"] = connections_block(
         rel=cols.rel, cells=cells, ok=cols.ok, version=cols.version, labels=cols.labels,
         mode=cols.mode, mode_labels=cols.mode_labels, conn=cols.conn,
         conn_labels=cols.conn_labels, roles=roles, switch=ref, phases=phases,
-        end_s=cols.end_s,
+        end_s=cols.end_s, table=side[0],
     )  # fmt: skip
-    block = disruption(cols.rel, cols.ok, cols.end_s)
+    block = side[1].result()
     by_mode = summary["connections"]["by_mode"]
     block["by_mode"] = {
         m: {k: v for k, v in b["disruption"].items() if k != "intervals"}
@@ -783,6 +810,19 @@ def _connections(
         version=cols.version, labels=cols.labels, error=cols.error,
         error_labels=cols.error_labels, interrupted=interrupted,
     ) if platform_counts(events) else None  # fmt: skip
+
+
+def _switch_ref(
+    events: Sequence[Mapping[str, Any]], t0: float, fc: float | None
+) -> tuple[float | None, str | None]:
+    """The connections' switch reference: the platform's ``switchedAt``, else the first
+    candidate answer (``reports.connections``)."""
+    platform = ro.platform_block(events, t0) or {}
+    if platform.get("switched_at_s") is not None:
+        return float(platform["switched_at_s"]), "switchedAt"
+    if fc is not None:
+        return fc, "first_candidate"
+    return None, None
 
 
 def _capacity(
