@@ -227,12 +227,10 @@ def _listed(
     chosen = table[table["pin_s"].notna() | table["failed_age_s"].notna()]
     chosen = chosen.sort_values(["pin_s", "failed_age_s"], ascending=[False, True])
     chosen = chosen.head(MAX_CONNECTIONS)
-    rows_of = np.isin(conn, chosen.index.to_numpy())
-    pairs = pd.DataFrame({"conn": conn[rows_of], "version": version[rows_of]}).drop_duplicates()
-    seen_by = pairs.groupby("conn", sort=False)["version"].agg(list)
+    seen_by = _versions_reached(chosen.index.to_numpy(), conn, version, len(labels))
     rows = []
-    for conn_code, row in chosen.iterrows():
-        seen = [labels[int(v)] for v in seen_by.get(conn_code, [])]
+    for (conn_code, row), reached in zip(chosen.iterrows(), seen_by, strict=True):
+        seen = [labels[v] for v in reached]
         rows.append(
             {
                 "conn": conn_labels[int(conn_code)],  # type: ignore[call-overload]
@@ -247,6 +245,34 @@ def _listed(
             }
         )
     return rows
+
+
+def _versions_reached(
+    chosen: np.ndarray, conn: np.ndarray, version: np.ndarray, nv: int
+) -> list[list[int]]:
+    """For each connection code of ``chosen``, the version codes its rows reached, in the
+    order it first reached them: slice by slice, through each (connection, version) pair's
+    first row, without a mask or a frame of every row."""
+    slot = np.full(int(max(conn.max(initial=-1), chosen.max(initial=-1))) + 2, -1, np.int64)
+    slot[chosen] = np.arange(chosen.size)  # conn -1 (no identity) reads the last entry: -1
+    first = np.full(chosen.size * nv, -1, dtype=np.int64)
+    for part in slices(conn.size):
+        which = slot[conn[part]]
+        mine = which >= 0
+        if not mine.any():
+            continue
+        key = which[mine] * nv + version[part][mine]
+        new = np.flatnonzero((np.bincount(key, minlength=first.size) > 0) & (first < 0))
+        if new.size:
+            rows = np.flatnonzero(mine) + part.start
+            for pair in new:
+                first[pair] = rows[int(np.argmax(key == pair))]
+    out = []
+    for j in range(chosen.size):
+        firsts = first[j * nv : (j + 1) * nv]
+        reached = np.flatnonzero(firsts >= 0)
+        out.append([int(v) for v in reached[np.argsort(firsts[reached], kind="stable")]])
+    return out
 
 
 def connections_block(
