@@ -649,7 +649,8 @@ def analyse_samples(
     """``analyse`` on the numpy columns of ``reports.arrays.read_arrays`` (the report's fast
     path; the rows not sent or interrupted already left out and counted in ``samples.lost``):
     the same attribution and aggregates, without a pandas frame of rows. ``samples`` is
-    handed over: its ``ts`` becomes ``Columns.rel`` in place (no second copy of the times)."""
+    handed over: its ``ts`` becomes ``Columns.rel`` in place (no second copy of the times),
+    and its string columns are dropped once ``Columns`` has its own filled codes."""
     _check_bucket(bucket_s)
     strings = samples.strings
     version = strings["version"]
@@ -671,6 +672,9 @@ def analyse_samples(
         corrected=samples.corrected,
     )  # fmt: skip
     counts = (strings["error"].count(), strings["source"].count())
+    # The codes as read (nulls -1, before attribution) are copies of what ``cols`` holds now.
+    samples.strings = {}
+    del strings, version, v_codes
     return analyse_columns(
         cols, events, manifest, counts=counts, lost=samples.lost, slos=slos,
         bucket_s=bucket_s, figures=figures, skipped_shards=skipped_shards,
