@@ -33,7 +33,8 @@ Choices worth knowing:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +46,13 @@ from reports import rollout as ro
 from reports.arrays import Coded as ArrayCoded
 from reports.arrays import Samples
 from reports.cells import Cells, exact_block, slices
-from reports.connections import connections_block, disruption, mode_buckets, positions
+from reports.connections import (
+    connections_block,
+    disruption,
+    mode_buckets,
+    positions,
+    role_table,
+)
 from reports.reconciliation import platform_counts, reconcile
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
 from reports.timeline import attribute, attribute_codes
@@ -405,6 +412,7 @@ def _rollout(
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, float | None],
     gap: float | None,
+    flips: int | None,
 ) -> dict[str, Any] | None:
     baseline, candidate = roles
     bc, cc = _role_code(cols.labels, baseline), _role_code(cols.labels, candidate)
@@ -424,10 +432,6 @@ def _rollout(
         mask = (cols.rel >= window[0]) & (cols.rel <= window[1])
         n_win = int(np.count_nonzero(mask))
         errs = int(n_win - np.count_nonzero(cols.ok[mask]))
-    flips = None
-    if bc is not None and cc is not None and fc is not None:
-        both = (cols.version == bc) | (cols.version == cc)
-        flips = ro.count_flips(cols.stream(both), cols.version[both] == cc)
     return {
         "detected": fc is not None,
         "from_version": baseline,
@@ -448,6 +452,23 @@ def _rollout(
         "longest_gap_s": gap,
         "platform": platform,
     }
+
+
+def _flips(cols: Columns, roles: tuple[str | None, str | None], fc: float | None) -> int | None:
+    """``rollout.count_flips`` of the baseline and candidate answers (None without both)."""
+    bc, cc = _role_code(cols.labels, roles[0]), _role_code(cols.labels, roles[1])
+    if bc is None or cc is None or fc is None:
+        return None
+    n_workers = int(cols.worker.max()) + 1 if cols.worker.size else 1
+
+    def parts() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for part in slices(cols.rel.size):  # slice by slice: no run-long masks
+            version = cols.version[part]
+            both = (version == bc) | (version == cc)
+            stream = cols.worker[part][both].astype(np.int64) * cols.n_sources
+            yield stream + cols.source[part][both], version[both] == cc
+
+    return ro.count_flips_in(parts(), n_workers * cols.n_sources)
 
 
 def _comparison(
@@ -628,7 +649,8 @@ def analyse_samples(
     """``analyse`` on the numpy columns of ``reports.arrays.read_arrays`` (the report's fast
     path; the rows not sent or interrupted already left out and counted in ``samples.lost``):
     the same attribution and aggregates, without a pandas frame of rows. ``samples`` is
-    handed over: its ``ts`` becomes ``Columns.rel`` in place (no second copy of the times)."""
+    handed over: its ``ts`` becomes ``Columns.rel`` in place (no second copy of the times),
+    and its string columns are dropped once ``Columns`` has its own filled codes."""
     _check_bucket(bucket_s)
     strings = samples.strings
     version = strings["version"]
@@ -650,6 +672,9 @@ def analyse_samples(
         corrected=samples.corrected,
     )  # fmt: skip
     counts = (strings["error"].count(), strings["source"].count())
+    # The codes as read (nulls -1, before attribution) are copies of what ``cols`` holds now.
+    samples.strings = {}
+    del strings, version, v_codes
     return analyse_columns(
         cols, events, manifest, counts=counts, lost=samples.lost, slos=slos,
         bucket_s=bucket_s, figures=figures, skipped_shards=skipped_shards,
@@ -670,55 +695,73 @@ def analyse_columns(
 ) -> Analysis:
     """The part of ``analyse`` after the rows are columns: ``counts`` are the error classes
     and sources of the rows kept, ``lost`` the (not sent, interrupted) rows left out."""
-    not_sent, interrupted = lost
-    buckets = bucketize(cols, bucket_s)
-    first, last = _first_last(cols)
-    order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
-    baseline, candidate, how = ro.resolve_roles(order, events)
-    roles = (baseline, candidate)
-    fc, lb = _switch_times(cols, roles, first, last)
-    gap = _r(_longest_gap(cols))
-    cells = _cells(cols, fc, lb)
-    versions = _versions(cols, cells, roles, first, last)
-    summary = _run_block(cols, cells, manifest)
-    summary.update(
-        versions=versions,
-        rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap),
-        phases=_phases(cols, cells, fc, lb),
-        comparison=_comparison(cols, versions, roles),
-        verdict=None,
-        capacity=None,
-        # additions to the contract
-        status_counts=_status_counts(cols.status),
-        error_classes=counts[0],
-        sources=counts[1],
-        latency_corrected_ms=exact_block(cols.corrected) if cols.corrected.size else None,
-        not_sent=not_sent,
-        interrupted=interrupted,
-        longest_gap_s=gap,
-        bucket_s=bucket_s,
-        roles_from=how,
-        slos=list(slos or []),
-    )
-    complete, reason = completeness(manifest)
-    summary.update(
-        complete=complete,
-        incomplete_reason=reason,
-        skipped_shards=[dict(item) for item in skipped_shards],
-    )
-    _connections(summary, cols, cells, events, roles, (fc, lb), interrupted)
-    summary["verdict"] = verdict(summary, slos)
-    if manifest.get("kind") == "capacity":
-        _capacity(summary, cols, manifest, slos)
-    if reason is not None:  # after the capacity verdict too, which replaces the block
-        block = summary["verdict"]
-        block["checks"] = [*block["checks"], run_complete_check(reason)]
-        block["result"] = "fail"
-    hist = latency_hist(cols, bucket_s) if figures else None
-    per_mode = mode_buckets(
-        cols.rel, cols.version, len(cols.labels), cols.mode, len(cols.mode_labels),
-        buckets.requests.shape[0], bucket_s,
-    )  # fmt: skip
+    # Aggregates that need no other result run in a second thread beside the rest (numpy
+    # releases the GIL in each slice's work: on two cores they overlap).
+    # In order of need: flips, connections and disruption are read by the summary, the
+    # rest only by the figures and at the end. The passes that build run-long arrays (the
+    # longest gap's arrivals, the cells' keys) stay on this thread, one after the other.
+    with ThreadPoolExecutor(1, thread_name_prefix="report-side") as side:
+        buckets = bucketize(cols, bucket_s)
+        not_sent, interrupted = lost
+        first, last = _first_last(cols)
+        order = [cols.labels[c] for c in np.argsort(first, kind="stable") if not np.isnan(first[c])]
+        baseline, candidate, how = ro.resolve_roles(order, events)
+        roles = (baseline, candidate)
+        fc, lb = _switch_times(cols, roles, first, last)
+        flips_found = side.submit(_flips, cols, roles, fc)
+        table_found = side.submit(
+            role_table, cols.rel, cols.ok, cols.version, cols.labels, cols.conn, cols.mode,
+            roles, _switch_ref(events, cols.t0, fc)[0],
+        )  # fmt: skip
+        broken_found = side.submit(disruption, cols.rel, cols.ok, cols.end_s)
+        status_found = side.submit(_status_counts, cols.status)
+        hist_found = side.submit(latency_hist, cols, bucket_s) if figures else None
+        per_mode_found = side.submit(
+            mode_buckets, cols.rel, cols.version, len(cols.labels), cols.mode,
+            len(cols.mode_labels), buckets.requests.shape[0], bucket_s,
+        )  # fmt: skip
+        gap = _r(_longest_gap(cols))
+        cells = _cells(cols, fc, lb)
+        versions = _versions(cols, cells, roles, first, last)
+        summary = _run_block(cols, cells, manifest)
+        summary.update(
+            versions=versions,
+            rollout=_rollout(cols, buckets, events, roles, (fc, lb), gap, flips_found.result()),
+            phases=_phases(cols, cells, fc, lb),
+            comparison=_comparison(cols, versions, roles),
+            verdict=None,
+            capacity=None,
+            # additions to the contract
+            status_counts=status_found.result(),
+            error_classes=counts[0],
+            sources=counts[1],
+            latency_corrected_ms=exact_block(cols.corrected) if cols.corrected.size else None,
+            not_sent=not_sent,
+            interrupted=interrupted,
+            longest_gap_s=gap,
+            bucket_s=bucket_s,
+            roles_from=how,
+            slos=list(slos or []),
+        )
+        complete, reason = completeness(manifest)
+        summary.update(
+            complete=complete,
+            incomplete_reason=reason,
+            skipped_shards=[dict(item) for item in skipped_shards],
+        )
+        _connections(
+            summary, cols, cells, events, roles, (fc, lb), interrupted,
+            (table_found, broken_found),
+        )  # fmt: skip
+        summary["verdict"] = verdict(summary, slos)
+        if manifest.get("kind") == "capacity":
+            _capacity(summary, cols, manifest, slos)
+        if reason is not None:  # after the capacity verdict too, which replaces the block
+            block = summary["verdict"]
+            block["checks"] = [*block["checks"], run_complete_check(reason)]
+            block["result"] = "fail"
+        hist = hist_found.result() if hist_found is not None else None
+        per_mode = per_mode_found.result()
     return Analysis(
         summary, cols.labels, buckets, hist, mode_requests=per_mode, mode_labels=cols.mode_labels
     )
@@ -745,24 +788,20 @@ def _connections(
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, float | None],
     interrupted: int,
+    side: tuple[Future[pd.DataFrame], Future[dict[str, Any]]],
 ) -> None:
-    """The additions of connection modes: ``connections``, ``disruption``, ``reconciliation``."""
+    """The additions of connection modes: ``connections``, ``disruption``, ``reconciliation``;
+    ``side``: the connections' ``role_table`` and the run's ``disruption``, computed beside."""
     fc, lb = switch
-    platform = (summary.get("rollout") or {}).get("platform") or {}
-    ref: tuple[float | None, str | None] = (None, None)
-    if platform.get("switched_at_s") is not None:
-        ref = (float(platform["switched_at_s"]), "switchedAt")
-    elif fc is not None:
-        ref = (fc, "first_candidate")
-
+    ref = _switch_ref(events, cols.t0, fc)
     phases = [b[0] for b in ro.phase_bounds(0.0, cols.end_s, fc, lb)]
     summary["connections"] = connections_block(
         rel=cols.rel, cells=cells, ok=cols.ok, version=cols.version, labels=cols.labels,
         mode=cols.mode, mode_labels=cols.mode_labels, conn=cols.conn,
         conn_labels=cols.conn_labels, roles=roles, switch=ref, phases=phases,
-        end_s=cols.end_s,
+        end_s=cols.end_s, table=side[0],
     )  # fmt: skip
-    block = disruption(cols.rel, cols.ok, cols.end_s)
+    block = side[1].result()
     by_mode = summary["connections"]["by_mode"]
     block["by_mode"] = {
         m: {k: v for k, v in b["disruption"].items() if k != "intervals"}
@@ -775,6 +814,19 @@ def _connections(
         version=cols.version, labels=cols.labels, error=cols.error,
         error_labels=cols.error_labels, interrupted=interrupted,
     ) if platform_counts(events) else None  # fmt: skip
+
+
+def _switch_ref(
+    events: Sequence[Mapping[str, Any]], t0: float, fc: float | None
+) -> tuple[float | None, str | None]:
+    """The connections' switch reference: the platform's ``switchedAt``, else the first
+    candidate answer (``reports.connections``)."""
+    platform = ro.platform_block(events, t0) or {}
+    if platform.get("switched_at_s") is not None:
+        return float(platform["switched_at_s"]), "switchedAt"
+    if fc is not None:
+        return fc, "first_candidate"
+    return None, None
 
 
 def _capacity(

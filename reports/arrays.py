@@ -90,8 +90,22 @@ class _Labels:
         lut = np.empty(len(codes) + 1, dtype=_width(len(self.labels)))
         lut[:-1] = codes
         lut[-1] = -1  # nulls: index -1 picks the last entry
-        indices = pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
-        return lut[indices]
+        return lut[_indices(chunk.indices)]
+
+
+def _indices(indices: pa.Array) -> np.ndarray:
+    """A dictionary's indices as numpy, -1 where null: straight from the Arrow buffers (no
+    ``fill_null`` copy; zero-copy without nulls)."""
+    dtype = np.dtype(indices.type.to_pandas_dtype())
+    if not indices.null_count:
+        return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=dtype)
+    validity, data = indices.buffers()[:2]
+    start, n = indices.offset, len(indices)
+    values = np.frombuffer(data, dtype=dtype, count=start + n)[start:]
+    bits = np.frombuffer(validity, dtype=np.uint8)
+    valid = np.unpackbits(bits, count=start + n, bitorder="little")[start:].view(bool)
+    # A null's slot holds an unspecified value: never used as an index.
+    return np.where(valid, values, dtype.type(-1))
 
 
 @dataclass
@@ -207,20 +221,35 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     order = None
     if ts.size > 1 and np.any(ts[1:] < ts[:-1]):
         order = np.argsort(ts, kind="stable")
-        ts = ts[order]
+    with ThreadPoolExecutor(2, thread_name_prefix="gather") as threads:
 
-    def arranged(name: str) -> np.ndarray:
-        values = out.pop(name)[:filled]
-        return values if order is None else values[order]
+        def arranged(values: np.ndarray) -> np.ndarray:
+            return values if order is None else _gather(values, order, threads)
 
-    return Samples(
-        ts,
-        arranged("latency_ms"),
-        arranged("status"),
-        {name: Coded(arranged(name), labels[name].labels) for name in STRINGS},
-        corrected=np.concatenate(corrected) if corrected else np.zeros(0),
-        lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
-    )
+        ts = arranged(ts)
+        return Samples(
+            ts,
+            arranged(out.pop("latency_ms")[:filled]),
+            arranged(out.pop("status")[:filled]),
+            {
+                name: Coded(arranged(out.pop(name)[:filled]), labels[name].labels)
+                for name in STRINGS
+            },
+            corrected=np.concatenate(corrected) if corrected else np.zeros(0),
+            lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
+        )
+
+
+def _gather(values: np.ndarray, order: np.ndarray, threads: ThreadPoolExecutor) -> np.ndarray:
+    """``values[order]``, its halves taken in two threads (``np.take`` releases the GIL):
+    on two cores twice as fast, and no more memory than one gather (``mode="clip"``: an
+    ``out`` of mode "raise" is buffered; every index is in range)."""
+    out = np.empty(order.size, values.dtype)
+    half = order.size // 2
+    parts = [slice(0, half), slice(half, order.size)]
+    for done in [threads.submit(np.take, values, order[p], out=out[p], mode="clip") for p in parts]:
+        done.result()
+    return out
 
 
 def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:

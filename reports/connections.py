@@ -25,6 +25,7 @@ codes, connection-mode codes, connection codes with -1 for "no identity"). Defin
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -188,6 +189,23 @@ def connection_table(
     return table
 
 
+def role_table(
+    rel: np.ndarray,
+    ok: np.ndarray,
+    version: np.ndarray,
+    labels: list[str],
+    conn: np.ndarray,
+    mode: np.ndarray,
+    roles: tuple[str | None, str | None],
+    switch_s: float | None,
+) -> pd.DataFrame:
+    """``connection_table`` with the baseline and candidate of ``roles``."""
+    none = np.zeros(rel.size, dtype=bool)
+    is_base = version == labels.index(roles[0]) if roles[0] in labels else none
+    is_cand = version == labels.index(roles[1]) if roles[1] in labels else none
+    return connection_table(rel, ok, conn, mode, is_base, is_cand, switch_s)
+
+
 def _mode_block(table: pd.DataFrame, code: int) -> tuple[int, int, float | None, int]:
     """(connections, pinned, longest pin, saw both) of one mode's connections."""
     own = table[table["mode"] == code]
@@ -209,12 +227,10 @@ def _listed(
     chosen = table[table["pin_s"].notna() | table["failed_age_s"].notna()]
     chosen = chosen.sort_values(["pin_s", "failed_age_s"], ascending=[False, True])
     chosen = chosen.head(MAX_CONNECTIONS)
-    rows_of = np.isin(conn, chosen.index.to_numpy())
-    pairs = pd.DataFrame({"conn": conn[rows_of], "version": version[rows_of]}).drop_duplicates()
-    seen_by = pairs.groupby("conn", sort=False)["version"].agg(list)
+    seen_by = _versions_reached(chosen.index.to_numpy(), conn, version, len(labels))
     rows = []
-    for conn_code, row in chosen.iterrows():
-        seen = [labels[int(v)] for v in seen_by.get(conn_code, [])]
+    for (conn_code, row), reached in zip(chosen.iterrows(), seen_by, strict=True):
+        seen = [labels[v] for v in reached]
         rows.append(
             {
                 "conn": conn_labels[int(conn_code)],  # type: ignore[call-overload]
@@ -229,6 +245,34 @@ def _listed(
             }
         )
     return rows
+
+
+def _versions_reached(
+    chosen: np.ndarray, conn: np.ndarray, version: np.ndarray, nv: int
+) -> list[list[int]]:
+    """For each connection code of ``chosen``, the version codes its rows reached, in the
+    order it first reached them: slice by slice, through each (connection, version) pair's
+    first row, without a mask or a frame of every row."""
+    slot = np.full(int(max(conn.max(initial=-1), chosen.max(initial=-1))) + 2, -1, np.int64)
+    slot[chosen] = np.arange(chosen.size)  # conn -1 (no identity) reads the last entry: -1
+    first = np.full(chosen.size * nv, -1, dtype=np.int64)
+    for part in slices(conn.size):
+        which = slot[conn[part]]
+        mine = which >= 0
+        if not mine.any():
+            continue
+        key = which[mine] * nv + version[part][mine]
+        new = np.flatnonzero((np.bincount(key, minlength=first.size) > 0) & (first < 0))
+        if new.size:
+            rows = np.flatnonzero(mine) + part.start
+            for pair in new:
+                first[pair] = rows[int(np.argmax(key == pair))]
+    out = []
+    for j in range(chosen.size):
+        firsts = first[j * nv : (j + 1) * nv]
+        reached = np.flatnonzero(firsts >= 0)
+        out.append([int(v) for v in reached[np.argsort(firsts[reached], kind="stable")]])
+    return out
 
 
 def connections_block(
@@ -246,22 +290,24 @@ def connections_block(
     switch: tuple[float | None, str | None],
     phases: Sequence[str],
     end_s: float,
+    table: pd.DataFrame | Future[pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """The summary's ``connections`` block (see the module docstring and README).
 
     ``cells``: the rows' ``reports.cells.Cells`` by (phase, mode, version), the phases
-    named by ``phases`` in order; every latency block and share is read off them."""
-    base = labels.index(roles[0]) if roles[0] in labels else None
-    cand = labels.index(roles[1]) if roles[1] in labels else None
+    named by ``phases`` in order; every latency block and share is read off them.
+    ``table``: ``role_table`` of the same rows when the caller has it (or will: a future),
+    else computed here."""
     switch_s, switch_from = switch
-    none = np.zeros(rel.size, dtype=bool)
-    is_base = version == base if base is not None else none
-    is_cand = version == cand if cand is not None else none
-    table = connection_table(rel, ok, conn, mode, is_base, is_cand, switch_s)
+    modes = np.flatnonzero(cells.requests_by(1, None, None, None))
+    broken = {int(code): disruption(rel, ok, end_s, mode == code) for code in modes}
+    if table is None:
+        table = role_table(rel, ok, version, labels, conn, mode, roles, switch_s)
+    elif not isinstance(table, pd.DataFrame):
+        table = table.result()
     by_mode: dict[str, Any] = {}
-    for code in np.flatnonzero(cells.requests_by(1, None, None, None)):
+    for code in modes:
         name = mode_labels[code]
-        mask = mode == code
         count, pinned, longest, saw_both = _mode_block(table, int(code))
         phase_blocks = []
         for k, phase in enumerate(phases):
@@ -278,7 +324,7 @@ def connections_block(
             "pinned": pinned,
             "longest_pin_s": longest,
             "saw_both": saw_both,
-            "disruption": disruption(rel, ok, end_s, mask),
+            "disruption": broken[int(code)],
         }
     pins = table["pin_s"].dropna()
     longest_conn = conn_labels[int(pins.idxmax())] if len(pins) else None  # type: ignore[call-overload]

@@ -33,7 +33,7 @@ Definitions (times are seconds from the run's start):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -150,6 +150,27 @@ def count_flips(stream: np.ndarray, is_candidate: np.ndarray) -> int:
     order = np.argsort(stream, kind="stable")
     s, c = stream[order], cand[order]
     return int(np.count_nonzero(c[:-1] & ~c[1:] & (s[:-1] == s[1:])))
+
+
+def count_flips_in(parts: Iterable[tuple[np.ndarray, np.ndarray]], n_streams: int) -> int:
+    """``count_flips`` of the concatenation of ``parts``, (stream, is_candidate) pieces in
+    send order with stream codes in ``[0, n_streams)``: each piece grouped by stream on its
+    own (a radix sort of int16 codes), each stream's last answer carried to the next piece,
+    so no array of every answer is built."""
+    last = np.zeros(max(n_streams, 1), dtype=bool)  # a stream's last answer: the candidate
+    dtype = np.int16 if n_streams < 2**15 else np.int64
+    flips = 0
+    for stream, is_candidate in parts:
+        if not stream.size:
+            continue
+        order = np.argsort(stream.astype(dtype, copy=False), kind="stable")
+        s, c = stream[order], np.asarray(is_candidate, dtype=bool)[order]
+        flips += int(np.count_nonzero(c[:-1] & ~c[1:] & (s[:-1] == s[1:])))
+        starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+        flips += int(np.count_nonzero(last[s[starts]] & ~c[starts]))
+        ends = np.append(starts[1:] - 1, s.size - 1)
+        last[s[ends]] = c[ends]
+    return flips
 
 
 def longest_gap_s(arrivals: np.ndarray, *, overwrite: bool = False) -> float | None:

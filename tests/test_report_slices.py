@@ -74,3 +74,26 @@ def test_codes_widen_when_a_column_outgrows_int8(tmp_path: Path) -> None:
     got = analyse_samples(samples, [], manifest, slos=None, bucket_s=1.0).summary
     want = analyse(frame, [], manifest, slos=None, bucket_s=1.0).summary
     assert got == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2000), st.integers(0, 2**32 - 1))
+def test_versions_reached_in_slices_is_the_frame_form(n: int, seed: int) -> None:
+    import pandas as pd
+
+    from reports import cells
+
+    rng = np.random.default_rng(seed)
+    conn = rng.integers(-1, 30, n).astype(np.int32)
+    version = rng.integers(0, 4, n).astype(np.int8)
+    chosen = rng.choice(35, size=rng.integers(0, 10), replace=False).astype(np.int32)
+    saved = cells.CHUNK
+    cells.CHUNK = 64  # many slices
+    try:
+        got = connections._versions_reached(chosen, conn, version, 4)
+    finally:
+        cells.CHUNK = saved
+    rows = np.isin(conn, chosen)
+    pairs = pd.DataFrame({"conn": conn[rows], "version": version[rows]}).drop_duplicates()
+    seen_by = pairs.groupby("conn", sort=False)["version"].agg(list)
+    assert got == [[int(v) for v in seen_by.get(c, [])] for c in chosen]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reports import parse_slo
 from reports import rollout as ro
@@ -410,3 +413,15 @@ def test_judge(base, cand, error_p, latency_p, expected):
 
 def test_p_values_are_finite_numbers():
     assert math.isfinite(error_p_value(1, 50, 2, 50) or math.nan)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 400), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_count_flips_in_pieces_is_count_flips(n: int, n_streams: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    stream = rng.integers(0, n_streams, n)
+    cand = rng.random(n) < rng.uniform(0.0, 1.0)
+    cuts = np.sort(rng.integers(0, n + 1, rng.integers(0, 8)))
+    bounds = [0, *cuts.tolist(), n]
+    parts = [(stream[a:b], cand[a:b]) for a, b in itertools.pairwise(bounds)]
+    assert ro.count_flips_in(parts, n_streams) == ro.count_flips(stream, cand)
