@@ -708,10 +708,11 @@ def analyse_columns(
         baseline, candidate, how = ro.resolve_roles(order, events)
         roles = (baseline, candidate)
         fc, lb = _switch_times(cols, roles, first, last)
+        ref = _switch_ref(events, cols.t0, fc)
         flips_found = side.submit(_flips, cols, roles, fc)
         table_found = side.submit(
             role_table, cols.rel, cols.ok, cols.version, cols.labels, cols.conn, cols.mode,
-            roles, _switch_ref(events, cols.t0, fc)[0],
+            roles, ref[0],
         )  # fmt: skip
         broken_found = side.submit(disruption, cols.rel, cols.ok, cols.end_s)
         status_found = side.submit(_status_counts, cols.status)
@@ -750,7 +751,7 @@ def analyse_columns(
             skipped_shards=[dict(item) for item in skipped_shards],
         )
         _connections(
-            summary, cols, cells, events, roles, (fc, lb), interrupted,
+            summary, cols, cells, events, roles, (fc, lb), ref, interrupted,
             (table_found, broken_found),
         )  # fmt: skip
         summary["verdict"] = verdict(summary, slos)
@@ -787,13 +788,14 @@ def _connections(
     events: Sequence[Mapping[str, Any]],
     roles: tuple[str | None, str | None],
     switch: tuple[float | None, float | None],
+    ref: tuple[float | None, str | None],
     interrupted: int,
     side: tuple[Future[pd.DataFrame], Future[dict[str, Any]]],
 ) -> None:
     """The additions of connection modes: ``connections``, ``disruption``, ``reconciliation``;
-    ``side``: the connections' ``role_table`` and the run's ``disruption``, computed beside."""
+    ``ref``: the switch reference (``_switch_ref``); ``side``: the connections'
+    ``role_table`` and the run's ``disruption``, computed beside."""
     fc, lb = switch
-    ref = _switch_ref(events, cols.t0, fc)
     phases = [b[0] for b in ro.phase_bounds(0.0, cols.end_s, fc, lb)]
     summary["connections"] = connections_block(
         rel=cols.rel, cells=cells, ok=cols.ok, version=cols.version, labels=cols.labels,
