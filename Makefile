@@ -61,7 +61,7 @@ bench-deps:
 	  (command -v npm >/dev/null && mkdir -p .bench/node && \
 	   npm install --prefix .bench/node --no-audit --no-fund --silent autocannon) || \
 	  echo "bench-deps: autocannon not installed (no npm?); the canary bench skips it"
-	@$(BIN)/python -c "import uvloop, duckdb, polars" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	@$(BIN)/python -c "import uvloop, duckdb, polars, httptools" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 
 bench: install bench-deps
 	$(BIN)/python -m bench.run

@@ -10,12 +10,12 @@ due beyond that is counted as saturated, not sent. Rows ``[intended_ts, ts, late
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import time
 
 import aiohttp
+
+from bench.bare_cli import main
 
 
 async def run(url: str, rate: float, duration: float, bound: int) -> tuple[list[list[float]], int]:
@@ -59,28 +59,5 @@ async def run(url: str, rate: float, duration: float, bound: int) -> tuple[list[
     return rows, saturated
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url")
-    parser.add_argument("--rate", type=float, required=True)
-    parser.add_argument("--duration", type=float, required=True)
-    parser.add_argument("--max-in-flight", type=int, default=256)
-    parser.add_argument("--uvloop", action="store_true")
-    parser.add_argument("--rows", help="write the rows here as JSON")
-    args = parser.parse_args()
-    coro = run(args.url, args.rate, args.duration, args.max_in_flight)
-    if args.uvloop:
-        import uvloop
-
-        rows, saturated = uvloop.run(coro)
-    else:
-        rows, saturated = asyncio.run(coro)
-    if args.rows:
-        with open(args.rows, "w") as out:
-            json.dump(rows, out)
-    ok = sum(1 for r in rows if r[3])
-    print(json.dumps({"sent": len(rows), "ok": ok, "saturated": saturated}))
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__ or "")

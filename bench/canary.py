@@ -11,6 +11,10 @@ started cold and pinned to CPU 1, against the same server in the same bench:
   would pay, measured as a user would see it;
 - ``bare`` / ``bare-uvloop``: bench/bare_aiohttp.py, a bare aiohttp open-model loop (same
   in-flight bound 256), on asyncio's loop and on uvloop;
+- ``raw-uvloop``: bench/bare_raw.py, the floor below aiohttp: the same schedule and bound on
+  kept-alive connections of its own (``asyncio.Protocol`` on uvloop, httptools' C parser, a
+  timer per request and a callback per response, no tasks, no probe features): the least CPU
+  a Python open-model loop spends per request here (latency and CPU rates only);
 - ``hey`` (Debian): ``-c C -q R/C -z S -o csv`` (C workers each paced at R/C req/s: closed loop
   per worker, so it slows down rather than queues when the server is slow);
 - ``autocannon`` (npm, installed by ``make bench-deps`` into .bench/node): ``-R R -d S -c 16
@@ -48,12 +52,13 @@ the same bench run. Every run is bounded in time; all traffic goes to 127.0.0.1.
 
 Options: ``--duration S`` (6), ``--rounds N`` (3), ``--latency-rate 200``, ``--cpu-rate 1000``,
 ``--ladder 2000,4000,6000,8000``, ``--step 500``, ``--late-bound MS`` (10), ``--clients
-probe,probe-uvloop,bare,bare-uvloop,hey,autocannon``, ``--json FILE`` (default
+probe,probe-uvloop,bare,bare-uvloop,raw-uvloop,hey,autocannon``, ``--json FILE`` (default
 bench/out/canary.json).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -164,7 +169,7 @@ def wrk_p50(url: str, seconds: int = 5) -> dict[str, Any]:
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTOCANNON = ROOT / ".bench" / "node" / "node_modules" / ".bin" / "autocannon"
-CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop", "hey", "autocannon")
+CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop", "raw-uvloop", "hey", "autocannon")
 LADDER_CLIENTS = ("probe", "probe-uvloop", "bare", "bare-uvloop")
 #: ``probes observe`` on uvloop: its policy, then the console script's entry point.
 UVLOOP_PROBES = (
@@ -331,10 +336,12 @@ def run_probe(
     )
 
 
-def run_bare(url: str, rate: float, duration: float, cpu: int | None, uv: bool) -> dict[str, Any]:
+def run_bare(
+    url: str, rate: float, duration: float, cpu: int | None, uv: bool, module: str = "bare_aiohttp"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
         rows_file = Path(tmp) / "rows.json"
-        cmd = [sys.executable, "-m", "bench.bare_aiohttp", url, "--rate", f"{rate:g}"]
+        cmd = [sys.executable, "-m", f"bench.{module}", url, "--rate", f"{rate:g}"]
         cmd += ["--duration", f"{duration:g}", "--rows", str(rows_file)]
         cmd += ["--uvloop"] if uv else []
         env_path = os.environ.get("PYTHONPATH")
@@ -433,6 +440,10 @@ def run_client(client: str, url: str, rate: float, duration: float, cpu: int | N
         return run_probe(url, rate, duration, cpu, uv=client == "probe-uvloop")
     if client in ("bare", "bare-uvloop"):
         return run_bare(url, rate, duration, cpu, uv=client == "bare-uvloop")
+    if client in ("raw", "raw-uvloop"):
+        if importlib.util.find_spec("httptools") is None:
+            return {"error": "httptools not installed (make bench-deps: the bench extra)"}
+        return run_bare(url, rate, duration, cpu, uv=client == "raw-uvloop", module="bare_raw")
     if client == "hey":
         return run_hey(url, rate, duration, cpu)
     if client == "autocannon":
