@@ -48,6 +48,7 @@ cannot leave a 0-byte shard under a final name.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -316,6 +317,8 @@ class ShardWriter:
         self._next = self._next_seq()
         #: How many of the queued rows (from the front) are in the next shard's journal.
         self._journaled = 0
+        #: The next shard's journal ends torn and could not be cut back or removed.
+        self._journal_stuck = False
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
@@ -382,9 +385,13 @@ class ShardWriter:
                 with self._lock:  # the journal still holds a prefix of them: kept as it is
                     self._rows[:0] = rows
                 raise
-            self._path(JOURNAL_SUFFIX).unlink(missing_ok=True)  # its rows are in the shard
+            # Its rows are in the shard; one that cannot be removed is harmless beside it
+            # (recover_journals drops it), and must not keep the shard's number for the next.
+            with contextlib.suppress(OSError):
+                self._path(JOURNAL_SUFFIX).unlink(missing_ok=True)
             self._next += 1
             self._journaled = 0
+            self._journal_stuck = False
             self.rows_written += len(rows)
 
     def journal(self) -> int:
@@ -392,20 +399,51 @@ class ShardWriter:
         the page cache, no fsync: it is for a crash of this process, not of the machine);
         how many were appended."""
         with self._write_lock:
+            if self._journal_stuck:  # a torn journal that could not be removed: the shard only
+                return 0
             with self._lock:
                 rows = self._rows[self._journaled :]
                 self._journaled = len(self._rows)
             if not rows:
                 return 0
-            lines = "".join(json.dumps(list(row), separators=(",", ":")) + "\n" for row in rows)
-            try:
-                with self._path(JOURNAL_SUFFIX).open("a", encoding="utf-8") as fh:
-                    fh.write(lines)
-            except BaseException:
-                with self._lock:
-                    self._journaled -= len(rows)
-                raise
+            data = "".join(json.dumps(list(row), separators=(",", ":")) + "\n" for row in rows)
+            self._append_journal(data.encode("utf-8"), len(rows))
             return len(rows)
+
+    def _append_journal(self, data: bytes, count: int) -> None:
+        """Append ``data`` (the last ``count`` journaled rows) to the next shard's journal, all
+        or nothing. On a failure the rows count as not journaled; a write the disk cut short
+        (ENOSPC) is cut back off, or else the journal is removed and every queued row counts as
+        not journaled: the next call appends them once, and no torn line sits before them."""
+        path = self._path(JOURNAL_SUFFIX)
+        start: int | None = None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                start = os.fstat(fd).st_size
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except BaseException:
+                if start is not None:
+                    try:
+                        os.ftruncate(fd, start)
+                    except OSError:
+                        start = None
+                raise
+            finally:
+                os.close(fd)
+        except BaseException:
+            with self._lock:
+                self._journaled -= count
+            if start is None and path.exists():
+                try:
+                    path.unlink()  # its rows are all still queued
+                    with self._lock:
+                        self._journaled = 0
+                except OSError:
+                    self._journal_stuck = True  # nothing more after a torn line: see journal
+            raise
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(self.flush_interval):

@@ -205,3 +205,108 @@ def test_journal_survives_a_failed_flush_and_a_resumed_writer_skips_it(tmp_path,
     assert (tmp_path / "samples" / "probe-000001.parquet").exists()
     assert recover_journals(tmp_path) == 3
     assert sorted(read_samples(tmp_path)["latency_ms"].tolist()) == [0.0, 1.5, 3.0, 10.5]
+
+
+def _journal_rows(tmp_path) -> list[list]:
+    lines = []
+    for path in sorted((tmp_path / "samples").glob("*.journal")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
+def _journal_cut_short(tmp_path, monkeypatch, upto: int, *, fails=()) -> ShardWriter:
+    """A writer whose journal holds rows 0-1 and whose next journal() (rows 2..upto-1) the
+    disk cuts short: os.write writes half, then ENOSPC; each name in ``fails`` (``ftruncate``,
+    ``unlink``) fails too."""
+    from pathlib import Path
+
+    import probes.records as records
+
+    writer = ShardWriter(tmp_path, "probe", background=False)
+    writer.add_many(sample(i) for i in range(2))
+    assert writer.journal() == 2
+    writer.add_many(sample(i) for i in range(2, upto))
+    real_write = records.os.write
+    calls = {"n": 0}
+
+    def write(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def broken(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(records.os, "write", write)
+    if "ftruncate" in fails:
+        monkeypatch.setattr(records.os, "ftruncate", broken)
+    if "unlink" in fails:
+        monkeypatch.setattr(Path, "unlink", broken)
+    with pytest.raises(OSError):
+        writer.journal()
+    monkeypatch.undo()
+    return writer
+
+
+def test_a_journal_write_the_disk_cuts_short_is_undone_so_no_row_doubles(tmp_path, monkeypatch):
+    writer = _journal_cut_short(tmp_path, monkeypatch, 6)
+    # the half-written rows (and the torn line) are gone: the journal is as it was
+    assert [row[2] for row in _journal_rows(tmp_path)] == [0.0, 1.5]
+    writer.add(sample(6))
+    assert writer.journal() == 5  # the failed rows once, then the new one
+    assert [row[2] for row in _journal_rows(tmp_path)] == [1.5 * i for i in range(7)]
+    # a crash now: every row once
+    assert recover_journals(tmp_path) == 7
+    assert read_samples(tmp_path)["latency_ms"].tolist() == [1.5 * i for i in range(7)]
+
+
+def test_a_journal_that_cannot_be_cut_back_is_started_again(tmp_path, monkeypatch):
+    writer = _journal_cut_short(tmp_path, monkeypatch, 4, fails=("ftruncate",))
+    assert _journal_rows(tmp_path) == []  # removed: it held a torn half
+    assert writer.journal() == 4  # every queued row, into a new journal
+    assert recover_journals(tmp_path) == 4
+    assert read_samples(tmp_path)["latency_ms"].tolist() == [1.5 * i for i in range(4)]
+
+
+def test_a_journal_that_cannot_be_removed_after_its_shard_loses_no_shard(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    writer = ShardWriter(tmp_path, "probe", background=False)
+    writer.add_many(sample(i) for i in range(3))
+    writer.journal()
+    real_unlink = Path.unlink
+
+    def stuck(self, missing_ok=False):
+        if self.suffix == ".journal":
+            raise PermissionError(13, "Permission denied")
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", stuck)
+    writer.flush()  # the shard is written: a journal left beside it is harmless
+    monkeypatch.undo()
+    writer.add_many(sample(i) for i in range(3, 5))
+    writer.flush()
+    assert writer.rows_written == 5
+    assert recover_journals(tmp_path) == 0  # its shard exists: only removed
+    assert read_samples(tmp_path)["latency_ms"].tolist() == [1.5 * i for i in range(5)]
+
+
+def test_a_torn_journal_that_stays_is_left_alone_until_its_shard(tmp_path, monkeypatch):
+    writer = _journal_cut_short(tmp_path, monkeypatch, 6, fails=("ftruncate", "unlink"))
+    writer.add(sample(6))
+    assert writer.journal() == 0  # nothing after the torn line: no row twice, none lost in it
+    # a crash now: the rows before the tear, each once
+    torn = tmp_path / "samples" / "probe-000000.journal"
+    copy = torn.read_bytes()
+    recover_journals(tmp_path)
+    got = read_samples(tmp_path)["latency_ms"].tolist()
+    assert got[:2] == [0.0, 1.5] and len(got) == len(set(got))
+    # no crash: the shard takes every row and the journal goes with it
+    (tmp_path / "samples" / "probe-000000.parquet").unlink()
+    torn.write_bytes(copy)
+    writer.flush()
+    assert read_samples(tmp_path)["latency_ms"].tolist() == [1.5 * i for i in range(7)]
+    assert _journal_lines(tmp_path) == {}
+    writer.add(sample(7))
+    assert writer.journal() == 1  # journaling again for the next shard
