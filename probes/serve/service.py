@@ -1665,16 +1665,30 @@ def _close_run(
 
 
 def _flush_all(writers: list[ShardWriter], journal: Sequence[ShardWriter] = ()) -> None:
+    """Blocking: flush ``writers`` and journal ``journal``. A failure keeps the rows queued
+    (the next call tries again) and is logged once per writer until it changes or a flush
+    works again: a full disk under 500 targets is one warning each, not 500 a second."""
     for writer in writers:
         try:
             writer.flush()
-        except Exception as exc:  # the rows stay queued; the next flush tries again
-            log.warning("flushing %s failed: %s", writer.directory, exc)
+        except Exception as exc:
+            _warn_once(writer, "flushing", exc)
+        else:
+            if writer.last_error is not None:
+                log.info("flushing %s works again", writer.directory)
+                writer.last_error = None
     for writer in journal:
         try:
             writer.journal()
-        except Exception as exc:  # the rows stay queued: the next call appends them
-            log.warning("journaling %s failed: %s", writer.directory, exc)
+        except Exception as exc:
+            _warn_once(writer, "journaling", exc)
+
+
+def _warn_once(writer: ShardWriter, what: str, exc: Exception) -> None:
+    said = writer.last_error
+    if said is None or (type(said), str(said)) != (type(exc), str(exc)):
+        log.warning("%s %s failed (rows kept queued): %s", what, writer.directory, exc)
+    writer.last_error = exc
 
 
 def _warm_up() -> None:

@@ -642,3 +642,34 @@ def test_restart_marks_crashed_runs_interrupted(tmp_path: Path) -> None:
     assert set(svc.recovered) == {"a-canary-x", "s-1"}
     assert {"a-canary-x", "s-1"} <= svc.index.ids()
     assert math.isfinite(manifest["ended_ts"])
+
+
+def test_a_failing_flush_warns_once_per_writer_until_it_works_again(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import probes.records as records
+    from probes.records import ShardWriter
+    from probes.serve.service import _flush_all
+    from tests.test_records import sample
+
+    writers = [ShardWriter(tmp_path / f"r{i}", "canary", background=False) for i in range(3)]
+
+    def full(table, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "write_table_atomic", full)
+    caplog.set_level(logging.INFO, logger="probes.serve")
+    for second in range(5):
+        for w in writers:
+            w.add(sample(second))
+        _flush_all(writers[:2], writers[2:])
+    failed = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 2  # one per flushed writer, not one per second
+    monkeypatch.undo()
+    caplog.clear()
+    _flush_all(writers[:2], writers[2:])
+    mended = [r.getMessage() for r in caplog.records]
+    assert len(mended) == 2 and all("works again" in m for m in mended)
+    for w in writers[:2]:
+        assert len(read_samples(w.directory.parent)) == 5  # every queued row, once
+    assert writers[2].pending == 5 and writers[2].last_error is None
