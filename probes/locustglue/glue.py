@@ -11,7 +11,9 @@ Versions tab (``webui``):
   hands the sample to a ``ShardWriter`` (Parquet shards on a timer, never one growing list).
 * **worker**: the recorder buffers rows; the buffer rides to the master *in the same
   message as Locust's own stats* (``events.report_to_master``), so every request Locust
-  counts arrives with its sample and the two counts agree exactly. A buffer that grows past
+  counts arrives with its sample and the two counts agree exactly. Workers report every
+  second (``wiring.REPORT_INTERVAL_S``; Locust's default is 3 s), so a worker that crashes
+  loses at most its last second of rows. A buffer that grows past
   ``BATCH_ROWS`` between two reports goes early over the message channel
   (``runner.send_message(MESSAGE, {"rows": rows})``); messages from one worker arrive in order.
 * **master**: receives both (``events.worker_report`` and ``register_message``), writes the

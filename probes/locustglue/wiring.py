@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import gevent
+from locust import runners as locust_runners
 from locust.env import Environment
 from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
@@ -171,6 +172,7 @@ def setup(environment: Environment) -> ProbesState:
         warm_up_arrow()
     ev = environment.events
     if isinstance(runner, WorkerRunner):
+        _report_every(REPORT_INTERVAL_S)
         state.buffer = WorkerBuffer(lambda rows: runner.send_message(MESSAGE, {"rows": rows}))
         state.recorder = Recorder(state.buffer.add, worker_name("locust"))
         ev.report_to_master.add_listener(state.buffer.on_report_to_master)
@@ -198,6 +200,17 @@ def setup(environment: Environment) -> ProbesState:
 
 
 DRAIN_INTERVAL_S = 0.25
+
+#: How often a worker sends its stats, and with them its rows, to the master (Locust's own
+#: default is 3 s): a worker that crashes loses at most the rows of the last second.
+REPORT_INTERVAL_S = 1.0
+
+
+def _report_every(seconds: float) -> None:
+    """Make this worker's stats reporter send every ``seconds`` (or more often, if set so).
+    Locust's ``stats_reporter`` reads ``locust.runners.WORKER_REPORT_INTERVAL`` before each
+    sleep; the master does not depend on it (worker liveness is the heartbeat's)."""
+    locust_runners.WORKER_REPORT_INTERVAL = min(locust_runners.WORKER_REPORT_INTERVAL, seconds)
 
 
 def _drain_loop(state: ProbesState) -> None:

@@ -244,3 +244,39 @@ def test_headers_come_from_the_environment_and_users_are_callers(tmp_path, monke
     recorder.on_request(**fire_kwargs(FakeResponse(200), context={CALLER_KEY: "proc/u7"}))
     recorder.on_request(**fire_kwargs(FakeResponse(200)))
     assert [Sample(*r).worker for r in rows] == ["proc/u7", "proc"]
+
+
+def test_a_worker_reports_its_rows_every_second_so_a_crash_loses_at_most_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import locust.runners as runners
+
+    monkeypatch.setattr(runners, "WORKER_REPORT_INTERVAL", 3.0)  # Locust's default
+    class Worker(runners.WorkerRunner):
+        def __init__(self) -> None:  # no master to connect to, no greenlets
+            pass
+
+        def __del__(self) -> None:
+            pass
+
+    worker = Worker()
+    env = Environment(events=Events(), parsed_options=options(tmp_path), host="http://127.0.0.1:9/")
+    env.runner = worker
+    glue.setup(env)
+    # Locust's own reporter loop, as it runs on a worker: send the stats, sleep, again
+    slept: list[float] = []
+
+    class Done(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            raise Done
+
+    sends: list[dict[str, Any]] = []
+    worker._send_stats = lambda: sends.append({})  # type: ignore[method-assign]
+    monkeypatch.setattr(runners.gevent, "sleep", sleep)
+    with pytest.raises(Done):
+        worker.stats_reporter()
+    assert slept == [1.0, 1.0] and len(sends) == 2
