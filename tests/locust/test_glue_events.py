@@ -252,6 +252,7 @@ def test_a_worker_reports_its_rows_every_second_so_a_crash_loses_at_most_one(
     import locust.runners as runners
 
     monkeypatch.setattr(runners, "WORKER_REPORT_INTERVAL", 3.0)  # Locust's default
+
     class Worker(runners.WorkerRunner):
         def __init__(self) -> None:  # no master to connect to, no greenlets
             pass
