@@ -16,7 +16,9 @@ Each program (``PROGRAMS``) runs in a fresh interpreter, imports included (``pro
 is the command a user runs, ``probes.cli.main(["report", RUN_DIR])``), started by a
 small wrapper whose only child it is, so the wrapper's ``getrusage(RUSAGE_CHILDREN)`` is that
 program's own peak RSS. Rounds alternate the order (ABC, CBA, ...); medians are printed with
-the ratios to DuckDB. duckdb and polars come from the ``bench`` extra.
+the ratios to DuckDB. duckdb and polars come from the ``bench`` extra. ``imports only`` is the
+floor under any report on the required stack: the interpreter plus pandas, pyarrow and
+matplotlib's Agg canvas imported, no row read.
 
 Usage: ``python -m bench.run report [--sizes 1000000,10000000] [--big] [--rounds 2] [--keep]``;
 ``--run DIR`` (repeatable) measures existing run directories instead (a kept 100M run:
@@ -273,6 +275,14 @@ ok = pl.col("latency_ms").filter(pl.col("error").is_null())
    .agg(pl.len(), ok.quantile(0.5, "nearest").alias("p50"),
         ok.quantile(0.99, "nearest").alias("p99"))
    .collect())
+""",
+    # The floor: what the report cannot do without whatever the run holds — starting and
+    # importing the required stack (pandas for the per-bucket frames, pyarrow for the shards,
+    # matplotlib's Agg canvas for the figures). No row is read.
+    "imports only": """
+import sys, pandas, pyarrow.parquet, matplotlib
+from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 """,
 }
 
