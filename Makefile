@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: install install-base demo demo-serve test check lint types unit bench bench-deps clean
+.PHONY: install install-base demo demo-serve test check lint types unit bench bench-deps clean lock
 
 # `install` is the package plus the dev tools (tests, lint, types); `demo` needs only the
 # package, so a fresh `make demo` skips installing the test tools.
@@ -16,12 +16,17 @@ $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e .
+# Installs are pinned by constraints.txt (every dependency's exact version), so today's CI is
+# tomorrow's; `make lock` refreshes it on purpose from pyproject.toml's ranges and runs the suite.
+LOCK := constraints.txt
+PIP_LOCKED := $(BIN)/python -m pip install --quiet -c $(LOCK)
+
+$(BASE_STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+	$(PIP_LOCKED) -e .
 	touch $(BASE_STAMP)
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+	$(PIP_LOCKED) -e '.[dev]'
 	touch $(STAMP) $(BASE_STAMP)
 
 demo: install-base
@@ -61,10 +66,23 @@ bench-deps:
 	  (command -v npm >/dev/null && mkdir -p .bench/node && \
 	   npm install --prefix .bench/node --no-audit --no-fund --silent autocannon) || \
 	  echo "bench-deps: autocannon not installed (no npm?); the canary bench skips it"
-	@$(BIN)/python -c "import uvloop, duckdb, polars, httptools" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	@$(BIN)/python -c "import uvloop, duckdb, polars, httptools" 2>/dev/null || $(PIP_LOCKED) -e '.[bench]'
 
 bench: install bench-deps
 	$(BIN)/python -m bench.run
+
+# A deliberate refresh of constraints.txt: a throw-away venv takes the newest releases that
+# pyproject.toml's ranges allow (dev and bench extras included), the freeze becomes the lock,
+# then the project's venv is rebuilt from it and the whole suite runs. Commit both together.
+lock:
+	rm -rf .lock-venv
+	$(PY) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev,bench]'
+	{ sed -n '1,3p' $(LOCK); .lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv $(STAMP) $(BASE_STAMP)
+	$(MAKE) test
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
