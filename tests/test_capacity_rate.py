@@ -237,7 +237,9 @@ def test_rate_steps_capacity_matches_wrk(tmp_path: Path, capsys) -> None:
     assert block["mode"] == "rate" and "capacity: max" in out
     assert block["max_rps_within_slo"] == pytest.approx(ceiling, rel=0.15), (ceiling, block)
     assert block["knee_offered_rps"] == pytest.approx(ceiling, rel=0.15)
-    assert not steps[-1]["passed"] and steps[-1]["offered_rps"] > ceiling  # stopped past it
+    # stopped past what it reported (wrk's own figure moves with the machine's load: a step
+    # at 99.5 % of it may already fall behind on a busy machine, as it should)
+    assert not steps[-1]["passed"] and steps[-1]["offered_rps"] > block["max_rps_within_slo"]
     assert len(steps) < 9  # stopped live, not at the plan's end
     for s in steps:
         assert s["co_latency_ms"]["p50"] >= s["latency_ms"]["p50"] - 1e-6
