@@ -15,6 +15,10 @@ What it can do (all decided by the pure ``choose`` function, table-tested):
 - ``delay_s``: ``{version: seconds}`` added before answering;
 - ``stall``: ``(start_ts, end_ts)`` — requests received in the window are held until its end.
 
+``POST /__switch`` (``VersionServer.switch_now()``) moves the switch to the moment it is
+received: a test waits for a condition (a run open), then switches, instead of guessing how
+long a busy machine takes to get there.
+
 Responses carry ``X-Proton-Version: LABEL`` (unless ``header=False``) and the JSON body
 ``{"version": LABEL, "n": arrival_number}``. ``GET /__stats`` returns the per-version counts.
 
@@ -85,7 +89,7 @@ def _serve(config: ServerConfig, port: int = 0) -> None:  # pragma: no cover - c
 
     from aiohttp import web
 
-    state = {"n": 0}
+    state: dict[str, Any] = {"n": 0, "config": config}
     per_version: dict[str, int] = {}
     answered: dict[str, dict[str, int]] = {}
 
@@ -94,7 +98,7 @@ def _serve(config: ServerConfig, port: int = 0) -> None:  # pragma: no cover - c
         now = time.time()
         n = state["n"]
         state["n"] = n + 1
-        version, status = choose(config, now, n, per_version)
+        version, status = choose(state["config"], now, n, per_version)
         counts = answered.setdefault(version, {})
         counts[str(status)] = counts.get(str(status), 0) + 1
         if config.stall and config.stall[0] <= now < config.stall[1]:
@@ -111,9 +115,16 @@ def _serve(config: ServerConfig, port: int = 0) -> None:  # pragma: no cover - c
     async def stats(_: web.Request) -> web.Response:
         return web.json_response({"requests": state["n"], "answered": answered})
 
+    async def switch(_: web.Request) -> web.Response:
+        from dataclasses import replace
+
+        state["config"] = replace(state["config"], switch_at=time.time())
+        return web.json_response({"switch_at": state["config"].switch_at})
+
     async def main() -> None:
         app = web.Application()
         app.router.add_get("/__stats", stats)
+        app.router.add_post("/__switch", switch)
         app.router.add_route("*", "/{tail:.*}", handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -165,6 +176,14 @@ class VersionServer:
 
         with urllib.request.urlopen(f"{self.url}__stats", timeout=5) as resp:  # 127.0.0.1 only
             return dict(json.loads(resp.read()))
+
+    def switch_now(self) -> float:
+        """Send every request received from now on to ``v2``; the switch's epoch seconds."""
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}__switch", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=10) as resp:  # 127.0.0.1 only
+            return float(json.loads(resp.read())["switch_at"])
 
     def stop(self) -> None:
         if self.proc is None:

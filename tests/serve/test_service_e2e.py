@@ -238,16 +238,17 @@ def test_sigterm_with_capture_and_scheduled_load_open(tmp_path: Path) -> None:
         "duration_s = 120\nargs = { users = 2 }\n"
     )
     # The load must start before the capture opens (a schedule never starts load on a
-    # target while a capture is open there): the server switches 8 s in, the schedule fires
-    # every 2 s from the start.
-    with VersionServer(switch_at=time.time() + 8.0) as server:
-        _sigterm_with_capture_and_load(tmp_path, server.url, schedules)
+    # target while a capture is open there): the server switches once the load run is open.
+    with VersionServer() as server:
+        _sigterm_with_capture_and_load(tmp_path, server, schedules)
 
 
-def _sigterm_with_capture_and_load(tmp_path: Path, server_url: str, schedules: str) -> None:
-    cfg_path = write_config(tmp_path, server_url, schedules)
+def _sigterm_with_capture_and_load(tmp_path: Path, server: VersionServer, schedules: str) -> None:
+    cfg_path = write_config(tmp_path, server.url, schedules)
     proc, url = start_cli(cfg_path)
     try:
+        wait_for(lambda: "load" in {r["kind"] for r in open_runs(url)}, 60)
+        server.switch_now()
         kinds = wait_for(lambda: {r["kind"] for r in open_runs(url)} >= {"rollout", "load"} and
                          {r["kind"]: r["run_id"] for r in open_runs(url)}, 60)  # fmt: skip
         time.sleep(2.0)  # Locust running

@@ -27,7 +27,7 @@ def test_the_service_ui_in_a_browser(tmp_path: Path) -> None:
         pytest.skip("Chromium is not installed (apt-get install -y chromium); CI installs it")
     from playwright.sync_api import sync_playwright
 
-    with VersionServer(switch_at=time.time() + 6.0) as server:
+    with VersionServer() as server:
         data = {
             "serve": {"runs_dir": "runs", "listen": "127.0.0.1:0"},
             "targets": [{"name": "web", "url": server.url, "canary_rate": 20,
@@ -37,11 +37,13 @@ def test_the_service_ui_in_a_browser(tmp_path: Path) -> None:
         with Running(cfg) as svc, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
             try:
+                wait_for(lambda: svc.get("/api/v1/targets/web")["current_version"] == "v1", 60)
                 page = browser.new_page(viewport={"width": 390, "height": 844})
                 page.goto(svc.url + "/", timeout=20_000)
                 assert page.locator("[data-target=web]").count() == 1
                 assert "v1" in (page.locator("[data-target=web] .split").get_attribute(
                     "aria-label") or "")  # fmt: skip
+                server.switch_now()  # after the page showed v1, not at a guessed time
                 # the live panel refreshes from the JSON twin every 2 s: v2 takes over
                 page.wait_for_function(
                     "document.querySelector('[data-target=web] .split')"
