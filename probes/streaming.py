@@ -195,9 +195,12 @@ class StreamMeter:
         self.openai = False
         self.done = False
         self.first_data: str | None = None
+        #: Body bytes fed so far.
+        self.bytes = 0
 
     def feed(self, chunk: bytes, at_ms: float) -> None:
         """Take one body chunk that arrived ``at_ms`` after the request was sent."""
+        self.bytes += len(chunk)
         for event in self.parser.feed(chunk):
             self.event(event.data, at_ms)
 
