@@ -18,6 +18,8 @@ FIGURE_TITLES = {
     "error_rate": "Error rate by version",
     "latency_over_time": "Latency over time",
     "latency_cdf": "Latency distribution",
+    "ttft_over_time": "Time to first token over time",
+    "ttft_cdf": "Time to first token distribution",
 }
 ROLLOUT_FIELDS = (
     ("from_version", "from"),
