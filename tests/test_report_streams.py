@@ -107,6 +107,12 @@ def test_stream_blocks_per_run_version_and_phase(tmp_path: Path) -> None:
     slow = analyse(frame, read_events(run_dir), read_manifest(run_dir), slos=None, bucket_s=1.0)
     assert slow.summary["versions"]["app:2"]["stream"] == v2
     assert slow.summary["stream"] == whole
+    md = (run_dir / "report.md").read_text()
+    assert "### Streamed answers" in md
+    section = md.split("### Streamed answers", 1)[1]
+    line = next(x for x in section.splitlines() if x.startswith("| app:2 "))
+    assert f"| {v2['requests']} | 30 | {v2['ttft_ms']['p50']:g} |" in line
+    assert "<h2>Streamed answers</h2>" in (run_dir / "report.html").read_text()
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["versions"]["app:1"]["stream"] == v1
 
@@ -122,6 +128,7 @@ def test_a_run_without_streams_has_null_blocks_and_undecided_checks(tmp_path: Pa
     check = summary["verdict"]["checks"][0]
     assert (check["value"], check["passed"]) == (None, None)
     assert not (run_dir / "figures" / "ttft_cdf.png").exists()
+    assert "Streamed answers" not in (run_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
