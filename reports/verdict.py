@@ -44,7 +44,7 @@ from typing import Any
 
 EXAMPLES = (
     "error_rate<0.01, p99_ms<500, candidate.p99_ms<1.2*baseline.p99_ms, availability>=0.999,"
-    " disruption_s<2, new.disruption_s<1"
+    " disruption_s<2, new.disruption_s<1, ttft_p99_ms<800"
 )
 
 #: metric -> key of a latency block, for the latency metrics.
