@@ -62,6 +62,7 @@ def test_demo_stream_catches_a_ttft_only_regression(tmp_path, capsys, monkeypatc
     out, err = capsys.readouterr()
     assert code == 1, err[-2000:]  # the verdict failed
     assert "scenario slow-first-token" in out
+    assert "streams: proton-app:1 TTFT p50 " in out and "; proton-app:2 TTFT p50 " in out
     summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
     roles = {v["role"]: v for v in summary["versions"].values()}
     base, cand = roles["baseline"]["stream"], roles["candidate"]["stream"]

@@ -137,3 +137,12 @@ def test_a_run_without_streams_has_null_blocks_and_undecided_checks(tmp_path: Pa
 )  # fmt: skip
 def test_stream_slo_metrics_parse(expr: str) -> None:
     assert parse_slo(expr).left.metric in expr
+
+
+def test_the_terminal_line_names_each_versions_ttft_and_aborts() -> None:
+    from probes.cli.output import stream_line
+
+    block = {"requests": 77, "aborted": 3, "ttft_ms": {"p50": 24.237, "p99": 58.1}}
+    summary = {"versions": {"a:1": {"stream": block}, "a:2": {"stream": None}}}
+    assert stream_line(summary) == "streams: a:1 TTFT p50 24.24 / p99 58.1 ms, aborted 3/77"
+    assert stream_line({"versions": {"a:1": {"stream": None}}}) is None
