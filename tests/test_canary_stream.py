@@ -60,6 +60,9 @@ async def _stream(request: web.Request) -> web.StreamResponse:
             return resp
         if i == 1 and mode == "hang":
             await asyncio.sleep(30)
+        if i == 1 and mode == "huge":  # an endless stream of comments: past the drain bound
+            while True:
+                await resp.write(b": " + b"x" * 4000 + b"\n")
     if mode != "plain":
         await resp.write(chunk(None, "stop") + b"data: [DONE]\n\n")
     await resp.write_eof()
@@ -82,12 +85,14 @@ async def sse_server() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def probe(mode: str, transport: str, *, count: int = 2, timeout: float = 5.0) -> list[Sample]:
+def probe(
+    mode: str, transport: str, *, count: int = 2, timeout: float = 5.0, **limits: int
+) -> list[Sample]:
     async def go() -> list[Sample]:
         rows: list[Sample] = []
         async with sse_server() as url:
             spec = build_request(f"{url}?mode={mode}", timeout=timeout, tag_json=["model"])
-            settings = ProbeSettings(rate=10, duration=count / 10, transport=transport)
+            settings = ProbeSettings(rate=10, duration=count / 10, transport=transport, **limits)
             await run_probe(spec, settings, None, on_sample=rows.append)
         return rows
 
@@ -134,6 +139,15 @@ def test_a_stream_that_never_ends_is_a_timeout_with_its_partial_figures(transpor
     assert (row.status, row.error, row.tokens, row.version) == (200, "timeout", 2, "m:7")
     assert row.ttft_ms is not None and FIRST_MS <= row.ttft_ms < 600
     assert row.latency_ms >= 600
+
+
+@TRANSPORTS
+def test_a_stream_past_the_drain_bound_is_cut_with_its_partial_figures(transport: str) -> None:
+    rows = probe("huge", transport, count=1, max_body_bytes=1000, max_drain_bytes=100_000)
+    (row,) = rows
+    assert (row.status, row.error, row.tokens, row.version) == (200, "body_too_large", 2, "m:7")
+    assert row.ttft_ms is not None and row.ttft_ms >= FIRST_MS
+    assert row.bytes > 100_000
 
 
 @TRANSPORTS
