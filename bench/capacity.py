@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from probes.records import SAMPLE_SCHEMA, write_table_atomic
+from probes.records import MISSING_DEFAULTS, SAMPLE_SCHEMA, write_table_atomic
 from probes.run import Run
 from reports.capacity import Knee, StepPlan, find_knee, fit_usl, usl
 
@@ -157,7 +157,13 @@ def _shard(rng: np.random.Generator, ts: np.ndarray, latency: np.ndarray) -> pa.
         "bytes": np.full(n, 512, dtype=np.int32),
         "conn": np.full(n, None, dtype=object),
     }
-    arrays = [pa.array(columns[f.name], type=f.type) for f in SAMPLE_SCHEMA]
+    # Columns added since (conn_mode, the stream columns): their documented defaults.
+    arrays = [
+        pa.array(columns[f.name], type=f.type)
+        if f.name in columns
+        else pa.array([MISSING_DEFAULTS[f.name]] * n, type=f.type)
+        for f in SAMPLE_SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 

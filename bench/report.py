@@ -141,7 +141,11 @@ def _shard(
         "conn": conn,
         "conn_mode": mode,
     }
-    arrays = [pa.array(columns[f.name], type=f.type) for f in SAMPLE_SCHEMA]
+    # No streamed answers: the stream columns (schema 3) are null.
+    arrays = [
+        pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type)
+        for f in SAMPLE_SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 

@@ -24,6 +24,15 @@ keeping it, up to ``max_drain_bytes``, past which it closes the connection and r
 (``MAX_HEADER_BYTES``). A run ends at most ``end_grace_s`` after its last request was due
 (after a stop: ``drain_s``); requests still in flight then are recorded as ``interrupted``.
 
+Streamed answers (``Content-Type: text/event-stream``, ``probes.streaming``): each body chunk is
+fed to a ``StreamMeter`` the moment it arrives, before anything else is done with it, so the
+row carries ``ttft_ms`` (send to the first content event), ``tokens`` and ``itl_ms``;
+``latency_ms`` stays send to last byte. The version is read from the headers, else from the
+first event's data (``--tag-json model``). A stream that ends (cleanly or by a broken
+connection) before its terminator is ``stream_aborted``; one that outlives the timeout is a
+``timeout``; one past the drain bound ``body_too_large``: each keeps the status that arrived
+and its figures so far. The body bounds hold as for any body (the meter keeps one line).
+
 Connection modes (``connections``): ``reused`` sends over a keep-alive pool (what most
 callers do); ``new`` opens a fresh connection per request and closes it after the answer
 (what a caller without keep-alive, or behind a load balancer that closes them, sees);
@@ -79,6 +88,7 @@ import httpx
 from probes.records import CONN_MODES, Sample, ShardWriter, http_error_class, warm_writer
 from probes.run import worker_name
 from probes.settings import MAX_TIMEOUT_S, RequestSpec
+from probes.streaming import STREAM_ABORTED, StreamFigures, StreamMeter, is_event_stream
 from probes.tagging import tag
 
 #: Error class of a due request that was not sent because ``max_in_flight`` were outstanding.
@@ -660,8 +670,15 @@ class _Probe:
         size: int = 0,
         conn: str | None = None,
         mode: str = "reused",
+        stream: StreamFigures | None = None,
     ) -> Sample:
         s = self.settings
+        if stream is not None:
+            return Sample(
+                ts, intended, latency_ms, s.source, s.worker, self.spec.method, self.name,
+                status, error, version, tag_source, size, conn, mode,
+                stream.ttft_ms, stream.tokens, stream.itl_ms,
+            )  # fmt: skip
         return Sample(
             ts,
             intended,
@@ -688,12 +705,68 @@ class _Probe:
         failed_on = box[-1] if box else None
         self._emit(self._row(ts, intended, latency, 0, cls, conn=failed_on, mode=mode))
 
+    def _stream_failed(
+        self,
+        ts: float,
+        intended: float,
+        t0: float,
+        cls: str,
+        head: tuple[int, Any],
+        meter: StreamMeter,
+        box: list[str],
+        mode: str,
+    ) -> None:
+        """The row of a stream whose body failed after its head (status and headers) came:
+        the status is kept, the version read, the figures so far kept. A timeout stays a
+        timeout; any other failure before the terminator is ``stream_aborted``."""
+        latency = (time.perf_counter() - t0) * 1000.0
+        status, headers = head
+        figures = meter.figures(clean_end=False)
+        if cls not in ("timeout", INTERRUPTED):
+            cls = http_error_class(status) or "" if figures.complete else STREAM_ABORTED
+        version, source = tag(headers, figures.first_data, self.spec.tag_rules)
+        conn = box[-1] if box else None
+        size = min(meter.bytes, MAX_BYTES_VALUE)
+        row = self._row(ts, intended, latency, status, cls or None, version, source, size, conn,
+                        mode, figures)  # fmt: skip
+        self._emit(row)
+
+    def _answer_row(
+        self,
+        ts: float,
+        intended: float,
+        latency: float,
+        head: tuple[int, Any],
+        read: tuple[bytes, int, bool],
+        meter: StreamMeter | None,
+        conn: str | None,
+        mode: str,
+    ) -> Sample:
+        """The row of an answer read to its end (or cut at the drain bound): a stream is
+        tagged from its first event, and is ``stream_aborted`` when its terminator never came."""
+        status, headers = head
+        body, size, whole = read
+        error = http_error_class(status) if whole else BODY_TOO_LARGE
+        if meter is None:
+            version, source = tag(headers, body, self.spec.tag_rules)
+            return self._row(
+                ts, intended, latency, status, error, version, source, size, conn, mode
+            )
+        figures = meter.figures(clean_end=whole)
+        if error is None and not figures.complete:
+            error = STREAM_ABORTED
+        version, source = tag(headers, figures.first_data, self.spec.tag_rules)
+        return self._row(ts, intended, latency, status, error, version, source, size, conn, mode,
+                         figures)  # fmt: skip
+
     async def _send_aiohttp(
         self, session: Any, mode: str, intended: float, wall0: float, mono0: float
     ) -> None:
         """One request on aiohttp's session (transport ``aiohttp``): the same row as ``_send``."""
         box: list[str] = []
         _CONN_BOX.set(box)  # this task's own context: the connector names its connection here
+        streams: list[StreamMeter] = []  # the answer's meter, once its head says it streams
+        head: tuple[int, Any] = (0, None)
         t0 = time.perf_counter()
         ts = wall0 + (time.monotonic() - mono0)
         try:
@@ -706,9 +779,13 @@ class _Probe:
                     data=self.body,
                     allow_redirects=False,
                 )
+                head = (response.status, response.headers)
                 whole = False
                 try:
-                    body, size, whole = await self._read_aiohttp(response)
+                    if response.content_type == "text/event-stream":
+                        streams.append(StreamMeter())
+                    read = await self._read_aiohttp(response, streams, t0)
+                    whole = read[2]
                 finally:
                     if whole:
                         response.release()
@@ -716,31 +793,48 @@ class _Probe:
                         response.close()  # the body was cut (or failed): drop the connection
         except asyncio.CancelledError:
             if self.abandoning:  # the drain ran out: a row, not a silent loss
-                self._failed(ts, intended, t0, INTERRUPTED, box, mode)
+                self._failed_any(ts, intended, t0, INTERRUPTED, head, streams, box, mode)
             raise
         except Exception as exc:  # a failed request is a row
-            self._failed(ts, intended, t0, error_class(exc), box, mode)
+            self._failed_any(ts, intended, t0, error_class(exc), head, streams, box, mode)
             return
         latency = (time.perf_counter() - t0) * 1000.0
-        status = response.status
-        headers = response.headers
-        version, source = tag(headers, body, self.spec.tag_rules)
-        error = http_error_class(status) if whole else BODY_TOO_LARGE
         conn = box[-1] if box else None
-        self._emit(
-            self._row(ts, intended, latency, status, error, version, source, size, conn, mode)
-        )
+        meter = streams[0] if streams else None
+        self._emit(self._answer_row(ts, intended, latency, head, read, meter, conn, mode))
 
-    async def _read_aiohttp(self, response: Any) -> tuple[bytes, int, bool]:
+    def _failed_any(
+        self,
+        ts: float,
+        intended: float,
+        t0: float,
+        cls: str,
+        head: tuple[int, Any],
+        streams: list[StreamMeter],
+        box: list[str],
+        mode: str,
+    ) -> None:
+        """``_stream_failed`` when the answer was a stream, else ``_failed``."""
+        if streams:
+            self._stream_failed(ts, intended, t0, cls, head, streams[0], box, mode)
+        else:
+            self._failed(ts, intended, t0, cls, box, mode)
+
+    async def _read_aiohttp(
+        self, response: Any, streams: list[StreamMeter], t0: float
+    ) -> tuple[bytes, int, bool]:
         """``_read_body`` on an aiohttp response."""
         keep, limit = self.settings.max_body_bytes, self.settings.max_drain_bytes
         content = response.content
+        meter = streams[0] if streams else None
         chunks: list[bytes] = []
         kept = read = 0
         while True:
             chunk = await content.readany()
             if not chunk:
                 break
+            if meter is not None:  # its arrival time, before anything else is done with it
+                meter.feed(chunk, (time.perf_counter() - t0) * 1000.0)
             read += len(chunk)
             if kept < keep:
                 part = chunk if len(chunk) <= keep - kept else chunk[: keep - kept]
@@ -758,6 +852,8 @@ class _Probe:
         spec = self.spec
         box: list[str] = []
         _CONN_BOX.set(box)  # this task's own context: the connector names its connection here
+        streams: list[StreamMeter] = []  # the answer's meter, once its head says it streams
+        head: tuple[int, Any] = (0, None)
         t0 = time.perf_counter()
         ts = wall0 + (time.monotonic() - mono0)
         try:
@@ -767,34 +863,39 @@ class _Probe:
                     spec.method, self.url, headers=self.headers, content=spec.body
                 )
                 response = await client.send(request, stream=True)
+                head = (response.status_code, _plain_headers(response))
                 try:
                     conn = box[-1] if box else _conn_identity(response)
-                    body, size, whole = await self._read_body(response)
+                    if is_event_stream(head[1].get("content-type")):
+                        streams.append(StreamMeter())
+                    read = await self._read_body(response, streams, t0)
                 finally:
                     await response.aclose()  # closes the connection when the body was cut
         except asyncio.CancelledError:
             if self.abandoning:  # the drain ran out: a row, not a silent loss
-                self._failed(ts, intended, t0, INTERRUPTED, box, mode)
+                self._failed_any(ts, intended, t0, INTERRUPTED, head, streams, box, mode)
             raise
         except Exception as exc:  # a failed request is a row
-            self._failed(ts, intended, t0, error_class(exc), box, mode)
+            self._failed_any(ts, intended, t0, error_class(exc), head, streams, box, mode)
             return
         latency = (time.perf_counter() - t0) * 1000.0
-        status = response.status_code
-        version, source = tag(_plain_headers(response), body, spec.tag_rules)
-        error = http_error_class(status) if whole else BODY_TOO_LARGE
-        self._emit(
-            self._row(ts, intended, latency, status, error, version, source, size, conn, mode)
-        )
+        meter = streams[0] if streams else None
+        self._emit(self._answer_row(ts, intended, latency, head, read, meter, conn, mode))
 
-    async def _read_body(self, response: httpx.Response) -> tuple[bytes, int, bool]:
+    async def _read_body(
+        self, response: httpx.Response, streams: list[StreamMeter], t0: float
+    ) -> tuple[bytes, int, bool]:
         """``(head, size, whole)``: the body's first ``max_body_bytes`` (for tagging), its size,
         and whether it ended within ``max_drain_bytes``. Memory stays within the first bound
-        whatever the target sends; a cut body's size is its Content-Length where given."""
+        whatever the target sends; a cut body's size is its Content-Length where given. A
+        stream's chunks go to its meter (``streams``) with their arrival times."""
         keep, limit = self.settings.max_body_bytes, self.settings.max_drain_bytes
+        meter = streams[0] if streams else None
         chunks: list[bytes] = []
         kept = read = 0
         async for chunk in response.aiter_bytes():
+            if meter is not None:  # its arrival time, before anything else is done with it
+                meter.feed(chunk, (time.perf_counter() - t0) * 1000.0)
             read += len(chunk)
             if kept < keep:
                 part = chunk if len(chunk) <= keep - kept else chunk[: keep - kept]

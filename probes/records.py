@@ -25,9 +25,21 @@ column          type         meaning
                              pool) or ``new`` (a fresh connection per request, closed after
                              it); schema 2 on — a shard without it (schema 1: Locust, or a
                              probe run before connection modes, both pools) reads as ``reused``
+``ttft_ms``     float64/null send to the first content event of a streamed answer (an answer
+                             with ``Content-Type: text/event-stream``); null when the answer
+                             is not a stream or no content event came; schema 3 on
+``tokens``      int32/null   content events received in a streamed answer; null when not a
+                             stream; schema 3 on
+``itl_ms``      float64/null mean interval between consecutive content events of a stream (null
+                             below two content events, or when not a stream); schema 3 on
 ==============  ===========  ===================================================================
 
-``SAMPLE_SCHEMA_VERSION`` (2) is written into every shard's Parquet metadata
+A shard of schema 1 or 2 (before streams) reads ``ttft_ms``, ``tokens`` and ``itl_ms`` as
+null. A stream that ends before its terminator (``data: [DONE]`` or a choice's
+``finish_reason``) is an error of class ``stream_aborted``, its partial figures kept;
+``latency_ms`` stays send to last byte.
+
+``SAMPLE_SCHEMA_VERSION`` (3) is written into every shard's Parquet metadata
 (``proton-probe.samples``); readers take shards of every version: a column added since a
 shard was written reads as its documented default (``MISSING_DEFAULTS``).
 
@@ -83,14 +95,24 @@ class Sample(NamedTuple):
     bytes: int
     conn: str | None
     conn_mode: str = "reused"
+    ttft_ms: float | None = None
+    tokens: int | None = None
+    itl_ms: float | None = None
 
 
-#: Version of the sample schema; 2 added ``conn_mode``.
-SAMPLE_SCHEMA_VERSION = 2
+#: Version of the sample schema; 2 added ``conn_mode``, 3 the stream columns.
+SAMPLE_SCHEMA_VERSION = 3
 #: Connection modes (``conn_mode``): a keep-alive pool, or a new connection per request.
 CONN_MODES = ("reused", "new")
 #: Columns added after schema 1, and what a shard without them reads as.
-MISSING_DEFAULTS: dict[str, str] = {"conn_mode": "reused"}
+MISSING_DEFAULTS: dict[str, str | None] = {
+    "conn_mode": "reused",
+    "ttft_ms": None,
+    "tokens": None,
+    "itl_ms": None,
+}
+#: The stream columns (schema 3): null on an answer that is not a stream.
+STREAM_COLUMNS = ("ttft_ms", "tokens", "itl_ms")
 _SCHEMA_METADATA = {b"proton-probe.samples": str(SAMPLE_SCHEMA_VERSION).encode()}
 
 SAMPLE_SCHEMA = pa.schema(
@@ -109,6 +131,9 @@ SAMPLE_SCHEMA = pa.schema(
         ("bytes", pa.int32()),
         ("conn", pa.string()),
         ("conn_mode", pa.string()),
+        ("ttft_ms", pa.float64()),
+        ("tokens", pa.int32()),
+        ("itl_ms", pa.float64()),
     ],
     metadata=_SCHEMA_METADATA,
 )
@@ -141,6 +166,7 @@ ERROR_CLASSES = (
     "client_saturated",  # the open-model probe's in-flight bound was hit: not sent
     "client_limit",  # the response broke a limit of the client (e.g. a header too long)
     "body_too_large",  # the body went on past the probe's drain bound: connection closed
+    "stream_aborted",  # a streamed answer ended before its terminator ([DONE], finish_reason)
     "interrupted",  # in flight when the run stopped and its drain ran out: outcome unknown
     "other",
 )
@@ -158,6 +184,9 @@ ERROR_CLASSES = (
   and recorded the status that arrived; ``bytes`` is the Content-Length when the response
   gave one, else what was read; ``latency_ms`` runs to the close. Bodies between
   ``max_body_bytes`` and the drain bound are read to their end and are not errors;
+- ``stream_aborted``: a streamed answer (``text/event-stream``) ended before its terminator
+  (``data: [DONE]`` or a choice's ``finish_reason``): the connection closed half-way. The
+  status that arrived is kept, and the stream columns hold what came before the cut;
 - ``interrupted``: sent, still in flight when a stop's drain time (or the end-of-run grace)
   ran out; ``status`` 0, ``latency_ms`` up to the moment it was abandoned. The outcome is
   unknown, so reports leave these rows out of every count and report them as ``interrupted``;
@@ -182,16 +211,22 @@ def http_error_class(status: int) -> str | None:
 def samples_to_table(rows: Iterable[Sample] | list[tuple[Any, ...]]) -> pa.Table:
     """Build an Arrow table in the sample schema from sample tuples.
 
-    Tuples of schema 1 (no ``conn_mode``: a Locust worker of an older version) get the
-    column's default."""
-    rows = list(rows)
-    if rows and len(rows[0]) == len(SAMPLE_COLUMNS) - 1:
-        rows = [(*row, MISSING_DEFAULTS["conn_mode"]) for row in rows]
+    Shorter tuples of an older schema (1: no ``conn_mode``, 2: no stream columns; a Locust
+    worker of an older version) get the missing columns' defaults."""
+    rows = [_padded(row) for row in rows]
     columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in SAMPLE_COLUMNS]
     arrays = [
         pa.array(col, type=field.type) for col, field in zip(columns, SAMPLE_SCHEMA, strict=True)
     ]
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
+
+
+def _padded(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A sample tuple of an older schema completed with the defaults of its missing columns."""
+    missing = len(SAMPLE_COLUMNS) - len(row)
+    if missing <= 0:
+        return row
+    return (*row, *(MISSING_DEFAULTS[c] for c in SAMPLE_COLUMNS[len(row) :]))
 
 
 _warmed = threading.Event()
@@ -647,7 +682,8 @@ def _read_shard(path: Path, cols: list[str], schema: pa.Schema, dictionary: bool
     )
     for name, default in MISSING_DEFAULTS.items():
         if name in cols and name not in table.column_names:  # an older shard
-            table = table.append_column(name, pa.array([default] * table.num_rows, pa.string()))
+            kind = SAMPLE_SCHEMA.field(name).type
+            table = table.append_column(name, pa.array([default] * table.num_rows, kind))
     missing = [c for c in cols if c not in table.column_names]
     if missing:
         raise ValueError(f"it has no column {', '.join(missing)}")

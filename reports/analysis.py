@@ -55,6 +55,7 @@ from reports.connections import (
 )
 from reports.reconciliation import platform_counts, reconcile
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
+from reports.streams import StreamRows, from_values, stream_block
 from reports.timeline import attribute, attribute_codes
 from reports.verdict import verdict
 
@@ -107,6 +108,8 @@ class Columns:
     #: Error class codes into ``error_labels`` (successes: the code of ``""``).
     error: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     error_labels: list[str] = field(default_factory=lambda: [""])
+    #: The rows that streamed (``reports.streams``), None when none did.
+    streams: StreamRows | None = None
 
     def stream(self, rows: np.ndarray) -> np.ndarray:
         """The (worker, source) stream code of the rows in the mask ``rows``."""
@@ -157,7 +160,7 @@ def columns(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> Columns:
     status_s = col("status")
     status = np.zeros(n, np.int16) if status_s is None else status_s.to_numpy()
     intended = col("intended_ts")
-    return assemble(
+    cols = assemble(
         manifest, ts, lat, ok, status,
         version=_codes(col("version"), n, "unknown"),
         source=_codes(col("source"), n, "?"),
@@ -167,6 +170,16 @@ def columns(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> Columns:
         conn=_codes(col("conn"), n, ""),
         error=_codes(error, n, ""),
     )  # fmt: skip
+    tokens = col("tokens")
+    if tokens is not None:
+        ttft, itl = col("ttft_ms"), col("itl_ms")
+        nan = np.full(n, np.nan)
+        cols.streams = from_values(
+            nan if ttft is None else ttft.to_numpy(dtype=np.float64, na_value=np.nan),
+            tokens.to_numpy(dtype=np.float64, na_value=np.nan),
+            nan if itl is None else itl.to_numpy(dtype=np.float64, na_value=np.nan),
+        )
+    return cols
 
 
 Coded = tuple[np.ndarray, list[str]]
@@ -281,6 +294,9 @@ class Analysis:
     #: Requests per (connection mode, bucket, version), and the modes' labels.
     mode_requests: np.ndarray | None = None
     mode_labels: list[str] = field(default_factory=list)
+    #: The streamed rows' send times (s from the start), version codes and TTFT (ms; NaN
+    #: without a first token), for the TTFT figures; None without streams.
+    ttft_points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def _iso(ts: float | None) -> str | None:
@@ -383,20 +399,39 @@ def _versions(
             "last_seen_s": _r(last[code]),
             "throughput_rps": _r(block["requests"] / span, 3) if span > 0 else None,
             "latency_ms": block["latency_ms"],
+            "stream": _stream(cols, code=int(code)),
         }
     return out
+
+
+def _stream(
+    cols: Columns, *, code: int | None = None, phase: tuple[np.ndarray | None, int] | None = None
+) -> dict[str, Any] | None:
+    """The ``stream`` block of the run, of one version ``code``, or of the phase ``(codes, k)``
+    (``_phase_codes`` of the streamed rows)."""
+    rows = cols.streams
+    if rows is None:
+        return None
+    keep = None
+    if code is not None:
+        keep = cols.version[rows.idx] == code
+    elif phase is not None and phase[0] is not None:
+        keep = phase[0] == phase[1]
+    return stream_block(rows, keep, cols.latency, cols.error, cols.error_labels)
 
 
 def _phases(
     cols: Columns, cells: Cells, fc: float | None, lb: float | None
 ) -> list[dict[str, Any]]:
     phases = []
+    streamed = None if cols.streams is None else _phase_codes(cols.rel[cols.streams.idx], fc, lb)
     for k, (name, start, end) in enumerate(ro.phase_bounds(0.0, cols.end_s, fc, lb)):
         block = cells.stats(k, None, None)
         n = block["requests"]
         counts = cells.requests_by(2, k, None, None)
         share = {cols.labels[i]: counts[i] / n for i in np.flatnonzero(counts)} if n else {}
         phase = {"name": name, "start_s": _r(start), "end_s": _r(end), **block, "share": share}
+        phase["stream"] = None if streamed is None else _stream(cols, phase=(streamed[0], k))
         phases.append(phase)
     return phases
 
@@ -671,6 +706,7 @@ def analyse_samples(
         own_ts=True,
         corrected=samples.corrected,
     )  # fmt: skip
+    cols.streams = samples.streams
     counts = (strings["error"].count(), strings["source"].count())
     # The codes as read (nulls -1, before attribution) are copies of what ``cols`` holds now.
     samples.strings = {}
@@ -737,6 +773,7 @@ def analyse_columns(
             error_classes=counts[0],
             sources=counts[1],
             latency_corrected_ms=exact_block(cols.corrected) if cols.corrected.size else None,
+            stream=_stream(cols),
             not_sent=not_sent,
             interrupted=interrupted,
             longest_gap_s=gap,
@@ -763,9 +800,14 @@ def analyse_columns(
             block["result"] = "fail"
         hist = hist_found.result() if hist_found is not None else None
         per_mode = per_mode_found.result()
+    points = None
+    if cols.streams is not None:
+        idx = cols.streams.idx
+        points = (cols.rel[idx], cols.version[idx], cols.streams.ttft)
     return Analysis(
-        summary, cols.labels, buckets, hist, mode_requests=per_mode, mode_labels=cols.mode_labels
-    )
+        summary, cols.labels, buckets, hist, mode_requests=per_mode,
+        mode_labels=cols.mode_labels, ttft_points=points,
+    )  # fmt: skip
 
 
 def _longest_gap(cols: Columns) -> float | None:

@@ -29,11 +29,14 @@ import pyarrow.parquet as pq
 
 from probes.records import iter_samples_tables, shard_paths
 from reports.rundir import COLUMNS
+from reports.streams import StreamRows, concat, from_values, reorder
 
 STRINGS = ("source", "worker", "error", "version", "conn", "conn_mode")
 #: Error classes of rows the summary leaves out (``reports.analysis``: not sent, interrupted).
 LEFT_OUT = ("client_saturated", "interrupted")
 NUMBERS = ("ts", "latency_ms", "status")
+#: The stream columns (schema 3): kept sparsely, for the rows that streamed only.
+STREAM_NUMBERS = ("ttft_ms", "tokens", "itl_ms")
 #: What this path reads: ``COLUMNS`` but ``tag_source`` (only the frame path's attribution
 #: rewrites it; no summary number reads it).
 READ = tuple(c for c in COLUMNS if c != "tag_source")
@@ -122,6 +125,8 @@ class Samples:
     corrected: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: Rows left out: (never sent, ``client_saturated``; abandoned, ``interrupted``).
     lost: tuple[int, int] = (0, 0)
+    #: The rows that streamed (positions in this order), None when none did.
+    streams: StreamRows | None = None
 
     def __len__(self) -> int:
         return int(self.ts.size)
@@ -173,6 +178,7 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
     filled = 0
     lost = dict.fromkeys(LEFT_OUT, 0)
     corrected: list[np.ndarray] = []
+    streamed: list[StreamRows] = []
     pool = pa.default_memory_pool()
     tables = iter_samples_tables(run_dir, READ, dictionary=True, skipped=skipped)
     for table in _read_ahead(tables):
@@ -197,6 +203,9 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
                     keep = ~rows if keep is None else keep & ~rows
             if keep is not None and keep.all():
                 keep = None
+            part_streams = _streams(batch, keep, filled)
+            if part_streams is not None:
+                streamed.append(part_streams)
             columns = {name: _numbers(batch.column(name), dtypes[name]) for name in NUMBERS}
             columns.update(codes)
             n = None
@@ -237,7 +246,23 @@ def read_arrays(run_dir: Path | str, skipped: list[dict[str, str]] | None = None
             },
             corrected=np.concatenate(corrected) if corrected else np.zeros(0),
             lost=(lost[LEFT_OUT[0]], lost[LEFT_OUT[1]]),
+            streams=reorder(concat(streamed), order, int(ts.size)),
         )
+
+
+def _streams(batch: pa.RecordBatch, keep: np.ndarray | None, filled: int) -> StreamRows | None:
+    """The streamed rows of one batch (those kept), positioned after the ``filled`` rows."""
+    tokens = batch.column("tokens")
+    if tokens.null_count == len(tokens):
+        return None
+    values = [
+        np.asarray(batch.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+        for name in STREAM_NUMBERS
+    ]
+    if keep is not None:
+        values = [v[keep] for v in values]
+    ttft, tokens_, itl = values
+    return from_values(ttft, tokens_, itl, offset=filled)
 
 
 def _gather(values: np.ndarray, order: np.ndarray, threads: ThreadPoolExecutor) -> np.ndarray:

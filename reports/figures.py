@@ -8,6 +8,9 @@
 - ``latency_over_time.png`` — p50 (solid) and p99 (dashed) per version over time, from a
   log-spaced histogram (about 3% resolution; the summary's numbers are exact);
 - ``latency_cdf.png`` — latency distribution per version (CDF, log x);
+- ``ttft_over_time.png`` — runs with streamed answers only: time to first token per version
+  over time, p50 (solid) and p99 (dashed) per time bin, from the streamed rows' exact TTFTs;
+- ``ttft_cdf.png`` — runs with streamed answers only: the TTFT distribution per version (CDF);
 - ``capacity.png`` — capacity runs only: rps (with the fitted USL curve) and p99 (with the
   p99 checks) per step against users, the knee and the limit marked.
 
@@ -47,6 +50,8 @@ FIGURE_NAMES = (
     "error_rate",
     "latency_over_time",
     "latency_cdf",
+    "ttft_over_time",
+    "ttft_cdf",
 )
 #: Status labels closer than this (a fraction of the time axis) are spread apart.
 LABEL_GAP = 0.022
@@ -372,6 +377,57 @@ def latency_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
     return fig
 
 
+def _ttft_by_version(analysis: Analysis) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, send times, TTFTs) of each version's streamed answers that got a first token."""
+    if analysis.ttft_points is None:
+        return []
+    rel, codes, ttft = analysis.ttft_points
+    out = []
+    for label in analysis.summary["versions"]:
+        rows = (codes == analysis.labels.index(label)) & np.isfinite(ttft)
+        if rows.any():
+            out.append((label, rel[rows], ttft[rows]))
+    return out
+
+
+def ttft_over_time(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Time to first token per version over time: p50 (solid), p99 (dashed) per time bin."""
+    import pandas as pd
+
+    summary = analysis.summary
+    fig, ax = _new("Time to first token by version: p50 (solid), p99 (dashed)", "TTFT (ms)")
+    end = max(float(summary.get("duration_s") or 0.0), 1e-9)
+    bin_s = max(analysis.buckets.bucket_s, end / MAX_POINTS)
+    for label, rel, ttft in _ttft_by_version(analysis):
+        groups = pd.Series(ttft).groupby(np.floor(rel / bin_s).astype(np.int64))
+        for q, ls in ((0.5, "-"), (0.99, "--")):
+            qs = groups.quantile(q)
+            x = (qs.index.to_numpy() + 0.5) * bin_s
+            ax.plot(x, qs.to_numpy(), ls=ls, lw=1.3, marker=".", ms=2, color=colors[label],
+                    label=f"{label} p{q * 100:g}")  # fmt: skip
+    ax.set_ylim(bottom=0)
+    _time_axis(ax, summary)
+    _overlay_events(ax, summary)
+    _place(fig, [ax], _legend(fig, ax))
+    return fig
+
+
+def ttft_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """Cumulative distribution of the time to first token per version."""
+    fig, ax = _new("Time to first token by version (streamed answers)", "fraction of answers ≤ x")
+    for label, _rel, ttft in _ttft_by_version(analysis):
+        values = np.sort(ttft)
+        # At most ~2,000 steps: the CDF's shape, not every answer.
+        picks = np.unique(np.linspace(0, values.size - 1, min(values.size, 2000)).astype(int))
+        ax.step(values[picks], (picks + 1) / values.size, where="post", color=colors[label],
+                lw=1.5, label=f"{label} (n={values.size:,})")  # fmt: skip
+    ax.set_xlabel("time to first token (ms)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 1.02)
+    _place(fig, [ax], _legend(fig, ax))
+    return fig
+
+
 def _slo_lines(slos: list[str]) -> list[tuple[str, float]]:
     """(expression, threshold) of the checks on a step's p99 (``p99_ms<500``)."""
     from reports.verdict import parse_slo
@@ -470,6 +526,7 @@ def render_figures(analysis: Analysis, directory: Path) -> dict[str, bytes]:
     images: dict[str, bytes] = {}
     steps = (analysis.summary.get("capacity") or {}).get("steps")
     modes = (analysis.summary.get("connections") or {}).get("modes") or []
+    streams = analysis.summary.get("stream") is not None and bool(_ttft_by_version(analysis))
     for name, draw in (
         *((("capacity", capacity),) if steps else ()),
         ("traffic_share", traffic_share),
@@ -477,6 +534,7 @@ def render_figures(analysis: Analysis, directory: Path) -> dict[str, bytes]:
         ("error_rate", error_rate),
         ("latency_over_time", latency_over_time),
         ("latency_cdf", latency_cdf),
+        *((("ttft_over_time", ttft_over_time), ("ttft_cdf", ttft_cdf)) if streams else ()),
     ):
         images[name] = _png(draw(analysis, colors))
         tmp = directory / f".{name}.png.tmp"

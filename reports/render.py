@@ -18,6 +18,8 @@ FIGURE_TITLES = {
     "error_rate": "Error rate by version",
     "latency_over_time": "Latency over time",
     "latency_cdf": "Latency distribution",
+    "ttft_over_time": "Time to first token over time",
+    "ttft_cdf": "Time to first token distribution",
 }
 ROLLOUT_FIELDS = (
     ("from_version", "from"),
@@ -127,6 +129,28 @@ def _phase_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 share or "—",
             ]
         )
+    return head, rows
+
+
+def _stream_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The streamed answers per version, then per phase (rows without streams left out)."""
+    head = ["scope", "streams", "aborted", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",
+            "ITL p99 ms", "tokens p50", "tokens/s p50"]  # fmt: skip
+    scopes = [(label, v.get("stream")) for label, v in (s.get("versions") or {}).items()]
+    scopes += [(f"phase {p['name']}", p.get("stream")) for p in s.get("phases") or []]
+    rows = []
+    for scope, block in scopes:
+        if not block:
+            continue
+        ttft, itl = block.get("ttft_ms") or {}, block.get("itl_ms") or {}
+        rows.append(
+            [
+                scope, fmt(block.get("requests")), fmt(block.get("aborted")),
+                fmt(ttft.get("p50")), fmt(ttft.get("p99")), fmt(itl.get("p50")),
+                fmt(itl.get("p99")), fmt((block.get("tokens") or {}).get("p50")),
+                fmt((block.get("tokens_per_s") or {}).get("p50")),
+            ]
+        )  # fmt: skip
     return head, rows
 
 
@@ -574,6 +598,8 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         parts += ["<h2>Baseline vs candidate</h2>", _dl(_comparison_rows(s))]
     parts += ["<h2>Versions</h2>", _table(*_versions_rows(s))]
     parts += ["<h2>Phases</h2>", _table(*_phase_rows(s))]
+    if s.get("stream"):
+        parts += ["<h2>Streamed answers</h2>", _table(*_stream_rows(s))]
     parts += _connection_sections_html(s)
     for name in FIGURE_TITLES:
         if name in images:
@@ -648,6 +674,8 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
         lines += ["", "### Baseline vs candidate", "", *_md_table(["", ""], _comparison_rows(s))]
     lines += ["", "### Versions", "", *_md_table(*_versions_rows(s))]
     lines += ["", "### Phases", "", *_md_table(*_phase_rows(s))]
+    if s.get("stream"):
+        lines += ["", "### Streamed answers", "", *_md_table(*_stream_rows(s))]
     lines += _connection_sections_md(s)
     if figures:
         lines += ["", "Figures: " + ", ".join(f"`figures/{n}.png`" for n in figures)]

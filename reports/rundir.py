@@ -23,6 +23,9 @@ COLUMNS = (
     "tag_source",
     "conn",
     "conn_mode",
+    "ttft_ms",
+    "tokens",
+    "itl_ms",
 )
 
 

@@ -15,6 +15,11 @@ is taken for a typo, not for a version; version labels normally carry a digit (`
 ``app:1.2``). A version spelt as a plain word is written in brackets: ``[green].p99_ms<500``
 (brackets take any label, dots included).
 
+Streamed answers (``summary.stream``, ``versions.LABEL.stream``): ``ttft_p50_ms``,
+``ttft_p99_ms``, ``itl_p50_ms``, ``itl_p99_ms``, ``tokens_per_s_p50``, scoped as the latency
+metrics (``ttft_p99_ms<800``, ``candidate.ttft_p50_ms<1.2*baseline.ttft_p50_ms``); without
+streamed answers their checks are undecided (``passed: null``).
+
 ``disruption_s`` is the total time callers got no successful answer (``summary.disruption``,
 ``reports.connections``): run-wide, or per connection mode (``new.disruption_s<1``); it
 takes no version scope.
@@ -39,7 +44,7 @@ from typing import Any
 
 EXAMPLES = (
     "error_rate<0.01, p99_ms<500, candidate.p99_ms<1.2*baseline.p99_ms, availability>=0.999,"
-    " disruption_s<2, new.disruption_s<1"
+    " disruption_s<2, new.disruption_s<1, ttft_p99_ms<800"
 )
 
 #: metric -> key of a latency block, for the latency metrics.
@@ -52,9 +57,19 @@ LATENCY_METRICS = {
     "max_ms": "max",
     "mean_ms": "mean",
 }
+#: metric -> (block of the ``stream`` block, its key), for the streamed answers' metrics.
+STREAM_METRICS = {
+    "ttft_p50_ms": ("ttft_ms", "p50"),
+    "ttft_p99_ms": ("ttft_ms", "p99"),
+    "itl_p50_ms": ("itl_ms", "p50"),
+    "itl_p99_ms": ("itl_ms", "p99"),
+    "tokens_per_s_p50": ("tokens_per_s", "p50"),
+}
 #: metrics every scope (run or version) has.
-SCOPED_METRICS = frozenset({"error_rate", "availability", "throughput_rps", "requests"}) | set(
-    LATENCY_METRICS
+SCOPED_METRICS = (
+    frozenset({"error_rate", "availability", "throughput_rps", "requests"})
+    | set(LATENCY_METRICS)
+    | set(STREAM_METRICS)
 )
 #: metrics of the run as a whole (the rollout block); no scope allowed.
 RUN_METRICS = frozenset(
@@ -226,6 +241,9 @@ def metric_value(summary: Mapping[str, Any], operand: Operand) -> float | None:
         return None
     if metric in LATENCY_METRICS:
         return (block.get("latency_ms") or {}).get(LATENCY_METRICS[metric])
+    if metric in STREAM_METRICS:
+        part, key = STREAM_METRICS[metric]
+        return ((block.get("stream") or {}).get(part) or {}).get(key)
     if metric == "availability":
         er = block.get("error_rate")
         return None if er is None else 1.0 - er

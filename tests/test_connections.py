@@ -166,7 +166,8 @@ def _write_v1_run(run_dir: Path, n: int = 60) -> None:
          "v1" if i < 30 else "v2", "header", 10, f"127.0.0.1:{40000 + i % 2}")
         for i in range(n)
     ]  # fmt: skip
-    v1_schema = pa.schema([f for f in SAMPLE_SCHEMA if f.name != "conn_mode"])
+    later = ("conn_mode", "ttft_ms", "tokens", "itl_ms")  # columns of schemas 2 and 3
+    v1_schema = pa.schema([f for f in SAMPLE_SCHEMA if f.name not in later])
     columns = list(zip(*rows, strict=True))
     table = pa.Table.from_arrays(
         [pa.array(c, type=f.type) for c, f in zip(columns, v1_schema, strict=True)],
@@ -200,7 +201,7 @@ def test_a_run_recorded_before_connection_modes_still_reports(tmp_path: Path) ->
                           "127.0.0.1:1#1", "new"))  # fmt: skip
     (shard,) = (tmp_path / "new" / "samples").glob("*.parquet")
     assert pq.read_schema(shard).metadata[b"proton-probe.samples"] == b"%d" % SAMPLE_SCHEMA_VERSION
-    assert SAMPLE_SCHEMA_VERSION == 2
+    assert SAMPLE_SCHEMA_VERSION == 3
     old_row = (1.0, 1.0, 1.0, "locust", "w", "GET", "/", 200, None, "v", "header", 0, None)
     table = samples_to_table([old_row])
     assert table.column_names == list(SAMPLE_COLUMNS)

@@ -6,6 +6,7 @@ import json
 import os
 
 import psutil  # a dependency of Locust
+import pytest
 
 from probes.cli import main
 from probes.cli.demo import DEMO_TOKEN_ENV
@@ -47,3 +48,34 @@ def test_demo_end_to_end(tmp_path, capsys, monkeypatch):
     for path in run.rglob("*"):
         if path.is_file():
             assert token not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_demo_stream_catches_a_ttft_only_regression(tmp_path, capsys, monkeypatch):
+    """--stream: the candidate's first token comes ~150 ms later, its answers end as soon.
+    The TTFT check fails the verdict; the total-latency comparison alone does not."""
+    monkeypatch.setenv(DEMO_TOKEN_ENV, "unset")
+    code = main(
+        ["demo", "--stream", "--runs-dir", str(tmp_path), "--run-id", "s1", "--duration", "12",
+         "--replace-at", "3", "--users", "2", "--probe-rate", "10", "-q"]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1, err[-2000:]  # the verdict failed
+    assert "scenario slow-first-token" in out
+    assert "streams: proton-app:1 TTFT p50 " in out and "; proton-app:2 TTFT p50 " in out
+    summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
+    roles = {v["role"]: v for v in summary["versions"].values()}
+    base, cand = roles["baseline"]["stream"], roles["candidate"]["stream"]
+    assert base["requests"] == roles["baseline"]["requests"] > 0
+    assert cand["requests"] == roles["candidate"]["requests"] > 0
+    assert base["aborted"] == cand["aborted"] == 0
+    # The proton's delays are the truth: 18-22 ms against 165-175 ms to the first token.
+    assert 18 <= base["ttft_ms"]["p50"] < cand["ttft_ms"]["p50"]
+    assert cand["ttft_ms"]["p50"] >= 165
+    checks = {c["expr"]: c["passed"] for c in summary["verdict"]["checks"]}
+    assert checks == {
+        "error_rate<0.01": True,
+        "candidate.ttft_p50_ms<1.2*baseline.ttft_p50_ms": False,
+    }
+    assert summary["comparison"]["judgement"] != "worse"  # total latency: no regression seen
+    assert (tmp_path / "s1" / "figures" / "ttft_over_time.png").exists()

@@ -310,3 +310,33 @@ def test_a_torn_journal_that_stays_is_left_alone_until_its_shard(tmp_path, monke
     assert _journal_lines(tmp_path) == {}
     writer.add(sample(7))
     assert writer.journal() == 1  # journaling again for the next shard
+
+
+def test_stream_columns_round_trip_and_a_schema_2_shard_reads_them_as_null(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    streamed = sample(1)._replace(ttft_ms=12.5, tokens=7, itl_ms=3.25)
+    with ShardWriter(tmp_path / "new", "probe", background=False) as writer:
+        writer.add_many([streamed, sample(2)])
+    frame = read_samples(tmp_path / "new")
+    assert frame["ttft_ms"].iloc[0] == 12.5 and pd.isna(frame["ttft_ms"].iloc[1])
+    assert frame["itl_ms"].iloc[0] == 3.25
+    assert frame["tokens"].iloc[0] == 7 and pd.isna(frame["tokens"].iloc[1])
+    # A shard written in schema 2 (no stream columns) reads them as null.
+    old_dir = tmp_path / "old" / "samples"
+    old_dir.mkdir(parents=True)
+    old_cols = SAMPLE_COLUMNS[: SAMPLE_COLUMNS.index("ttft_ms")]
+    rows = [sample(i) for i in range(3)]
+    table = pa.table({c: [getattr(r, c) for r in rows] for c in old_cols})
+    table = table.replace_schema_metadata({b"proton-probe.samples": b"2"})
+    pq.write_table(table, old_dir / "probe-000000.parquet")
+    old = read_samples(tmp_path / "old")
+    assert len(old) == 3 and list(old.columns) == list(SAMPLE_COLUMNS)
+    for column in ("ttft_ms", "tokens", "itl_ms"):
+        assert old[column].isna().all()
+    assert list(old["latency_ms"]) == [0.0, 1.5, 3.0]
+    # Tuples of schema 2 (an older Locust worker's rows) are padded with nulls.
+    with ShardWriter(tmp_path / "tuples", "locust", background=False) as writer:
+        writer.add_many([tuple(sample(5))[: len(old_cols)]])  # type: ignore[list-item]
+    assert read_samples(tmp_path / "tuples")["ttft_ms"].isna().all()

@@ -5,10 +5,18 @@ leaves this process and its children, then runs ``probes load`` against the Work
 stable invoke URL with the canary probe beside Locust, asks the platform to replace the
 baseline with the candidate part-way through, records the control plane's lifecycle, and
 makes the report. Everything it started is stopped before it returns.
+
+With ``--stream`` the load is OpenAI-compatible streamed chat answers (``POST
+/v1/chat/completions`` with ``"stream": true``, as LLM Workloads serve them), the scenario
+``slow-first-token`` (unless ``--scenario`` names another): the candidate's first token comes
+~150 ms later while its answers end as soon, and the default checks judge TTFT
+(``STREAM_SLOS``), so the replacement's TTFT regression fails the verdict that total latency
+alone would pass.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -23,6 +31,13 @@ from probes.sim import SCENARIOS, SimConfig, Simulator
 
 #: The demo's private token variable: set for Locust and the probe, never printed.
 DEMO_TOKEN_ENV = "PROBES_DEMO_TOKEN"
+#: ``--stream``: the scenario unless one is named, the request, and the default checks.
+STREAM_SCENARIO = "slow-first-token"
+STREAM_PATH = "/v1/chat/completions"
+STREAM_BODY = json.dumps(
+    {"model": "any", "stream": True, "messages": [{"role": "user", "content": "Hello!"}]}
+)
+STREAM_SLOS = ("error_rate<0.01", "candidate.ttft_p50_ms<1.2*baseline.ttft_p50_ms")
 
 
 @click.command()
@@ -70,13 +85,26 @@ DEMO_TOKEN_ENV = "PROBES_DEMO_TOKEN"
 )
 @option("--slo", "slos", multiple=True, metavar="EXPR", help="Verdict check, repeatable.")
 @option("--quiet", "-q", is_flag=True, help="No live status line.")
+@option(
+    "--stream",
+    "stream",
+    is_flag=True,
+    help=f'Streamed chat answers (POST {STREAM_PATH} with "stream": true): scenario '
+    f"{STREAM_SCENARIO} unless --scenario names another, and without --slo the checks "
+    f"{', '.join(STREAM_SLOS)}: the candidate's later first token fails the verdict.",
+)
 @option("--serve", "serve", is_flag=True,
         help="Run the service instead (probes serve) on the simulator's workload, with a "
              "schedule, and trigger the replacement at --replace-at; prints the web UI's URL "
              "and runs for --duration seconds (or until Ctrl-C).")  # fmt: skip
 @click.pass_context
 def command(
-    ctx: click.Context, scenario: str, time_scale: float, serve: bool, **params: Any
+    ctx: click.Context,
+    scenario: str,
+    time_scale: float,
+    serve: bool,
+    stream: bool,
+    **params: Any,
 ) -> Outcome | int:
     """Simulator + Locust load + canary probe + a replacement + the report, end to end.
 
@@ -88,6 +116,12 @@ def command(
     from probes.cli.load import load_settings
 
     os.environ[DEMO_TOKEN_ENV] = secrets.token_hex(16)
+    request: dict[str, Any] = {}
+    if stream:
+        if ctx.get_parameter_source("scenario") is click.core.ParameterSource.DEFAULT:
+            scenario = STREAM_SCENARIO
+        request = {"method": "POST", "path": STREAM_PATH, "body": STREAM_BODY}
+        params["slos"] = params["slos"] or STREAM_SLOS
     config = SimConfig(
         scenario=scenario, time_scale=time_scale, token=os.environ[DEMO_TOKEN_ENV], seed=1
     )
@@ -115,6 +149,7 @@ def command(
             workload=sim.workload_id,
             replace_with=cand,
             token_env=DEMO_TOKEN_ENV,
+            **request,
             **params,
         )
         counts = sim.proton_request_counts()

@@ -76,7 +76,8 @@ recording_options = _options(
         multiple=True,
         metavar="EXPR",
         help="Verdict check, repeatable: error_rate<0.01, p99_ms<500, "
-        "candidate.p99_ms<1.2*baseline.p99_ms. Replaces the default checks.",
+        "candidate.p99_ms<1.2*baseline.p99_ms, streamed answers ttft_p99_ms<800. "
+        "Replaces the default checks.",
     ),
     option("--quiet", "-q", is_flag=True, help="No live status line."),
 )

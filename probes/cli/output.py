@@ -88,6 +88,22 @@ def verdict_line(summary: dict[str, Any]) -> str:
     return f"verdict: {result}" + (" — " + "; ".join(parts) if parts else "")
 
 
+def stream_line(summary: dict[str, Any]) -> str | None:
+    """``streams: v1 TTFT p50 24.2 / p99 58 ms, aborted 0/77; …``, None without streams."""
+    parts = []
+    for label, block in (summary.get("versions") or {}).items():
+        stream = block.get("stream")
+        if not stream:
+            continue
+        ttft = stream.get("ttft_ms") or {}
+        p50, p99 = ttft.get("p50"), ttft.get("p99")
+        shown = "—" if p50 is None else f"{p50:.4g} / p99 {p99:.4g}"
+        parts.append(
+            f"{label} TTFT p50 {shown} ms, aborted {stream['aborted']}/{stream['requests']}"
+        )
+    return "streams: " + "; ".join(parts) if parts else None
+
+
 def show_outcome(outcome: Outcome, *, what: str = "requests") -> None:
     """Print the end of a run: stopped early, warnings, the report's path and the verdict,
     and on stderr why the target could not be used or the run failed."""
@@ -102,6 +118,9 @@ def show_outcome(outcome: Outcome, *, what: str = "requests") -> None:
     if outcome.summary is not None:
         click.echo(str(outcome.run_dir / REPORT_HTML_FILE))
         click.echo(verdict_line(outcome.summary))
+        streams = stream_line(outcome.summary)
+        if streams:
+            click.echo(streams)
         capacity = outcome.details.get("capacity")
         if capacity:
             version = capacity.get("version")

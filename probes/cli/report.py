@@ -24,7 +24,8 @@ REPORT_FLAGS = Place(aliases=(("bucket_s", "--bucket"),))
     multiple=True,
     metavar="EXPR",
     help="Verdict check, repeatable: error_rate<0.01, p99_ms<500, "
-    "candidate.p99_ms<1.2*baseline.p99_ms. Replaces the run's own checks.",
+    "candidate.p99_ms<1.2*baseline.p99_ms, streamed answers ttft_p99_ms<800. "
+    "Replaces the run's own checks.",
 )
 @option(
     "--bucket",

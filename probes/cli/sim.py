@@ -36,6 +36,21 @@ KNOB_FLAGS = (
     ("baseline_error_rate", float, "Share of baseline responses that are 500."),
     ("candidate_error_rate", float, "Share of candidate responses that are 500."),
     ("candidate_startup_s", float, "Platform seconds before the candidate's /health is 200."),
+    (
+        "baseline_first_token_ms",
+        str,
+        "Streamed chat answers: baseline delay of the first token (latency forms), real ms.",
+    ),
+    (
+        "candidate_first_token_ms",
+        str,
+        "Streamed chat answers: candidate delay of the first token (latency forms), real ms.",
+    ),
+    ("baseline_inter_token_ms", str, "Streamed chat answers: baseline delay of each next token."),
+    ("candidate_inter_token_ms", str, "Streamed chat answers: candidate delay of each next token."),
+    ("stream_tokens", int, "Content chunks per streamed chat answer (default 16)."),
+    ("baseline_abort_share", float, "Share of baseline streams cut half-way."),
+    ("candidate_abort_share", float, "Share of candidate streams cut half-way."),
 )
 BOOL_FLAGS = (
     ("pin_connections", "A client connection stays on the proton it first reached."),

@@ -15,6 +15,7 @@ from geventhttpclient.header import Headers
 from probes.live import DEFAULT_WINDOW_S, RecentSamples, SampleRow
 from probes.locustglue import CALLER_KEY
 from probes.records import Sample, ShardWriter, http_error_class
+from probes.streaming import STREAM_ABORTED, StreamFigures
 from probes.tagging import DEFAULT_RULES, MAX_LABEL, TagRules, tag
 
 #: Key of the sample rows in a worker's stats report.
@@ -22,16 +23,28 @@ REPORT_KEY = "probes_samples"
 #: A worker sends its buffer early once it holds this many rows.
 BATCH_ROWS = 10_000
 MAX_BYTES = 2**31 - 1
+#: ``request_type`` of the extra request event an ``InvokeUser`` fires per streamed answer
+#: (``response_time`` = its time to first token), so Locust's own statistics show TTFT as a
+#: row of its own (``TTFT <name>``). Not a request: the recorder writes no sample for it.
+TTFT_REQUEST_TYPE = "TTFT"
+#: Where an ``InvokeUser`` leaves a streamed answer's figures on the response it reports.
+STREAM_ATTR = "_probes_stream"
 
 
 class BodyTooLarge(Exception):
     """A body longer than the user reads (``user.read_bounded``): recorded ``body_too_large``."""
 
 
+class StreamAborted(Exception):
+    """A streamed answer that ended before its terminator: recorded ``stream_aborted``."""
+
+
 def transport_error_class(exc: BaseException | None) -> str:
     """The sample ``error`` class of a request that got no HTTP response."""
     if isinstance(exc, BodyTooLarge):
         return "body_too_large"
+    if isinstance(exc, StreamAborted):
+        return STREAM_ABORTED
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
@@ -118,13 +131,18 @@ class Recorder:
         context: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
+        if request_type == TTFT_REQUEST_TYPE:
+            return  # Locust's TTFT statistics row: the answer's own event is the sample
         # Each InvokeUser is a caller of its own (``worker`` = process/user), so flips are
         # counted per caller; requests of other user classes stay on the process's name.
         worker = (context.get(CALLER_KEY) if context else None) or self.worker
         status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
+        stream: StreamFigures | None = getattr(response, STREAM_ATTR, None)
         if status:
             headers = getattr(response, "headers", None)
             body = getattr(response, "content", None)
+            if stream is not None:  # a stream's version is in its first event, if anywhere
+                body = stream.first_data.encode() if stream.first_data is not None else None
             version, tag_source = self.tag(headers, body)
             if status < 400 and exception is None:
                 error = None
@@ -138,24 +156,30 @@ class Recorder:
         # A plain tuple in Sample order, not a Sample: CPython's collector untracks exact
         # tuples of plain values, never NamedTuple instances, and thousands of buffered rows
         # scanned by every collection cost more than the rest of this function (measured).
-        self.sink(
-            (
-                ts,
-                ts,
-                latency,
-                "locust",
-                worker,
-                request_type,
-                name,
-                status,
-                error,
-                version,
-                tag_source,
-                min(int(response_length or 0), MAX_BYTES),
-                None,
-                "reused",  # Locust's clients keep their connections alive
-            )
+        figures = (None, None, None) if stream is None else stream_columns(stream)
+        row = (
+            ts,
+            ts,
+            latency,
+            "locust",
+            worker,
+            request_type,
+            name,
+            status,
+            error,
+            version,
+            tag_source,
+            min(int(response_length or 0), MAX_BYTES),
+            None,
+            "reused",  # Locust's clients keep their connections alive
+            *figures,
         )
+        self.sink(row)
+
+
+def stream_columns(stream: StreamFigures) -> tuple[float | None, int, float | None]:
+    """A streamed answer's sample columns: ``ttft_ms``, ``tokens``, ``itl_ms``."""
+    return (stream.ttft_ms, stream.tokens, stream.itl_ms)
 
 
 class WorkerBuffer:

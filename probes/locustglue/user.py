@@ -5,6 +5,14 @@ It reads bodies the way the canary probe does (``probes.canary``): at most
 counted without being kept, up to ``DEFAULT_MAX_DRAIN_BYTES``, past which the connection is
 closed and the request recorded as ``body_too_large``; the request timeout bounds the whole
 response (head and body), not each read.
+
+A streamed answer (``Content-Type: text/event-stream``) is read as its chunks arrive, each fed
+to a ``probes.streaming.StreamMeter`` with its arrival time: the sample gets ``ttft_ms``,
+``tokens`` and ``itl_ms``, a stream that ends before its terminator is a failure of class
+``stream_aborted``, and the version may come from the first event. For plain-Locust users the
+user also fires a request event of type ``TTFT`` named ``TTFT <name>`` whose response time is
+the time to first token: Locust's statistics show it as a row of its own (the recorder writes
+no sample for it, and ``locust.json`` counts requests without it).
 """
 
 from __future__ import annotations
@@ -20,9 +28,15 @@ from locust.env import Environment
 
 from probes.locustglue import CALLER_KEY
 from probes.locustglue.options import _opt
-from probes.locustglue.recorder import BodyTooLarge
+from probes.locustglue.recorder import (
+    STREAM_ATTR,
+    TTFT_REQUEST_TYPE,
+    BodyTooLarge,
+    StreamAborted,
+)
 from probes.locustglue.wiring import state_of
 from probes.run import worker_name
+from probes.streaming import StreamFigures, StreamMeter, is_event_stream
 
 _USER_IDS = itertools.count(1)
 DEFAULT_MAX_BODY = 1 << 20
@@ -31,12 +45,25 @@ DEFAULT_MAX_DRAIN_BYTES = 64 << 20
 READ_CHUNK = 64 << 10
 
 
+def read_some(raw: Any) -> bytes:
+    """What the body has now, waiting only for the first byte (a stream's chunks as they
+    arrive): geventhttpclient's ``read(n)`` waits for ``n`` bytes, a whole answer's worth."""
+    buffer = getattr(raw, "_body_buffer", None)
+    if buffer is None:  # not the response class this knows: whole reads, coarse timing
+        return bytes(raw.read(READ_CHUNK))
+    first = b"" if buffer else bytes(raw.read(1))  # one recv at least, if the body goes on
+    rest = bytes(buffer)
+    del buffer[:]
+    return first + rest
+
+
 def read_bounded(
-    raw: Any, keep: int, limit: int, deadline: float
+    raw: Any, keep: int, limit: int, deadline: float, meter: tuple[StreamMeter, float] | None = None
 ) -> tuple[bytes, int, Exception | None]:
     """``(head, size, problem)``: the first ``keep`` bytes of the body, how many were read,
     and why reading stopped early (the whole-response ``deadline`` on ``perf_counter``
-    passed, or the body went past ``limit``: the connection is then closed)."""
+    passed, or the body went past ``limit``: the connection is then closed). ``meter``: a
+    stream's meter and the request's start (``perf_counter``), fed every chunk as it comes."""
     chunks: list[bytes] = []
     kept = size = 0
     try:
@@ -45,7 +72,9 @@ def read_bounded(
             if left <= 0:
                 raise TimeoutError("the whole response took longer than the request timeout")
             with gevent.Timeout(left, TimeoutError("the response body did not end in time")):
-                chunk = raw.read(READ_CHUNK)
+                chunk = raw.read(READ_CHUNK) if meter is None else read_some(raw)
+            if meter is not None and chunk:
+                meter[0].feed(chunk, (time.perf_counter() - meter[1]) * 1000.0)
             if not chunk:
                 return b"".join(chunks), size, None
             if kept < keep:
@@ -57,6 +86,21 @@ def read_bounded(
     except (TimeoutError, BodyTooLarge, OSError) as exc:
         raw.release()  # not read to its end: the pool closes the connection, never reuses it
         return b"".join(chunks), size, exc
+    except Exception as exc:  # a stream cut mid-body: the parser's error, not an OSError
+        if meter is None:
+            raise
+        raw.release()
+        return b"".join(chunks), size, exc
+
+
+def stream_problem(figures: StreamFigures, problem: Exception | None) -> Exception | None:
+    """What failed a streamed answer: a timeout or an oversized body stays as it is; any
+    other end before the terminator (clean or not) is ``StreamAborted``."""
+    if isinstance(problem, TimeoutError | BodyTooLarge):
+        return problem
+    if figures.complete:
+        return None
+    return StreamAborted("the stream ended before its terminator ([DONE] or finish_reason)")
 
 
 class InvokeUser(FastHttpUser):
@@ -99,10 +143,17 @@ class InvokeUser(FastHttpUser):
             raw = getattr(response, "_response", None)
             if raw is None:  # no response (a transport error): Locust reports it as it is
                 return
+            streamed = is_event_stream(response.headers.get("content-type"))
+            meter = (StreamMeter(), start) if streamed else None
             head, size, problem = read_bounded(
-                raw, self._max_body, DEFAULT_MAX_DRAIN_BYTES, start + spec.timeout
+                raw, self._max_body, DEFAULT_MAX_DRAIN_BYTES, start + spec.timeout, meter
             )
             meta = response.request_meta
+            figures = None
+            if meter is not None:
+                figures = meter[0].figures(clean_end=problem is None)
+                problem = stream_problem(figures, problem)
+                setattr(meta["response"], STREAM_ATTR, figures)
             # What the recorder tags (``response.content``) is the kept head, never more.
             meta["response"]._cached_content = head
             response._cached_content = head
@@ -111,3 +162,13 @@ class InvokeUser(FastHttpUser):
                 meta["response_length"] = size
             if problem is not None:
                 response.failure(problem)
+        if figures is not None and figures.ttft_ms is not None:
+            self.environment.events.request.fire(
+                request_type=TTFT_REQUEST_TYPE,
+                name=f"TTFT {spec.name}",
+                response_time=figures.ttft_ms,
+                response_length=0,
+                response=None,
+                exception=None,
+                context=self._context,
+            )

@@ -17,7 +17,13 @@ from locust.runners import MasterRunner, WorkerRunner
 from probes.errors import ConfigError
 from probes.live import DEFAULT_WINDOW_S, SampleRow
 from probes.locustglue.options import _opt, request_spec
-from probes.locustglue.recorder import REPORT_KEY, Recorder, Store, WorkerBuffer
+from probes.locustglue.recorder import (
+    REPORT_KEY,
+    TTFT_REQUEST_TYPE,
+    Recorder,
+    Store,
+    WorkerBuffer,
+)
 from probes.records import Sample, samples_to_table, write_json_atomic
 from probes.run import LOCUST_COUNTS_FILE, Run, worker_name
 from probes.settings import RequestSpec, mask_url
@@ -98,9 +104,13 @@ class ProbesState:
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher.client.close()
-        total = self.environment.stats.total if self.environment.stats is not None else None
+        stats = self.environment.stats
+        total = stats.total if stats is not None else None
+        # The TTFT rows (one per streamed answer) are Locust statistics, not requests.
+        entries: dict[Any, Any] = dict(stats.entries) if stats is not None else {}
+        ttft: int = sum(e.num_requests for key, e in entries.items() if key[1] == TTFT_REQUEST_TYPE)
         counts = {
-            "requests": total.num_requests if total else 0,
+            "requests": total.num_requests - ttft if total else 0,
             "failures": total.num_failures if total else 0,
             "samples": self.store.writer.rows_written,
             "runner": type(self.environment.runner).__name__,

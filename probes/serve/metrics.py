@@ -9,6 +9,7 @@ metric (prefix ``proton_probe_``, base units)                   labels
 =============================================================  ==========================
 ``requests_total`` (counter)                                    target, version, source, outcome
 ``request_duration_seconds`` (histogram)                        target, version
+``ttft_seconds`` (histogram: streamed answers' time to first token) target, version
 ``observed_version_share_ratio`` (gauge, last window, 0-1)      target, version
 ``last_success_timestamp_seconds`` (gauge)                      target
 ``rollout_in_progress`` (gauge, 0/1)                            target
@@ -39,6 +40,7 @@ __all__ = [
     "EXPOSED",
     "MAX_VERSIONS_PER_TARGET",
     "OTHER_VERSION",
+    "TTFT_BUCKETS_S",
     "VERDICTS",
     "Metrics",
 ]
@@ -48,6 +50,7 @@ PREFIX = "proton_probe_"
 EXPOSED = (
     "requests_total",
     "request_duration_seconds",
+    "ttft_seconds",
     "observed_version_share_ratio",
     "last_success_timestamp_seconds",
     "rollout_in_progress",
@@ -60,6 +63,10 @@ EXPOSED = (
 #: Request duration buckets (seconds): model endpoints answer in milliseconds to a minute.
 DURATION_BUCKETS_S = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+#: Time-to-first-token buckets (seconds): an LLM's first token, tens of ms to tens of seconds.
+TTFT_BUCKETS_S = (
+    0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
 )  # fmt: skip
 VERDICTS = ("pass", "fail", "pending")
 MAX_VERSIONS_PER_TARGET = 20
@@ -86,6 +93,14 @@ class Metrics:
             "Time from sending a request to its full response (or failure).",
             ["target", "version"],
             buckets=DURATION_BUCKETS_S,
+            registry=reg,
+        )
+        self._ttft = Histogram(
+            PREFIX + "ttft_seconds",
+            "Time from sending a request to the first content event of its streamed answer "
+            "(text/event-stream; answers that are not streams are not observed).",
+            ["target", "version"],
+            buckets=TTFT_BUCKETS_S,
             registry=reg,
         )
         self._share = Gauge(
@@ -145,14 +160,25 @@ class Metrics:
             return version
         return OTHER_VERSION
 
-    def request(self, target: str, version: str, source: str, outcome: str, seconds: float) -> None:
-        """One request: ``requests_total`` and (``outcome == "ok"`` or not) its duration."""
+    def request(
+        self,
+        target: str,
+        version: str,
+        source: str,
+        outcome: str,
+        seconds: float,
+        ttft_s: float | None = None,
+    ) -> None:
+        """One request: ``requests_total`` and (``outcome == "ok"`` or not) its duration;
+        ``ttft_s``: a streamed answer's time to first token (``ttft_seconds``)."""
         with self._lock:
             label = self._version_label(target, version)
             self._series[target].setdefault(label, set()).add((source, outcome))
             # under the lock: keep_versions must never miss a series created meanwhile
             self._requests.labels(target, label, source, outcome).inc()
             self._duration.labels(target, label).observe(max(0.0, seconds))
+            if ttft_s is not None:
+                self._ttft.labels(target, label).observe(max(0.0, ttft_s))
 
     def shares(self, target: str, shares: Mapping[str, float]) -> None:
         """The versions' shares over the last window; a kept version absent from it is 0."""
@@ -198,6 +224,7 @@ class Metrics:
                 for source, outcome in exported.pop(version):
                     _remove(self._requests, target, version, source, outcome)
                 _remove(self._duration, target, version)
+                _remove(self._ttft, target, version)
                 _remove(self._share, target, version)
 
 

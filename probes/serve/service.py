@@ -519,7 +519,10 @@ class TargetWorker:
         metrics = self.service.metrics
         if metrics is not None:
             outcome = "ok" if ok else str(sample.error)
-            metrics.request(self.name, sample.version, "probe", outcome, sample.latency_ms / 1000)
+            ttft = None if sample.ttft_ms is None else sample.ttft_ms / 1000
+            metrics.request(
+                self.name, sample.version, "probe", outcome, sample.latency_ms / 1000, ttft
+            )
             if ok:
                 metrics.last_success(self.name, sample.ts + sample.latency_ms / 1000)
         self.state, changes = cap.on_sample(self.policy, self.state, sample.version, sample.ts)

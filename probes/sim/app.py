@@ -6,7 +6,9 @@ listens, and serves:
 - ``GET /health`` — readiness: 503 until ``SIM_STARTUP_S`` has passed (never with
   ``SIM_NEVER_READY``), then 200;
 - ``GET /version`` — ``{"version": LABEL}``;
-- ``POST /chat/completions`` — an OpenAI-style chat completion echoing the last message;
+- ``POST /chat/completions`` and ``POST /v1/chat/completions`` — an OpenAI-compatible chat
+  completion echoing the last message; with ``"stream": true`` in the request body, streamed
+  as server-sent events (``chat.completion.chunk`` events, then ``data: [DONE]``);
 - any other path and method — an echo of method, path, query and body size.
 
 The version label (``SIM_VERSION``) is revealed per ``SIM_REVEAL_VERSION``: ``header``
@@ -14,6 +16,14 @@ The version label (``SIM_VERSION``) is revealed per ``SIM_REVEAL_VERSION``: ``he
 ``SIM_LATENCY_MS`` (see :func:`parse_latency`) delays every non-health response and
 ``SIM_ERROR_RATE`` answers that share of them with a 500. The process exits when its stdin
 closes, so a proton never outlives the simulator that started it, however that one ends.
+
+Streams: ``SIM_FIRST_TOKEN_MS`` delays the first content chunk (after the role-only chunk that
+real servers send with the head), ``SIM_INTER_TOKEN_MS`` each next one (both in
+``parse_latency``'s forms), ``SIM_TOKENS`` says how many content chunks an answer has, and
+``SIM_ABORT_SHARE`` cuts that share of streams half-way (after ``SIM_TOKENS // 2`` chunks the
+connection is aborted: no ``finish_reason``, no ``[DONE]``). A non-streamed answer takes as
+long as its stream would have. The version is the chunks' ``model`` field (and the header as
+usual).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ REVEAL_MODES = ("header", "body", "both", "none")
 MAX_LATENCY_MS = 3_600_000.0  # one hour
 MAX_SIGMA = 5.0
 MAX_STARTUP_S = 10_000_000.0  # platform seconds
+MAX_TOKENS = 100_000
 
 
 def _ms(text: str) -> float:
@@ -91,6 +102,10 @@ class AppConfig:
     reveal_version: str = "both"
     time_scale: float = 1.0
     seed: int | None = None
+    first_token_ms: str = "0"
+    inter_token_ms: str = "0"
+    tokens: int = 16
+    abort_share: float = 0.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str]) -> AppConfig:
@@ -107,8 +122,24 @@ class AppConfig:
             reveal_version=reveal,
             time_scale=_float(env, "SIM_TIME_SCALE", 1.0) or 1.0,
             seed=int(env["SIM_SEED"]) if env.get("SIM_SEED") else None,
+            first_token_ms=env.get("SIM_FIRST_TOKEN_MS", "0") or "0",
+            inter_token_ms=env.get("SIM_INTER_TOKEN_MS", "0") or "0",
+            tokens=_int(env, "SIM_TOKENS", 16),
+            abort_share=_float(env, "SIM_ABORT_SHARE", 0.0),
         )
         parse_latency(cfg.latency_ms)
+        for name, spec in (
+            ("SIM_FIRST_TOKEN_MS", cfg.first_token_ms),
+            ("SIM_INTER_TOKEN_MS", cfg.inter_token_ms),
+        ):
+            try:
+                parse_latency(spec)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        if not 1 <= cfg.tokens <= MAX_TOKENS:
+            raise ValueError(f"SIM_TOKENS {cfg.tokens}: expected an integer in 1..{MAX_TOKENS}")
+        if not 0.0 <= cfg.abort_share <= 1.0:
+            raise ValueError(f"SIM_ABORT_SHARE {cfg.abort_share}: expected a share in [0, 1]")
         if not 0.0 <= cfg.error_rate <= 1.0:
             raise ValueError(f"SIM_ERROR_RATE {cfg.error_rate}: expected a share in [0, 1]")
         if not 0.0 <= cfg.startup_s <= MAX_STARTUP_S:  # NaN fails too
@@ -130,6 +161,42 @@ def _float(env: dict[str, str] | os._Environ[str], name: str, default: float) ->
         raise ValueError(f"{name} {raw!r}: expected a number") from None
 
 
+def _int(env: dict[str, str] | os._Environ[str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw!r}: expected an integer") from None
+
+
+def _wants_stream(body: bytes) -> bool:
+    """Whether a chat request asks for a streamed answer (``"stream": true``)."""
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("stream") is True
+
+
+def _sse(doc: dict[str, object]) -> bytes:
+    return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _chunk(label: str, created: int, delta: dict[str, str], finish: str | None) -> bytes:
+    """One ``chat.completion.chunk`` event."""
+    return _sse(
+        {
+            "id": "chatcmpl-sim",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": label,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+    )
+
+
 def make_app(cfg: AppConfig) -> web.Application:
     """The aiohttp application of one proton (minimal work per request: it is benchmarked)."""
     rng = random.Random(cfg.seed)
@@ -139,6 +206,10 @@ def make_app(cfg: AppConfig) -> web.Application:
     header = {"X-Proton-Version": cfg.version} if cfg.reveal_version in ("header", "both") else {}
     in_body = cfg.reveal_version in ("body", "both")
     state = {"label": cfg.version}
+    first_token = parse_latency(cfg.first_token_ms)
+    inter_token = parse_latency(cfg.inter_token_ms)
+    # Draw stream delays only when set: a seeded run without them keeps its random sequence.
+    paced = any(v.strip() not in ("", "0", "0.0") for v in (cfg.first_token_ms, cfg.inter_token_ms))
 
     def reply(payload: dict[str, object], status: int = 200) -> web.Response:
         if in_body:
@@ -165,12 +236,37 @@ def make_app(cfg: AppConfig) -> web.Application:
     async def version(request: web.Request) -> web.Response:
         return reply({})
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         failed = await delay_and_fail()
         if failed is not None:
             return failed
+        if _wants_stream(body):
+            return await stream(request)
+        if paced:  # as long as its stream would have taken, in one sleep
+            wait = first_token(rng) + sum(inter_token(rng) for _ in range(cfg.tokens - 1))
+            await asyncio.sleep(wait / 1000.0)
         return reply(_completion(body, state["label"]))
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        label, created = state["label"], int(time.time())
+        resp = web.StreamResponse(headers={**header, "Cache-Control": "no-cache"})
+        resp.content_type = "text/event-stream"
+        await resp.prepare(request)
+        await resp.write(_chunk(label, created, {"role": "assistant", "content": ""}, None))
+        cut = cfg.tokens // 2 if cfg.abort_share and rng.random() < cfg.abort_share else -1
+        for i in range(cfg.tokens):
+            wait = (first_token(rng) if i == 0 else inter_token(rng)) if paced else 0.0
+            if wait:
+                await asyncio.sleep(wait / 1000.0)
+            if i == cut:
+                assert request.transport is not None
+                request.transport.abort()  # half-way: no finish_reason, no [DONE]
+                return resp
+            await resp.write(_chunk(label, created, {"content": f"tok{i} "}, None))
+        await resp.write(_chunk(label, created, {}, "stop") + b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.read()
@@ -198,6 +294,7 @@ def make_app(cfg: AppConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
     app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/__sim/label", relabel)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app

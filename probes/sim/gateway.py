@@ -9,6 +9,10 @@ With ``pin_connections`` a client connection keeps the proton it first reached u
 proton is retired (after the drain and keep-old window); its connection is then closed and
 the client's next connection lands on the new proton.
 
+A streamed answer (``text/event-stream``) is passed on chunk by chunk as the proton writes it
+(nginx-style with buffering off), so a caller's time to first token is the proton's; a
+stream the proton cuts is cut for the caller too (its connection aborted).
+
 With ``drop_inflight`` the platform cuts in-flight requests on the old proton at the switch by
 aborting the client's connection: the caller sees a reset/closed connection (no status).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -83,11 +88,11 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     assert task is not None
     proton.inflight[key] = (task, transport)
     try:
-        resp = await _forward(engine, request, replica.port)  # type: ignore[arg-type]
+        # the old proton retired while this request ran: close the (pinned) connection after
+        # the answer, so the client reconnects to the new proton
+        resp = await _forward(engine, request, replica.port, lambda: proton.retired)  # type: ignore[arg-type]
         status = resp.status
-        if proton.retired:
-            # the old proton retired while this request ran: close the (pinned) connection
-            # after the answer, so the client reconnects to the new proton
+        if proton.retired and not resp.prepared:
             resp.force_close()
         return resp
     finally:
@@ -95,7 +100,9 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         engine.stats.record(proton.id, started, status, (time.time() - started) * 1000.0)
 
 
-async def _forward(engine: Engine, request: web.Request, port: int) -> web.Response:
+async def _forward(
+    engine: Engine, request: web.Request, port: int, retired: Callable[[], bool]
+) -> web.StreamResponse:
     tail = request.match_info.get("tail", "")
     url = f"http://127.0.0.1:{port}/{tail}"
     if request.query_string:
@@ -112,13 +119,34 @@ async def _forward(engine: Engine, request: web.Request, port: int) -> web.Respo
             allow_redirects=False,
             timeout=request.app[TIMEOUT_KEY],
         ) as up:
-            payload = await up.read()
             out = {k: v for k, v in up.headers.items() if k.lower() not in DROP_RESPONSE}
+            if up.content_type == "text/event-stream":
+                return await _pass_stream(request, up, out, retired())
+            payload = await up.read()
             return web.Response(status=up.status, body=payload, headers=out)
     except TimeoutError:
         return _error(504, "Upstream proton timed out")
     except aiohttp.ClientError:
         return _error(502, "Upstream proton connection failed")
+
+
+async def _pass_stream(
+    request: web.Request, up: aiohttp.ClientResponse, headers: dict[str, str], close: bool
+) -> web.StreamResponse:
+    """Pass a streamed answer on as it comes; a cut upstream cuts the caller's connection."""
+    resp = web.StreamResponse(status=up.status, headers=headers)
+    if close:
+        resp.force_close()
+    await resp.prepare(request)
+    try:
+        async for chunk in up.content.iter_any():
+            await resp.write(chunk)
+    except (aiohttp.ClientError, TimeoutError):
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+    await resp.write_eof()
+    return resp
 
 
 GATEWAY_AUTH_KEY = web.AppKey("gateway_auth", bytes)

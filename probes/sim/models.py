@@ -30,6 +30,10 @@ SIM_ENV = (
     "SIM_STARTUP_S",
     "SIM_NEVER_READY",
     "SIM_REVEAL_VERSION",
+    "SIM_FIRST_TOKEN_MS",
+    "SIM_INTER_TOKEN_MS",
+    "SIM_TOKENS",
+    "SIM_ABORT_SHARE",
 )
 DEFAULT_RUNTIME: dict[str, Any] = {"containerGroups": [{"name": "default", "replicaCount": 1}]}
 #: the one user of the simulated platform: creator and owner of everything, and ``userId``

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from probes.errors import ConfigError
-from probes.sim.app import MAX_LATENCY_MS, MAX_STARTUP_S, parse_latency
+from probes.sim.app import MAX_LATENCY_MS, MAX_STARTUP_S, MAX_TOKENS, parse_latency
 
 #: knob -> default; every fault is off by default, so ``healthy`` is the plain platform.
 DEFAULT_KNOBS: dict[str, Any] = {
@@ -34,6 +34,14 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "candidate_startup_s": 0.0,  # platform s before the candidate's /health answers 200
     "candidate_never_ready": False,
     "reveal_version": "both",  # header, body, both, none (both artifacts)
+    # Streamed chat answers (POST /v1/chat/completions with "stream": true): real ms.
+    "baseline_first_token_ms": "0",  # delay of the first content chunk
+    "candidate_first_token_ms": "0",
+    "baseline_inter_token_ms": "0",  # delay of each next content chunk
+    "candidate_inter_token_ms": "0",
+    "stream_tokens": 16,  # content chunks per answer (both artifacts)
+    "baseline_abort_share": 0.0,  # share of streams cut half-way (no finish_reason, no [DONE])
+    "candidate_abort_share": 0.0,
 }
 
 #: the most replicas one proton may have (the control plane answers 403 beyond)
@@ -103,9 +111,19 @@ RANGES: dict[str, Range] = {
     "baseline_error_rate": Range(0.0, 1.0, "share of responses"),
     "candidate_error_rate": Range(0.0, 1.0, "share of responses"),
     "candidate_startup_s": Range(0.0, PLATFORM_S_MAX, "platform seconds"),
+    "stream_tokens": Range(1, MAX_TOKENS, "content chunks per streamed answer", integer=True),
+    "baseline_abort_share": Range(0.0, 1.0, "share of streams"),
+    "candidate_abort_share": Range(0.0, 1.0, "share of streams"),
 }
 #: latency knobs: text forms (``parse_latency``), every number in 0..MAX_LATENCY_MS
-LATENCY_KNOBS = ("baseline_latency_ms", "candidate_latency_ms")
+LATENCY_KNOBS = (
+    "baseline_latency_ms",
+    "candidate_latency_ms",
+    "baseline_first_token_ms",
+    "candidate_first_token_ms",
+    "baseline_inter_token_ms",
+    "candidate_inter_token_ms",
+)
 
 
 def flag(name: str) -> str:
@@ -124,6 +142,21 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "sticky": {"pin_connections": True, "drain_s": 180.0},
     "gradual": {"shift_seconds": 120.0},
     "hidden-version": {"reveal_version": "none"},
+    # The candidate's first token comes ~150 ms later while its answer ends as soon: 20 + 15 x
+    # 15 = 245 ms against 170 + 15 x 5 = 245 ms (16 tokens). Only TTFT tells them apart.
+    "slow-first-token": {
+        "baseline_first_token_ms": "18-22",
+        "baseline_inter_token_ms": "14-16",
+        "candidate_first_token_ms": "165-175",
+        "candidate_inter_token_ms": "4-6",
+    },
+    "cut-streams": {
+        "baseline_first_token_ms": "20",
+        "candidate_first_token_ms": "20",
+        "baseline_inter_token_ms": "5",
+        "candidate_inter_token_ms": "5",
+        "candidate_abort_share": 0.3,
+    },
 }
 
 SCENARIO_HELP = {
@@ -141,6 +174,11 @@ SCENARIO_HELP = {
     ),
     "gradual": "the candidate's share rises linearly over 120 s platform time after the switch",
     "hidden-version": "the app reveals no version (neither header nor body)",
+    "slow-first-token": (
+        "streamed chat answers: the candidate's first token comes ~150 ms later (170 ms "
+        "against 20), its answer ends as soon (245 ms, 16 tokens)"
+    ),
+    "cut-streams": "streamed chat answers: the candidate cuts 30% of its streams half-way",
 }
 
 
@@ -172,6 +210,13 @@ class SimConfig:
     candidate_startup_s: float | None = None
     candidate_never_ready: bool | None = None
     reveal_version: str | None = None
+    baseline_first_token_ms: str | None = None
+    candidate_first_token_ms: str | None = None
+    baseline_inter_token_ms: str | None = None
+    candidate_inter_token_ms: str | None = None
+    stream_tokens: int | None = None
+    baseline_abort_share: float | None = None
+    candidate_abort_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:

@@ -20,6 +20,18 @@ from probes.sim.engine import Engine
 from probes.sim.scenarios import SimConfig
 
 START_TIMEOUT_S = 60.0
+
+
+def stream_knobs(knobs: dict[str, Any], role: str) -> tuple[str, str, int, float]:
+    """A role's stream knobs (``artifact_spec``'s ``stream``) from the simulator's knobs."""
+    return (
+        str(knobs[f"{role}_first_token_ms"]),
+        str(knobs[f"{role}_inter_token_ms"]),
+        int(knobs["stream_tokens"]),
+        float(knobs[f"{role}_abort_share"]),
+    )
+
+
 APP_NAME = "proton-app"
 
 
@@ -30,14 +42,21 @@ def artifact_spec(
     *,
     startup_s: float = 0.0,
     never_ready: bool = False,
+    stream: tuple[str, str, int, float] = ("0", "0", 16, 0.0),
 ) -> dict[str, Any]:
-    """An artifact spec running the proton app with these knobs (as ``environmentVars``)."""
+    """An artifact spec running the proton app with these knobs (as ``environmentVars``);
+    ``stream``: first-token delay, inter-token delay, tokens and abort share of its streams."""
+    first, inter, tokens, abort = stream
     env = {
         "SIM_LATENCY_MS": latency_ms,
         "SIM_ERROR_RATE": f"{error_rate:g}",
         "SIM_STARTUP_S": f"{startup_s:g}",
         "SIM_NEVER_READY": "1" if never_ready else "0",
         "SIM_REVEAL_VERSION": reveal,
+        "SIM_FIRST_TOKEN_MS": first,
+        "SIM_INTER_TOKEN_MS": inter,
+        "SIM_TOKENS": str(tokens),
+        "SIM_ABORT_SHARE": f"{abort:g}",
     }
     return {
         "containerGroups": [
@@ -169,7 +188,10 @@ class Simulator:
             {
                 "name": APP_NAME,
                 "spec": artifact_spec(
-                    str(k["baseline_latency_ms"]), float(k["baseline_error_rate"]), reveal
+                    str(k["baseline_latency_ms"]),
+                    float(k["baseline_error_rate"]),
+                    reveal,
+                    stream=stream_knobs(k, "baseline"),
                 ),
             },
         )
@@ -184,6 +206,7 @@ class Simulator:
                     reveal,
                     startup_s=float(k["candidate_startup_s"]),
                     never_ready=bool(k["candidate_never_ready"]),
+                    stream=stream_knobs(k, "candidate"),
                 ),
             },
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -145,7 +146,7 @@ def test_two_instances_do_not_share_a_registry() -> None:
 def test_every_exposed_name_is_scraped() -> None:
     """EXPOSED (the contract's names) is what a scrape shows: a typo on either side fails."""
     m = Metrics("1.2.3")
-    m.request("chat", "v1", "probe", "ok", 0.1)
+    m.request("chat", "v1", "probe", "ok", 0.1, 0.05)
     m.shares("chat", {"v1": 1.0})
     m.last_success("chat", 1.0)
     m.rollout("chat", False)
@@ -158,3 +159,24 @@ def test_every_exposed_name_is_scraped() -> None:
     for name in EXPOSED:
         full = "proton_probe_" + name
         assert full in scraped or f"{full}_bucket" in scraped, full
+
+
+def test_ttft_histogram_observes_streamed_answers_only_and_goes_with_its_version() -> None:
+    m = Metrics("1.2.3")
+    m.request("chat", "v1", "probe", "ok", 0.3, 0.04)
+    m.request("chat", "v1", "probe", "stream_aborted", 0.2, 0.6)
+    m.request("chat", "v1", "probe", "ok", 0.3)  # not a stream: no TTFT
+    m.request("chat", "v2", "probe", "ok", 0.3, 0.18)
+    fam = scrape(m)
+    ttft = "proton_probe_ttft_seconds"
+    assert value(fam, ttft + "_count", target="chat", version="v1") == 2
+    assert value(fam, ttft + "_sum", target="chat", version="v1") == pytest.approx(0.64)
+    assert value(fam, ttft + "_bucket", target="chat", version="v1", le="0.05") == 1
+    assert value(fam, ttft + "_bucket", target="chat", version="v1", le="0.75") == 2
+    assert value(fam, ttft + "_count", target="chat", version="v2") == 1
+    assert value(fam, "proton_probe_request_duration_seconds_count", target="chat",
+                 version="v1") == 3  # fmt: skip
+    m.keep_versions("chat", ["v2"])
+    fam = scrape(m)
+    assert value(fam, ttft + "_count", target="chat", version="v1") is None
+    assert value(fam, ttft + "_count", target="chat", version="v2") == 1

@@ -20,7 +20,13 @@ from probes.sim.scenarios import LATENCY_KNOBS, MAX_REPLICAS, RANGES
 TOKEN_ENV = "SIM_BAD_INPUT_TOKEN"
 BAD = ("-1", "nan", "inf", "-inf", "1e308", "abc", "")
 #: flags where 0 itself is invalid
-ZERO_INVALID = {"--time-scale", "--ready-timeout", "--upstream-timeout", "--replicas"}
+ZERO_INVALID = {
+    "--time-scale",
+    "--ready-timeout",
+    "--upstream-timeout",
+    "--replicas",
+    "--stream-tokens",
+}
 LATENCY_BAD = (*BAD, "5-nan", "5-inf", "20-5", "-5-5", "lognorm:nan:1", "lognorm:10:inf")
 LATENCY_BAD += ("lognorm:0:1", "lognorm:10:-1", "lognorm:10", "3600001")
 #: the flags of `probes sim` that take a number (or a latency made of numbers)
@@ -40,8 +46,22 @@ NUMERIC = (
     "--candidate-startup-s",
     "--baseline-latency-ms",
     "--candidate-latency-ms",
+    "--baseline-first-token-ms",
+    "--candidate-first-token-ms",
+    "--baseline-inter-token-ms",
+    "--candidate-inter-token-ms",
+    "--stream-tokens",
+    "--baseline-abort-share",
+    "--candidate-abort-share",
 )
-LATENCY_FLAGS = ("--baseline-latency-ms", "--candidate-latency-ms")
+LATENCY_FLAGS = (
+    "--baseline-latency-ms",
+    "--candidate-latency-ms",
+    "--baseline-first-token-ms",
+    "--candidate-first-token-ms",
+    "--baseline-inter-token-ms",
+    "--candidate-inter-token-ms",
+)
 #: values just out of range, flag by flag
 OUT_OF_RANGE = {
     "--time-scale": "100001",
@@ -57,6 +77,9 @@ OUT_OF_RANGE = {
     "--baseline-error-rate": "1.01",
     "--candidate-error-rate": "1.5",
     "--candidate-startup-s": "1e8",
+    "--stream-tokens": "100001",
+    "--baseline-abort-share": "1.01",
+    "--candidate-abort-share": "1.5",
 }
 
 

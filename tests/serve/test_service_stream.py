@@ -1,0 +1,70 @@
+"""The service on a streaming target: a canary whose ``body_file`` asks for ``"stream": true``
+records TTFT per row, its canary segments' summaries carry ``stream`` blocks, and the metrics
+get each answer's TTFT (``proton_probe_ttft_seconds``). The target is the simulator's proton
+app in its own process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probes.records import read_samples
+from probes.run import read_summary
+from probes.serve.service import Service
+from tests.serve.test_service import config, run_service, runs_of, wait_until
+
+pytestmark = pytest.mark.slow
+
+FIRST_MS = 40.0
+
+
+@pytest.fixture()
+def proton() -> Iterator[str]:
+    env = {**os.environ, "SIM_VERSION": "m:3", "SIM_FIRST_TOKEN_MS": str(FIRST_MS),
+           "SIM_INTER_TOKEN_MS": "2", "SIM_TOKENS": "4"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probes.sim.app", "--port", "0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+def test_a_streaming_targets_canary_carries_ttft(tmp_path: Path, proton: str) -> None:
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"stream": True, "messages": [{"role": "user", "content": "x"}]}))
+    target = {"name": "llm", "url": proton, "path": "/v1/chat/completions", "method": "POST",
+              "body_file": str(body), "canary_rate": 10}  # fmt: skip
+    cfg = config(tmp_path, [target], serve={"segment_s": 2})
+
+    async def wait(svc: Service) -> None:
+        def reported() -> bool:
+            return any(read_summary(p) for p in runs_of(cfg.serve.runs_dir, "canary"))
+
+        await wait_until(reported, 20)
+
+    svc = run_service(cfg, wait)
+    segments = [p for p in runs_of(cfg.serve.runs_dir, "canary") if read_summary(p)]
+    summary = read_summary(segments[0])
+    assert summary is not None
+    stream = summary["versions"]["m:3"]["stream"]
+    assert stream["requests"] == summary["requests"] > 0 and stream["aborted"] == 0
+    assert stream["ttft_ms"]["p50"] >= FIRST_MS and stream["tokens"]["max"] == 4
+    rows = read_samples(segments[0])
+    assert (rows["ttft_ms"] >= FIRST_MS).all() and set(rows["tokens"]) == {4}
+    # Every request's metrics call carried its TTFT (seconds).
+    calls = svc.metrics.named("request")
+    assert calls and all(args[5] is not None and args[5] >= FIRST_MS / 1000 for args in calls)
