@@ -20,18 +20,18 @@ Choices that rollout controllers depend on (their source, not guesses):
   ``rollback`` is inverted (a 2xx rolls back now): 200 only on ``fail``; ``event`` is always 200
   and a ``Progressing`` event opens a capture for the mapped target. A judgement is never a 5xx
   (Flagger retries 5xx).
-- Bearer-token auth on every route but ``/healthz`` when the view has a token (constant-time
-  comparison; 401 with ``WWW-Authenticate: Bearer``). Flagger's webhooks cannot send headers
-  (a webhook has only url, timeout, metadata, retries), so the Flagger routes also accept the
-  token as ``metadata.token`` in the body, as Flagger's own docs show.
+- The door (``probes.serve.door``): with a token, Bearer auth on every route but ``/healthz``
+  (constant-time comparison; 401 with ``WWW-Authenticate: Bearer``), a login form and a signed
+  session cookie for people. Flagger's webhooks cannot send headers (a webhook has only url,
+  timeout, metadata, retries), so the Flagger routes also accept the token as
+  ``metadata.token`` in the body, as Flagger's own docs show. Without a token: loopback
+  ``Host`` values only, and JSON POSTs without a foreign ``Origin``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
-import json
 import logging
 import math
 import re
@@ -48,6 +48,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from probes.errors import ConfigError
 from probes.run import FIGURES_DIR, REPORT_HTML_FILE, RUN_KINDS, read_summary
 from probes.serve import pages
+from probes.serve.door import BadBody, door_middleware, login_routes, read_json
 from probes.serve.index import RUN_ID_RE, RunIndex
 from probes.serve.metrics import Metrics
 from probes.serve.verdict import pending_body
@@ -194,37 +195,12 @@ def run_filters(query: Mapping[str, str]) -> dict[str, Any]:
 # -- middleware ----------------------------------------------------------------------------
 
 
-def _auth_middleware(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
-    secret = token.encode()
-
-    @web.middleware
-    async def auth(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path == "/healthz":
-            return await handler(request)
-        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
-        if hmac.compare_digest(given, expected):
-            return await handler(request)
-        flagger = request.method == "POST" and request.path.startswith("/api/v1/flagger/")
-        if flagger and hmac.compare_digest(await _flagger_token(request), secret):
-            return await handler(request)
-        return _error(
-            401,
-            "authorization required: send 'Authorization: Bearer <token>'",
-            **{"WWW-Authenticate": 'Bearer realm="proton-probe"'},
-        )
-
-    return auth
-
-
 async def _flagger_token(request: web.Request) -> bytes:
     """``metadata.token`` of a Flagger webhook body (Flagger cannot send headers; its docs
     put a token in the webhook's metadata). The body stays cached for the handler."""
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+        body = await read_json(request)
+    except BadBody:
         return b""
     metadata = body.get("metadata") if isinstance(body, dict) else None
     value = metadata.get("token") if isinstance(metadata, dict) else None
@@ -235,13 +211,19 @@ async def _flagger_token(request: web.Request) -> bytes:
 async def _json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """aiohttp's own 404/405 as JSON under /api, like every other API error."""
+    """aiohttp's own 404/405 as JSON under /api, like every other API error; a bug in a
+    handler is a JSON 500 naming nothing secret, never aiohttp's text/plain page."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
+    except BadBody as exc:
+        return _error(400, str(exc))
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
 
 
 # -- routes --------------------------------------------------------------------------------
@@ -359,9 +341,9 @@ async def start_run(request: web.Request) -> web.Response:
     if (missing := _known_target(view, name)) is not None:
         return missing
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "body: not valid JSON")
+        body = await read_json(request)
+    except BadBody as exc:
+        return _error(400, str(exc))
     try:
         kind, duration, args = start_fields(body)
         run_id = view.start_run(name, kind, duration, args)
@@ -413,9 +395,9 @@ async def verdict(request: web.Request) -> web.Response:
 async def _flagger_payload(request: web.Request) -> tuple[str, str, str] | web.Response:
     """(namespace, name, phase) of a Flagger webhook body, or the 400 answer."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _text(400, "body: not valid JSON; expected Flagger's {name, namespace, phase, ...}")
+        body = await read_json(request)
+    except BadBody as exc:
+        return _text(400, f"{exc}; expected Flagger's {{name, namespace, phase, ...}}")
     if not isinstance(body, dict):
         return _text(400, "body: expected a JSON object {name, namespace, phase, ...}")
     for key in ("name", "namespace"):
@@ -477,10 +459,8 @@ def _flagger_event(
 
 def make_app(view: ServiceView) -> web.Application:
     """Every CONTRACT route, the auth middleware (when the view has a token), and /metrics."""
-    middlewares: list[Any] = [_json_errors]
-    if view.auth_token:
-        middlewares.insert(0, _auth_middleware(view.auth_token))
-    app = web.Application(middlewares=middlewares)
+    door = door_middleware(view.auth_token or None, _flagger_token)
+    app = web.Application(middlewares=[door, _json_errors])
     app[VIEW] = view
 
     async def pool_ctx(app: web.Application) -> Any:
@@ -490,6 +470,8 @@ def make_app(view: ServiceView) -> web.Application:
 
     app.cleanup_ctx.append(pool_ctx)
     app.router.add_routes(pages.routes(_view, _off_loop, _run_dir, RECENT_RUNS))
+    if view.auth_token:
+        app.router.add_routes(login_routes(view.auth_token, door.sessions, pages.login_page))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(view.metrics.registry))

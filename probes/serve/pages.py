@@ -12,13 +12,30 @@ from aiohttp import web
 
 from probes.run import read_summary
 from probes.serve import web as ui
+from probes.serve.door import SESSION
 
 #: Rows the Rollouts page lists (newest first).
 ROLLOUTS_SHOWN = 200
 
 
-def _html(text: str) -> web.Response:
+#: Where ``base.html`` leaves room for the logout button (shown to a logged-in person only).
+LOGOUT_MARK = "<!--logout-->"
+LOGOUT_FORM = (
+    '<form class="logout" method="post" action="/logout"><button type="submit">Log out</button>'
+    "</form>"
+)
+
+
+def _html(text: str, request: web.Request | None = None) -> web.Response:
+    if request is not None and request.get(SESSION):
+        text = text.replace(LOGOUT_MARK, LOGOUT_FORM, 1)
     return web.Response(text=text, content_type="text/html")
+
+
+def login_page(next_path: str, error: str | None) -> str:
+    """The login form (``GET /login``, and again after a wrong token)."""
+    template = ui._environment().get_template("login.html")
+    return str(template.render(css=ui._css(), base="", next=next_path, error=error))
 
 
 def _files(run_dir: Path) -> list[str]:
@@ -74,14 +91,14 @@ def routes(
     async def targets(request: web.Request) -> web.Response:
         view = view_of(request)
         data = [view.target_status(n) for n in view.target_names()]
-        return _html(ui.render("targets", data))
+        return _html(ui.render("targets", data), request)
 
     async def target(request: web.Request) -> web.Response:
         view, name = view_of(request), request.match_info["name"]
         if name not in view.target_names():
             raise web.HTTPNotFound(text=f"target: unknown {name!r}")
         data = await target_data(request, view, name, off_loop, recent_runs)
-        return _html(ui.render("target", data))
+        return _html(ui.render("target", data), request)
 
     async def runs(request: web.Request) -> web.Response:
         try:
@@ -90,7 +107,7 @@ def routes(
             raise web.HTTPBadRequest(text=str(exc)) from None
         rows = await off_loop(request, view_of(request).index.query, **filters)
         data = [r.as_api() for r in rows]
-        return _html(ui.render("runs", data, query=dict(request.query)))
+        return _html(ui.render("runs", data, query=dict(request.query)), request)
 
     async def run(request: web.Request) -> web.Response:
         run_dir = run_dir_of(request)
@@ -100,18 +117,18 @@ def routes(
         row = await off_loop(request, view_of(request).index.get, run_dir.name)
         files = await off_loop(request, _files, run_dir)
         extra = {"row": row.as_api() if row is not None else None, "files": files}
-        return _html(ui.render("run", summary, extra=extra))
+        return _html(ui.render("run", summary, extra=extra), request)
 
     async def rollouts(request: web.Request) -> web.Response:
         data = await off_loop(request, _rollouts, view_of(request))
-        return _html(ui.render("rollouts", data))
+        return _html(ui.render("rollouts", data), request)
 
     async def rollouts_json(request: web.Request) -> web.Response:
         return web.json_response(await off_loop(request, _rollouts, view_of(request)))
 
     async def trends(request: web.Request) -> web.Response:
         data = await trends_data(request, view_of(request), off_loop)
-        return _html(ui.render("trends", data))
+        return _html(ui.render("trends", data), request)
 
     async def trends_json(request: web.Request) -> web.Response:
         return web.json_response(await trends_data(request, view_of(request), off_loop))
