@@ -25,9 +25,6 @@ SERVE_MD = DOCS / "serve.md"
 PENDING = {
     ("config", "serve.locust_master"),  # issue 24: [serve] locust_master
     ("metric", "proton_probe_ttft_seconds"),  # issue 23: the TTFT histogram
-    # this branch, built in the next commits:
-    ("route", "GET /api/v1/targets/{name}/history"),
-    ("route", "GET /runs/{run_id}/files/{path}"),
 }
 
 SECTIONS = {

@@ -49,6 +49,8 @@ from probes.errors import ConfigError
 from probes.run import FIGURES_DIR, REPORT_HTML_FILE, RUN_KINDS, read_summary
 from probes.serve import pages
 from probes.serve.door import BadBody, door_middleware, login_routes, read_json
+from probes.serve.health import target_item
+from probes.serve.history import History, parse_minutes
 from probes.serve.index import RUN_ID_RE, RunIndex
 from probes.serve.metrics import Metrics
 from probes.serve.verdict import pending_body
@@ -241,7 +243,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def targets(request: web.Request) -> web.Response:
     view = _view(request)
-    return web.json_response([view.target_status(n) for n in view.target_names()])
+    return web.json_response([target_item(view, n) for n in view.target_names()])
 
 
 def _known_target(view: ServiceView, name: str) -> web.Response | None:
@@ -257,6 +259,22 @@ async def target(request: web.Request) -> web.Response:
         return missing
     data = await pages.target_data(request, view, name, _off_loop, RECENT_RUNS)
     return web.json_response(data)
+
+
+async def target_history(request: web.Request) -> web.Response:
+    """``?minutes=N`` (1..1440, default 15) of the target's canary, in buckets."""
+    view, name = _view(request), request.match_info["name"]
+    if (missing := _known_target(view, name)) is not None:
+        return missing
+    unknown = [k for k in request.query if k != "minutes"]
+    if unknown:
+        return _error(400, f"{unknown[0]}: unknown parameter (known: minutes)")
+    try:
+        minutes = parse_minutes(request.query.get("minutes"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    history = getattr(view, "history", None) or History()
+    return web.json_response(history.buckets(name, minutes, time.time()))
 
 
 async def runs(request: web.Request) -> web.Response:
@@ -477,6 +495,7 @@ def make_app(view: ServiceView) -> web.Application:
     app.router.add_get("/metrics", make_aiohttp_handler(view.metrics.registry))
     app.router.add_get("/api/v1/targets", targets)
     app.router.add_get("/api/v1/targets/{name}", target)
+    app.router.add_get("/api/v1/targets/{name}/history", target_history)
     app.router.add_post("/api/v1/targets/{name}/runs", start_run)
     app.router.add_get("/api/v1/runs", runs)
     app.router.add_get("/api/v1/runs/{run_id}", run_summary)

@@ -13,6 +13,7 @@ from aiohttp import web
 from probes.run import read_summary
 from probes.serve import web as ui
 from probes.serve.door import SESSION
+from probes.serve.health import target_item
 
 #: Rows the Rollouts page lists (newest first).
 ROLLOUTS_SHOWN = 200
@@ -45,6 +46,17 @@ def _files(run_dir: Path) -> list[str]:
     return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
 
 
+def run_file(run_dir: Path, name: str) -> Path | None:
+    """``RUN_DIR/name`` when it is a file inside the run directory (no ``..``, no symlink
+    out of it), else None."""
+    root = run_dir.resolve()
+    try:
+        path = (run_dir / name).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return path if root in path.parents and path.is_file() else None
+
+
 def _rollouts(view: Any) -> list[dict[str, Any]]:
     rows = view.index.query(kind="rollout", limit=ROLLOUTS_SHOWN)
     return [ui.rollout_item(r.as_api(), read_summary(view.runs_dir / r.run_id)) for r in rows]
@@ -55,7 +67,7 @@ async def target_data(
 ) -> dict[str, Any]:
     """The Target page's data, its JSON twin: the target's status, its recent runs and, where
     the view knows them, its schedules and trends."""
-    data = dict(view.target_status(name))
+    data = target_item(view, name)
     rows = await off_loop(request, view.index.query, target=name, limit=recent)
     data["recent_runs"] = [r.as_api() for r in rows]
     schedules = getattr(view, "schedule_status", None)
@@ -90,7 +102,7 @@ def routes(
 
     async def targets(request: web.Request) -> web.Response:
         view = view_of(request)
-        data = [view.target_status(n) for n in view.target_names()]
+        data = [target_item(view, n) for n in view.target_names()]
         return _html(ui.render("targets", data), request)
 
     async def target(request: web.Request) -> web.Response:
@@ -116,8 +128,17 @@ def routes(
             raise web.HTTPNotFound(text=f"run: no report for {request.match_info['run_id']!r}")
         row = await off_loop(request, view_of(request).index.get, run_dir.name)
         files = await off_loop(request, _files, run_dir)
+        figures = [f for f in files if f.startswith("figures/") and f.endswith((".png", ".svg"))]
         extra = {"row": row.as_api() if row is not None else None, "files": files}
+        extra["figures"] = figures
         return _html(ui.render("run", summary, extra=extra), request)
+
+    async def file(request: web.Request) -> web.StreamResponse:
+        run_dir, name = run_dir_of(request), request.match_info["path"]
+        path = None if run_dir is None else await off_loop(request, run_file, run_dir, name)
+        if path is None:
+            raise web.HTTPNotFound(text=f"run: no file {name!r}")
+        return web.FileResponse(path)
 
     async def rollouts(request: web.Request) -> web.Response:
         data = await off_loop(request, _rollouts, view_of(request))
@@ -138,6 +159,7 @@ def routes(
         web.get(ui.PATHS["target"], target),
         web.get(ui.PATHS["runs"], runs),
         web.get(ui.PATHS["run"], run),
+        web.get(ui.PATHS["run"] + "/files/{path:.+}", file),
         web.get(ui.PATHS["rollouts"], rollouts),
         web.get(ui.PATHS["trends"], trends),
         web.get(ui.TWINS["rollouts"], rollouts_json),

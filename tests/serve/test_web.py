@@ -155,7 +155,8 @@ def test_run_page_from_a_real_summary(tmp_path: Path) -> None:
     assert 'href="/api/v1/runs/chat-rollout-1/report">Full report' in page
     assert "comparison.judgement" in page and "error_rate" in page
     assert "<dt>versions</dt><dd>v1 → v2 (inferred)</dd>" in page
-    assert "<li><code>report.html</code></li>" in page
+    link = '<a href="/runs/chat-rollout-1/files/report.html"><code>report.html</code></a>'
+    assert f"<li>{link}</li>" in page
     assert 'href="/targets/chat">chat</a> · auto' in page
     v2 = summary["versions"]["v2"]
     assert f"{100 * v2['error_rate']:.3g}%" in page
