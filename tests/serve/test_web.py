@@ -282,13 +282,13 @@ def test_targets_page_live_split_at_390_px(ui_server: UiServer, tmp_path: Path) 
             page = browser.new_page(viewport={"width": 390, "height": 844})
             page.goto(ui_server.url + "/", timeout=20_000)
             bar = page.locator("[data-target=chat] .split")
-            assert bar.get_attribute("aria-label") == "traffic split: v1 100.00%" or (
-                bar.get_attribute("aria-label") == "traffic split: v1 100.0%"
-            )
+            assert bar.get_attribute("aria-label") == "traffic split: v1 100%"
+            legend = page.locator("[data-target=chat] .legend").inner_text()
+            assert legend.strip() == "v1 100%"
             ui_server.switch({"v1": 0.4, "v2": 0.6})
             page.wait_for_function(
                 "document.querySelector('[data-target=chat] .split')"
-                ".getAttribute('aria-label') === 'traffic split: v2 60.00%, v1 40.00%'",
+                ".getAttribute('aria-label') === 'traffic split: v2 60%, v1 40%'",
                 timeout=10_000,
             )
             assert page.locator("[data-live=current_version]").inner_text() == "v2"

@@ -78,7 +78,7 @@
       } else if (key === "health") {
         node.replaceChildren(badge("health-" + (t.health || "none"), t.health || "\u2014", "health"));
       } else if (key === "verdict") {
-        node.replaceChildren(badge(t.verdict || "none", "verdict " + (t.verdict || "\u2014"),
+        node.replaceChildren(badge(t.verdict || "none", t.verdict ? "verdict " + t.verdict : "no verdict",
                                    "the latest rollout's verdict"));
       } else if (key === "problems") {
         node.replaceChildren.apply(node, (t.problems || []).map(function (p) { return el("li", {}, p); }));
@@ -94,7 +94,7 @@
 
   /* -- charts over time ------------------------------------------------------------------ */
   var W = 600, H = 150, L = 46, R = 8, T = 8, B = 20;
-  function hhmm(t) { return new Date(t * 1000).toISOString().slice(11, 16); }
+  function hhmm(t, step) { return new Date(t * 1000).toISOString().slice(11, step < 60 ? 19 : 16); }
   function tickStep(span) {
     var steps = [30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600];
     for (var i = 0; i < steps.length; i++) if (span / steps[i] <= 6) return steps[i];
@@ -114,13 +114,15 @@
     var step = tickStep(o.t1 - o.t0);
     for (var t = Math.ceil(o.t0 / step) * step; t <= o.t1; t += step) {
       nodes.push(svgEl("line", {"class": "axis", x1: x(t), y1: H - B, x2: x(t), y2: H - B + 4}));
-      nodes.push(svgEl("text", {x: x(t) - 18, y: H - 3}, hhmm(t)));
+      nodes.push(svgEl("text", {x: x(t), y: H - 3, "text-anchor": "middle"}, hhmm(t, step)));
     }
-    (o.marks || []).forEach(function (m) {
+    (o.marks || []).forEach(function (m, i) {
       if (m.t < o.t0 || m.t > o.t1) return;
-      nodes.push(svgEl("line", {"class": "mark" + (m.dashed ? " dashed" : ""), x1: x(m.t), y1: T,
-                                x2: x(m.t), y2: H - B}, undefined));
-      nodes.push(svgEl("text", {x: Math.min(x(m.t) + 3, W - 60), y: T + 10}, m.label));
+      var mx = x(m.t), right = mx > W / 2;  /* label on the side with room; one row each */
+      nodes.push(svgEl("line", {"class": "mark" + (m.dashed ? " dashed" : ""), x1: mx, y1: T,
+                                x2: mx, y2: H - B}));
+      nodes.push(svgEl("text", {x: right ? mx - 3 : mx + 3, y: T + 12 + 14 * i,
+                                "text-anchor": right ? "end" : "start"}, m.label));
     });
     o.lines.forEach(function (line) {
       if (!line.points.length) return;
@@ -160,8 +162,12 @@
     return null;
   }
   function drawHistory(box, h, target) {
-    var now = Date.now() / 1000, t0 = now - 60 * (h.minutes || 15), b = h.buckets || [];
+    var now = Date.now() / 1000, b = h.buckets || [];
     var mid = (h.bucket_s || 5) / 2;
+    /* the asked-for window, or from the first bucket when the service is younger (2 min at
+       least), so a fresh start does not squeeze everything against the right edge */
+    var t0 = now - 60 * (h.minutes || 15);
+    if (b.length && b[0].t > t0) t0 = Math.min(b[0].t, now - 120);
     var labels = {};
     b.forEach(function (x) { Object.keys(x.versions || {}).forEach(function (k) { labels[k] = 1; }); });
     var names = Object.keys(labels).sort();
