@@ -174,6 +174,12 @@ def test_the_operator_view_in_a_browser(tmp_path: Path, servers: dict[str, Versi
             assert page.locator("ul.files a").count() >= 3
             _no_sideways_scroll(page, f"/runs/{run_id}")
             page.screenshot(path=str(shots / "run-390.png"), full_page=True)
+            # its report: figures at a legible size on a phone, swiped inside their box
+            page.goto(f"{svc.url}/runs/{run_id}/files/report.html", timeout=20_000)
+            _no_sideways_scroll(page, "report.html")
+            width = page.eval_on_selector("figure img", "i => i.getBoundingClientRect().width")
+            assert width > 390, width
+            page.screenshot(path=str(shots / "report-390.png"), full_page=True)
             for path in ("/targets/broken", "/runs", "/rollouts", "/trends?target=steady"):
                 page.goto(svc.url + path, timeout=20_000)
                 _no_sideways_scroll(page, path)
