@@ -59,6 +59,11 @@
                         fmt(r.from_version) + " \u2192 " + fmt(r.to_version)));
     line.appendChild(document.createTextNode(" "));
     line.appendChild(el("span", {"class": "badge status " + (r.status || "none")}, r.status || "\u2014"));
+    if (r.started_at) {
+      line.appendChild(document.createTextNode(" "));
+      line.appendChild(el("span", {"class": "muted"},
+                          String(r.started_at).replace("T", " ").replace(/\.\d+/, "")));
+    }
     box.replaceChildren(line);
   }
   function badge(cls, text, title) {
