@@ -7,9 +7,10 @@ completed switch within seconds, where the 60 s window of rates still holds the 
 
 A row belongs to the bucket of its *answer* time (send time plus latency): rows reach us in
 that order, so a bucket is complete once a row of a later bucket arrived, and late rows need
-no bookkeeping. Two tiers bound the memory of a long-running service: 5 s buckets for the
-last hour, 60 s buckets for 24 hours. Raw latencies are kept only while a bucket is open; a
-closed bucket keeps its counts and percentiles (exact over its own rows), a few hundred bytes.
+no bookkeeping. Three tiers bound the memory of a long-running service: 5 s buckets for the
+last hour, 60 s for 6 hours, 300 s for 24 hours (a window uses the finest tier that covers
+it). Raw latencies are kept only while a bucket is open; a closed bucket keeps its counts and
+percentiles (exact over its own rows) in one flat tuple of a few hundred bytes.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-FINE_S, FINE_KEEP = 5.0, 720  # 1 hour
-COARSE_S, COARSE_KEEP = 60.0, 1440  # 24 hours
+#: (bucket seconds, buckets kept, the longest window in minutes it answers)
+TIERS = ((5.0, 720, 60), (60.0, 360, 360), (300.0, 288, 1440))  # 1 h, 6 h, 24 h
+FINE_S = TIERS[0][0]
 MAX_MINUTES = 1440
 DEFAULT_MINUTES = 15
 CURRENT_S = 5.0
@@ -47,16 +47,24 @@ class _Open:
             self.errors += 1
 
     def closed(self) -> tuple[Any, ...]:
-        """(t, requests, errors, p50, p99, ((version, n), ...), ((version, p99), ...))."""
-        every = [x for values in self.latency.values() for x in values]
-        p50, p99 = _pct(every, 50), _pct(every, 99)
-        by_version = tuple((v, _pct(xs, 99)) for v, xs in sorted(self.latency.items()))
-        counts = tuple(sorted(self.versions.items()))
-        return (self.start, self.requests, self.errors, p50, p99, counts, by_version)
+        """One flat tuple (a few hundred bytes: a day of buckets per target stays small):
+        ``(t, requests, errors, p50, p99, version, n, p99, version, n, p99, ...)``."""
+        every = sorted(x for values in self.latency.values() for x in values)
+        out: list[Any] = [self.start, self.requests, self.errors, _pct(every, 50), _pct(every, 99)]
+        for version, n in sorted(self.versions.items()):
+            out += (version, n, _pct(sorted(self.latency.get(version, ())), 99))
+        return tuple(out)
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
+def _pct(ordered: list[float], q: float) -> float | None:
+    """numpy's default (linear) percentile of a sorted list, in plain Python: a bucket holds
+    few rows, and numpy's call overhead (~20 us) would dominate the per-row cost."""
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 class _Tier:
@@ -85,22 +93,22 @@ class _Tier:
 
 
 def _item(bucket: tuple[Any, ...]) -> dict[str, Any]:
-    t, requests, errors, p50, p99, counts, by_version = bucket
+    t, requests, errors, p50, p99 = bucket[:5]
+    triples = [bucket[i : i + 3] for i in range(5, len(bucket), 3)]
     return {
         "t": t,
         "requests": requests,
         "errors": errors,
         "p50_ms": p50,
         "p99_ms": p99,
-        "versions": {v: n / requests for v, n in counts} if requests else {},
-        "p99_by_version": dict(by_version),
+        "versions": {v: n / requests for v, n, _ in triples} if requests else {},
+        "p99_by_version": {v: q for v, _, q in triples if q is not None},
     }
 
 
 class _Target:
     def __init__(self) -> None:
-        self.fine = _Tier(FINE_S, FINE_KEEP)
-        self.coarse = _Tier(COARSE_S, COARSE_KEEP)
+        self.tiers = [_Tier(width, keep) for width, keep, _ in TIERS]
         self.recent: deque[tuple[float, str]] = deque()
 
 
@@ -116,8 +124,8 @@ class History:
         state = self._targets.get(target)
         if state is None:
             state = self._targets[target] = _Target()
-        state.fine.add(at, version, ok, latency_ms)
-        state.coarse.add(at, version, ok, latency_ms)
+        for tier in state.tiers:
+            tier.add(at, version, ok, latency_ms)
         recent = state.recent
         recent.append((at, version))
         while recent and recent[0][0] < at - CURRENT_S:
@@ -126,12 +134,11 @@ class History:
     def buckets(self, target: str, minutes: int, now: float) -> dict[str, Any]:
         """The history answer: ``{target, minutes, bucket_s, buckets}``, oldest first."""
         state = self._targets.get(target)
-        tier_s = FINE_S if minutes <= 60 else COARSE_S
+        k = next(i for i, (_, _, longest) in enumerate(TIERS) if minutes <= longest or i == 2)
         items: list[dict[str, Any]] = []
         if state is not None:
-            tier = state.fine if tier_s == FINE_S else state.coarse
-            items = [_item(b) for b in tier.since(now - 60.0 * minutes)]
-        return {"target": target, "minutes": minutes, "bucket_s": tier_s, "buckets": items}
+            items = [_item(b) for b in state.tiers[k].since(now - 60.0 * minutes)]
+        return {"target": target, "minutes": minutes, "bucket_s": TIERS[k][0], "buckets": items}
 
     def current(self, target: str, now: float) -> str | None:
         """The version that answered most over the last ``CURRENT_S`` seconds (a known

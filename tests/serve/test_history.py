@@ -170,3 +170,19 @@ def test_a_scheduled_run_carries_its_target(tmp_path: Path) -> None:
     assert manifest["target_name"] == "web"
     row = row_from_run_dir(result.run_dir)
     assert row is not None and row.target == "web" and row.trigger == "schedule"
+
+
+def test_a_day_uses_five_minute_buckets() -> None:
+    history = fed([(T0 + 60 * i, "v1", True, 5.0) for i in range(30)])  # 30 minutes
+    answer = history.buckets("web", 1440, T0 + 1800)
+    assert answer["bucket_s"] == 300.0
+    assert [b["requests"] for b in answer["buckets"]] == [5, 5, 5, 5, 5, 5]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 1000])
+def test_bucket_percentiles_are_numpys(n: int) -> None:
+    from probes.serve.history import _pct
+
+    values = sorted(np.random.default_rng(n).lognormal(3, 1, n).tolist())
+    for q in (50, 99):
+        assert _pct(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
