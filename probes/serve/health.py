@@ -17,7 +17,6 @@ from probes.serve.history import CURRENT_S
 
 FAILING_ERROR_RATE = 0.10
 DEGRADED_ERROR_RATE = 0.01
-VERDICTS = ("pass", "fail", "pending")
 
 
 def judge(item: dict[str, Any]) -> tuple[str, list[str]]:
@@ -45,19 +44,22 @@ def _worse(a: str, b: str) -> str:
     return max(a, b, key=order.index)
 
 
-def latest_verdict(metrics: Any, target: str) -> str | None:
-    """The one-hot ``proton_probe_verdict`` gauge of ``target`` (None: never set)."""
-    registry = getattr(metrics, "registry", None)
-    if registry is None:
-        return None
-    for verdict in VERDICTS:
-        labels = {"target": target, "verdict": verdict}
-        if registry.get_sample_value("proton_probe_verdict", labels) == 1:
-            return verdict
-    return None
+def latest_verdicts(view: Any) -> dict[str, str]:
+    """target -> the one-hot ``proton_probe_verdict`` gauge's verdict (read once for a whole
+    list: one pass over that gauge, not a scrape of the registry per target)."""
+    metrics = getattr(view, "metrics", None)
+    return metrics.verdicts() if metrics is not None else {}
 
 
-def target_item(view: Any, name: str, now: float | None = None) -> dict[str, Any]:
+def target_items(view: Any, now: float | None = None) -> list[dict[str, Any]]:
+    """``target_item`` of every target, in the view's order."""
+    verdicts = latest_verdicts(view)
+    return [target_item(view, n, now, verdicts) for n in view.target_names()]
+
+
+def target_item(
+    view: Any, name: str, now: float | None = None, verdicts: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``view.target_status(name)`` with ``health``, ``problems``, ``verdict`` and a
     ``current_version`` over the last ``CURRENT_S`` seconds (``current_window_s``)."""
     item = dict(view.target_status(name))
@@ -68,7 +70,7 @@ def target_item(view: Any, name: str, now: float | None = None) -> dict[str, Any
             item["current_version"] = current
         item["current_window_s"] = CURRENT_S
     if "verdict" not in item:
-        item["verdict"] = latest_verdict(getattr(view, "metrics", None), name)
+        item["verdict"] = (latest_verdicts(view) if verdicts is None else verdicts).get(name)
     if "health" not in item:
         item["health"], item["problems"] = judge(item)
     return item

@@ -49,7 +49,7 @@ from probes.errors import ConfigError
 from probes.run import FIGURES_DIR, REPORT_HTML_FILE, RUN_KINDS, read_summary
 from probes.serve import pages
 from probes.serve.door import BadBody, door_middleware, login_routes, read_json
-from probes.serve.health import target_item
+from probes.serve.health import target_items
 from probes.serve.history import History, parse_minutes
 from probes.serve.index import RUN_ID_RE, RunIndex
 from probes.serve.metrics import Metrics
@@ -243,7 +243,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def targets(request: web.Request) -> web.Response:
     view = _view(request)
-    return web.json_response([target_item(view, n) for n in view.target_names()])
+    return web.json_response(target_items(view))
 
 
 def _known_target(view: ServiceView, name: str) -> web.Response | None:

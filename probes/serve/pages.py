@@ -13,7 +13,7 @@ from aiohttp import web
 from probes.run import read_summary
 from probes.serve import web as ui
 from probes.serve.door import SESSION
-from probes.serve.health import target_item
+from probes.serve.health import target_item, target_items
 
 #: Rows the Rollouts page lists (newest first).
 ROLLOUTS_SHOWN = 200
@@ -102,7 +102,7 @@ def routes(
 
     async def targets(request: web.Request) -> web.Response:
         view = view_of(request)
-        data = [target_item(view, n) for n in view.target_names()]
+        data = target_items(view)
         return _html(ui.render("targets", data), request)
 
     async def target(request: web.Request) -> web.Response:
