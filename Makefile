@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: install install-base demo demo-serve test check lint types unit bench bench-deps clean lock
+.PHONY: install install-base demo demo-serve test check lint types unit bench bench-deps clean lock docs
 
 # `install` is the package plus the dev tools (tests, lint, types); `demo` needs only the
 # package, so a fresh `make demo` skips installing the test tools.
@@ -86,3 +86,7 @@ lock:
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
+
+# The CLI reference is made from the click commands (tests/test_docs.py fails when it is stale).
+docs: install-base
+	$(BIN)/python -m probes.cli.reference > docs/cli.md

@@ -163,6 +163,7 @@ class Run:
         trigger: str = "cli",
         schedule: str | None = None,
         place: Callable[[str], str] = str,
+        target_name: str | None = None,
     ) -> Run:
         """Claim ``<runs_dir>/<run_id>/`` and write the first manifest.
 
@@ -193,6 +194,8 @@ class Run:
             "ended_at": None,
             "ended_ts": None,
         }
+        if target_name is not None:  # the service's target (the run index lists runs by it)
+            manifest["target_name"] = target_name
         run = cls(path=path, manifest=manifest)
         run.save_manifest()
         return run

@@ -25,12 +25,14 @@ ROLLOUT_FIELDS = (
     ("from_version", "from"),
     ("to_version", "to"),
     ("outcome", "outcome"),
+    # times (s from the run's start): from samples, except half_switch_s (from buckets)
     ("requested_at_s", "requested at (s)"),
-    ("first_candidate_s", "first candidate answer (s)"),
-    ("last_baseline_s", "last baseline answer (s)"),
-    ("half_switch_s", "half switched (s)"),
-    ("cutover_s", "cutover (s)"),
-    ("mixed_window_s", "mixed window (s)"),
+    ("first_candidate_s", "first candidate answer (s, a sample's send time)"),
+    ("half_switch_s", "half switched (s, interpolated between 1 s bucket midpoints)"),
+    ("last_baseline_s", "last baseline answer (s, a sample's send time)"),
+    # durations
+    ("cutover_s", "cutover: last baseline − first candidate answer (s)"),
+    ("mixed_window_s", "mixed window: 1 s buckets in which both answered (s)"),
     ("flips", "flips back to baseline"),
     ("errors_during_switch", "errors during switch"),
     ("error_rate_during_switch", "error rate during switch"),
@@ -405,12 +407,19 @@ def _disruption_pairs(s: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     pairs = [("whole run", line(d))]
     pairs += [(f"{m} connections", line(b)) for m, b in (d.get("by_mode") or {}).items()]
-    intervals = ", ".join(
-        f"{fmt(i['start_s'])}–{fmt(i['end_s'])} s ({i['failures']} failed)"
-        for i in (d.get("intervals") or [])[:REPORT_CONNECTIONS]
-    )
-    pairs.append(("intervals", intervals or "—"))
     return pairs
+
+
+def _interval_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The disruption intervals as a table (one row each, the first ``REPORT_CONNECTIONS``)."""
+    intervals = ((s.get("disruption") or {}).get("intervals") or [])[:REPORT_CONNECTIONS]
+    head = ["from (s)", "to (s)", "lasted (s)", "failed requests"]
+    rows = [
+        [fmt(i.get("start_s")), fmt(i.get("end_s")), fmt(i.get("duration_s")),
+         fmt(i.get("failures"))]
+        for i in intervals
+    ]  # fmt: skip
+    return head, rows
 
 
 DISRUPTION_NOTE = (
@@ -470,6 +479,8 @@ def _connection_sections_html(s: Mapping[str, Any]) -> list[str]:
             parts.append(_table(*_per_connection_rows(s)))
     if s.get("disruption"):
         parts += ["<h2>Disruption</h2>", _dl(_disruption_pairs(s))]
+        if (s.get("disruption") or {}).get("intervals"):
+            parts.append(_table(*_interval_rows(s)))
         parts.append(f"<p class='muted'>{html.escape(DISRUPTION_NOTE)}</p>")
     if s.get("reconciliation"):
         parts += ["<h2>Reconciliation with the platform</h2>", _table(*_reconciliation_rows(s))]
@@ -486,6 +497,8 @@ def _connection_sections_md(s: Mapping[str, Any]) -> list[str]:
             lines += ["", *_md_table(*_per_connection_rows(s))]
     if s.get("disruption"):
         lines += ["", "### Disruption", "", *_md_table(["", ""], _disruption_pairs(s))]
+        if (s.get("disruption") or {}).get("intervals"):
+            lines += ["", *_md_table(*_interval_rows(s))]
         lines += ["", DISRUPTION_NOTE]
     if s.get("reconciliation"):
         lines += ["", "### Reconciliation with the platform", ""]
@@ -513,13 +526,15 @@ color:#fff;font-weight:600;text-transform:uppercase;font-size:.85em}
 table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
+dl{display:grid;grid-template-columns:fit-content(55%) minmax(0,1fr);gap:2px 14px;margin:0}
 dt{color:var(--muted)}dd{margin:0;min-width:0;overflow-wrap:break-word}
 figure{margin:10px 0;break-inside:avoid;page-break-inside:avoid}
 figure img{width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
 figcaption{font-size:.85em;color:var(--muted)}
 code{font-size:.9em}
-@media (max-width:600px){body{font-size:14px;padding:8px}th,td{padding:3px 5px}}
+@media (max-width:600px){body{font-size:14px;padding:8px}th,td{padding:3px 5px}
+/* a phone: figures at a legible size, swiped sideways inside their box, not the page */
+figure{overflow-x:auto;-webkit-overflow-scrolling:touch}figure img{width:180%;max-width:none}}
 @media print{body{max-width:none;font-size:11pt}.scroll{overflow:visible}
 h2{break-after:avoid}a{color:inherit;text-decoration:none}}
 """

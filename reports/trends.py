@@ -7,6 +7,8 @@ each point carrying its run id and start time:
 - ``capacity_series``: capacity runs' ``max_rps_within_slo`` and ``knee_rps``;
 - ``step_p99_series``: the p99 of the capacity step at a fixed number of users (the same
   load every night, so the latency is comparable even when the SLO broke elsewhere);
+- ``run_series``: every scheduled observe/load run's and every rollout capture's p99 and
+  error rate, one point per run;
 - ``daily_canary_series``: the continuous canary per UTC day — its error rate (errors over
   requests of the day's segments, exact) and its p99 (the request-weighted mean of the
   segments' p99: a summary holds percentiles, not samples, so a day's exact p99 would need
@@ -358,6 +360,32 @@ def daily_canary_series(
     ]
 
 
+#: Kinds whose every run is one point of its own series (scheduled observe/load runs, and
+#: rollout captures); canary segments are many per day and stay per day.
+PER_RUN_KINDS = ("observe", "load", "rollout")
+
+
+def run_series(summaries: Iterable[Mapping[str, Any]]) -> list[Series]:
+    """``p99_ms`` and ``error_rate`` of every run of each of ``PER_RUN_KINDS``, one point per
+    run (runs without requests skipped; a run without a successful answer has no p99)."""
+    summaries = list(summaries)
+    out = []
+    for kind in PER_RUN_KINDS:
+        p99s, errors = [], []
+        for ts, s in _runs(summaries, kind):
+            requests = s.get("requests")
+            if not isinstance(requests, int) or requests <= 0:
+                continue
+            run_id = str(s.get("run_id"))
+            errors.append(Point(run_id, ts, int(s.get("errors") or 0) / requests))
+            p99 = _finite((s.get("latency_ms") or {}).get("p99"))
+            if p99 is not None:
+                p99s.append(Point(run_id, ts, p99))
+        out.append(Series(f"p99_ms per {kind} run", "ms", "lower", tuple(p99s)))
+        out.append(Series(f"error_rate per {kind} run", "fraction", "lower", tuple(errors)))
+    return out
+
+
 # -- series + change points: what the Trends page and the regression notification read -----------
 
 
@@ -397,6 +425,7 @@ def trends(summaries: Sequence[Mapping[str, Any]], *, p_value: float = P_VALUE) 
     users = common_step_users(summaries)
     if users is not None:
         series.append(step_p99_series(summaries, users))
+    series += run_series(summaries)
     series += daily_canary_series(summaries)
     return [analyse_series(s, p_value=p_value) for s in series if s.points]
 

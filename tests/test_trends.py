@@ -215,3 +215,27 @@ def test_a_latency_drop_is_a_change_but_not_a_regression() -> None:
     assert [(c["index"], c["run_id"], c["regression"]) for c in out["change_points"]] == [
         (20, "r20", False)
     ]
+
+
+def test_observe_and_rollout_runs_are_points_of_their_own() -> None:
+    runs = []
+    for i, (kind, p99, errors) in enumerate(
+        [("observe", 10.0, 0), ("observe", 12.0, 5), ("rollout", 30.0, 1), ("canary", 9.0, 0)]
+    ):
+        runs.append({
+            "run_id": f"r{i}", "kind": kind, "requests": 100, "errors": errors,
+            "started_at": datetime.fromtimestamp(1_780_000_000 + i * 60, UTC).isoformat(),
+            "latency_ms": {"p99": p99},
+        })  # fmt: skip
+    runs.append({"run_id": "empty", "kind": "observe", "requests": 0, "errors": 0,
+                 "started_at": datetime.fromtimestamp(1_780_000_000, UTC).isoformat()})  # fmt: skip
+    by_name = {s["name"]: s for s in trends(runs)}
+    assert [(p["run_id"], p["value"]) for p in by_name["p99_ms per observe run"]["points"]] == [
+        ("r0", 10.0),
+        ("r1", 12.0),
+    ]
+    errors = by_name["error_rate per observe run"]["points"]
+    assert [p["value"] for p in errors] == [0.0, 0.05]
+    assert [p["run_id"] for p in by_name["p99_ms per rollout run"]["points"]] == ["r2"]
+    assert "p99_ms per load run" not in by_name  # no load run: no series
+    assert "p99_ms per day" in by_name  # the canary stays per day

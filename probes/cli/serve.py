@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
-    help="The service's config (serve.toml; keys in CONTRACT.md).",
+    help="The service's config (serve.toml; every key in docs/serve.md).",
 )
 def command(config_path: Path) -> int:
     """Watch every configured target all the time: a continuous canary per target, every

@@ -224,6 +224,9 @@ class Store:
         #: Keep the live window only when someone can look at it (the web UI is on).
         self.live = live
         self.received = 0
+        #: When the last request recorded was answered (epoch s; None before any): a
+        #: standalone run ends there, not when Locust quits (the web UI idles after a stop).
+        self.last_answer_ts: float | None = None
 
     def add_samples(self, rows: list[SampleRow]) -> None:
         """Rows in Sample order: Samples, tuples, or lists as they come off the wire."""
@@ -231,6 +234,10 @@ class Store:
         if self.live:
             self.recent.add_many(rows)
         self.received += len(rows)
+        if rows:  # ts is field 0, latency_ms field 2 (Sample order)
+            last = max(float(r[0]) + max(0.0, float(r[2])) / 1000.0 for r in rows)
+            if self.last_answer_ts is None or last > self.last_answer_ts:
+                self.last_answer_ts = last
 
     def add_rows(self, rows: list[Any]) -> None:
         """Rows off the wire (msgpack lists): as tuples, which the collector can untrack."""

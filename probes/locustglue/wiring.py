@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from typing import Any
 
@@ -117,7 +118,14 @@ class ProbesState:
         }
         write_json_atomic(self.run.path / COUNTS_FILE, counts)
         if self.owns_run:
-            self.run.finish(locust=counts)
+            # the run ends at its last answer: time Locust idled after a stop (web UI) or
+            # spent quitting is no part of it, so duration_s and req/s are the test's own
+            self.run.finish(ended_at=self.store.last_answer_ts, locust=counts)
+            sys.stderr.write(
+                f"probes: {self.store.writer.rows_written} samples in {self.run.path}\n"
+                f"probes: make the report with: probes report {self.run.path}\n"
+            )
+            sys.stderr.flush()
 
 
 def start_watcher(options: Any, run: Run, spec: RequestSpec) -> Any:

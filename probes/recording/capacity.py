@@ -401,6 +401,7 @@ def _capacity(
         trigger=where.trigger,
         schedule=where.schedule,
         place=where.place,
+        target_name=where.target_name,
     )
     if platform is not None:
         run.update(platform=platform.target.manifest())

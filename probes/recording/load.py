@@ -165,6 +165,7 @@ def load(
         trigger=where.trigger,
         schedule=where.schedule,
         place=where.place,
+        target_name=where.target_name,
     )
     drivers: list[Any] = []
 

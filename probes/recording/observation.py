@@ -204,6 +204,7 @@ def observe(
         trigger=where.trigger,
         schedule=where.schedule,
         place=where.place,
+        target_name=where.target_name,
     )
     driver = None
     if platform is not None:

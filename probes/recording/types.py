@@ -46,6 +46,9 @@ class RunLocation:
     trigger: str = "cli"
     schedule: str | None = None
     place: Place = KEYS
+    #: The service's target the run is for (its manifest's ``target_name``, which the run
+    #: index lists); None for runs made at the CLI.
+    target_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:

@@ -20,18 +20,18 @@ Choices that rollout controllers depend on (their source, not guesses):
   ``rollback`` is inverted (a 2xx rolls back now): 200 only on ``fail``; ``event`` is always 200
   and a ``Progressing`` event opens a capture for the mapped target. A judgement is never a 5xx
   (Flagger retries 5xx).
-- Bearer-token auth on every route but ``/healthz`` when the view has a token (constant-time
-  comparison; 401 with ``WWW-Authenticate: Bearer``). Flagger's webhooks cannot send headers
-  (a webhook has only url, timeout, metadata, retries), so the Flagger routes also accept the
-  token as ``metadata.token`` in the body, as Flagger's own docs show.
+- The door (``probes.serve.door``): with a token, Bearer auth on every route but ``/healthz``
+  (constant-time comparison; 401 with ``WWW-Authenticate: Bearer``), a login form and a signed
+  session cookie for people. Flagger's webhooks cannot send headers (a webhook has only url,
+  timeout, metadata, retries), so the Flagger routes also accept the token as
+  ``metadata.token`` in the body, as Flagger's own docs show. Without a token: loopback
+  ``Host`` values only, and JSON POSTs without a foreign ``Origin``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
-import json
 import logging
 import math
 import re
@@ -48,6 +48,9 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from probes.errors import ConfigError
 from probes.run import FIGURES_DIR, REPORT_HTML_FILE, RUN_KINDS, read_summary
 from probes.serve import pages
+from probes.serve.door import BadBody, door_middleware, login_routes, read_json
+from probes.serve.health import target_items
+from probes.serve.history import History, parse_minutes
 from probes.serve.index import RUN_ID_RE, RunIndex
 from probes.serve.metrics import Metrics
 from probes.serve.verdict import pending_body
@@ -194,37 +197,12 @@ def run_filters(query: Mapping[str, str]) -> dict[str, Any]:
 # -- middleware ----------------------------------------------------------------------------
 
 
-def _auth_middleware(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
-    secret = token.encode()
-
-    @web.middleware
-    async def auth(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path == "/healthz":
-            return await handler(request)
-        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
-        if hmac.compare_digest(given, expected):
-            return await handler(request)
-        flagger = request.method == "POST" and request.path.startswith("/api/v1/flagger/")
-        if flagger and hmac.compare_digest(await _flagger_token(request), secret):
-            return await handler(request)
-        return _error(
-            401,
-            "authorization required: send 'Authorization: Bearer <token>'",
-            **{"WWW-Authenticate": 'Bearer realm="proton-probe"'},
-        )
-
-    return auth
-
-
 async def _flagger_token(request: web.Request) -> bytes:
     """``metadata.token`` of a Flagger webhook body (Flagger cannot send headers; its docs
     put a token in the webhook's metadata). The body stays cached for the handler."""
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+        body = await read_json(request)
+    except BadBody:
         return b""
     metadata = body.get("metadata") if isinstance(body, dict) else None
     value = metadata.get("token") if isinstance(metadata, dict) else None
@@ -235,13 +213,19 @@ async def _flagger_token(request: web.Request) -> bytes:
 async def _json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """aiohttp's own 404/405 as JSON under /api, like every other API error."""
+    """aiohttp's own 404/405 as JSON under /api, like every other API error; a bug in a
+    handler is a JSON 500 naming nothing secret, never aiohttp's text/plain page."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
+    except BadBody as exc:
+        return _error(400, str(exc))
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
 
 
 # -- routes --------------------------------------------------------------------------------
@@ -259,7 +243,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def targets(request: web.Request) -> web.Response:
     view = _view(request)
-    return web.json_response([view.target_status(n) for n in view.target_names()])
+    return web.json_response(target_items(view))
 
 
 def _known_target(view: ServiceView, name: str) -> web.Response | None:
@@ -275,6 +259,22 @@ async def target(request: web.Request) -> web.Response:
         return missing
     data = await pages.target_data(request, view, name, _off_loop, RECENT_RUNS)
     return web.json_response(data)
+
+
+async def target_history(request: web.Request) -> web.Response:
+    """``?minutes=N`` (1..1440, default 15) of the target's canary, in buckets."""
+    view, name = _view(request), request.match_info["name"]
+    if (missing := _known_target(view, name)) is not None:
+        return missing
+    unknown = [k for k in request.query if k != "minutes"]
+    if unknown:
+        return _error(400, f"{unknown[0]}: unknown parameter (known: minutes)")
+    try:
+        minutes = parse_minutes(request.query.get("minutes"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    history = getattr(view, "history", None) or History()
+    return web.json_response(history.buckets(name, minutes, time.time()))
 
 
 async def runs(request: web.Request) -> web.Response:
@@ -359,9 +359,9 @@ async def start_run(request: web.Request) -> web.Response:
     if (missing := _known_target(view, name)) is not None:
         return missing
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "body: not valid JSON")
+        body = await read_json(request)
+    except BadBody as exc:
+        return _error(400, str(exc))
     try:
         kind, duration, args = start_fields(body)
         run_id = view.start_run(name, kind, duration, args)
@@ -413,9 +413,9 @@ async def verdict(request: web.Request) -> web.Response:
 async def _flagger_payload(request: web.Request) -> tuple[str, str, str] | web.Response:
     """(namespace, name, phase) of a Flagger webhook body, or the 400 answer."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _text(400, "body: not valid JSON; expected Flagger's {name, namespace, phase, ...}")
+        body = await read_json(request)
+    except BadBody as exc:
+        return _text(400, f"{exc}; expected Flagger's {{name, namespace, phase, ...}}")
     if not isinstance(body, dict):
         return _text(400, "body: expected a JSON object {name, namespace, phase, ...}")
     for key in ("name", "namespace"):
@@ -477,10 +477,8 @@ def _flagger_event(
 
 def make_app(view: ServiceView) -> web.Application:
     """Every CONTRACT route, the auth middleware (when the view has a token), and /metrics."""
-    middlewares: list[Any] = [_json_errors]
-    if view.auth_token:
-        middlewares.insert(0, _auth_middleware(view.auth_token))
-    app = web.Application(middlewares=middlewares)
+    door = door_middleware(view.auth_token or None, _flagger_token)
+    app = web.Application(middlewares=[door, _json_errors])
     app[VIEW] = view
 
     async def pool_ctx(app: web.Application) -> Any:
@@ -490,11 +488,14 @@ def make_app(view: ServiceView) -> web.Application:
 
     app.cleanup_ctx.append(pool_ctx)
     app.router.add_routes(pages.routes(_view, _off_loop, _run_dir, RECENT_RUNS))
+    if view.auth_token:
+        app.router.add_routes(login_routes(view.auth_token, door.sessions, pages.login_page))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(view.metrics.registry))
     app.router.add_get("/api/v1/targets", targets)
     app.router.add_get("/api/v1/targets/{name}", target)
+    app.router.add_get("/api/v1/targets/{name}/history", target_history)
     app.router.add_post("/api/v1/targets/{name}/runs", start_run)
     app.router.add_get("/api/v1/runs", runs)
     app.router.add_get("/api/v1/runs/{run_id}", run_summary)

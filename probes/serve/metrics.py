@@ -209,6 +209,15 @@ class Metrics:
         for v in VERDICTS:
             self._verdict.labels(target, v).set(1 if v == verdict else 0)
 
+    def verdicts(self) -> dict[str, str]:
+        """target -> its one-hot ``verdict`` gauge's value (targets never set are absent)."""
+        out = {}
+        for family in self._verdict.collect():
+            for sample in family.samples:
+                if sample.value == 1:
+                    out[sample.labels["target"]] = sample.labels["verdict"]
+        return out
+
     def scheduled_run(self, schedule: str, result: str) -> None:
         self._scheduled.labels(schedule, result).inc()
 

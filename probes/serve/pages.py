@@ -12,13 +12,31 @@ from aiohttp import web
 
 from probes.run import read_summary
 from probes.serve import web as ui
+from probes.serve.door import SESSION
+from probes.serve.health import target_item, target_items
 
 #: Rows the Rollouts page lists (newest first).
 ROLLOUTS_SHOWN = 200
 
 
-def _html(text: str) -> web.Response:
+#: Where ``base.html`` leaves room for the logout button (shown to a logged-in person only).
+LOGOUT_MARK = "<!--logout-->"
+LOGOUT_FORM = (
+    '<form class="logout" method="post" action="/logout"><button type="submit">Log out</button>'
+    "</form>"
+)
+
+
+def _html(text: str, request: web.Request | None = None) -> web.Response:
+    if request is not None and request.get(SESSION):
+        text = text.replace(LOGOUT_MARK, LOGOUT_FORM, 1)
     return web.Response(text=text, content_type="text/html")
+
+
+def login_page(next_path: str, error: str | None) -> str:
+    """The login form (``GET /login``, and again after a wrong token)."""
+    template = ui._environment().get_template("login.html")
+    return str(template.render(css=ui._css(), base="", next=next_path, error=error))
 
 
 def _files(run_dir: Path) -> list[str]:
@@ -26,6 +44,17 @@ def _files(run_dir: Path) -> list[str]:
     if not run_dir.is_dir():
         return []
     return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+
+
+def run_file(run_dir: Path, name: str) -> Path | None:
+    """``RUN_DIR/name`` when it is a file inside the run directory (no ``..``, no symlink
+    out of it), else None."""
+    root = run_dir.resolve()
+    try:
+        path = (run_dir / name).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return path if root in path.parents and path.is_file() else None
 
 
 def _rollouts(view: Any) -> list[dict[str, Any]]:
@@ -38,7 +67,7 @@ async def target_data(
 ) -> dict[str, Any]:
     """The Target page's data, its JSON twin: the target's status, its recent runs and, where
     the view knows them, its schedules and trends."""
-    data = dict(view.target_status(name))
+    data = target_item(view, name)
     rows = await off_loop(request, view.index.query, target=name, limit=recent)
     data["recent_runs"] = [r.as_api() for r in rows]
     schedules = getattr(view, "schedule_status", None)
@@ -73,15 +102,15 @@ def routes(
 
     async def targets(request: web.Request) -> web.Response:
         view = view_of(request)
-        data = [view.target_status(n) for n in view.target_names()]
-        return _html(ui.render("targets", data))
+        data = target_items(view)
+        return _html(ui.render("targets", data), request)
 
     async def target(request: web.Request) -> web.Response:
         view, name = view_of(request), request.match_info["name"]
         if name not in view.target_names():
             raise web.HTTPNotFound(text=f"target: unknown {name!r}")
         data = await target_data(request, view, name, off_loop, recent_runs)
-        return _html(ui.render("target", data))
+        return _html(ui.render("target", data), request)
 
     async def runs(request: web.Request) -> web.Response:
         try:
@@ -90,7 +119,7 @@ def routes(
             raise web.HTTPBadRequest(text=str(exc)) from None
         rows = await off_loop(request, view_of(request).index.query, **filters)
         data = [r.as_api() for r in rows]
-        return _html(ui.render("runs", data, query=dict(request.query)))
+        return _html(ui.render("runs", data, query=dict(request.query)), request)
 
     async def run(request: web.Request) -> web.Response:
         run_dir = run_dir_of(request)
@@ -99,19 +128,28 @@ def routes(
             raise web.HTTPNotFound(text=f"run: no report for {request.match_info['run_id']!r}")
         row = await off_loop(request, view_of(request).index.get, run_dir.name)
         files = await off_loop(request, _files, run_dir)
+        figures = [f for f in files if f.startswith("figures/") and f.endswith((".png", ".svg"))]
         extra = {"row": row.as_api() if row is not None else None, "files": files}
-        return _html(ui.render("run", summary, extra=extra))
+        extra["figures"] = figures
+        return _html(ui.render("run", summary, extra=extra), request)
+
+    async def file(request: web.Request) -> web.StreamResponse:
+        run_dir, name = run_dir_of(request), request.match_info["path"]
+        path = None if run_dir is None else await off_loop(request, run_file, run_dir, name)
+        if path is None:
+            raise web.HTTPNotFound(text=f"run: no file {name!r}")
+        return web.FileResponse(path)
 
     async def rollouts(request: web.Request) -> web.Response:
         data = await off_loop(request, _rollouts, view_of(request))
-        return _html(ui.render("rollouts", data))
+        return _html(ui.render("rollouts", data), request)
 
     async def rollouts_json(request: web.Request) -> web.Response:
         return web.json_response(await off_loop(request, _rollouts, view_of(request)))
 
     async def trends(request: web.Request) -> web.Response:
         data = await trends_data(request, view_of(request), off_loop)
-        return _html(ui.render("trends", data))
+        return _html(ui.render("trends", data), request)
 
     async def trends_json(request: web.Request) -> web.Response:
         return web.json_response(await trends_data(request, view_of(request), off_loop))
@@ -121,6 +159,7 @@ def routes(
         web.get(ui.PATHS["target"], target),
         web.get(ui.PATHS["runs"], runs),
         web.get(ui.PATHS["run"], run),
+        web.get(ui.PATHS["run"] + "/files/{path:.+}", file),
         web.get(ui.PATHS["rollouts"], rollouts),
         web.get(ui.PATHS["trends"], trends),
         web.get(ui.TWINS["rollouts"], rollouts_json),

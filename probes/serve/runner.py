@@ -111,7 +111,11 @@ class RecordingRunner:
             expect_workers=job.expect_workers,
         )
         where = recording.RunLocation(
-            runs_dir=job.runs_dir, run_id=job.run_id, trigger=job.trigger, schedule=job.schedule
+            runs_dir=job.runs_dir,
+            run_id=job.run_id,
+            trigger=job.trigger,
+            schedule=job.schedule,
+            target_name=job.target.name,
         )
         verbs: dict[str, Callable[..., recording.Outcome]] = {
             "observe": recording.observe,

@@ -67,6 +67,7 @@ from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
 from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
+from probes.serve.history import History
 from probes.serve.runner import Job, JobResult, RecordingRunner, Runner, validate_args
 from probes.settings import RequestSpec
 
@@ -516,6 +517,7 @@ class TargetWorker:
             self.segment.writer.add(sample)
         if self.capture is not None:
             self.capture.add(sample)
+        self.service.history.add(self.name, sample.ts, sample.version, ok, sample.latency_ms)
         metrics = self.service.metrics
         if metrics is not None:
             outcome = "ok" if ok else str(sample.error)
@@ -998,6 +1000,8 @@ class Service:
         #: (series name, run id) of every regression already notified (threads share it).
         self._regressions_told: set[tuple[str, str]] = set()
         self._regressions_lock = threading.Lock()
+        #: Every target's recent past in buckets (GET /api/v1/targets/{name}/history).
+        self.history = History()
 
     # -- ServiceView ----------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def answered(server: VersionServer) -> dict[str, int]:
 def test_headless_counts_agree_exactly(tmp_path: Path, processes: int) -> None:
     with VersionServer(v2_share=0.3, error_share={"v2": 0.1}) as server:
         extra = ["--processes", str(processes), *master_port_args()] if processes else []
-        run_locust(
+        out = run_locust(
             server.url, "--headless", "-u", "4", "-r", "4", "-t", "3s", "--only-summary",
             "--json-file", str(tmp_path / "stats"), "--probes-runs-dir", str(tmp_path / "runs"),
             *extra, cwd=tmp_path,
@@ -67,6 +67,10 @@ def test_headless_counts_agree_exactly(tmp_path: Path, processes: int) -> None:
     assert callers.str.rsplit("/", n=1).str[0].nunique() == max(processes, 1)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["kind"] == "load" and manifest["ended_at"] is not None
+    # the run ends at its last answer, not when Locust quit; the output says where it went
+    last = float((samples["ts"] + samples["latency_ms"] / 1000).max())
+    assert manifest["ended_ts"] == pytest.approx(last, abs=1e-6)
+    assert f"probes report {run_dir}" in out
 
 
 def test_master_and_workers_started_separately(tmp_path: Path) -> None:
@@ -196,3 +200,34 @@ def test_versions_endpoint_tab_and_sigterm(tmp_path: Path) -> None:
     samples = locust_samples(run_dir)
     assert len(samples) == counts(run_dir)["requests"]
     assert 0 <= sum(served.values()) - len(samples) <= 2  # users stopped mid-request
+
+
+def test_web_ui_run_ends_at_its_last_answer_not_at_quit(tmp_path: Path) -> None:
+    """With the web UI, a test stopped by its time limit idles until Locust quits: that idle
+    time is no part of the run (duration_s, req/s), which ends at its last answer."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with VersionServer() as server:
+        cmd = locust_cmd(
+            server.url, "--autostart", "-u", "2", "-r", "2", "-t", "2s", "--web-host",
+            "127.0.0.1", "--web-port", str(port), "--probes-runs-dir", str(tmp_path / "runs"),
+        )  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        log = (tmp_path / "locust.log").open("w")
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(lambda: get_json(f"{base}/stats/requests")["state"] == "stopped")
+            stopped_at = time.time()
+            # idle with the UI open, bounded: until the clock is 3 s past the stop
+            wait_for(lambda: time.time() > stopped_at + 3)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            log.close()
+    run_dir = only_run(tmp_path / "runs")
+    samples = locust_samples(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    last = float((samples["ts"] + samples["latency_ms"] / 1000).max())
+    assert manifest["ended_ts"] == pytest.approx(last, abs=1e-6)
+    assert manifest["ended_ts"] < stopped_at  # none of the idle time after the stop
+    assert f"probes report {run_dir}" in (tmp_path / "locust.log").read_text()

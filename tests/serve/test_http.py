@@ -142,6 +142,8 @@ async def get(client: TestClient, path: str, **kw: Any) -> tuple[int, Any, Any]:
 
 async def post(client: TestClient, path: str, data: Any, **kw: Any) -> tuple[int, Any, Any]:
     payload = data if isinstance(data, str | bytes) else json.dumps(data)
+    # a JSON POST, as the door asks (auth off: anything else is 415)
+    kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
     resp = await client.post(path, data=payload, **kw)
     ctype = resp.headers.get("Content-Type", "")
     body = await (resp.json() if ctype.startswith("application/json") else resp.text())

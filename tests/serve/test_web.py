@@ -155,7 +155,8 @@ def test_run_page_from_a_real_summary(tmp_path: Path) -> None:
     assert 'href="/api/v1/runs/chat-rollout-1/report">Full report' in page
     assert "comparison.judgement" in page and "error_rate" in page
     assert "<dt>versions</dt><dd>v1 → v2 (inferred)</dd>" in page
-    assert "<li><code>report.html</code></li>" in page
+    link = '<a href="/runs/chat-rollout-1/files/report.html"><code>report.html</code></a>'
+    assert f"<li>{link}</li>" in page
     assert 'href="/targets/chat">chat</a> · auto' in page
     v2 = summary["versions"]["v2"]
     assert f"{100 * v2['error_rate']:.3g}%" in page
@@ -281,13 +282,13 @@ def test_targets_page_live_split_at_390_px(ui_server: UiServer, tmp_path: Path) 
             page = browser.new_page(viewport={"width": 390, "height": 844})
             page.goto(ui_server.url + "/", timeout=20_000)
             bar = page.locator("[data-target=chat] .split")
-            assert bar.get_attribute("aria-label") == "traffic split: v1 100.00%" or (
-                bar.get_attribute("aria-label") == "traffic split: v1 100.0%"
-            )
+            assert bar.get_attribute("aria-label") == "traffic split: v1 100%"
+            legend = page.locator("[data-target=chat] .legend").inner_text()
+            assert legend.strip() == "v1 100%"
             ui_server.switch({"v1": 0.4, "v2": 0.6})
             page.wait_for_function(
                 "document.querySelector('[data-target=chat] .split')"
-                ".getAttribute('aria-label') === 'traffic split: v2 60.00%, v1 40.00%'",
+                ".getAttribute('aria-label') === 'traffic split: v2 60%, v1 40%'",
                 timeout=10_000,
             )
             assert page.locator("[data-live=current_version]").inner_text() == "v2"

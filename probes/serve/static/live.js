@@ -1,17 +1,21 @@
 /* proton-probe live panels: refresh what the server rendered, every 2 s, from the page's JSON
-   twin. Vanilla JS, no dependency; without it the pages still show the numbers as rendered. */
+   twin, and draw a target's charts from its history (GET /api/v1/targets/{name}/history), so
+   they open with the last 15 minutes. Vanilla JS, no dependency; without it the pages still
+   show the numbers as rendered. */
 (function () {
   "use strict";
-  var PERIOD_MS = 2000, KEEP = 150;
+  var PERIOD_MS = 2000;
+  var STATE_WORDS = {idle: "watching", capturing: "capturing", running: "running a schedule"};
 
   function color(label) {  /* the same hash as probes.serve.web.color */
     var h = 0;
     for (var i = 0; i < label.length; i++) h = (h * 31 + label.charCodeAt(i)) % 360;
     return "hsl(" + (h * 137 % 360) + ",62%,45%)";
   }
+  /* the same as probes.serve.web.fmt: 3 significant digits, never "1%" for 100 % */
   function fmt(v, kind) {
-    if (v === null || v === undefined) return "\u2014";
-    if (kind === "pct") return v ? (100 * v).toPrecision(3).replace(/\.?0+$/, "") + "%" : "0%";
+    if (v === null || v === undefined || (typeof v === "number" && !isFinite(v))) return "\u2014";
+    if (kind === "pct") return v ? String(Number((100 * v).toPrecision(3))) + "%" : "0%";
     if (kind === "ms") return v < 1000 ? v.toFixed(1) + " ms" : (v / 1000).toFixed(2) + " s";
     if (typeof v === "number") return v.toLocaleString("en-US", {maximumFractionDigits: 3});
     return String(v);
@@ -34,12 +38,12 @@
       .sort(function (a, b) { return b[1] - a[1] || (a[0] < b[0] ? -1 : 1); });
     var total = items.reduce(function (s, kv) { return s + kv[1]; }, 0) || 1;
     var bar = el("div", {"class": "split", role: "img", "aria-label": "traffic split: " +
-      items.map(function (kv) { return kv[0] + " " + (100 * kv[1] / total).toFixed(2) + "%"; }).join(", ")});
+      items.map(function (kv) { return kv[0] + " " + fmt(kv[1] / total, "pct"); }).join(", ")});
     var legend = el("div", {"class": "legend"});
     items.forEach(function (kv) {
       var pct = (100 * kv[1] / total).toFixed(2);
       bar.appendChild(el("i", {style: "width:" + pct + "%;background:" + color(kv[0]),
-                               title: kv[0] + " " + pct + "%"}));
+                               title: kv[0] + " " + fmt(kv[1] / total, "pct")}));
       var s = el("span", {}); s.appendChild(el("i", {style: "background:" + color(kv[0])}));
       s.appendChild(document.createTextNode(kv[0] + " " + fmt(kv[1], "pct")));
       legend.appendChild(s);
@@ -54,17 +58,35 @@
     line.appendChild(el("a", {href: base + "/runs/" + encodeURIComponent(r.run_id)},
                         fmt(r.from_version) + " \u2192 " + fmt(r.to_version)));
     line.appendChild(document.createTextNode(" "));
-    line.appendChild(el("span", {"class": "badge"}, r.status || "\u2014"));
+    line.appendChild(el("span", {"class": "badge status " + (r.status || "none")}, r.status || "\u2014"));
+    if (r.started_at) {
+      line.appendChild(document.createTextNode(" "));
+      line.appendChild(el("span", {"class": "muted"},
+                          String(r.started_at).replace("T", " ").replace(/\.\d+/, "")));
+    }
     box.replaceChildren(line);
   }
+  function badge(cls, text, title) {
+    return el("span", {"class": "badge " + cls, title: title}, text);
+  }
   function update(card, t) {
+    if (card.classList.contains("card")) {
+      card.className = "card health-" + (t.health || "none");
+    }
     card.querySelectorAll("[data-live]").forEach(function (node) {
       var key = node.getAttribute("data-live");
       if (key === "versions") splitBar(node, t.versions);
       else if (key === "rollout") rolloutLine(node, t.rollout);
       else if (key === "state") {
-        var b = el("span", {"class": "badge state-" + (t.state || "none")}, t.state || "\u2014");
-        node.replaceChildren(b);
+        node.replaceChildren(badge("state-" + (t.state || "none"),
+                                   STATE_WORDS[t.state] || t.state || "\u2014", "state: " + t.state));
+      } else if (key === "health") {
+        node.replaceChildren(badge("health-" + (t.health || "none"), t.health || "\u2014", "health"));
+      } else if (key === "verdict") {
+        node.replaceChildren(badge(t.verdict || "none", t.verdict ? "verdict " + t.verdict : "no verdict",
+                                   "the latest rollout's verdict"));
+      } else if (key === "problems") {
+        node.replaceChildren.apply(node, (t.problems || []).map(function (p) { return el("li", {}, p); }));
       } else node.textContent = fmt(t[key], node.getAttribute("data-kind"));
     });
   }
@@ -74,30 +96,132 @@
       .then(function (data) { if (data) done(data); })
       .catch(function () { /* the next tick tries again */ });
   }
-  var history = [];
-  function drawCharts(box) {
+
+  /* -- charts over time ------------------------------------------------------------------ */
+  var W = 600, H = 150, L = 46, R = 8, T = 8, B = 20;
+  function hhmm(t, step) { return new Date(t * 1000).toISOString().slice(11, step < 60 ? 19 : 16); }
+  function tickStep(span) {
+    var steps = [30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600];
+    for (var i = 0; i < steps.length; i++) if (span / steps[i] <= 6) return steps[i];
+    return 43200;
+  }
+  /* lines: [{label, color, points: [[t, v], ...], dashed}]; marks: [{t, label, dashed}] */
+  function drawChart(svg, o) {
+    var x = function (t) { return L + (W - L - R) * (t - o.t0) / Math.max(1, o.t1 - o.t0); };
+    var ymax = o.ymax > 0 ? o.ymax : 1;
+    var y = function (v) { return H - B - (H - T - B) * Math.min(v, ymax) / ymax; };
+    var nodes = [
+      svgEl("line", {"class": "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
+      svgEl("line", {"class": "axis", x1: L, y1: T, x2: L, y2: H - B}),
+      svgEl("text", {x: 2, y: T + 10}, o.yfmt(ymax)),
+      svgEl("text", {x: 2, y: H - B}, o.yfmt(0))
+    ];
+    var step = tickStep(o.t1 - o.t0);
+    for (var t = Math.ceil(o.t0 / step) * step; t <= o.t1; t += step) {
+      nodes.push(svgEl("line", {"class": "axis", x1: x(t), y1: H - B, x2: x(t), y2: H - B + 4}));
+      nodes.push(svgEl("text", {x: x(t), y: H - 3, "text-anchor": "middle"}, hhmm(t, step)));
+    }
+    (o.marks || []).forEach(function (m, i) {
+      if (m.t < o.t0 || m.t > o.t1) return;
+      var mx = x(m.t), right = mx > W / 2;  /* label on the side with room; one row each */
+      nodes.push(svgEl("line", {"class": "mark" + (m.dashed ? " dashed" : ""), x1: mx, y1: T,
+                                x2: mx, y2: H - B}));
+      nodes.push(svgEl("text", {x: right ? mx - 3 : mx + 3, y: T + 12 + 14 * i,
+                                "text-anchor": right ? "end" : "start"}, m.label));
+    });
+    o.lines.forEach(function (line) {
+      if (!line.points.length) return;
+      var pts = line.points.map(function (p) { return x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1); });
+      var attrs = {points: pts.join(" "), fill: "none", "stroke-width": 1.8, stroke: line.color};
+      if (line.dashed) attrs["stroke-dasharray"] = "5 3";
+      var poly = svgEl("polyline", attrs);
+      poly.appendChild(svgEl("title", {}, line.label));
+      nodes.push(poly);
+      if (line.points.length === 1) {
+        nodes.push(svgEl("circle", {cx: x(line.points[0][0]), cy: y(line.points[0][1]), r: 2.5,
+                                    fill: line.color}));
+      }
+    });
+    svg.replaceChildren.apply(svg, nodes);
+    svg.setAttribute("aria-label", o.title);
+    svg.setAttribute("role", "img");
+  }
+  function legend(box, lines) {
+    if (!box) return;
+    box.replaceChildren.apply(box, lines.map(function (line) {
+      var s = el("span", {});
+      s.appendChild(el("i", {style: "background:" + line.color}));
+      s.appendChild(document.createTextNode(line.label));
+      return s;
+    }));
+  }
+  function switchMark(buckets) {  /* the first bucket where a new version answered most */
+    var first = null;
+    for (var i = 0; i < buckets.length; i++) {
+      var v = buckets[i].versions || {}, top = null;
+      Object.keys(v).forEach(function (k) { if (top === null || v[k] > v[top]) top = k; });
+      if (top === null) continue;
+      if (first === null) first = top;
+      else if (top !== first) return {t: buckets[i].t, label: "switch to " + top};
+    }
+    return null;
+  }
+  function drawHistory(box, h, target) {
+    var now = Date.now() / 1000, b = h.buckets || [];
+    var mid = (h.bucket_s || 5) / 2;
+    /* the asked-for window, or from the first bucket when the service is younger (2 min at
+       least), so a fresh start does not squeeze everything against the right edge */
+    var t0 = now - 60 * (h.minutes || 15);
+    if (b.length && b[0].t > t0) t0 = Math.min(b[0].t, now - 120);
     var labels = {};
-    history.forEach(function (h) { Object.keys(h.t.versions || {}).forEach(function (k) { labels[k] = 1; }); });
+    b.forEach(function (x) { Object.keys(x.versions || {}).forEach(function (k) { labels[k] = 1; }); });
+    var names = Object.keys(labels).sort();
+    var marks = [];
+    if (target && target.rollout && target.rollout.started_at) {
+      marks.push({t: Date.parse(target.rollout.started_at) / 1000, label: "rollout", dashed: true});
+    }
+    var sw = switchMark(b);
+    if (sw) marks.push(sw);
+    var share = names.map(function (k) {
+      return {label: k, color: color(k),
+              points: b.map(function (x) { return [x.t + mid, (x.versions || {})[k] || 0]; })};
+    });
+    var counts = [
+      {label: "requests", color: "#0969da", points: b.map(function (x) { return [x.t + mid, x.requests]; })},
+      {label: "errors", color: "#cf222e", points: b.map(function (x) { return [x.t + mid, x.errors]; })}
+    ];
+    var lat = [{label: "p50 (all)", color: "#57606a", dashed: true,
+                points: b.filter(function (x) { return x.p50_ms !== null; })
+                         .map(function (x) { return [x.t + mid, x.p50_ms]; })}];
+    names.forEach(function (k) {
+      lat.push({label: "p99 " + k, color: color(k),
+                points: b.filter(function (x) { return (x.p99_by_version || {})[k] != null; })
+                         .map(function (x) { return [x.t + mid, x.p99_by_version[k]]; })});
+    });
+    var maxOf = function (lines) {
+      var m = 0;
+      lines.forEach(function (l) { l.points.forEach(function (p) { if (p[1] > m) m = p[1]; }); });
+      return m;
+    };
+    var charts = {
+      share: {lines: share, ymax: 1, yfmt: function (v) { return fmt(v, "pct"); },
+              title: "share of answers per version"},
+      requests: {lines: counts, ymax: maxOf(counts), yfmt: function (v) { return fmt(Math.round(v)); },
+                 title: "requests and errors per bucket"},
+      latency: {lines: lat, ymax: maxOf(lat), yfmt: function (v) { return v ? fmt(v, "ms") : "0"; },
+                title: "latency p50 and p99 per version"}
+    };
     box.querySelectorAll("svg[data-chart]").forEach(function (svg) {
-      var metric = svg.getAttribute("data-chart"), W = 600, H = 120, pad = 14;
-      var series = history.map(function (h) {
-        return metric === "share" ? h.t.versions || {} : {all: h.t[metric]};
-      });
-      var keys = metric === "share" ? Object.keys(labels) : ["all"];
-      var max = metric === "share" ? 1 : Math.max.apply(null, series.map(function (s) { return s.all || 0; }).concat([1e-9]));
-      var nodes = [svgEl("text", {x: 2, y: 10}, metric + " (max " + fmt(max, metric === "p99_ms" ? "ms" : "pct") + ")")];
-      keys.forEach(function (k) {
-        var pts = series.map(function (s, i) {
-          var v = s[k] || 0, x = pad + (W - 2 * pad) * i / Math.max(1, series.length - 1);
-          return x.toFixed(1) + "," + (H - pad - (H - 2 * pad) * v / max).toFixed(1);
-        });
-        nodes.push(svgEl("polyline", {points: pts.join(" "), fill: "none", "stroke-width": 1.5,
-                                      stroke: k === "all" ? "#0969da" : color(k)}));
-      });
-      svg.replaceChildren.apply(svg, nodes);
+      var name = svg.getAttribute("data-chart"), c = charts[name];
+      if (!c) return;
+      c.t0 = t0; c.t1 = now; c.marks = marks;
+      drawChart(svg, c);
+      legend(box.querySelector("[data-legend=" + name + "]"), c.lines);
     });
     box.hidden = false;
   }
+
+  var lastTarget = null;
   function tick() {
     document.querySelectorAll("[data-live-list]").forEach(function (list) {
       get(list.getAttribute("data-live-list"), function (targets) {
@@ -110,16 +234,18 @@
     });
     document.querySelectorAll("[data-live-one]").forEach(function (box) {
       get(box.getAttribute("data-live-one"), function (t) {
-        update(box, t);
-        history.push({at: Date.now(), t: t});
-        if (history.length > KEEP) history.shift();
-        var charts = box.querySelector("[data-live-charts]");
-        if (charts) drawCharts(charts);
+        lastTarget = t;
+        update(box.closest("main") || box, t);
       });
+      var charts = box.querySelector("[data-history]");
+      if (charts) {
+        get(charts.getAttribute("data-history"), function (h) { drawHistory(charts, h, lastTarget); });
+      }
     });
   }
   if (document.querySelector("[data-live-list],[data-live-one]")) {
     tick();
     setInterval(tick, PERIOD_MS);
   }
+  window.protonProbe = {fmt: fmt};  /* for tests and the console */
 })();
