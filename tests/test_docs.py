@@ -24,7 +24,6 @@ SERVE_MD = DOCS / "serve.md"
 #: empties this set once those are merged: then every entry must exist in the code.
 PENDING = {
     ("config", "serve.locust_master"),  # issue 24: [serve] locust_master
-    ("metric", "proton_probe_ttft_seconds"),  # issue 23: the TTFT histogram
 }
 
 SECTIONS = {
