@@ -46,7 +46,9 @@ def _flag(ctx: click.Context, param: click.Parameter) -> list[str] | None:
 
 
 def _command(name: str, command: click.Command, parent: click.Context) -> list[str]:
-    ctx = click.Context(command, info_name=name, parent=parent)
+    # the command's own context_settings, as make_context applies them: click caches each
+    # command's help option the first time it is built, so every context must agree on it
+    ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
     usage = " ".join(command.collect_usage_pieces(ctx))
     out = [f"## `probes {name}`", "", "```", f"probes {name} {usage}".rstrip(), "```", ""]
     out += [_help(command), ""]
@@ -63,7 +65,7 @@ def markdown() -> str:
     from probes.cli import _register, cli
 
     _register()
-    root = click.Context(cli, info_name="probes")
+    root = click.Context(cli, info_name="probes", **cli.context_settings)
     lines = [HEADER, "## `probes`", "", _help(cli), ""]
     rows = [row for p in cli.get_params(root) if (row := _flag(root, p)) is not None]
     lines += ["| flag | meaning |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows], ""]
