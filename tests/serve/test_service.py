@@ -414,7 +414,7 @@ def test_url_target_switch_captured_cutover_within_one_capture_interval(tmp_path
 
 
 def test_dead_target_never_stalls_another(tmp_path: Path) -> None:
-    stall = (time.time(), time.time() + 5)  # requests received in it wait for its end
+    stall = (time.time(), time.time() + 8)  # requests received in it wait for its end
     with VersionServer() as good, VersionServer(stall=stall) as stalled:
         cfg = config(tmp_path, [
             {"name": "good", "url": good.url, "canary_rate": 20},
@@ -428,7 +428,13 @@ def test_dead_target_never_stalls_another(tmp_path: Path) -> None:
         svc = run_service(cfg, body)
     frames = {p.name.split("-")[0]: read_samples(p) for p in runs_of(cfg.serve.runs_dir, "canary")}
     good_rows = frames["good"]
-    assert good_rows["error"].isna().all() and len(good_rows) >= 5 * 20
+    assert good_rows["error"].isna().all()
+    # One row per due request all through the stall, from whenever the service started
+    # probing (a busy machine starts it seconds late: count from there, not from the stall)
+    start = max(stall[0], float(good_rows["intended_ts"].min()))
+    assert stall[1] - start > 2.0, "the service never probed during the stall"
+    due = good_rows["intended_ts"].between(start, stall[1], inclusive="left")
+    assert int(due.sum()) >= 20 * (stall[1] - start) - 2
     # A stall passed on would show as seconds of lateness or latency; a busy machine (the
     # suite runs beside other work) adds tens of milliseconds at most, so the bounds are an
     # order of magnitude below the 5 s stall rather than a timing goal.
