@@ -426,6 +426,18 @@ def _reconciliation_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str
     return head, rows
 
 
+def _worker_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["worker", "host", "rows", "first row (s)", "last row (s)", "lost mid-run"]
+    rows = [
+        [
+            w.get("id"), w.get("host"), fmt(w.get("rows")), fmt(w.get("first_s")),
+            fmt(w.get("last_s")), w.get("lost") or "",
+        ]
+        for w in s.get("workers") or []
+    ]  # fmt: skip
+    return head, rows
+
+
 def _unattributed_line(s: Mapping[str, Any]) -> str:
     u = (s.get("reconciliation") or {}).get("unattributed") or {}
     never = _counts_line(u.get("no_answer"))
@@ -575,6 +587,8 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     parts += ["<h2>Versions</h2>", _table(*_versions_rows(s))]
     parts += ["<h2>Phases</h2>", _table(*_phase_rows(s))]
     parts += _connection_sections_html(s)
+    if s.get("workers"):
+        parts += ["<h2>Locust workers</h2>", _table(*_worker_rows(s))]
     for name in FIGURE_TITLES:
         if name in images:
             data = base64.b64encode(images[name]).decode("ascii")
@@ -649,6 +663,8 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
     lines += ["", "### Versions", "", *_md_table(*_versions_rows(s))]
     lines += ["", "### Phases", "", *_md_table(*_phase_rows(s))]
     lines += _connection_sections_md(s)
+    if s.get("workers"):
+        lines += ["", "### Locust workers", "", *_md_table(*_worker_rows(s))]
     if figures:
         lines += ["", "Figures: " + ", ".join(f"`figures/{n}.png`" for n in figures)]
     return "\n".join(lines) + "\n"

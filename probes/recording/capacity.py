@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,15 @@ from probes.canary import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from probes.errors import ConfigError, ProbesError
 from probes.recording.finish import outcome, report
 from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
-from probes.recording.locustproc import MAX_WORKERS, LocustSettings, ShardFollower, run_locust
+from probes.recording.locustproc import (
+    DEFAULT_MASTER_BIND,
+    DEFAULT_WORKER_TIMEOUT_S,
+    MAX_WORKERS,
+    LocustSettings,
+    MasterBind,
+    ShardFollower,
+    run_locust,
+)
 from probes.recording.observation import MAX_IN_FLIGHT_LIMIT, parse_max_body
 from probes.recording.ratesteps import run_rate_steps
 from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
@@ -98,6 +106,8 @@ class CapacitySettings:
     #: An earlier capacity run to compare with, step by step; the verdict then also needs
     #: the run not to be worse than it (the nightly regression gate).
     baseline: Path | None = None
+    #: With ``expect_workers``: where the master listens and how long it waits for them.
+    master: MasterBind = field(default_factory=MasterBind)
 
     @property
     def mode(self) -> str:
@@ -119,7 +129,11 @@ class CapacitySettings:
             ),
         )
         return LocustSettings(
-            validate(shape), self.workers, self.expect_workers, max_body_bytes=self.max_body_bytes
+            validate(shape),
+            self.workers,
+            self.expect_workers,
+            self.master,
+            max_body_bytes=self.max_body_bytes,
         )
 
     @property
@@ -139,6 +153,8 @@ class CapacitySettings:
         duration: Any = None,
         workers: Any = DEFAULTS["workers"],
         expect_workers: Any = 0,
+        master_bind: Any = DEFAULT_MASTER_BIND,
+        worker_timeout: Any = DEFAULT_WORKER_TIMEOUT_S,
         slos: Sequence[str] = (),
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         mode: Any = DEFAULTS["mode"],
@@ -195,10 +211,17 @@ class CapacitySettings:
             cap = min(parse_duration(duration, place("duration")), plan.planned_s)
         workers = parse_count(workers, place("workers"), 0, MAX_WORKERS, "(0: one process)")
         expect = parse_count(expect_workers, place("expect_workers"), 0, MAX_WORKERS)
+        if workers and expect:
+            raise ConfigError(
+                f"{place('workers')} and {place('expect_workers')}: give one or the other"
+            )
         checks = _checks(slos, place)
         plan = StepPlan(start, step, seconds, max_users, rate, cap)
         body = parse_max_body(max_body_bytes, place("max_body_bytes"))
-        return cls(plan, workers, expect, checks, body, None, parse_baseline(baseline, place))
+        master = MasterBind.build(master_bind, worker_timeout, place=place)
+        return cls(
+            plan, workers, expect, checks, body, None, parse_baseline(baseline, place), master
+        )
 
     def manifest(self, spec: RequestSpec) -> dict[str, Any]:
         """The manifest's ``settings`` of a capacity run (secrets already masked)."""
@@ -236,6 +259,7 @@ class CapacitySettings:
         }
         if self.expect_workers:
             block["expect_workers"] = self.expect_workers
+            block.update(self.master.manifest())
         return block
 
 
