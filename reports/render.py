@@ -550,6 +550,15 @@ def caveats(s: Mapping[str, Any]) -> list[str]:
         notes.append(
             f"{len(skipped)} sample shard(s) skipped as unreadable, their rows left out: {files}."
         )
+    lost = [w for w in s.get("workers") or [] if w.get("lost")]
+    if lost:
+        names = "; ".join(
+            f"{w.get('id')} ({w.get('lost')}, last row at {fmt(w.get('last_s'))} s)" for w in lost
+        )
+        notes.append(
+            f"{len(lost)} Locust worker(s) lost mid-run, the run went on with the others "
+            f"(a lost worker's last second of rows may be missing): {names}."
+        )
     return notes
 
 

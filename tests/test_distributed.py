@@ -255,3 +255,23 @@ def test_a_worker_killed_mid_run_is_recorded_and_the_run_completes(tmp_path: Pat
     assert [e["detail"]["id"] for e in events] == [lost[0]["id"]]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [w["lost"] for w in manifest["locust"]["workers"]].count(LOST_MISSING) == 1
+    assert "1 Locust worker(s) lost mid-run" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_capacity_steps_on_remote_workers(tmp_path: Path) -> None:
+    from tests.helpers import VersionServer
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    port = free_port()
+    with VersionServer() as server, workers(2, port, tmp_path / "w", env):
+        cmd = [PROBES, "capacity", server.url, "--expect-workers", "2", "--master-bind",
+               f"127.0.0.1:{port}", "--start-users", "2", "--step-users", "2",
+               "--step-seconds", "3", "--max-users", "4", "--runs-dir", str(tmp_path / "runs"),
+               "--run-id", "c", "-q"]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=150)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary, _ = check_rows(tmp_path / "runs" / "c")
+    assert len(summary["workers"]) == 2 and all(w["rows"] > 0 for w in summary["workers"])
+    steps = summary["capacity"]["steps"]
+    assert [s["users"] for s in steps] == [2, 4], steps
