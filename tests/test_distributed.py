@@ -275,3 +275,69 @@ def test_capacity_steps_on_remote_workers(tmp_path: Path) -> None:
     assert len(summary["workers"]) == 2 and all(w["rows"] > 0 for w in summary["workers"])
     steps = summary["capacity"]["steps"]
     assert [s["users"] for s in steps] == [2, 4], steps
+
+
+class _Recording:
+    """A tiny HTTP/1.1 server on 127.0.0.1:0 that records what each request carried."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[tuple[str, str, str | None, str | None, bytes]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append((self.command, self.path, self.headers.get("X-A"),
+                             self.headers.get("Authorization"), body))  # fmt: skip
+                self.send_response(200)
+                self.send_header("X-Proton-Version", "v1")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.seen = seen
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Recording:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/w/"
+
+
+@pytest.mark.slow
+def test_workers_need_only_their_token(tmp_path: Path) -> None:
+    """Method, path, headers, body and the token's variable name reach a plain worker from
+    the master; the token itself is only in the workers' environment."""
+    master_env = {k: v for k, v in os.environ.items() if k != "MY_TOKEN"}
+    master_env["PYTHONPATH"] = str(ROOT)
+    worker_env = {**master_env, "MY_TOKEN": "tok-1"}
+    port = free_port()
+    with _Recording() as server, workers(2, port, tmp_path / "w", worker_env):
+        proc = probes_load(
+            tmp_path, port, 2, server.url, "--method", "POST", "--path", "/chat/completions",
+            "--header", "X-A: 1", "--body", '{"a": 1}', "--token-env", "MY_TOKEN",
+            "--duration", "3", "--users", "2", "--spawn-rate", "2", env=master_env,
+        )  # fmt: skip
+        code, err = finished(proc)
+        seen = list(server.seen)
+    assert code == 0, err[-3000:]
+    summary, frame = check_rows(tmp_path / "runs" / "r")
+    assert len(seen) >= len(frame) > 0
+    assert set(seen) == {("POST", "/w/chat/completions", "1", "Bearer tok-1", b'{"a": 1}')}
+    assert set(frame["version"]) == {"v1"} and len(summary["workers"]) == 2
