@@ -179,6 +179,7 @@ def check_rows(run_dir: Path) -> tuple[dict[str, Any], Any]:
     """Rows recorded == Locust's own count summed over workers; the summary."""
     counts = json.loads((run_dir / "locust.json").read_text())
     frame = read_samples(run_dir)
+    frame = frame[frame["source"] == "locust"]
     assert len(frame) == counts["samples"] == counts["requests"] > 0, counts
     summary = json.loads((run_dir / "summary.json").read_text())
     assert sum(w["rows"] for w in summary["workers"]) == counts["requests"]
@@ -196,7 +197,7 @@ def test_three_workers_see_a_switch(tmp_path: Path) -> None:
         proc = probes_load(
             tmp_path, port, 3, "--api", sim.api_url, "--workload", sim.workload_id,
             "--replace-with", sim.candidate_artifact_id, "--replace-at", "2",
-            "--duration", "8", "--users", "6", "--spawn-rate", "6",
+            "--duration", "8", "--users", "6", "--spawn-rate", "6", "--probe-rate", "10",
             "--token-env", "SIM_TOKEN", env=env,
         )  # fmt: skip
         code, err = finished(proc)
@@ -210,8 +211,13 @@ def test_three_workers_see_a_switch(tmp_path: Path) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["settings"]["master_bind"] == f"127.0.0.1:{port}"
     assert manifest["settings"]["expect_workers"] == 3
-    connected = [e for e in read_events(run_dir) if e.get("status") == "worker connected"]
+    events = read_events(run_dir)
+    connected = [e for e in events if e.get("status") == "worker connected"]
     assert len(connected) == 3
+    # the probe beside the load starts with the load, not with the wait for the workers
+    (started,) = [e["ts"] for e in events if e.get("status") == "load started"]
+    probe_ts = read_samples(run_dir).query("source == 'probe'")["ts"]
+    assert len(probe_ts) > 0 and probe_ts.min() >= started
     assert "Locust workers" in (run_dir / "report.md").read_text()
 
 

@@ -432,7 +432,12 @@ def _capacity(
         return _rate_capacity(spec, run, settings, settings.rates, stop, progress)
     grace = GRACE_S + (WORKER_GRACE_S if settings.workers or settings.expect_workers else 0.0)
     watch = StepWatch(run.path, progress, settings.plan, settings.judged_by, grace)
-    progress.started(settings.plan.duration_s, None)
+
+    def start() -> None:  # with workers from elsewhere: once they are there
+        progress.started(settings.plan.duration_s, None)
+
+    if not settings.expect_workers:
+        start()
     try:
         result = run_locust(
             spec,
@@ -441,6 +446,7 @@ def _capacity(
             stop=stop,
             follower=watch,
             until=lambda: watch.judge(time.time()) is not None,
+            on_start=start if settings.expect_workers else None,
         )
     finally:
         progress.finished()

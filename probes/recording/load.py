@@ -181,26 +181,38 @@ def load(
         place=where.place,
     )
     drivers: list[Any] = []
+    probes: list[_Probe] = []
+    status = (lambda: drivers[0].status_line() if drivers else "") if platform else None
 
-    def start_driver() -> None:
+    def start_driver() -> None:  # as Locust starts
         if platform is not None:
             watch_s = settings.shape.duration + 5.0
-            # Called when the load starts: after the wait for workers from elsewhere.
             start = time.time() if settings.expect_workers else run.started_ts
             drivers.append(make_driver(platform, run, start, watch_s=watch_s))
 
-    probe = _Probe.start(spec, run, settings, progress)
-    status = (lambda: drivers[0].status_line() if drivers else "") if platform else None
-    progress.started(settings.shape.duration, status)
+    def start_beside() -> None:
+        """The status line and the probe beside Locust's load. With workers from elsewhere,
+        they and the rollout driver start once the workers are there, so the probe's
+        schedule and ``--replace-at`` count from the load, not from the wait."""
+        progress.started(settings.shape.duration, status)
+        probes.append(_Probe.start(spec, run, settings, progress))
+
+    def start_all() -> None:
+        start_beside()
+        start_driver()
+
+    if not settings.expect_workers:
+        start_beside()
     warnings: list[str] = []
     try:
         follower = ShardFollower(run.path, progress)
+        on_start = start_all if settings.expect_workers else start_driver
         result = run_locust(
-            spec, settings.locust, run.path, stop=stop, follower=follower, on_start=start_driver
+            spec, settings.locust, run.path, stop=stop, follower=follower, on_start=on_start
         )
         warnings += result.warnings
     finally:
-        probe_stats = probe.stop(warnings)
+        probe_stats = probes[0].stop(warnings) if probes else None
         for driver in drivers:
             driver.stop()
         progress.finished()
