@@ -347,3 +347,35 @@ def test_workers_need_only_their_token(tmp_path: Path) -> None:
     assert len(seen) >= len(frame) > 0
     assert set(seen) == {("POST", "/w/chat/completions", "1", "Bearer tok-1", b'{"a": 1}')}
     assert set(frame["version"]) == {"v1"} and len(summary["workers"]) == 2
+
+
+@pytest.mark.slow
+def test_rate_steps_split_across_remote_workers(tmp_path: Path) -> None:
+    """``--mode rate`` on two workers: together they offer exactly the plan (every slot is a
+    row, sent or ``client_saturated``), each exactly half of it."""
+    from tests.helpers import VersionServer
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    port = free_port()
+    with VersionServer() as server, workers(2, port, tmp_path / "w", env):
+        cmd = [PROBES, "capacity", server.url, "--mode", "rate", "--expect-workers", "2",
+               "--master-bind", f"127.0.0.1:{port}", "--start-rate", "20", "--step-rate", "20",
+               "--max-rate", "40", "--step-seconds", "3", "--max-in-flight", "8",
+               "--runs-dir", str(tmp_path / "runs"), "--run-id", "rate", "-q"]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=150)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "rate"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    t0 = manifest["capacity"]["t0"]
+    counts = json.loads((run_dir / "locust.json").read_text())
+    frame = read_samples(run_dir)
+    frame = frame[frame["source"] == "locust"]
+    unsent = int((frame["error"] == "client_saturated").sum())
+    assert len(frame) == counts["samples"] == counts["requests"] + unsent
+    step = ((frame["intended_ts"] - t0) // 3).astype(int)
+    assert step.value_counts().sort_index().to_dict() == {0: 60, 1: 120}  # the plan, exactly
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert sorted(w["rows"] for w in summary["workers"]) == [90, 90]
+    steps = summary["capacity"]["steps"]
+    assert [s["offered_rps"] for s in steps] == [20, 40]
+    assert all(s["achieved_rps"] > 0 for s in steps)

@@ -70,6 +70,13 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             "help": "Seconds of traffic in the Versions tab.",
         },
     ),
+    (
+        "rate-plan",
+        "rate_plan",
+        {"help": "Open-model rate steps (JSON of a RatePlan; set by probes capacity --mode rate)."},
+    ),
+    ("rate-workers", "rate_workers", {"type": int, "help": "Workers sharing the rate plan."}),
+    ("rate-t0", "rate_t0", {"type": float, "help": "When the rate plan starts (the master's)."}),
     ("api", "api", {"help": "Workload API base: record the control plane beside the load."}),
     ("workload", "workload", {"help": "Workload id (with --probes-api)."}),
 )

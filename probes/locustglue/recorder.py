@@ -13,7 +13,7 @@ import gevent
 from geventhttpclient.header import Headers
 
 from probes.live import DEFAULT_WINDOW_S, RecentSamples, SampleRow
-from probes.locustglue import CALLER_KEY
+from probes.locustglue import CALLER_KEY, INTENDED_KEY
 from probes.records import Sample, ShardWriter, http_error_class
 from probes.tagging import DEFAULT_RULES, MAX_LABEL, TagRules, tag
 
@@ -121,6 +121,7 @@ class Recorder:
         # Each InvokeUser is a caller of its own (``worker`` = process/user), so flips are
         # counted per caller; requests of other user classes stay on the process's name.
         worker = (context.get(CALLER_KEY) if context else None) or self.worker
+        intended = context.get(INTENDED_KEY) if context else None
         status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
         if status:
             headers = getattr(response, "headers", None)
@@ -141,7 +142,7 @@ class Recorder:
         self.sink(
             (
                 ts,
-                ts,
+                ts if intended is None else intended,
                 latency,
                 "locust",
                 worker,

@@ -4,6 +4,7 @@ and the run directory it records into."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from typing import Any
@@ -18,8 +19,9 @@ from probes.errors import ConfigError
 from probes.live import DEFAULT_WINDOW_S, SampleRow
 from probes.locustglue import BODY_ENV, HEADERS_ENV
 from probes.locustglue.options import ENV_OPTIONS, _opt, request_spec
+from probes.locustglue.ratepace import RATE_LEAD_S, RateSchedule, SlotQueue
 from probes.locustglue.recorder import REPORT_KEY, Recorder, Store, WorkerBuffer
-from probes.locustglue.workers import LOAD_STARTED, WATCH_INTERVAL_S, WorkerTally
+from probes.locustglue.workers import LOAD_STARTED, RATE_T0, WATCH_INTERVAL_S, WorkerTally
 from probes.records import Sample, samples_to_table, write_json_atomic
 from probes.run import LOCUST_COUNTS_FILE, Run, worker_name
 from probes.settings import RequestSpec, mask_url
@@ -46,6 +48,7 @@ class ProbesState:
         self.watcher: Any = None
         #: On a master: its workers, their rows and losses (``probes.locustglue.workers``).
         self.tally: WorkerTally | None = None
+        self._slots: SlotQueue | None = None
         #: Marker events not yet written: (ts, status, detail).
         self.markers: list[tuple[float, str, dict[str, Any]]] = []
         #: Rows of this process's own users (single-process mode), moved to the store in
@@ -62,6 +65,20 @@ class ProbesState:
     @property
     def options(self) -> Any:
         return self.environment.parsed_options
+
+    def slot_queue(self) -> SlotQueue | None:
+        """This process's share of an open-model rate plan (``probes.locustglue.ratepace``),
+        shared by its users; None without one."""
+        if self._slots is not None:
+            return self._slots
+        plan, t0 = _opt(self.options, "rate_plan"), _opt(self.options, "rate_t0")
+        if not plan or t0 is None:
+            return None
+        workers = max(1, int(_opt(self.options, "rate_workers", 1)))
+        index = getattr(self.environment.runner, "worker_index", 0) if workers > 1 else 0
+        schedule = RateSchedule.from_plan(json.loads(plan), float(t0))
+        self._slots = SlotQueue(schedule.slots(int(index) % workers, workers))
+        return self._slots
 
     def spec_for(self, host: str | None) -> RequestSpec:
         if self.spec is None or not self.spec.url.startswith((host or "").rstrip("/")):
@@ -306,6 +323,12 @@ def _on_test_start(state: ProbesState) -> None:
         state.recorder.rules = spec.tag_rules
     if not isinstance(env.runner, WorkerRunner):
         state.open_store()
+    if not isinstance(env.runner, WorkerRunner) and _opt(state.options, "rate_plan"):
+        # Open-model rate steps: one clock for every worker, set before the users spawn
+        # (a master fires test_start before it sends its spawn messages, with these options).
+        t0 = time.time() + RATE_LEAD_S
+        state.options.probes_rate_t0 = t0
+        _marker(state, RATE_T0, {"t0": t0})
     if isinstance(env.runner, MasterRunner):
         # The load starts now (a master first waits for its workers): the recording starts
         # its rollout driver on this marker.

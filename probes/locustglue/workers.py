@@ -24,6 +24,7 @@ __all__ = [
     "LOST",
     "LOST_MISSING",
     "LOST_QUIT",
+    "RATE_T0",
     "WATCH_INTERVAL_S",
     "WorkerAccount",
     "WorkerTally",
@@ -35,6 +36,8 @@ CONNECTED = "worker connected"
 LOST = "worker lost"
 #: Marker of a master's test start (detail: ``{workers}``), once its workers are there.
 LOAD_STARTED = "load started"
+#: Marker of an open-model rate plan's clock (detail: ``{t0}``), set by the master.
+RATE_T0 = "rate t0"
 #: Why a worker was lost: its heartbeat stopped, or it quit before the master asked.
 LOST_MISSING = "missing"
 LOST_QUIT = "quit"

@@ -2,8 +2,8 @@
 
 Two modes. ``users`` (the default) steps Locust users, below. ``rate`` steps the offered
 arrival rate with the open-model canary probe on this machine (``ratesteps``): the plan
-(``RatePlan``) goes into the manifest too, with ``mode: "rate"``; beyond one machine it is
-refused for now (``workers``).
+(``RatePlan``) goes into the manifest too, with ``mode: "rate"``; with ``workers`` or
+``expect_workers`` Locust processes offer the plan instead (``ratelocust``).
 
 Locust runs with the ``step`` shape: ``start_users`` for ``step_seconds``, then
 ``step_users`` more every ``step_seconds`` up to ``max_users``. The plan goes into the
@@ -173,16 +173,20 @@ class CapacitySettings:
         if mode == "rate":
             rates = _rate_plan(start_rate, step_rate, max_rate, step_seconds, duration,
                                max_in_flight, place)  # fmt: skip
-            for name, value in (("workers", workers), ("expect_workers", expect_workers)):
-                if value not in (0, None):
-                    raise ConfigError(
-                        f"{place(name)}: {value!r}: {place('mode')} rate runs the open-model "
-                        f"probe on this machine; Locust workers are not supported with it yet"
-                    )
+            workers = parse_count(workers, place("workers"), 0, MAX_WORKERS, "(0: one process)")
+            expect = parse_count(expect_workers, place("expect_workers"), 0, MAX_WORKERS)
+            if workers and expect:
+                raise ConfigError(
+                    f"{place('workers')} and {place('expect_workers')}: give one or the other"
+                )
             checks = _checks(slos, place)
             body = parse_max_body(max_body_bytes, place("max_body_bytes"))
             users = StepPlan(1, 1, rates.step_seconds, 1, 1.0, rates.duration_s)
-            return cls(users, 0, 0, checks, body, rates, parse_baseline(baseline, place))
+            master = MasterBind.build(master_bind, worker_timeout, place=place)
+            return cls(
+                users, workers, expect, checks, body, rates, parse_baseline(baseline, place),
+                master,
+            )  # fmt: skip
         start = parse_count(start_users, place("start_users"), 1, MAX_USERS)
         step = parse_count(step_users, place("step_users"), 1, MAX_USERS)
         if (
@@ -230,6 +234,17 @@ class CapacitySettings:
             block["baseline"] = {"run_id": self.baseline.name, "path": str(self.baseline)}
         return block
 
+    def _distributed(self) -> dict[str, Any]:
+        """Rate steps on Locust processes (``probes.locustglue.ratepace``): the rows to read
+        are Locust's (``rate_source``), the master's bind with workers from elsewhere."""
+        if not (self.workers or self.expect_workers):
+            return {}
+        block: dict[str, Any] = {"rate_source": "locust"}
+        if self.expect_workers:
+            block["expect_workers"] = self.expect_workers
+            block.update(self.master.manifest())
+        return block
+
     def _manifest(self, spec: RequestSpec) -> dict[str, Any]:
         if self.rates is not None:
             return {
@@ -241,8 +256,9 @@ class CapacitySettings:
                 "rate": self.rates.max_rate,
                 "duration_s": self.rates.duration_s,
                 "max_in_flight": self.rates.max_in_flight,
-                "workers": 0,
+                "workers": self.workers,
                 "max_body_bytes": self.max_body_bytes,
+                **self._distributed(),
             }
         plan, locust = self.plan, self.locust
         block = {
@@ -428,6 +444,10 @@ def _capacity(
     )
     if platform is not None:
         run.update(platform=platform.target.manifest())
+    if settings.rates is not None and (settings.workers or settings.expect_workers):
+        from probes.recording.ratelocust import rate_capacity_locust
+
+        return rate_capacity_locust(spec, run, settings, settings.rates, stop, progress)
     if settings.rates is not None:
         return _rate_capacity(spec, run, settings, settings.rates, stop, progress)
     grace = GRACE_S + (WORKER_GRACE_S if settings.workers or settings.expect_workers else 0.0)

@@ -131,6 +131,8 @@ class LocustSettings:
     master: MasterBind = field(default_factory=lambda: MasterBind())
     #: Bytes of a body each user keeps (for tagging); see ``probes.locustglue.user``.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: More ``--probes-*`` arguments (an open-model rate plan: ``--probes-rate-plan``).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def run_time_s(self) -> int:
@@ -216,6 +218,7 @@ def locust_command(spec: RequestSpec, locust: LocustSettings, run_dir: Path) -> 
     if shape.name != "steady" or shape.params:
         params_text = ",".join(f"{k}={v:g}" for k, v in shape.params)
         cmd += ["--probes-shape", f"{shape.name}:{params_text}" if params_text else shape.name]
+    cmd += locust.extra_args
     if locust.expect_workers:
         cmd += ["--master", "--expect-workers", str(locust.expect_workers)]
         # Locust takes whole seconds here (0 would mean forever).
