@@ -372,6 +372,7 @@ def test_rate_steps_split_across_remote_workers(tmp_path: Path) -> None:
     frame = frame[frame["source"] == "locust"]
     unsent = int((frame["error"] == "client_saturated").sum())
     assert len(frame) == counts["samples"] == counts["requests"] + unsent
+    assert counts["not_sent"] == unsent
     step = ((frame["intended_ts"] - t0) // 3).astype(int)
     assert step.value_counts().sort_index().to_dict() == {0: 60, 1: 120}  # the plan, exactly
     summary = json.loads((run_dir / "summary.json").read_text())

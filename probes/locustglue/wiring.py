@@ -26,6 +26,9 @@ from probes.records import Sample, samples_to_table, write_json_atomic
 from probes.run import LOCUST_COUNTS_FILE, Run, worker_name
 from probes.settings import RequestSpec, mask_url
 
+#: Where a row keeps its error class (Sample order), and the class of a slot not sent.
+ERROR_COLUMN = 8
+NOT_SENT = "client_saturated"
 #: Custom message type of an early sample batch from a worker.
 MESSAGE = "probes_samples"
 #: How long a quitting master waits for its workers' final reports.
@@ -49,6 +52,9 @@ class ProbesState:
         #: On a master: its workers, their rows and losses (``probes.locustglue.workers``).
         self.tally: WorkerTally | None = None
         self._slots: SlotQueue | None = None
+        #: Open-model rate steps on workers: ``client_saturated`` rows received (slots not
+        #: sent, so not in Locust's request count), or None in other runs.
+        self.not_sent: int | None = None
         #: Marker events not yet written: (ts, status, detail).
         self.markers: list[tuple[float, str, dict[str, Any]]] = []
         #: Rows of this process's own users (single-process mode), moved to the store in
@@ -140,6 +146,8 @@ class ProbesState:
         }
         if self.tally is not None:
             counts["workers"] = self.tally.as_list()
+        if self.not_sent is not None:
+            counts["not_sent"] = self.not_sent  # samples == requests + not_sent
         write_json_atomic(self.run.path / COUNTS_FILE, counts)
         if self.owns_run:
             self.run.finish(locust=counts)
@@ -258,6 +266,8 @@ def setup_master(state: ProbesState, runner: MasterRunner) -> None:
     """A master stores its workers' rows, accounts for every worker (``WorkerTally``) and
     hands its workers what they cannot read themselves (``share_request_env``)."""
     share_request_env(state.environment.parsed_options)
+    if _opt(state.options, "rate_plan"):
+        state.not_sent = 0
     state.tally = WorkerTally(lambda status, detail: _marker(state, status, detail))
     ev = state.environment.events
     runner.register_message(
@@ -299,6 +309,8 @@ def _on_connect(state: ProbesState, client_id: str) -> None:
 def _on_rows(state: ProbesState, client_id: str | None, rows: list[Any]) -> None:
     if state.tally is not None:
         state.tally.add_rows(client_id, rows)
+    if state.not_sent is not None:
+        state.not_sent += sum(1 for row in rows if row[ERROR_COLUMN] == NOT_SENT)
     _store(state).add_rows(rows)
 
 
