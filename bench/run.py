@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "serve": "bench.serve",
     "serve_verdict": "bench.serve_verdict",
     "streams": "bench.streams",
+    "master_ingest": "bench.master_ingest",
 }
 
 

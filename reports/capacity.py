@@ -753,8 +753,8 @@ def rate_capacity_from_frame(
         return (frame[column] == value).to_numpy(dtype=bool, na_value=False)
 
     keep = ~is_("error", INTERRUPTED_ERROR)
-    if "source" in frame.columns:
-        keep &= is_("source", "probe")
+    if "source" in frame.columns:  # Locust's rows when Locust workers offered the steps
+        keep &= is_("source", str(settings.get("rate_source") or "probe"))
     part = frame[keep]
     unsent = (part["error"] == UNSENT_ERROR).to_numpy(dtype=bool, na_value=False)
     ts = part["ts"].to_numpy(dtype=np.float64)

@@ -459,6 +459,18 @@ def _reconciliation_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str
     return head, rows
 
 
+def _worker_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["worker", "host", "rows", "first row (s)", "last row (s)", "lost mid-run"]
+    rows = [
+        [
+            w.get("id"), w.get("host"), fmt(w.get("rows")), fmt(w.get("first_s")),
+            fmt(w.get("last_s")), w.get("lost") or "",
+        ]
+        for w in s.get("workers") or []
+    ]  # fmt: skip
+    return head, rows
+
+
 def _unattributed_line(s: Mapping[str, Any]) -> str:
     u = (s.get("reconciliation") or {}).get("unattributed") or {}
     never = _counts_line(u.get("no_answer"))
@@ -577,6 +589,15 @@ def caveats(s: Mapping[str, Any]) -> list[str]:
         notes.append(
             f"{len(skipped)} sample shard(s) skipped as unreadable, their rows left out: {files}."
         )
+    lost = [w for w in s.get("workers") or [] if w.get("lost")]
+    if lost:
+        names = "; ".join(
+            f"{w.get('id')} ({w.get('lost')}, last row at {fmt(w.get('last_s'))} s)" for w in lost
+        )
+        notes.append(
+            f"{len(lost)} Locust worker(s) lost mid-run, the run went on with the others "
+            f"(a lost worker's last second of rows may be missing): {names}."
+        )
     return notes
 
 
@@ -616,6 +637,8 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     if s.get("stream"):
         parts += ["<h2>Streamed answers</h2>", _table(*_stream_rows(s))]
     parts += _connection_sections_html(s)
+    if s.get("workers"):
+        parts += ["<h2>Locust workers</h2>", _table(*_worker_rows(s))]
     for name in FIGURE_TITLES:
         if name in images:
             data = base64.b64encode(images[name]).decode("ascii")
@@ -692,6 +715,8 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
     if s.get("stream"):
         lines += ["", "### Streamed answers", "", *_md_table(*_stream_rows(s))]
     lines += _connection_sections_md(s)
+    if s.get("workers"):
+        lines += ["", "### Locust workers", "", *_md_table(*_worker_rows(s))]
     if figures:
         lines += ["", "Figures: " + ", ".join(f"`figures/{n}.png`" for n in figures)]
     return "\n".join(lines) + "\n"

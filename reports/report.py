@@ -30,6 +30,7 @@ from reports.analysis import Analysis, analyse, analyse_samples
 from reports.arrays import Unsupported, read_arrays
 from reports.rundir import COLUMNS
 from reports.verdict import parse_slo
+from reports.workers import workers_block
 
 MD_FILE = REPORT_MD_FILE
 
@@ -164,6 +165,9 @@ def make_report(
     analysis = _analyse_run(path, events, manifest, slo_list, bucket, figures, place)
     summary = analysis.summary
     baseline_check(summary, manifest, path)
+    workers = workers_block(manifest)
+    if workers is not None:
+        summary["workers"] = workers
     write_json_atomic(path / SUMMARY_FILE, summary)
     images: dict[str, bytes] = {}
     if figures:

@@ -17,6 +17,7 @@ from probes.recording import CapacitySettings
 from probes.recording.ratesteps import RateStepWatch
 from probes.recording.types import NoProgress
 from probes.records import Sample
+from probes.settings import build_request
 from reports import make_report
 from reports.capacity import (
     RatePlan,
@@ -193,7 +194,8 @@ BAD_RATE = {
     "--step-seconds": ["-1", "0", "1.5", "nan", "inf", "x"],
     "--max-in-flight": ["-1", "0", "100000000", "x"],
     "--mode": ["open", ""],
-    "--workers": ["2"],
+    "--workers": ["-1", "x"],  # Locust processes offer the rate too (probes.locustglue.ratepace)
+    "--expect-workers": ["-1"],
     "--duration": ["-1", "0", "nan", "inf", "x"],
 }
 CASES = [(flag, value) for flag, values in BAD_RATE.items() for value in values]
@@ -265,9 +267,15 @@ def test_schedule_args_take_the_rate_plan() -> None:
     with pytest.raises(ConfigError, match=r"^schedules\[0\]\.args\.start_rate: "):
         settings_from_args("capacity", {**args, "start_rate": 0}, duration_s=600, slos=[],
                            place="schedules[0].args")  # fmt: skip
-    with pytest.raises(ConfigError, match=r"^schedules\[0\]\.workers: 2: "):
+    # Locust workers offer the plan beyond one machine (probes.recording.ratelocust)
+    spread = settings_from_args("capacity", args, duration_s=600, slos=[], expect_workers=2,
+                                place="schedules[0].args")  # fmt: skip
+    assert isinstance(spread, CapacitySettings) and spread.rates is not None
+    request = build_request("http://127.0.0.1:9/")
+    assert spread.expect_workers == 2 and spread.manifest(request)["rate_source"] == "locust"
+    with pytest.raises(ConfigError, match=r"^schedules\[0\]\.workers and "):
         settings_from_args("capacity", args, duration_s=600, slos=[], workers=2,
-                           place="schedules[0].args")  # fmt: skip
+                           expect_workers=2, place="schedules[0].args")  # fmt: skip
 
 
 @pytest.mark.slow

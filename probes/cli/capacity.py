@@ -16,7 +16,9 @@ import click
 from probes import recording
 from probes.canary import DEFAULT_MAX_IN_FLIGHT
 from probes.cli.options import (
+    announce_master,
     api_options,
+    master_options,
     option,
     recording_options,
     request_options,
@@ -56,6 +58,7 @@ def _int_option(name: str, default: int, text: str) -> Any:
 @_int_option(
     "--workers", DEFAULTS["workers"], "Locust worker processes (--processes N); 0 runs one process."
 )
+@master_options
 @option(
     "--mode",
     type=click.Choice(["users", "rate"]),
@@ -121,6 +124,9 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
         spawn_rate=params["spawn_rate"],
         duration=params["duration"] if duration_given else None,
         workers=params["workers"],
+        expect_workers=params["expect_workers"],
+        master_bind=params["master_bind"],
+        worker_timeout=params["worker_timeout"],
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
         mode=params["mode"],
@@ -130,4 +136,5 @@ def command(ctx: click.Context, url: str | None, **params: Any) -> recording.Out
         max_in_flight=params["max_in_flight"],
         baseline=params["baseline"],
     )
+    announce_master(settings, params["quiet"])
     return record(recording.capacity, url, params, settings)

@@ -4,7 +4,9 @@ A thin shell over ``probes.recording.load``: Locust runs headless in a subproces
 ``probes.recording.locustproc``), ``--workers N`` becomes its ``--processes N``, the canary
 probe may run beside it (``--probe-rate``), and with ``--api/--workload`` the rollout watcher
 records the control plane (``--replace-with ARTIFACT --replace-at S`` asks for a replacement
-S seconds in). Our status line is shown instead of Locust's output (in ``RUN_DIR/locust.log``).
+S seconds in). ``--expect-workers N`` starts a Locust master on ``--master-bind`` that waits
+for N workers started elsewhere. Our status line is shown instead of Locust's output (in
+``RUN_DIR/locust.log``).
 
 SIGINT/SIGTERM stop the recording: the probe stops scheduling, Locust gets SIGINT and quits
 the way it always does, its shards are flushed, and the report is made from what was
@@ -19,7 +21,9 @@ import click
 
 from probes import recording
 from probes.cli.options import (
+    announce_master,
     api_options,
+    master_options,
     option,
     recording_options,
     replacement_options,
@@ -54,6 +58,9 @@ def load_settings(params: dict[str, Any]) -> tuple[recording.LoadSettings, float
         spawn_rate=params["spawn_rate"],
         shape=params["shape"],
         workers=params["workers"],
+        expect_workers=params["expect_workers"],
+        master_bind=params["master_bind"],
+        worker_timeout=params["worker_timeout"],
         probe_rate=params["probe_rate"],
         slos=params["slos"],
         max_body_bytes=params["max_body_bytes"],
@@ -96,6 +103,7 @@ def load_settings(params: dict[str, Any]) -> tuple[recording.LoadSettings, float
     metavar="N",
     help="Locust worker processes (--processes N); 0 runs one process.",
 )
+@master_options
 @option(
     "--probe-rate",
     type=float,
@@ -117,4 +125,5 @@ def command(url: str | None, **params: Any) -> recording.Outcome:
     flags, 3 target unusable (or Locust could not run).
     """  # fmt: skip
     settings, replace_at = load_settings(params)
+    announce_master(settings, params["quiet"])
     return record(recording.load, url, params, settings, replace_at_s=replace_at)

@@ -202,3 +202,48 @@ def replacement_options(func: F) -> F:
     for opt in reversed(opts):
         func = opt(func)
     return func
+
+
+def master_options(func: F) -> F:
+    """``--expect-workers N --master-bind HOST:PORT --worker-timeout S``: a Locust master
+    waiting for workers started elsewhere (``probes load``, ``probes capacity``)."""
+    from probes.recording.locustproc import DEFAULT_MASTER_BIND, DEFAULT_WORKER_TIMEOUT_S
+
+    opts = [
+        option("--expect-workers", type=int, default=0, show_default=True, metavar="N",
+               help="Start a Locust master and wait for N workers started elsewhere "
+                    "(locust -f locustfiles/invoke.py --worker --master-host H "
+                    "--master-port P); they receive every setting from the master."),
+        option("--master-bind", default=DEFAULT_MASTER_BIND, show_default=True,
+               metavar="HOST:PORT",
+               help="With --expect-workers: where the master listens (0.0.0.0:5557 for "
+                    "workers on other machines; the bind is recorded in the manifest)."),
+        option("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT_S,
+               show_default=True, metavar="SECONDS",
+               help="With --expect-workers: how long to wait for them (too few: exit 3)."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def announce_master(settings: Any, quiet: bool) -> None:
+    """Say where a master waiting for workers from elsewhere listens (stderr), and warn when
+    that is not loopback: whoever reaches it can join as a worker and is sent the request's
+    settings (headers, body; never the token, which each worker reads from its own
+    environment)."""
+    if not getattr(settings, "expect_workers", 0):
+        return
+    master = settings.master
+    if not quiet:
+        click.echo(
+            f"probes: Locust master on {master.address} waiting up to "
+            f"{master.worker_timeout_s:g} s for {settings.expect_workers} workers",
+            err=True,
+        )
+    if not master.loopback:
+        click.echo(
+            f"probes: --master-bind {master.address} is not loopback: any host that reaches it "
+            "can join as a worker and receives the request's settings",
+            err=True,
+        )

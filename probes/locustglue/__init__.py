@@ -18,3 +18,6 @@ BODY_ENV = "PROBES_LOCUST_BODY"
 
 #: The request context key naming the Locust user (the caller) a sample belongs to.
 CALLER_KEY = "probes_worker"
+
+#: The request context key of an open-model request's due time (its ``intended_ts``).
+INTENDED_KEY = "probes_intended_ts"

@@ -70,6 +70,13 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             "help": "Seconds of traffic in the Versions tab.",
         },
     ),
+    (
+        "rate-plan",
+        "rate_plan",
+        {"help": "Open-model rate steps (JSON of a RatePlan; set by probes capacity --mode rate)."},
+    ),
+    ("rate-workers", "rate_workers", {"type": int, "help": "Workers sharing the rate plan."}),
+    ("rate-t0", "rate_t0", {"type": float, "help": "When the rate plan starts (the master's)."}),
     ("api", "api", {"help": "Workload API base: record the control plane beside the load."}),
     ("workload", "workload", {"help": "Workload id (with --probes-api)."}),
 )
@@ -101,8 +108,19 @@ def _opt(options: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _env_headers() -> tuple[str, ...]:
-    raw = os.environ.get(HEADERS_ENV)
+#: Attributes of Locust's parsed options that carry ``HEADERS_ENV`` and ``BODY_ENV`` from a
+#: master to its workers (``wiring.share_request_env``): custom options travel with ``spawn``.
+ENV_OPTIONS = ("probes_locust_headers", "probes_locust_body")
+
+
+def _env_value(options: Any, env: str, attr: str) -> str | None:
+    """The master's value (shared in the options) first, else this process's environment."""
+    shared = getattr(options, attr, None) if options is not None else None
+    return shared if isinstance(shared, str) else os.environ.get(env)
+
+
+def _env_headers(options: Any = None) -> tuple[str, ...]:
+    raw = _env_value(options, HEADERS_ENV, ENV_OPTIONS[0])
     if not raw:
         return ()
     try:
@@ -114,8 +132,8 @@ def _env_headers() -> tuple[str, ...]:
     return tuple(values)
 
 
-def _env_body() -> bytes | None:
-    raw = os.environ.get(BODY_ENV)
+def _env_body(options: Any = None) -> bytes | None:
+    raw = _env_value(options, BODY_ENV, ENV_OPTIONS[1])
     if raw is None:
         return None
     try:
@@ -132,8 +150,8 @@ def request_spec(options: Any, host: str | None) -> RequestSpec:
         host,
         method=_opt(options, "method", "GET"),
         path=_opt(options, "path"),
-        headers=tuple(_opt(options, "header", ())) + _env_headers(),
-        body=_env_body() if BODY_ENV in os.environ else _opt(options, "body"),
+        headers=tuple(_opt(options, "header", ())) + _env_headers(options),
+        body=body if (body := _env_body(options)) is not None else _opt(options, "body"),
         body_file=_opt(options, "body_file"),
         timeout=float(_opt(options, "timeout", 10.0)),
         token_env=_opt(options, "token_env", "DATAROBOT_API_TOKEN"),

@@ -13,7 +13,7 @@ import gevent
 from geventhttpclient.header import Headers
 
 from probes.live import DEFAULT_WINDOW_S, RecentSamples, SampleRow
-from probes.locustglue import CALLER_KEY
+from probes.locustglue import CALLER_KEY, INTENDED_KEY
 from probes.records import Sample, ShardWriter, http_error_class
 from probes.streaming import STREAM_ABORTED, StreamFigures
 from probes.tagging import DEFAULT_RULES, MAX_LABEL, TagRules, tag
@@ -136,6 +136,7 @@ class Recorder:
         # Each InvokeUser is a caller of its own (``worker`` = process/user), so flips are
         # counted per caller; requests of other user classes stay on the process's name.
         worker = (context.get(CALLER_KEY) if context else None) or self.worker
+        intended = context.get(INTENDED_KEY) if context else None
         status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
         stream: StreamFigures | None = getattr(response, STREAM_ATTR, None)
         if status:
@@ -159,7 +160,7 @@ class Recorder:
         figures = (None, None, None) if stream is None else stream_columns(stream)
         row = (
             ts,
-            ts,
+            ts if intended is None else intended,
             latency,
             "locust",
             worker,

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import gevent
 from locust import FastHttpUser, task
 from locust.env import Environment
+from locust.exception import StopUser
 
-from probes.locustglue import CALLER_KEY
+from probes.locustglue import CALLER_KEY, INTENDED_KEY
 from probes.locustglue.options import _opt
 from probes.locustglue.recorder import (
     STREAM_ATTR,
@@ -39,6 +40,9 @@ from probes.run import worker_name
 from probes.streaming import StreamFigures, StreamMeter, is_event_stream
 
 _USER_IDS = itertools.count(1)
+#: The error class of a slot not sent (``probes.canary.SATURATED``; the canary module, with
+#: httpx and asyncio, is not imported into a Locust process for one string).
+SATURATED = "client_saturated"
 DEFAULT_MAX_BODY = 1 << 20
 #: A body that goes on past this is cut: the connection is closed (``body_too_large``).
 DEFAULT_MAX_DRAIN_BYTES = 64 << 20
@@ -121,7 +125,8 @@ class InvokeUser(FastHttpUser):
         self._headers = spec.request_headers()
         self._body = spec.body
         self._max_body = int(_opt(environment.parsed_options, "max_body_bytes", DEFAULT_MAX_BODY))
-        self._context = {CALLER_KEY: f"{worker_name('locust')}/u{next(_USER_IDS)}"}
+        self._context: dict[str, Any] = {CALLER_KEY: f"{worker_name('locust')}/u{next(_USER_IDS)}"}
+        self._probes = state_of(environment)
 
     def context(self) -> dict[str, Any]:
         """The request context: names this user as the caller of its samples."""
@@ -129,6 +134,36 @@ class InvokeUser(FastHttpUser):
 
     @task
     def invoke(self) -> None:
+        """One request: in a loop (closed model), or at the next due slot of an open-model
+        rate plan (``probes.locustglue.ratepace``; ``probes capacity --mode rate``)."""
+        slots = self._probes.slot_queue()
+        if slots is None:
+            self.send()
+            return
+        due, missed = slots.take(time.time())
+        for when in missed:
+            self.not_sent(when)
+        if due is None:
+            raise StopUser()
+        delay = due - time.time()
+        if delay > 0:
+            gevent.sleep(delay)
+        self._context[INTENDED_KEY] = due
+        self.send()
+
+    def not_sent(self, due: float) -> None:
+        """A slot due while every user of this process was in flight: a ``client_saturated``
+        row (not a request: Locust does not count it), as the open-model probe records one."""
+        recorder = self._probes.recorder
+        if recorder is None:
+            return
+        spec = self._spec
+        recorder.sink(
+            (due, due, 0.0, "locust", self._context[CALLER_KEY], spec.method, spec.name, 0,
+             SATURATED, "unknown", "none", 0, None, "reused")
+        )  # fmt: skip
+
+    def send(self) -> None:
         spec = self._spec
         start = time.perf_counter()
         with self.client.request(

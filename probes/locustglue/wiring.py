@@ -4,6 +4,7 @@ and the run directory it records into."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
@@ -17,7 +18,9 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from probes.errors import ConfigError
 from probes.live import DEFAULT_WINDOW_S, SampleRow
-from probes.locustglue.options import _opt, request_spec
+from probes.locustglue import BODY_ENV, HEADERS_ENV
+from probes.locustglue.options import ENV_OPTIONS, _opt, request_spec
+from probes.locustglue.ratepace import RATE_LEAD_S, RateSchedule, SlotQueue
 from probes.locustglue.recorder import (
     REPORT_KEY,
     TTFT_REQUEST_TYPE,
@@ -25,10 +28,14 @@ from probes.locustglue.recorder import (
     Store,
     WorkerBuffer,
 )
+from probes.locustglue.workers import LOAD_STARTED, RATE_T0, WATCH_INTERVAL_S, WorkerTally
 from probes.records import Sample, samples_to_table, write_json_atomic
 from probes.run import LOCUST_COUNTS_FILE, Run, worker_name
 from probes.settings import RequestSpec, mask_url
 
+#: Where a row keeps its error class (Sample order), and the class of a slot not sent.
+ERROR_COLUMN = 8
+NOT_SENT = "client_saturated"
 #: Custom message type of an early sample batch from a worker.
 MESSAGE = "probes_samples"
 #: How long a quitting master waits for its workers' final reports.
@@ -49,6 +56,14 @@ class ProbesState:
         self.recorder: Recorder | None = None
         self.closed = False
         self.watcher: Any = None
+        #: On a master: its workers, their rows and losses (``probes.locustglue.workers``).
+        self.tally: WorkerTally | None = None
+        self._slots: SlotQueue | None = None
+        #: Open-model rate steps on workers: ``client_saturated`` rows received (slots not
+        #: sent, so not in Locust's request count), or None in other runs.
+        self.not_sent: int | None = None
+        #: Marker events not yet written: (ts, status, detail).
+        self.markers: list[tuple[float, str, dict[str, Any]]] = []
         #: Rows of this process's own users (single-process mode), moved to the store in
         #: batches by ``drain_local``: a list append is all a request pays.
         self.local_rows: list[SampleRow] = []
@@ -63,6 +78,20 @@ class ProbesState:
     @property
     def options(self) -> Any:
         return self.environment.parsed_options
+
+    def slot_queue(self) -> SlotQueue | None:
+        """This process's share of an open-model rate plan (``probes.locustglue.ratepace``),
+        shared by its users; None without one."""
+        if self._slots is not None:
+            return self._slots
+        plan, t0 = _opt(self.options, "rate_plan"), _opt(self.options, "rate_t0")
+        if not plan or t0 is None:
+            return None
+        workers = max(1, int(_opt(self.options, "rate_workers", 1)))
+        index = getattr(self.environment.runner, "worker_index", 0) if workers > 1 else 0
+        schedule = RateSchedule.from_plan(json.loads(plan), float(t0))
+        self._slots = SlotQueue(schedule.slots(int(index) % workers, workers))
+        return self._slots
 
     def spec_for(self, host: str | None) -> RequestSpec:
         if self.spec is None or not self.spec.url.startswith((host or "").rstrip("/")):
@@ -93,7 +122,17 @@ class ProbesState:
         writer = self.run.shard_writer(prefix)
         window_s = float(_opt(self.options, "window", DEFAULT_WINDOW_S))
         self.store = Store(writer, window_s, live=self.environment.web_ui is not None)
+        self.write_markers()
         return self.store
+
+    def write_markers(self) -> None:
+        """Write the held marker events into the run's ``events.jsonl``."""
+        if self.run is None:
+            return
+        markers, self.markers = self.markers, []
+        with contextlib.suppress(OSError):
+            for ts, status, detail in markers:
+                self.run.events.write("marker", status, ts=ts, role="locust", detail=detail)
 
     def close(self) -> None:
         """Write what is left and Locust's own counts; idempotent."""
@@ -116,6 +155,10 @@ class ProbesState:
             "samples": self.store.writer.rows_written,
             "runner": type(self.environment.runner).__name__,
         }
+        if self.tally is not None:
+            counts["workers"] = self.tally.as_list()
+        if self.not_sent is not None:
+            counts["not_sent"] = self.not_sent  # samples == requests + not_sent
         write_json_atomic(self.run.path / COUNTS_FILE, counts)
         if self.owns_run:
             # the run ends at its last answer: time Locust idled after a stop (web UI) or
@@ -195,11 +238,7 @@ def setup(environment: Environment) -> ProbesState:
         state.recorder = Recorder(state.buffer.add, worker_name("locust"))
         ev.report_to_master.add_listener(state.buffer.on_report_to_master)
     elif isinstance(runner, MasterRunner):
-        runner.register_message(
-            MESSAGE, lambda environment, msg, **_: _store(state).add_rows(msg.data["rows"])
-        )
-        ev.worker_report.add_listener(lambda client_id, data, **_: _on_worker_report(state, data))
-        _wrap_master_quit(runner)
+        setup_master(state, runner)
     else:
         state.recorder = Recorder(state.local_rows.append, worker_name("locust"))
         gevent.spawn(_drain_loop, state)
@@ -241,10 +280,70 @@ def _store(state: ProbesState) -> Store:
     return state.open_store()
 
 
-def _on_worker_report(state: ProbesState, data: dict[str, Any]) -> None:
+def setup_master(state: ProbesState, runner: MasterRunner) -> None:
+    """A master stores its workers' rows, accounts for every worker (``WorkerTally``) and
+    hands its workers what they cannot read themselves (``share_request_env``)."""
+    share_request_env(state.environment.parsed_options)
+    if _opt(state.options, "rate_plan"):
+        state.not_sent = 0
+    state.tally = WorkerTally(lambda status, detail: _marker(state, status, detail))
+    ev = state.environment.events
+    runner.register_message(
+        MESSAGE, lambda environment, msg, **_: _on_rows(state, msg.node_id, msg.data["rows"])
+    )
+    ev.worker_report.add_listener(
+        lambda client_id, data, **_: _on_worker_report(state, client_id, data)
+    )
+    ev.worker_connect.add_listener(lambda client_id, **_: _on_connect(state, client_id))
+    gevent.spawn(_watch_workers, state, runner)
+    _wrap_master_quit(runner, state)
+
+
+def share_request_env(options: Any) -> None:
+    """Put the request's headers and body (``probes load`` passes them in the master's
+    environment, off its command line) into the master's parsed options: Locust sends every
+    custom option to its workers with each ``spawn``, so a worker started elsewhere needs no
+    flag beyond Locust's own (and its token variable)."""
+    if options is None:
+        return
+    for env, attr in zip((HEADERS_ENV, BODY_ENV), ENV_OPTIONS, strict=True):
+        if env in os.environ and getattr(options, attr, None) is None:
+            setattr(options, attr, os.environ[env])
+
+
+def _marker(state: ProbesState, status: str, detail: dict[str, Any]) -> None:
+    """A ``marker`` event of the master; held until the run directory is open (a worker
+    may connect while ``open_store`` is creating it: opening it here would make another)."""
+    state.markers.append((time.time(), status, detail))
+    if state.store is not None:
+        state.write_markers()
+
+
+def _on_connect(state: ProbesState, client_id: str) -> None:
+    if state.tally is not None:
+        state.tally.connected(client_id)
+
+
+def _on_rows(state: ProbesState, client_id: str | None, rows: list[Any]) -> None:
+    if state.tally is not None:
+        state.tally.add_rows(client_id, rows)
+    if state.not_sent is not None:
+        state.not_sent += sum(1 for row in rows if row[ERROR_COLUMN] == NOT_SENT)
+    _store(state).add_rows(rows)
+
+
+def _on_worker_report(state: ProbesState, client_id: str | None, data: dict[str, Any]) -> None:
     rows = data.pop(REPORT_KEY, None)
     if rows:
-        _store(state).add_rows(rows)
+        _on_rows(state, client_id, rows)
+
+
+def _watch_workers(state: ProbesState, runner: MasterRunner) -> None:
+    """Every ``WATCH_INTERVAL_S``: a worker gone or missing mid-run is recorded as lost."""
+    while not state.closed and state.tally is not None:
+        gevent.sleep(WATCH_INTERVAL_S)
+        states = {node.id: node.state for node in list(runner.clients.values())}
+        state.tally.check(states, time.time())
 
 
 def _on_test_start(state: ProbesState) -> None:
@@ -254,6 +353,16 @@ def _on_test_start(state: ProbesState) -> None:
         state.recorder.rules = spec.tag_rules
     if not isinstance(env.runner, WorkerRunner):
         state.open_store()
+    if not isinstance(env.runner, WorkerRunner) and _opt(state.options, "rate_plan"):
+        # Open-model rate steps: one clock for every worker, set before the users spawn
+        # (a master fires test_start before it sends its spawn messages, with these options).
+        t0 = time.time() + RATE_LEAD_S
+        state.options.probes_rate_t0 = t0
+        _marker(state, RATE_T0, {"t0": t0})
+    if isinstance(env.runner, MasterRunner):
+        # The load starts now (a master first waits for its workers): the recording starts
+        # its rollout driver on this marker.
+        _marker(state, LOAD_STARTED, {"workers": env.runner.worker_count})
 
 
 def _on_quitting(state: ProbesState) -> None:
@@ -285,23 +394,31 @@ def stop_every_user(runner: Any) -> None:
     runner.user_greenlets.kill(block=True)
 
 
-def _wrap_master_quit(runner: MasterRunner) -> None:
+def _wrap_master_quit(runner: MasterRunner, state: ProbesState) -> None:
     """Make ``runner.quit`` wait for every worker's final report before Locust's own quit."""
     original = runner.quit
 
     def quit_after_final_reports() -> None:
+        if state.tally is not None:
+            state.tally.quitting = True  # workers leaving from now on were asked to
         # Stop dispatching first, or the master hands a quitting worker's users to the others.
         runner.stop(send_stop_to_client=False)
         clients = list(runner.clients.all)
         for client in clients:
             runner.server.send_to_client(Message("quit", None, client.id))
         deadline = time.monotonic() + WORKER_QUIT_TIMEOUT_S
-        # A worker sends its final stats (with our rows) and then "quit", which removes it.
-        while runner.clients.all and time.monotonic() < deadline:
+        # A worker sends its final stats (with our rows) and then "quit", which removes it;
+        # a missing one (lost, already recorded) never will.
+        while _answering(runner) and time.monotonic() < deadline:
             gevent.sleep(0.05)
         original()
 
     runner.quit = quit_after_final_reports  # type: ignore[method-assign]
+
+
+def _answering(runner: MasterRunner) -> bool:
+    """Whether a worker that still answers its heartbeat is connected."""
+    return any(node.state != locust_runners.STATE_MISSING for node in runner.clients.all)
 
 
 def on_init(environment: Environment, **_: Any) -> None:

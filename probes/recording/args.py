@@ -49,12 +49,15 @@ def settings_from_args(
     place: str,
     workers: int = 0,
     expect_workers: int = 0,
+    master_bind: str | None = None,
     outer: Place | None = None,
 ) -> ObserveSettings | LoadSettings | CapacitySettings:
     """The settings of a ``kind`` run from ``args``; ConfigError naming ``{place}.{key}``.
 
     ``duration_s``, ``slos``, ``workers`` and ``expect_workers`` come from beside ``args``
     (a schedule's own keys); ``outer`` names them (default: keys of ``place``'s table).
+    ``master_bind`` (``HOST:PORT``, the service's ``locust_master``) is where a master with
+    ``expect_workers`` listens.
     """
     if kind not in ARGS:
         raise ConfigError(f"{place}: kind {kind!r} is not one of {', '.join(ARGS)}")
@@ -74,6 +77,8 @@ def settings_from_args(
         return f"{place}.{setting}" if setting in inside else beside(setting)
 
     values = dict(args)
+    if master_bind is not None and kind != "observe":
+        values["master_bind"] = master_bind
     if kind == "observe":
         return ObserveSettings.build(duration=duration_s, slos=slos, place=names, **values)
     if kind == "load":

@@ -2,8 +2,8 @@
 
 Two modes. ``users`` (the default) steps Locust users, below. ``rate`` steps the offered
 arrival rate with the open-model canary probe on this machine (``ratesteps``): the plan
-(``RatePlan``) goes into the manifest too, with ``mode: "rate"``; beyond one machine it is
-refused for now (``workers``).
+(``RatePlan``) goes into the manifest too, with ``mode: "rate"``; with ``workers`` or
+``expect_workers`` Locust processes offer the plan instead (``ratelocust``).
 
 Locust runs with the ``step`` shape: ``start_users`` for ``step_seconds``, then
 ``step_users`` more every ``step_seconds`` up to ``max_users``. The plan goes into the
@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,15 @@ from probes.canary import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from probes.errors import ConfigError, ProbesError
 from probes.recording.finish import outcome, report
 from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
-from probes.recording.locustproc import MAX_WORKERS, LocustSettings, ShardFollower, run_locust
+from probes.recording.locustproc import (
+    DEFAULT_MASTER_BIND,
+    DEFAULT_WORKER_TIMEOUT_S,
+    MAX_WORKERS,
+    LocustSettings,
+    MasterBind,
+    ShardFollower,
+    run_locust,
+)
 from probes.recording.observation import MAX_IN_FLIGHT_LIMIT, parse_max_body
 from probes.recording.ratesteps import run_rate_steps
 from probes.recording.types import NoProgress, Outcome, Platform, Progress, RunLocation, stop_reason
@@ -98,6 +106,8 @@ class CapacitySettings:
     #: An earlier capacity run to compare with, step by step; the verdict then also needs
     #: the run not to be worse than it (the nightly regression gate).
     baseline: Path | None = None
+    #: With ``expect_workers``: where the master listens and how long it waits for them.
+    master: MasterBind = field(default_factory=MasterBind)
 
     @property
     def mode(self) -> str:
@@ -119,7 +129,11 @@ class CapacitySettings:
             ),
         )
         return LocustSettings(
-            validate(shape), self.workers, self.expect_workers, max_body_bytes=self.max_body_bytes
+            validate(shape),
+            self.workers,
+            self.expect_workers,
+            self.master,
+            max_body_bytes=self.max_body_bytes,
         )
 
     @property
@@ -139,6 +153,8 @@ class CapacitySettings:
         duration: Any = None,
         workers: Any = DEFAULTS["workers"],
         expect_workers: Any = 0,
+        master_bind: Any = DEFAULT_MASTER_BIND,
+        worker_timeout: Any = DEFAULT_WORKER_TIMEOUT_S,
         slos: Sequence[str] = (),
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         mode: Any = DEFAULTS["mode"],
@@ -157,16 +173,20 @@ class CapacitySettings:
         if mode == "rate":
             rates = _rate_plan(start_rate, step_rate, max_rate, step_seconds, duration,
                                max_in_flight, place)  # fmt: skip
-            for name, value in (("workers", workers), ("expect_workers", expect_workers)):
-                if value not in (0, None):
-                    raise ConfigError(
-                        f"{place(name)}: {value!r}: {place('mode')} rate runs the open-model "
-                        f"probe on this machine; Locust workers are not supported with it yet"
-                    )
+            workers = parse_count(workers, place("workers"), 0, MAX_WORKERS, "(0: one process)")
+            expect = parse_count(expect_workers, place("expect_workers"), 0, MAX_WORKERS)
+            if workers and expect:
+                raise ConfigError(
+                    f"{place('workers')} and {place('expect_workers')}: give one or the other"
+                )
             checks = _checks(slos, place)
             body = parse_max_body(max_body_bytes, place("max_body_bytes"))
             users = StepPlan(1, 1, rates.step_seconds, 1, 1.0, rates.duration_s)
-            return cls(users, 0, 0, checks, body, rates, parse_baseline(baseline, place))
+            master = MasterBind.build(master_bind, worker_timeout, place=place)
+            return cls(
+                users, workers, expect, checks, body, rates, parse_baseline(baseline, place),
+                master,
+            )  # fmt: skip
         start = parse_count(start_users, place("start_users"), 1, MAX_USERS)
         step = parse_count(step_users, place("step_users"), 1, MAX_USERS)
         if (
@@ -195,16 +215,34 @@ class CapacitySettings:
             cap = min(parse_duration(duration, place("duration")), plan.planned_s)
         workers = parse_count(workers, place("workers"), 0, MAX_WORKERS, "(0: one process)")
         expect = parse_count(expect_workers, place("expect_workers"), 0, MAX_WORKERS)
+        if workers and expect:
+            raise ConfigError(
+                f"{place('workers')} and {place('expect_workers')}: give one or the other"
+            )
         checks = _checks(slos, place)
         plan = StepPlan(start, step, seconds, max_users, rate, cap)
         body = parse_max_body(max_body_bytes, place("max_body_bytes"))
-        return cls(plan, workers, expect, checks, body, None, parse_baseline(baseline, place))
+        master = MasterBind.build(master_bind, worker_timeout, place=place)
+        return cls(
+            plan, workers, expect, checks, body, None, parse_baseline(baseline, place), master
+        )
 
     def manifest(self, spec: RequestSpec) -> dict[str, Any]:
         """The manifest's ``settings`` of a capacity run (secrets already masked)."""
         block = self._manifest(spec)
         if self.baseline is not None:
             block["baseline"] = {"run_id": self.baseline.name, "path": str(self.baseline)}
+        return block
+
+    def _distributed(self) -> dict[str, Any]:
+        """Rate steps on Locust processes (``probes.locustglue.ratepace``): the rows to read
+        are Locust's (``rate_source``), the master's bind with workers from elsewhere."""
+        if not (self.workers or self.expect_workers):
+            return {}
+        block: dict[str, Any] = {"rate_source": "locust"}
+        if self.expect_workers:
+            block["expect_workers"] = self.expect_workers
+            block.update(self.master.manifest())
         return block
 
     def _manifest(self, spec: RequestSpec) -> dict[str, Any]:
@@ -218,8 +256,9 @@ class CapacitySettings:
                 "rate": self.rates.max_rate,
                 "duration_s": self.rates.duration_s,
                 "max_in_flight": self.rates.max_in_flight,
-                "workers": 0,
+                "workers": self.workers,
                 "max_body_bytes": self.max_body_bytes,
+                **self._distributed(),
             }
         plan, locust = self.plan, self.locust
         block = {
@@ -236,6 +275,7 @@ class CapacitySettings:
         }
         if self.expect_workers:
             block["expect_workers"] = self.expect_workers
+            block.update(self.master.manifest())
         return block
 
 
@@ -405,11 +445,20 @@ def _capacity(
     )
     if platform is not None:
         run.update(platform=platform.target.manifest())
+    if settings.rates is not None and (settings.workers or settings.expect_workers):
+        from probes.recording.ratelocust import rate_capacity_locust
+
+        return rate_capacity_locust(spec, run, settings, settings.rates, stop, progress)
     if settings.rates is not None:
         return _rate_capacity(spec, run, settings, settings.rates, stop, progress)
     grace = GRACE_S + (WORKER_GRACE_S if settings.workers or settings.expect_workers else 0.0)
     watch = StepWatch(run.path, progress, settings.plan, settings.judged_by, grace)
-    progress.started(settings.plan.duration_s, None)
+
+    def start() -> None:  # with workers from elsewhere: once they are there
+        progress.started(settings.plan.duration_s, None)
+
+    if not settings.expect_workers:
+        start()
     try:
         result = run_locust(
             spec,
@@ -418,6 +467,7 @@ def _capacity(
             stop=stop,
             follower=watch,
             until=lambda: watch.judge(time.time()) is not None,
+            on_start=start if settings.expect_workers else None,
         )
     finally:
         progress.finished()

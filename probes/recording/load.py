@@ -12,16 +12,20 @@ the glue) and flushes its shards; the report is made from what was recorded.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from probes.canary import DEFAULT_MAX_BODY_BYTES, ProbeSettings, ProbeStats, ProbeThread
 from probes.errors import ConfigError
 from probes.recording.finish import outcome
 from probes.recording.locustproc import (
+    DEFAULT_MASTER_BIND,
+    DEFAULT_WORKER_TIMEOUT_S,
     MAX_WORKERS,
     LocustSettings,
+    MasterBind,
     ShardFollower,
     run_locust,
 )
@@ -67,6 +71,8 @@ class LoadSettings:
     probe_rate: float = 0.0
     slos: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: With ``expect_workers``: where the master listens and how long it waits for them.
+    master: MasterBind = field(default_factory=MasterBind)
 
     @property
     def run_time_s(self) -> int:
@@ -75,7 +81,11 @@ class LoadSettings:
     @property
     def locust(self) -> LocustSettings:
         return LocustSettings(
-            self.shape, self.workers, self.expect_workers, max_body_bytes=self.max_body_bytes
+            self.shape,
+            self.workers,
+            self.expect_workers,
+            self.master,
+            max_body_bytes=self.max_body_bytes,
         )
 
     @classmethod
@@ -88,6 +98,8 @@ class LoadSettings:
         shape: str | None = DEFAULTS["shape"],
         workers: Any = DEFAULTS["workers"],
         expect_workers: Any = 0,
+        master_bind: Any = DEFAULT_MASTER_BIND,
+        worker_timeout: Any = DEFAULT_WORKER_TIMEOUT_S,
         probe_rate: Any = DEFAULTS["probe_rate"],
         max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES,
         slos: Sequence[str] = (),
@@ -118,6 +130,7 @@ class LoadSettings:
             float(probe_rate),
             parse_slos(slos, place("slos")),
             parse_max_body(max_body_bytes, place("max_body_bytes")),
+            MasterBind.build(master_bind, worker_timeout, place=place),
         )
 
 
@@ -139,6 +152,7 @@ def load_manifest_settings(
     }
     if settings.expect_workers:
         block["expect_workers"] = settings.expect_workers
+        block.update(settings.master.manifest())
     if platform is not None and platform.replace_at_s is not None:
         block["replace_at_s"] = platform.replace_at_s
     return block
@@ -168,24 +182,38 @@ def load(
         target_name=where.target_name,
     )
     drivers: list[Any] = []
+    probes: list[_Probe] = []
+    status = (lambda: drivers[0].status_line() if drivers else "") if platform else None
 
-    def start_driver() -> None:
+    def start_driver() -> None:  # as Locust starts
         if platform is not None:
             watch_s = settings.shape.duration + 5.0
-            drivers.append(make_driver(platform, run, run.started_ts, watch_s=watch_s))
+            start = time.time() if settings.expect_workers else run.started_ts
+            drivers.append(make_driver(platform, run, start, watch_s=watch_s))
 
-    probe = _Probe.start(spec, run, settings, progress)
-    status = (lambda: drivers[0].status_line() if drivers else "") if platform else None
-    progress.started(settings.shape.duration, status)
+    def start_beside() -> None:
+        """The status line and the probe beside Locust's load. With workers from elsewhere,
+        they and the rollout driver start once the workers are there, so the probe's
+        schedule and ``--replace-at`` count from the load, not from the wait."""
+        progress.started(settings.shape.duration, status)
+        probes.append(_Probe.start(spec, run, settings, progress))
+
+    def start_all() -> None:
+        start_beside()
+        start_driver()
+
+    if not settings.expect_workers:
+        start_beside()
     warnings: list[str] = []
     try:
         follower = ShardFollower(run.path, progress)
+        on_start = start_all if settings.expect_workers else start_driver
         result = run_locust(
-            spec, settings.locust, run.path, stop=stop, follower=follower, on_start=start_driver
+            spec, settings.locust, run.path, stop=stop, follower=follower, on_start=on_start
         )
         warnings += result.warnings
     finally:
-        probe_stats = probe.stop(warnings)
+        probe_stats = probes[0].stop(warnings) if probes else None
         for driver in drivers:
             driver.stop()
         progress.finished()

@@ -4,8 +4,12 @@ its shards, stops it and reads its counts. Load and capacity runs share ``run_lo
 Locust runs headless (``python -m locust`` on the package's locustfile,
 ``probes/locustglue/locustfile.py``) in its own session, so a Ctrl-C in a terminal reaches
 only the recording; its output goes to ``RUN_DIR/locust.log``. ``workers = N`` becomes
-Locust's ``--processes N``; ``expect_workers = N`` starts a master that waits for N workers
-started elsewhere. The Locust master writes its sample shards straight into ``RUN_DIR``.
+Locust's ``--processes N``; ``expect_workers = N`` starts a master on ``master_bind`` that
+waits up to ``worker_timeout_s`` for N workers started elsewhere (plain ``locust -f
+locustfiles/invoke.py --worker --master-host H --master-port P``: every ``--probes-*`` option
+reaches them from the master). The Locust master writes its sample shards straight into
+``RUN_DIR``, and marks in ``events.jsonl`` each worker that connects or is lost and the
+moment the load starts (``probes.locustglue.workers``).
 
 Nothing secret is on its command line (any local user can read it in ``ps``): the request's
 headers and body reach the glue through its environment. Locust dies with the recording
@@ -31,24 +35,32 @@ from pathlib import Path
 from typing import Any
 
 from probes.canary import DEFAULT_MAX_BODY_BYTES
+from probes.errors import ConfigError, ProbesError
 from probes.lifeline import parent_env
 from probes.locustglue import BODY_ENV, HEADERS_ENV
+from probes.locustglue.workers import CONNECTED, LOAD_STARTED
 from probes.recording.types import Progress
-from probes.run import LOCUST_COUNTS_FILE, LOCUST_LOG_FILE
+from probes.records import read_events
+from probes.run import EVENTS_FILE, LOCUST_COUNTS_FILE, LOCUST_LOG_FILE
 from probes.settings import RequestSpec
 from probes.shapes import Shape
 
 __all__ = [
+    "DEFAULT_MASTER_BIND",
+    "DEFAULT_WORKER_TIMEOUT_S",
     "LOCUST_QUIT_TIMEOUT_S",
     "MAX_WORKERS",
     "LocustRun",
     "LocustSettings",
+    "MasterBind",
     "ShardFollower",
     "locust_command",
     "locust_env",
     "locustfile_path",
     "log_tail",
     "master_port_args",
+    "parse_master_bind",
+    "parse_worker_timeout",
     "read_counts",
     "run_locust",
     "stop_locust",
@@ -58,6 +70,52 @@ __all__ = [
 LOCUST_QUIT_TIMEOUT_S = 60.0
 MAX_WORKERS = 256
 POLL_S = 0.25
+#: Where a master waiting for workers from elsewhere listens, unless told otherwise.
+DEFAULT_MASTER_BIND = "127.0.0.1:5557"
+#: How long it waits for them.
+DEFAULT_WORKER_TIMEOUT_S = 60.0
+MAX_WORKER_TIMEOUT_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class MasterBind:
+    """Where a master waiting for workers from elsewhere listens, and how long it waits."""
+
+    host: str = "127.0.0.1"
+    port: int = 5557
+    worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
+
+    @classmethod
+    def build(
+        cls,
+        master_bind: Any = DEFAULT_MASTER_BIND,
+        worker_timeout: Any = DEFAULT_WORKER_TIMEOUT_S,
+        *,
+        place: Callable[[str], str],
+    ) -> MasterBind:
+        """From raw values; ConfigError naming ``place("master_bind")`` or
+        ``place("worker_timeout")``."""
+        host, port = parse_master_bind(master_bind, place("master_bind"))
+        return cls(host, port, parse_worker_timeout(worker_timeout, place("worker_timeout")))
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` (``[::1]:5557`` for IPv6)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's settings of a master waiting for workers: where it listened (a
+        non-loopback bind is open to other machines, and says so)."""
+        return {
+            "master_bind": self.address,
+            "master_bind_loopback": self.loopback,
+            "worker_timeout_s": self.worker_timeout_s,
+        }
 
 
 @dataclass(frozen=True)
@@ -69,10 +127,12 @@ class LocustSettings:
     workers: int = 0
     #: Start a master that waits for this many workers started elsewhere.
     expect_workers: int = 0
-    #: Where that master listens for them.
-    master_bind_host: str = "127.0.0.1"
+    #: Where that master listens for them, and how long it waits.
+    master: MasterBind = field(default_factory=lambda: MasterBind())
     #: Bytes of a body each user keeps (for tagging); see ``probes.locustglue.user``.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: More ``--probes-*`` arguments (an open-model rate plan: ``--probes-rate-plan``).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def run_time_s(self) -> int:
@@ -85,6 +145,44 @@ def locustfile_path() -> Path:
     import probes.locustglue
 
     return Path(probes.locustglue.__file__).with_name("locustfile.py")
+
+
+def parse_master_bind(value: Any, place: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:5557`` for IPv6) of a master's bind; ConfigError naming
+    ``place``."""
+    text = str(value or "").strip()
+    host, sep, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{place}: expected HOST:PORT (e.g. 0.0.0.0:5557), got {value!r}")
+    if any(c.isspace() or c in "/*" for c in host):
+        raise ConfigError(f"{place}: {host!r} is not a host name or address")
+    return host, int(port_text)
+
+
+def parse_worker_timeout(value: Any, place: str) -> float:
+    """Seconds a master waits for its workers (> 0); ConfigError naming ``place``."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds <= MAX_WORKER_TIMEOUT_S:
+        raise ConfigError(
+            f"{place}: expected seconds > 0 and <= {MAX_WORKER_TIMEOUT_S:g}, got {value!r}"
+        )
+    return seconds
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind host is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def master_port_args(host: str = "127.0.0.1") -> list[str]:
@@ -120,9 +218,14 @@ def locust_command(spec: RequestSpec, locust: LocustSettings, run_dir: Path) -> 
     if shape.name != "steady" or shape.params:
         params_text = ",".join(f"{k}={v:g}" for k, v in shape.params)
         cmd += ["--probes-shape", f"{shape.name}:{params_text}" if params_text else shape.name]
+    cmd += locust.extra_args
     if locust.expect_workers:
         cmd += ["--master", "--expect-workers", str(locust.expect_workers)]
-        cmd += master_port_args(locust.master_bind_host)
+        # Locust takes whole seconds here (0 would mean forever).
+        wait_s = max(1, math.ceil(locust.master.worker_timeout_s))
+        cmd += ["--expect-workers-max-wait", str(wait_s)]
+        cmd += ["--master-bind-host", locust.master.host]
+        cmd += ["--master-bind-port", str(locust.master.port)]
     elif locust.workers:
         cmd += ["--processes", str(locust.workers), *master_port_args()]
     return cmd
@@ -232,9 +335,13 @@ class LocustRun:
     #: When the recording stopped Locust before its own end (``until`` said so), or None.
     stopped_ts: float | None = None
     warnings: list[str] = field(default_factory=list)
+    #: A master that gave up waiting for its workers: how many came, of how many.
+    too_few_workers: str | None = None
 
     def failure(self, run_dir: Path) -> str | None:
         """Why Locust did not record, with the tail of its log; None when it did."""
+        if self.too_few_workers is not None:
+            return self.too_few_workers
         if self.counts is not None:
             return None
         log = run_dir / LOCUST_LOG_FILE
@@ -263,6 +370,7 @@ def run_locust(
     cmd = locust_command(spec, locust, run_dir)
     result = LocustRun(None, None)
     proc: subprocess.Popen[bytes] | None = None
+    waiting = _LoadStart(run_dir, on_start, locust.expect_workers > 0)
     with (run_dir / LOCUST_LOG_FILE).open("wb") as log:
         try:
             proc = subprocess.Popen(
@@ -272,10 +380,12 @@ def run_locust(
                 env=locust_env(spec),
                 start_new_session=True,
             )
-            if on_start is not None:
-                on_start()
+            waiting.poll()
             deadline = time.monotonic() + locust.shape.duration + LOCUST_QUIT_TIMEOUT_S
+            if locust.expect_workers:
+                deadline += locust.master.worker_timeout_s
             while proc.poll() is None and not stop.wait(POLL_S):
+                waiting.poll()
                 follower.poll()
                 if until is not None and until():
                     break
@@ -291,4 +401,52 @@ def run_locust(
                 stop_locust(proc, timeout=5.0)
     result.returncode = proc.returncode if proc is not None else None
     result.counts = read_counts(run_dir)
+    if locust.expect_workers and not waiting.started and not stop.is_set():
+        came = len(connected_workers(run_dir))
+        result.too_few_workers = (
+            f"only {came} of {locust.expect_workers} Locust workers connected to the master on "
+            f"{locust.master.address} within {locust.master.worker_timeout_s:g} s"
+        )
     return result
+
+
+def connected_workers(run_dir: Path) -> list[str]:
+    """Ids of the workers the master saw connect (its ``worker connected`` markers)."""
+    try:
+        events = read_events(run_dir)
+    except ProbesError:
+        return []
+    return [
+        str((e.get("detail") or {}).get("id"))
+        for e in events
+        if e.get("kind") == "marker" and e.get("status") == CONNECTED
+    ]
+
+
+class _LoadStart:
+    """Calls ``on_start`` once the load starts: at once for Locust alone, at the master's
+    ``load started`` marker when it first waits for workers from elsewhere (a replacement
+    ``--replace-at S`` is then S seconds into the load, not into the wait)."""
+
+    def __init__(self, run_dir: Path, on_start: Callable[[], None] | None, wait: bool) -> None:
+        self.run_dir = run_dir
+        self.on_start = on_start
+        self.wait = wait
+        self.started = False
+
+    def poll(self) -> None:
+        if self.started:
+            return
+        if self.wait and not _marked(self.run_dir, LOAD_STARTED):
+            return
+        self.started = True
+        if self.on_start is not None:
+            self.on_start()
+
+
+def _marked(run_dir: Path, status: str) -> bool:
+    try:
+        text = (run_dir / EVENTS_FILE).read_text("utf-8", errors="replace")
+    except OSError:
+        return False
+    return f'"status":"{status}"' in text

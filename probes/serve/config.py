@@ -41,6 +41,8 @@ from probes.settings import (
 )
 
 DEFAULT_LISTEN = "127.0.0.1:8686"
+#: Where the Locust master of a schedule with ``expect_workers`` listens for its workers.
+DEFAULT_LOCUST_MASTER = "127.0.0.1:5557"
 DEFAULT_CANARY_RATE = 1.0
 DEFAULT_CAPTURE_RATE = 20.0
 DEFAULT_CAPTURE_TAIL_S = 60.0
@@ -61,7 +63,10 @@ FLAGGER_REF = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a
 KINDS = ("observe", "load", "capacity")
 CONCURRENCY = ("forbid", "replace", "allow")
 
-SERVE_KEYS = ("listen", "auth_token_env", "runs_dir", "index", "retention_days", "segment_s")
+SERVE_KEYS = (
+    "listen", "auth_token_env", "runs_dir", "index", "retention_days", "segment_s",
+    "locust_master",
+)  # fmt: skip
 TARGET_KEYS = (
     "name", "url", "api", "workload", "token_env", "path", "method", "body_file", "headers",
     "tag_header", "tag_json", "tag_regex", "canary_rate", "capture_rate", "capture_tail_s",
@@ -86,6 +91,9 @@ class ServeSettings:
     index: Path
     retention_days: float
     segment_s: float
+    #: ``HOST:PORT`` where a scheduled run with ``expect_workers`` starts its Locust master
+    #: (one such run at a time: ``probes.serve.runner``).
+    locust_master: str = DEFAULT_LOCUST_MASTER
 
     @property
     def listen(self) -> str:
@@ -247,6 +255,11 @@ def _serve(table: _Table, base_dir: Path) -> ServeSettings:
     runs_dir = _path(table.text("runs_dir", "runs"), base_dir)
     index_text = table.text("index", None)
     index = _path(index_text, base_dir) if index_text else runs_dir / "index.sqlite"
+    from probes.recording.locustproc import MasterBind
+
+    master = table.text("locust_master", DEFAULT_LOCUST_MASTER)
+    place = Place.keys("serve.", {"master_bind": "locust_master"})
+    locust_master = MasterBind.build(master, place=place).address
     return ServeSettings(
         host=host,
         port=port,
@@ -255,6 +268,7 @@ def _serve(table: _Table, base_dir: Path) -> ServeSettings:
         index=index,
         retention_days=table.number("retention_days", DEFAULT_RETENTION_DAYS),
         segment_s=table.number("segment_s", DEFAULT_SEGMENT_S, minimum=1.0),
+        locust_master=locust_master,
     )
 
 

@@ -89,10 +89,36 @@ class Runner(Protocol):
     def run(self, job: Job, stop: threading.Event) -> JobResult: ...
 
 
+#: One Locust master at a time listens on ``[serve] locust_master``: a run with
+#: ``expect_workers`` waits here while another one runs (its workers are that master's).
+MASTER_LOCK = threading.Lock()
+#: How often a run waiting for the master's port looks at its stop event.
+MASTER_WAIT_TICK_S = 0.5
+
+
 class RecordingRunner:
-    """The real runner: ``probes.recording`` in the calling thread."""
+    """The real runner: ``probes.recording`` in the calling thread.
+
+    Runs with ``expect_workers`` start their Locust master on ``locust_master``, one at a
+    time (``MASTER_LOCK``): a second one waits for the first to end (its own schedule's
+    concurrency policy decides whether it is started at all), or for its stop.
+    """
+
+    def __init__(self, locust_master: str | None = None) -> None:
+        self.locust_master = locust_master
 
     def run(self, job: Job, stop: threading.Event) -> JobResult:
+        if not job.expect_workers:
+            return self._guarded(job, stop)
+        while not MASTER_LOCK.acquire(timeout=MASTER_WAIT_TICK_S):
+            if stop.is_set():
+                return JobResult(job.run_id, None, interrupted="stop")
+        try:
+            return self._guarded(job, stop)
+        finally:
+            MASTER_LOCK.release()
+
+    def _guarded(self, job: Job, stop: threading.Event) -> JobResult:
         try:
             return self._run(job, stop)
         except ProbesError as exc:  # unusable target or platform: a result, not a crash
@@ -109,6 +135,7 @@ class RecordingRunner:
             place="args",
             workers=job.workers,
             expect_workers=job.expect_workers,
+            master_bind=self.locust_master if job.expect_workers else None,
         )
         where = recording.RunLocation(
             runs_dir=job.runs_dir,

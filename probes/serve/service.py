@@ -975,7 +975,7 @@ class Service:
         self.runs_dir = config.serve.runs_dir
         self.index = index
         self.metrics = metrics
-        self.runner: Runner = runner or RecordingRunner()
+        self.runner: Runner = runner or RecordingRunner(config.serve.locust_master)
         self.watch_interval = watch_interval
         self.stop_event = asyncio.Event()
         self.stopping = False
