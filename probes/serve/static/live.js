@@ -4,7 +4,7 @@
   "use strict";
   var PERIOD_MS = 2000, KEEP = 150;
 
-  function color(label) {  /* the same hash as probes.serve.web.color */
+  function color(label) {  /* the same hash as probes.serve.ui.color */
     var h = 0;
     for (var i = 0; i < label.length; i++) h = (h * 31 + label.charCodeAt(i)) % 360;
     return "hsl(" + (h * 137 % 360) + ",62%,45%)";
