@@ -67,7 +67,10 @@ from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
 from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
-from probes.serve.runner import Job, JobResult, RecordingRunner, Runner, validate_args
+from probes.serve.index import RunIndex
+from probes.serve.metrics import Metrics
+from probes.serve.notify import Notifier
+from probes.serve.runner import Job, JobResult, RecordingRunner, Runner
 from probes.settings import RequestSpec
 
 log = logging.getLogger("probes.serve")
@@ -517,11 +520,10 @@ class TargetWorker:
         if self.capture is not None:
             self.capture.add(sample)
         metrics = self.service.metrics
-        if metrics is not None:
-            outcome = "ok" if ok else str(sample.error)
-            metrics.request(self.name, sample.version, "probe", outcome, sample.latency_ms / 1000)
-            if ok:
-                metrics.last_success(self.name, sample.ts + sample.latency_ms / 1000)
+        outcome = "ok" if ok else str(sample.error)
+        metrics.request(self.name, sample.version, "probe", outcome, sample.latency_ms / 1000)
+        if ok:
+            metrics.last_success(self.name, sample.ts + sample.latency_ms / 1000)
         self.state, changes = cap.on_sample(self.policy, self.state, sample.version, sample.ts)
         if changes:
             self._apply(changes, sample.ts)
@@ -613,10 +615,9 @@ class TargetWorker:
         self._verdict_cache = None
         log.info("target %s: capture %s opened: %s", self.name, rid, reason)
         svc.notify("rollout_opened", self.name, rid, reason=reason)
-        if svc.metrics is not None:
-            svc.metrics.rollout(self.name, True)
-            svc.metrics.verdict(self.name, "pending")
-            svc.metrics.keep_versions(self.name, self._kept_versions())
+        svc.metrics.rollout(self.name, True)
+        svc.metrics.verdict(self.name, "pending")
+        svc.metrics.keep_versions(self.name, self._kept_versions())
         self._rate_changed.set()
 
     async def _attach_capture(
@@ -633,12 +634,10 @@ class TargetWorker:
             if self.capture is capture:
                 self.capture = None
                 self._rate_changed.set()
-                if self.service.metrics is not None:
-                    self.service.metrics.rollout(self.name, False)
+                self.service.metrics.rollout(self.name, False)
             return
         capture.attach(run, writer)
-        if self.service.index is not None:
-            self.service.index.put_run_dir(run.path)
+        self.service.index.put_run_dir(run.path)
 
     def _platform_block(self, capture: OpenCapture, outcome: str | None = None) -> dict[str, Any]:
         labels = dict(self.watcher.labels) if self.watcher is not None else {}
@@ -679,11 +678,10 @@ class TargetWorker:
         log.info(
             "target %s: capture %s closed (%s): %s", self.name, capture.run_id, outcome, reason
         )
-        if svc.metrics is not None:
-            svc.metrics.rollout(self.name, False)
-            svc.metrics.rollout_done(self.name, outcome or "incomplete")
-            svc.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
-            svc.metrics.keep_versions(self.name, self._kept_versions())
+        svc.metrics.rollout(self.name, False)
+        svc.metrics.rollout_done(self.name, outcome or "incomplete")
+        svc.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
+        svc.metrics.keep_versions(self.name, self._kept_versions())
         judged = self.verdict(None, None)
         details = {
             "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
@@ -766,8 +764,7 @@ class TargetWorker:
             svc.finalize(segment, figures=False)
             return
         self.segment = segment
-        if svc.index is not None:
-            svc.index.put_run_dir(segment.run.path)
+        svc.index.put_run_dir(segment.run.path)
 
     async def _roll_segment(self, now: float) -> None:
         """The segment's end: the next one is made off the loop; until it is there, rows go
@@ -796,9 +793,9 @@ class TargetWorker:
         elif self.capture is not None:
             self.capture.sync(self.state)
         metrics = self.service.metrics
-        if metrics is not None and self.window:
+        if self.window:
             metrics.shares(self.name, self.shares(now))
-        if metrics is not None and self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
+        if self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
             # the open capture's verdict, as the endpoint answers it (judged from raw samples)
             metrics.verdict(self.name, self.verdict(None, None)["verdict"])
 
@@ -960,16 +957,18 @@ class Service:
         self,
         config: ServeConfig,
         *,
-        index: Any = None,
-        metrics: Any = None,
+        index: RunIndex | None = None,
+        metrics: Metrics | None = None,
         runner: Runner | None = None,
         watch_interval: float | None = None,
     ) -> None:
         self.config = config
         self.auth_token = config.auth_token
         self.runs_dir = config.serve.runs_dir
-        self.index = index
-        self.metrics = metrics
+        #: Opened off the loop by ``start`` unless given (tests give a fake).
+        self._given_index = index
+        self.index: RunIndex = index  # type: ignore[assignment]  # set by start when None
+        self.metrics: Metrics = metrics if metrics is not None else _make_metrics()
         self.runner: Runner = runner or RecordingRunner()
         self.watch_interval = watch_interval
         self.stop_event = asyncio.Event()
@@ -991,7 +990,8 @@ class Service:
         self._http: Any = None
         self.bound_port: int | None = None
         self.recovered: list[str] = []
-        self.notifier: Any = None
+        #: Without ``[[notify]]`` tables it has no webhook and does nothing.
+        self.notifier = Notifier(config.notify, config.notify_urls, self._record_notification)
         #: (series name, run id) of every regression already notified (threads share it).
         self._regressions_told: set[tuple[str, str]] = set()
         self._regressions_lock = threading.Lock()
@@ -1045,7 +1045,9 @@ class Service:
             raise ConfigError(f"duration_s: {duration_s!r} must be a number of seconds > 0")
         if not isinstance(args, Mapping):
             raise ConfigError("args: expected an object of the verb's flags")
-        validate_args(kind, args, duration_s=float(duration), slos=cfg.slos, place="args")
+        from probes.recording import settings_from_args  # heavy: loaded on first use
+
+        settings_from_args(kind, args, duration_s=float(duration), slos=cfg.slos, place="args")
         busy = self._conflict(target, kind)
         if busy is not None:
             from probes.serve.http import Conflict
@@ -1081,16 +1083,8 @@ class Service:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"serve.runs_dir: cannot create {self.runs_dir}: {exc}") from exc
-        if self.index is None:
+        if self._given_index is None:
             self.index = await loop.run_in_executor(self.blocking, self._open_index)
-        if self.metrics is None:
-            self.metrics = self._make_metrics()
-        if self.config.notify:
-            from probes.serve.notify import Notifier
-
-            self.notifier = Notifier(
-                self.config.notify, self.config.notify_urls, self._record_notification
-            )
         self.recovered = await loop.run_in_executor(self.blocking, self._recover)
         loop.run_in_executor(self.reports, _warm_up)
         for cfg in self.config.targets:
@@ -1107,19 +1101,8 @@ class Service:
             task.add_done_callback(_log_crash)
             self._tasks.append(task)
 
-    def _open_index(self) -> Any:
-        from probes.serve.index import RunIndex
-
+    def _open_index(self) -> RunIndex:
         return RunIndex(self.config.serve.index, self.runs_dir)
-
-    def _make_metrics(self) -> Any:
-        from probes.serve.metrics import Metrics
-
-        try:
-            version = metadata.version("proton-probe")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        return Metrics(version)
 
     async def _start_targets(self) -> None:
         n = len(self.workers)
@@ -1212,9 +1195,9 @@ class Service:
             unmade.cancel()
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=1.0)
-        if self.notifier is not None:  # what is queued gets a bounded last chance
-            await loop.run_in_executor(self.blocking, self._close_notifier)
-        if self.index is not None:
+        # what is queued gets a bounded last chance
+        await loop.run_in_executor(self.blocking, self._close_notifier)
+        if self.index is not None:  # None only when start failed before opening it
             await loop.run_in_executor(self.blocking, self._close_index)
         self.blocking.shutdown(wait=False)
 
@@ -1227,18 +1210,16 @@ class Service:
     def notify(self, kind: str, target: str | None, run_id: str | None, **details: Any) -> None:
         """Queue a notification to every ``[[notify]]`` webhook that wants ``kind`` (never
         blocks: the notifier sends from threads of its own)."""
-        if self.notifier is not None:
-            self.notifier.notify(kind, target, run_id, details)
+        self.notifier.notify(kind, target, run_id, details)
 
     def _record_notification(
         self, kind: str, target: str | None, run_id: str | None, status: str, detail: str
     ) -> None:
-        if self.index is not None:
-            self.index.record_notification(kind, target, run_id, status, detail)
+        self.index.record_notification(kind, target, run_id, status, detail)
 
     def _summaries(self, **filters: Any) -> list[dict[str, Any]]:
         """Blocking: the summaries of indexed runs, oldest first (for trends)."""
-        rows = self.index.query(limit=TREND_RUNS, **filters) if self.index is not None else []
+        rows = self.index.query(limit=TREND_RUNS, **filters)
         summaries = []
         for row in reversed(rows):
             summary = read_summary(self.runs_dir / row.run_id)
@@ -1262,7 +1243,7 @@ class Service:
         """Blocking: notify each regression newly found in the schedule's series, once."""
         from reports.trends import regressions
 
-        if not self._regressions_told and self.index is not None:
+        if not self._regressions_told:
             told = self.index.notifications(limit=1000)
             self._regressions_told |= {
                 (n.detail, n.run_id or "") for n in told if n.kind == "regression"
@@ -1282,8 +1263,6 @@ class Service:
     def _baseline_of(self, schedule: str, run_id: str) -> str | None:
         """The run a schedule's runs are compared with: its pinned run (the oldest, if
         several), else its first run; never ``run_id`` itself."""
-        if self.index is None:
-            return None
         rows = [
             r for r in self.index.query(schedule=schedule, limit=TREND_RUNS) if r.run_id != run_id
         ]
@@ -1388,7 +1367,7 @@ class Service:
             except Exception as exc:
                 log.error("run %s: closing failed: %s", open_run.run_id, exc)
             finally:
-                if self.index is not None and done is not None:
+                if done is not None:
                     self.index.put_run_dir(done.run.path)
 
         task = asyncio.ensure_future(report())
@@ -1414,8 +1393,7 @@ class Service:
             elif read_summary(path) is not None:
                 continue
             _report(path, figures=manifest.get("kind") != "canary")
-            if self.index is not None:
-                self.index.put_run_dir(path)
+            self.index.put_run_dir(path)
             done.append(path.name)
         if done:
             log.info("recovered %d runs: %s", len(done), ", ".join(done))
@@ -1425,7 +1403,7 @@ class Service:
         """After a restart the verdict endpoint answers from each target's latest rollout."""
         loop = asyncio.get_running_loop()
         for worker in self.workers.values():
-            if self.index is None or worker.recent:
+            if worker.recent:
                 continue
             query = functools.partial(self.index.query, target=worker.name, kind="rollout", limit=1)
             rows = await loop.run_in_executor(self.blocking, query)
@@ -1437,8 +1415,7 @@ class Service:
                 )
                 if rollout is not None and not worker.recent:
                     worker.recent.append(rollout)
-                    if self.metrics is not None:
-                        self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
+                    self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -1473,13 +1450,10 @@ class Service:
     async def _retention(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.stopping:
-            if self.index is not None:
-                days = self.config.serve.retention_days
-                gone = await loop.run_in_executor(
-                    self.blocking, self.index.expire, time.time(), days
-                )
-                if gone:
-                    log.info("retention: %d runs older than %g days deleted", len(gone), days)
+            days = self.config.serve.retention_days
+            gone = await loop.run_in_executor(self.blocking, self.index.expire, time.time(), days)
+            if gone:
+                log.info("retention: %d runs older than %g days deleted", len(gone), days)
             await asyncio.sleep(RETENTION_EVERY_S)
 
     # -- the scheduler --------------------------------------------------------------------
@@ -1563,13 +1537,10 @@ class Service:
                 "run_missed", s.target, d.run_id, schedule=s.name, missed=d.missed,
                 reason=d.reason, fire_at=entry["fire_at"],
             )  # fmt: skip
-        if self.metrics is not None:
-            for _ in range(min(d.missed, 10_000)):
-                self.metrics.missed(s.name)
-            if d.action in ("defer", "ran"):
-                self.metrics.scheduled_run(
-                    s.name, {"defer": "deferred", "ran": "skipped"}[d.action]
-                )
+        for _ in range(min(d.missed, 10_000)):
+            self.metrics.missed(s.name)
+        if d.action in ("defer", "ran"):
+            self.metrics.scheduled_run(s.name, {"defer": "deferred", "ran": "skipped"}[d.action])
         with contextlib.suppress(OSError), (self.runs_dir / SCHEDULER_LOG).open("a") as fh:
             fh.write(json.dumps(entry) + "\n")
 
@@ -1597,16 +1568,16 @@ class Service:
 
     def _index_if_exists(self, run_id: str) -> None:
         path = self.runs_dir / run_id
-        if self.index is not None and (path / MANIFEST_FILE).exists():
+        if (path / MANIFEST_FILE).exists():
             self.index.put_run_dir(path)
 
     def _job_done(self, handle: JobHandle, result: JobResult) -> None:
         handle.result = result
         self.jobs.pop(handle.job.run_id, None)
         handle.done.set()
-        if result.run_dir is not None and self.index is not None:
+        if result.run_dir is not None:
             self.index.put_run_dir(result.run_dir)
-        if handle.job.schedule is not None and self.metrics is not None:
+        if handle.job.schedule is not None:
             self.metrics.scheduled_run(handle.job.schedule, result.result)
         job = handle.job
         if result.result in ("error", "fail"):
@@ -1617,8 +1588,7 @@ class Service:
         if job.schedule is not None and result.run_dir is not None and not self.stopping:
             # after the index has the run (its writer is a queue: flush off the loop first)
             def check() -> None:
-                if self.index is not None:
-                    self.index.flush(5.0)
+                self.index.flush(5.0)
                 self._compare_with_baseline(str(job.schedule), job.target.name, result.run_id)
                 self._check_regressions(str(job.schedule), job.target.name)
 
@@ -1691,14 +1661,18 @@ def _warn_once(writer: ShardWriter, what: str, exc: Exception) -> None:
     writer.last_error = exc
 
 
+def _make_metrics() -> Metrics:
+    try:
+        version = metadata.version("proton-probe")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return Metrics(version)
+
+
 def _warm_up() -> None:
     """Import the report code once, early, so that the first capture closing (or a stop)
     does not wait for pandas and matplotlib to load."""
     import reports.figures  # noqa: F401
-
-
-def _run_ids(runs_dir: Path) -> list[str]:
-    return [p.name for p in runs_dir.iterdir() if p.is_dir()]
 
 
 def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
