@@ -67,10 +67,12 @@ from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
 from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
+from probes.serve.context import ServeContext
 from probes.serve.index import RunIndex
 from probes.serve.metrics import Metrics
 from probes.serve.notify import Notifier
 from probes.serve.runner import Job, JobResult, RecordingRunner, Runner
+from probes.serve.tasks import Tasks
 from probes.settings import RequestSpec
 
 log = logging.getLogger("probes.serve")
@@ -329,8 +331,8 @@ def _write_event(log_: EventLog, event: Mapping[str, Any], ts: float | None = No
 class TargetWorker:
     """Everything the service does for one target (see the module docstring)."""
 
-    def __init__(self, service: Service, cfg: TargetConfig) -> None:
-        self.service = service
+    def __init__(self, ctx: ServeContext, cfg: TargetConfig) -> None:
+        self.ctx = ctx
         self.cfg = cfg
         self.name = cfg.name
         self.policy = cap.CapturePolicy(
@@ -373,10 +375,10 @@ class TargetWorker:
         instants, and the last of each burst would be sent late by the ones before it."""
         if self.cfg.is_api:
             await self._resolve()
-            if self.service.stopping:
+            if self.ctx.stopping.is_set():
                 return
         first = await asyncio.get_running_loop().run_in_executor(
-            self.service.blocking, self._create_segment, time.time()
+            self.ctx.io, self._create_segment, time.time()
         )
         self._adopt_segment(first)
         delay = phase / self.cfg.canary_rate if self.cfg.canary_rate > 0 else 0.0
@@ -385,14 +387,14 @@ class TargetWorker:
 
     async def _resolve(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self.service.stopping:
+        while not self.ctx.stopping.is_set():
             try:
-                self.platform = await loop.run_in_executor(self.service.blocking, self._lookup)
+                self.platform = await loop.run_in_executor(self.ctx.io, self._lookup)
             except ProbesError as exc:
                 self.last_error = str(exc)
                 log.warning("target %s: control plane not usable yet: %s", self.name, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.service.stop_event.wait(), API_RETRY_S)
+                    await asyncio.wait_for(self.ctx.stopping.wait(), API_RETRY_S)
                 continue
             self.last_error = None
             self.spec = self.cfg.request_for(self.platform.invoke_url)
@@ -418,7 +420,7 @@ class TargetWorker:
             client,
             self.platform.workload_id,
             _EventRouter(loop, self.on_platform_event),
-            interval=self.service.watch_interval or DEFAULT_INTERVAL_S,
+            interval=self.ctx.watch_interval or DEFAULT_INTERVAL_S,
             labels=self.platform.labels,
         )
         self._watch_thread = threading.Thread(
@@ -470,7 +472,7 @@ class TargetWorker:
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rate_changed.wait(), delay)
-        while not self.service.stopping:
+        while not self.ctx.stopping.is_set():
             rate, spec = self.rate(), self.spec
             self._rate_changed.clear()
             if rate > 0 and spec is not None:
@@ -519,7 +521,7 @@ class TargetWorker:
             self.segment.writer.add(sample)
         if self.capture is not None:
             self.capture.add(sample)
-        metrics = self.service.metrics
+        metrics = self.ctx.metrics
         outcome = "ok" if ok else str(sample.error)
         metrics.request(self.name, sample.version, "probe", outcome, sample.latency_ms / 1000)
         if ok:
@@ -579,13 +581,13 @@ class TargetWorker:
     def _open_capture(self, reason: str, ts: float) -> None:
         """Open a capture now (rows and events go to it from here on); its run directory is
         made in the blocking pool (``_make_capture_run``) and attached when it exists."""
-        svc, spec = self.service, self.spec
+        ctx, spec = self.ctx, self.spec
         if spec is None:
             return
         now = time.time()
         before = list(self.preroll)
         start = min([now, ts, *(row.ts for row in before[:1])])
-        rid = fresh_run_id(svc.runs_dir, f"{self.name}-rollout-{_stamp(now)}")
+        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-rollout-{_stamp(now)}")
         loop = asyncio.get_running_loop()
         capture = OpenCapture(
             run_id=rid, started_ts=start, reason=reason, ready=loop.create_future()
@@ -602,31 +604,29 @@ class TargetWorker:
             fields["platform"] = self._platform_block(capture)
         make = functools.partial(
             _make_capture_run,
-            svc.runs_dir,
+            ctx.runs_dir,
             rid,
             target=spec.describe(),
             settings=self._settings(spec, self.cfg.capture_rate, reason=reason),
             started_at=start,
             fields=fields,
         )
-        task = loop.create_task(self._attach_capture(capture, make), name=f"open-{rid}")
-        svc.opening.add(task)
-        task.add_done_callback(svc.opening.discard)
+        ctx.tasks.spawn(
+            self._attach_capture(capture, make), f"open-{rid}", "opening", log_crash=False
+        )
         self._verdict_cache = None
         log.info("target %s: capture %s opened: %s", self.name, rid, reason)
-        svc.notify("rollout_opened", self.name, rid, reason=reason)
-        svc.metrics.rollout(self.name, True)
-        svc.metrics.verdict(self.name, "pending")
-        svc.metrics.keep_versions(self.name, self._kept_versions())
+        ctx.notify("rollout_opened", self.name, rid, reason=reason)
+        ctx.metrics.rollout(self.name, True)
+        ctx.metrics.verdict(self.name, "pending")
+        ctx.metrics.keep_versions(self.name, self._kept_versions())
         self._rate_changed.set()
 
     async def _attach_capture(
         self, capture: OpenCapture, make: Callable[[], tuple[Run, ShardWriter]]
     ) -> None:
         try:
-            run, writer = await asyncio.get_running_loop().run_in_executor(
-                self.service.blocking, make
-            )
+            run, writer = await asyncio.get_running_loop().run_in_executor(self.ctx.io, make)
         except Exception as exc:  # a full or broken disk: this target's capture is lost
             log.error("target %s: could not open capture %s: %s", self.name, capture.run_id, exc)
             self.last_error = f"rollout capture: {exc}"
@@ -634,10 +634,10 @@ class TargetWorker:
             if self.capture is capture:
                 self.capture = None
                 self._rate_changed.set()
-                self.service.metrics.rollout(self.name, False)
+                self.ctx.metrics.rollout(self.name, False)
             return
         capture.attach(run, writer)
-        self.service.index.put_run_dir(run.path)
+        self.ctx.index.put_run_dir(run.path)
 
     def _platform_block(self, capture: OpenCapture, outcome: str | None = None) -> dict[str, Any]:
         labels = dict(self.watcher.labels) if self.watcher is not None else {}
@@ -650,7 +650,7 @@ class TargetWorker:
     def _close_capture(
         self, reason: str, outcome: str | None, interrupted: str | None = None
     ) -> None:
-        capture, svc = self.capture, self.service
+        capture, ctx = self.capture, self.ctx
         assert capture is not None
         self.capture = None
         self._rate_changed.set()
@@ -678,19 +678,19 @@ class TargetWorker:
         log.info(
             "target %s: capture %s closed (%s): %s", self.name, capture.run_id, outcome, reason
         )
-        svc.metrics.rollout(self.name, False)
-        svc.metrics.rollout_done(self.name, outcome or "incomplete")
-        svc.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
-        svc.metrics.keep_versions(self.name, self._kept_versions())
+        ctx.metrics.rollout(self.name, False)
+        ctx.metrics.rollout_done(self.name, outcome or "incomplete")
+        ctx.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
+        ctx.metrics.keep_versions(self.name, self._kept_versions())
         judged = self.verdict(None, None)
         details = {
             "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
             "baseline": baseline, "candidate": candidate,
         }  # fmt: skip
-        svc.notify("rollout_closed", self.name, capture.run_id, **details)
+        ctx.notify("rollout_closed", self.name, capture.run_id, **details)
         if judged["verdict"] == "fail":
-            svc.notify("verdict_fail", self.name, capture.run_id, **details)
-        svc.finalize(capture, interrupted=interrupted, **fields)
+            ctx.notify("verdict_fail", self.name, capture.run_id, **details)
+        ctx.finish(capture, interrupted=interrupted, **fields)
 
     def _roles(self, capture: OpenCapture) -> tuple[str | None, str | None]:
         """(baseline, candidate) of a capture: the policy's, else the order callers saw."""
@@ -726,7 +726,7 @@ class TargetWorker:
             "capture_rate": self.cfg.capture_rate,
             "capture_tail_s": self.cfg.capture_tail_s,
             "settle_s": self.cfg.settle_s,
-            "segment_s": self.service.config.serve.segment_s,
+            "segment_s": self.ctx.serve.segment_s,
             "max_in_flight": max_in_flight(rate, spec.timeout),
             "transport": "aiohttp",
             "request": spec.describe(),
@@ -737,12 +737,12 @@ class TargetWorker:
         """Blocking (off the loop): claim the canary segment's run directory and write its
         manifest, which fsyncs: a slow disk delays this target's next segment, never the
         loop that sends every target's requests."""
-        spec, svc = self.spec, self.service
+        spec, ctx = self.spec, self.ctx
         if spec is None or self.cfg.canary_rate <= 0:
             return None
-        rid = fresh_run_id(svc.runs_dir, f"{self.name}-canary-{_stamp(now)}")
+        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-canary-{_stamp(now)}")
         run = Run.create(
-            svc.runs_dir,
+            ctx.runs_dir,
             rid,
             "canary",
             target=spec.describe(),
@@ -751,27 +751,27 @@ class TargetWorker:
             started_at=now,
         )
         run.update(target_name=self.name)
-        end = segment_end(now, svc.config.serve.segment_s, self.name)
+        end = segment_end(now, ctx.serve.segment_s, self.name)
         writer = run.shard_writer("probe", background=False)  # flushed by Service._flusher
         return OpenRun(run=run, writer=writer, ends_ts=end)
 
     def _adopt_segment(self, segment: OpenRun | None) -> None:
         """On the loop: ``segment`` (made by ``_create_segment``) takes this target's rows."""
-        svc = self.service
+        ctx = self.ctx
         if segment is None:
             return
-        if svc.stopping:  # made while the service stopped: closed at once, not left open
-            svc.finalize(segment, figures=False)
+        if ctx.stopping.is_set():  # made while the service stopped: closed at once, not left open
+            ctx.finish(segment, figures=False)
             return
         self.segment = segment
-        svc.index.put_run_dir(segment.run.path)
+        ctx.index.put_run_dir(segment.run.path)
 
     async def _roll_segment(self, now: float) -> None:
         """The segment's end: the next one is made off the loop; until it is there, rows go
         on into the old one (its end is when it is closed), so none is lost or unowned."""
         loop = asyncio.get_running_loop()
         try:
-            fresh = await loop.run_in_executor(self.service.blocking, self._create_segment, now)
+            fresh = await loop.run_in_executor(self.ctx.io, self._create_segment, now)
         except Exception as exc:  # a full or broken disk: this target's problem alone
             log.error("target %s: could not open the next canary segment: %s", self.name, exc)
             self.last_error = f"canary segment: {exc}"
@@ -781,7 +781,7 @@ class TargetWorker:
         old, self.segment = self.segment, None
         self._adopt_segment(fresh)
         if old is not None:
-            self.service.finalize(old, figures=False)
+            self.ctx.finish(old, figures=False)
 
     def tick(self, now: float) -> None:
         """Once a second: roll the segment, let the capture policy see the time, shares."""
@@ -792,7 +792,7 @@ class TargetWorker:
             self._apply(changes, now)
         elif self.capture is not None:
             self.capture.sync(self.state)
-        metrics = self.service.metrics
+        metrics = self.ctx.metrics
         if self.window:
             metrics.shares(self.name, self.shares(now))
         if self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
@@ -806,7 +806,7 @@ class TargetWorker:
             self._close_capture(f"service stopped ({interrupted})", outcome, interrupted)
         if self.segment is not None:
             old, self.segment = self.segment, None
-            self.service.finalize(old, figures=False)
+            self.ctx.finish(old, figures=False)
 
     # -- views ----------------------------------------------------------------------------
 
@@ -830,11 +830,8 @@ class TargetWorker:
         current = max(known or shares, key=lambda v: (known or shares)[v]) if shares else None
         ok_lat = np.asarray([r[3] for r in rows if r[2]], dtype=float)
         errors = sum(1 for r in rows if not r[2])
-        state = "idle"
-        if self.service.running_on(self.name):
-            state = "running"
-        if self.capture is not None:
-            state = "capturing"
+        # "running" (a scheduled or API-started run) is the service's to add: it knows the jobs
+        state = "capturing" if self.capture is not None else "idle"
         return {
             "name": self.name,
             "url": self.cfg.describe_url(),
@@ -972,19 +969,15 @@ class Service:
         self.runner: Runner = runner or RecordingRunner()
         self.watch_interval = watch_interval
         self.stop_event = asyncio.Event()
-        self.stopping = False
+        #: Set once ``stop`` begins (``stopping``): nothing new is opened after it.
+        self._stopping = asyncio.Event()
+        self.tasks = Tasks()
         self.workers: dict[str, TargetWorker] = {}
         self.jobs: dict[str, JobHandle] = {}
         self.schedule_states: dict[str, sch.ScheduleState] = {}
         self.schedule_log: deque[dict[str, Any]] = deque(maxlen=200)
         self.blocking: Executor = ThreadPoolExecutor(8, thread_name_prefix="serve-io")
         self.reports: Executor = ThreadPoolExecutor(1, thread_name_prefix="serve-report")
-        self._pending: set[asyncio.Future[Any]] = set()
-        #: Runs being closed (shards flushed, manifest ended): awaited in full on stop.
-        self._closing: set[asyncio.Future[Any]] = set()
-        #: Captures whose run directories are being made (``TargetWorker._open_capture``).
-        self.opening: set[asyncio.Task[None]] = set()
-        self._tasks: list[asyncio.Task[Any]] = []
         self._ready = False
         self.stop_reason = "stopped"
         self._http: Any = None
@@ -996,6 +989,25 @@ class Service:
         self._regressions_told: set[tuple[str, str]] = set()
         self._regressions_lock = threading.Lock()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` has begun."""
+        return self._stopping.is_set()
+
+    def _context(self) -> ServeContext:
+        """What every part is handed (once the index is open)."""
+        return ServeContext(
+            serve=self.config.serve,
+            io=self.blocking,
+            finish=self.finalize,
+            index=self.index,
+            metrics=self.metrics,
+            notify=self.notify,
+            tasks=self.tasks,
+            stopping=self._stopping,
+            watch_interval=self.watch_interval,
+        )
+
     # -- ServiceView ----------------------------------------------------------------------
 
     def ready(self) -> bool:
@@ -1005,7 +1017,10 @@ class Service:
         return [t.name for t in self.config.targets]
 
     def target_status(self, name: str) -> dict[str, Any]:
-        return self.workers[name].status()
+        status = self.workers[name].status()
+        if status["state"] == "idle" and self.running_on(name):
+            status["state"] = "running"
+        return status
 
     def verdict(self, target: str, candidate: str | None, baseline: str | None) -> dict[str, Any]:
         worker = self.workers.get(target)
@@ -1087,8 +1102,9 @@ class Service:
             self.index = await loop.run_in_executor(self.blocking, self._open_index)
         self.recovered = await loop.run_in_executor(self.blocking, self._recover)
         loop.run_in_executor(self.reports, _warm_up)
+        self.ctx = self._context()
         for cfg in self.config.targets:
-            self.workers[cfg.name] = TargetWorker(self, cfg)
+            self.workers[cfg.name] = TargetWorker(self.ctx, cfg)
         for coro, name in (
             (self._start_targets(), "start-targets"),
             (self._ticker(), "ticker"),
@@ -1097,9 +1113,7 @@ class Service:
             (self._retention(), "retention"),
             (self._load_recent(), "load-rollouts"),
         ):
-            task = asyncio.create_task(coro, name=name)
-            task.add_done_callback(_log_crash)
-            self._tasks.append(task)
+            self.tasks.spawn(coro, name)
 
     def _open_index(self) -> RunIndex:
         return RunIndex(self.config.serve.index, self.runs_dir)
@@ -1163,12 +1177,10 @@ class Service:
         """Stop scheduling and runs, close every open run, wait (bounded) for the reports."""
         if self.stopping:
             return
-        self.stopping = True
+        self._stopping.set()
         self.stop_event.set()
         loop = asyncio.get_running_loop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.cancel("service")
         for handle in list(self.jobs.values()):
             handle.stop.set()  # the recording library stops Locust with it
         await asyncio.gather(*(w.stop_probes() for w in self.workers.values()))
@@ -1184,17 +1196,14 @@ class Service:
             waits = [h.done.wait() for h in self.jobs.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), SHUTDOWN_JOBS_S)
-        if self._closing:  # every run's rows on disk and its manifest ended, reports or not
-            await asyncio.wait(set(self._closing), timeout=SHUTDOWN_CLOSE_S)
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=SHUTDOWN_REPORT_S)
+        # every run's rows on disk and its manifest ended, reports or not
+        await self.tasks.wait("closing", SHUTDOWN_CLOSE_S)
+        await self.tasks.wait("reports", SHUTDOWN_REPORT_S)
         if self._http is not None:
             await self._http.cleanup()
         self.reports.shutdown(wait=False, cancel_futures=True)
-        for unmade in list(self._pending):  # reports not made in time: the next start makes them
-            unmade.cancel()
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=1.0)
+        # reports not made in time: the next start makes them
+        await self.tasks.cancel("reports", grace=1.0)
         # what is queued gets a bounded last chance
         await loop.run_in_executor(self.blocking, self._close_notifier)
         if self.index is not None:  # None only when start failed before opening it
@@ -1350,9 +1359,7 @@ class Service:
             await loop.run_in_executor(self.blocking, _close_run, done, ended, interrupted, fields)
             return done
 
-        closed = asyncio.ensure_future(close())
-        self._closing.add(closed)
-        closed.add_done_callback(self._closing.discard)
+        closed = self.tasks.track(asyncio.ensure_future(close()), "closing")
 
         async def report() -> None:
             done: OpenRun | None = None
@@ -1370,9 +1377,7 @@ class Service:
                 if done is not None:
                     self.index.put_run_dir(done.run.path)
 
-        task = asyncio.ensure_future(report())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self.tasks.track(asyncio.ensure_future(report()), "reports")
 
     def _recover(self) -> list[str]:
         """Blocking: runs a crash left open are closed ``interrupted``, reported, indexed;
@@ -1506,8 +1511,7 @@ class Service:
             if decision.action == "replace":
                 for handle in running:
                     handle.stop.set()
-                task = asyncio.create_task(self._launch_after(running, job))
-                self._tasks.append(task)
+                self.tasks.spawn(self._launch_after(running, job), f"replace-{job.run_id}")
             else:
                 self._launch(job)
 
@@ -1688,13 +1692,6 @@ def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
 def _log_future_error(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("background work failed", exc_info=future.exception())
-
-
-def _log_crash(task: asyncio.Task[Any]) -> None:
-    """A service task that ended with an error says so (an asyncio task's exception is
-    otherwise seen only when someone awaits it)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("service task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _last_activity(path: Path, started: float) -> float:

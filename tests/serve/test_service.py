@@ -379,7 +379,7 @@ def test_url_target_switch_captured_cutover_within_one_capture_interval(tmp_path
             seen["during"] = svc.target_status("web")
             seen["verdict"] = svc.verdict("web", None, None)
             await wait_until(lambda: worker.capture is None and worker.recent, 25)
-            await wait_until(lambda: not svc._pending, 20)
+            await wait_until(lambda: not svc.tasks.pending("reports"), 20)
 
         svc = run_service(cfg, body)
     assert seen["during"]["state"] == "capturing"
