@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
 import threading
@@ -55,24 +54,26 @@ import numpy as np
 from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings, run_probe
 from probes.errors import ConfigError, ProbesError
 from probes.records import (
-    MANIFEST_FILE,
     EventLog,
     Sample,
     ShardWriter,
     make_event,
-    read_manifest,
-    recover_journals,
 )
-from probes.run import Run, iso, read_summary
+from probes.run import Run, default_run_id, fresh_run_id, iso
 from probes.serve import capture as cap
-from probes.serve import schedule as sch
-from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
+from probes.serve.config import ServeConfig, TargetConfig
 from probes.serve.context import ServeContext
+from probes.serve.finishing import OpenRun, RunFinisher, warm_up
+from probes.serve.http import Conflict, make_app
 from probes.serve.index import RunIndex
+from probes.serve.jobs import Jobs
 from probes.serve.metrics import Metrics
 from probes.serve.notify import Notifier
-from probes.serve.runner import Job, JobResult, RecordingRunner, Runner
+from probes.serve.runner import RecordingRunner, Runner
+from probes.serve.scheduler import Scheduler
 from probes.serve.tasks import Tasks
+from probes.serve.trends import Trends
+from probes.serve.verdict import no_rollout_body
 from probes.settings import RequestSpec
 
 log = logging.getLogger("probes.serve")
@@ -88,42 +89,17 @@ DRAIN_S = 2.0
 RECENT_ROLLOUTS = 5
 #: The verdict of an open capture is recomputed at most this often.
 VERDICT_CACHE_S = 0.5
-#: On stop, reports still unmade after this long are made at the next start instead.
-SHUTDOWN_REPORT_S = 20.0
-#: On stop, how long closing the open runs (flush, manifest) may take in all: a slow disk
-#: beyond it leaves runs for the next start to close as interrupted.
-SHUTDOWN_CLOSE_S = 30.0
-#: Bound on waiting for scheduled runs to stop (their own stop events end them sooner).
-SHUTDOWN_JOBS_S = 20.0
 #: How long the notifier may take to send what is queued at shutdown.
 SHUTDOWN_NOTIFY_S = 3.0
 #: Seconds between updates of an open capture's verdict metric.
 VERDICT_METRIC_S = 5
-#: Most runs a trend reads (newest).
-TREND_RUNS = 200
 TICK_S = 1.0
 #: Canary segments' rows are written to a shard this often, by one flusher for all targets
 #: (a shard per target per second would be thousands of tiny files and a thread each).
 CANARY_FLUSH_S = 10.0
 RETENTION_EVERY_S = 3600.0
 API_RETRY_S = 5.0
-#: Triggers of runs the service makes: only those are recovered after a crash.
-SERVICE_TRIGGERS = frozenset({"continuous", "auto", "schedule", "api"})
-SCHEDULER_LOG = "scheduler.jsonl"
 BUCKET_S = 1.0
-
-
-def _stamp(ts: float) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
-
-
-def fresh_run_id(runs_dir: Path, base: str) -> str:
-    """``base``, or ``base-2``, ``base-3``… when a run directory already has that name."""
-    rid, n = base, 1
-    while (runs_dir / rid).exists():
-        n += 1
-        rid = f"{base}-{n}"
-    return rid
 
 
 def segment_end(start: float, segment_s: float, name: str) -> float:
@@ -188,19 +164,6 @@ class Rollout:
 
     def labels(self) -> set[str]:
         return {v for v in (self.baseline, self.candidate) if v}
-
-
-@dataclass
-class OpenRun:
-    """A run the service is writing: its directory and sample writer."""
-
-    run: Run
-    writer: ShardWriter
-    ends_ts: float = math.inf
-
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
 
 
 class _DeferredEvents:
@@ -587,7 +550,7 @@ class TargetWorker:
         now = time.time()
         before = list(self.preroll)
         start = min([now, ts, *(row.ts for row in before[:1])])
-        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-rollout-{_stamp(now)}")
+        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-rollout-{default_run_id(now)}")
         loop = asyncio.get_running_loop()
         capture = OpenCapture(
             run_id=rid, started_ts=start, reason=reason, ready=loop.create_future()
@@ -740,7 +703,7 @@ class TargetWorker:
         spec, ctx = self.spec, self.ctx
         if spec is None or self.cfg.canary_rate <= 0:
             return None
-        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-canary-{_stamp(now)}")
+        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-canary-{default_run_id(now)}")
         run = Run.create(
             ctx.runs_dir,
             rid,
@@ -921,34 +884,16 @@ class TargetWorker:
         return None
 
 
-# --------------------------------------------------------------------------- scheduled runs
-
-
-@dataclass
-class JobHandle:
-    job: Job
-    stop: threading.Event
-    thread: threading.Thread
-    done: asyncio.Event
-    result: JobResult | None = None
-
-
-class _Existing:
-    """``run_id in existing``: whether a run directory of that name exists."""
-
-    def __init__(self, runs_dir: Path) -> None:
-        self.runs_dir = runs_dir
-
-    def __contains__(self, run_id: object) -> bool:
-        return isinstance(run_id, str) and (self.runs_dir / run_id).exists()
-
-
 # --------------------------------------------------------------------------- the service
 
 
 class Service:
     """The ``probes serve`` process minus its HTTP routes (``probes.serve.http`` serves it:
-    this class implements its ``ServiceView``)."""
+    this class implements its ``ServiceView``).
+
+    A composition root: ``start`` opens the index, builds the ``ServeContext`` and the parts
+    (``RunFinisher``, ``Trends``, ``Jobs``, ``Scheduler``, one ``TargetWorker`` per target)
+    and starts them; ``stop`` stops them in the reverse order (see its docstring)."""
 
     def __init__(
         self,
@@ -973,33 +918,37 @@ class Service:
         self._stopping = asyncio.Event()
         self.tasks = Tasks()
         self.workers: dict[str, TargetWorker] = {}
-        self.jobs: dict[str, JobHandle] = {}
-        self.schedule_states: dict[str, sch.ScheduleState] = {}
-        self.schedule_log: deque[dict[str, Any]] = deque(maxlen=200)
-        self.blocking: Executor = ThreadPoolExecutor(8, thread_name_prefix="serve-io")
-        self.reports: Executor = ThreadPoolExecutor(1, thread_name_prefix="serve-report")
+        #: Blocking file work (8 threads) and report-making (1 thread: one core drawing).
+        self.io_pool: Executor = ThreadPoolExecutor(8, thread_name_prefix="serve-io")
+        self.report_pool: Executor = ThreadPoolExecutor(1, thread_name_prefix="serve-report")
         self._ready = False
         self.stop_reason = "stopped"
-        self._http: Any = None
+        self._app_runner: Any = None
         self.bound_port: int | None = None
         self.recovered: list[str] = []
         #: Without ``[[notify]]`` tables it has no webhook and does nothing.
         self.notifier = Notifier(config.notify, config.notify_urls, self._record_notification)
-        #: (series name, run id) of every regression already notified (threads share it).
-        self._regressions_told: set[tuple[str, str]] = set()
-        self._regressions_lock = threading.Lock()
+        #: The parts, built by ``start`` once the index is open.
+        self.ctx: ServeContext | None = None
+        self.finisher: RunFinisher
+        self.trends: Trends
+        self.jobs: Jobs
+        self.scheduler: Scheduler
 
     @property
     def stopping(self) -> bool:
         """Whether ``stop`` has begun."""
         return self._stopping.is_set()
 
-    def _context(self) -> ServeContext:
-        """What every part is handed (once the index is open)."""
-        return ServeContext(
+    def _build(self) -> ServeContext:
+        """The context and the parts (once the index is open)."""
+        self.finisher = RunFinisher(
+            self.runs_dir, self.index, self.io_pool, self.report_pool, self.tasks
+        )
+        ctx = ServeContext(
             serve=self.config.serve,
-            io=self.blocking,
-            finish=self.finalize,
+            io=self.io_pool,
+            finish=self.finisher.finish,
             index=self.index,
             metrics=self.metrics,
             notify=self.notify,
@@ -1007,6 +956,20 @@ class Service:
             stopping=self._stopping,
             watch_interval=self.watch_interval,
         )
+        self.trends = Trends(ctx)
+        self.jobs = Jobs(ctx, self.runner, on_done=self.trends.after_run)
+        targets = {t.name: t for t in self.config.targets}
+        self.scheduler = Scheduler(
+            ctx, self.config.schedules, targets, self.jobs, capture_open=self._capture_open
+        )
+        for cfg in self.config.targets:
+            self.workers[cfg.name] = TargetWorker(ctx, cfg)
+        return ctx
+
+    def _capture_open(self, target: str) -> str | None:
+        """The run id of the rollout capture open on ``target``, or None."""
+        worker = self.workers.get(target)
+        return worker.capture.run_id if worker is not None and worker.capture else None
 
     # -- ServiceView ----------------------------------------------------------------------
 
@@ -1025,8 +988,6 @@ class Service:
     def verdict(self, target: str, candidate: str | None, baseline: str | None) -> dict[str, Any]:
         worker = self.workers.get(target)
         if worker is None:
-            from probes.serve.verdict import no_rollout_body
-
             return dict(no_rollout_body(target, time.time()))
         return worker.verdict(candidate, baseline)
 
@@ -1045,49 +1006,29 @@ class Service:
     ) -> str:
         """Start a run now (``POST /api/v1/targets/{name}/runs``); its run id."""
         if self.stopping:
-            from probes.serve.http import Conflict
-
             raise Conflict("the service is stopping")
         cfg = self.config.target(target)  # KeyError -> 404
-        if kind not in KINDS:
-            raise ConfigError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
-        duration = 60.0 if duration_s is None else duration_s
-        if (
-            isinstance(duration, bool)
-            or not isinstance(duration, int | float)
-            or not (math.isfinite(duration) and duration > 0)
-        ):
-            raise ConfigError(f"duration_s: {duration_s!r} must be a number of seconds > 0")
-        if not isinstance(args, Mapping):
-            raise ConfigError("args: expected an object of the verb's flags")
-        from probes.recording import settings_from_args  # heavy: loaded on first use
-
-        settings_from_args(kind, args, duration_s=float(duration), slos=cfg.slos, place="args")
-        busy = self._conflict(target, kind)
-        if busy is not None:
-            from probes.serve.http import Conflict
-
-            raise Conflict(busy)
-        base = f"{target}-{kind}-{_stamp(time.time())}"
-        rid = fresh_run_id(self.runs_dir, base)
-        job = Job(rid, kind, cfg, self.runs_dir, "api", float(duration), args=dict(args))
-        self._launch(job)
-        return rid
-
-    def _conflict(self, target: str, kind: str) -> str | None:
-        worker = self.workers.get(target)
-        loads = sch.LOAD_KINDS
-        if kind in loads and worker is not None and worker.capture is not None:
-            return f"a rollout capture ({worker.capture.run_id}) is open on {target}"
-        for handle in self.jobs.values():
-            job = handle.job
-            same = job.kind == kind or (kind in loads and job.kind in loads)
-            if job.target.name == target and same:
-                return f"run {job.run_id} ({job.kind}) is still running on {target}"
-        return None
+        return self.jobs.start(cfg, kind, duration_s, args, self._capture_open(target))
 
     def running_on(self, target: str) -> bool:
-        return any(h.job.target.name == target for h in self.jobs.values())
+        return self.jobs.running_on(target)
+
+    def schedule_status(self, target: str) -> list[dict[str, Any]]:
+        """The Target page's schedules (``Scheduler.status``)."""
+        return self.scheduler.status(target)
+
+    def target_trends(self, name: str) -> list[dict[str, Any]]:
+        """Blocking: one target's series run over run (``Trends.target_trends``)."""
+        return self.trends.target_trends(name)
+
+    def schedule_trends(self, name: str) -> list[dict[str, Any]]:
+        """Blocking: one schedule's series run over run (``Trends.schedule_trends``)."""
+        return self.trends.schedule_trends(name)
+
+    @property
+    def schedule_log(self) -> Any:
+        """The scheduler's recent decisions (``Scheduler.log``)."""
+        return self.scheduler.log
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -1099,17 +1040,15 @@ class Service:
         except OSError as exc:
             raise ConfigError(f"serve.runs_dir: cannot create {self.runs_dir}: {exc}") from exc
         if self._given_index is None:
-            self.index = await loop.run_in_executor(self.blocking, self._open_index)
-        self.recovered = await loop.run_in_executor(self.blocking, self._recover)
-        loop.run_in_executor(self.reports, _warm_up)
-        self.ctx = self._context()
-        for cfg in self.config.targets:
-            self.workers[cfg.name] = TargetWorker(self.ctx, cfg)
+            self.index = await loop.run_in_executor(self.io_pool, self._open_index)
+        self.ctx = self._build()
+        self.recovered = await loop.run_in_executor(self.io_pool, self.finisher.recover)
+        loop.run_in_executor(self.report_pool, warm_up)
         for coro, name in (
             (self._start_targets(), "start-targets"),
             (self._ticker(), "ticker"),
             (self._flusher(), "flusher"),
-            (self._scheduler(), "scheduler"),
+            (self.scheduler.run(), "scheduler"),
             (self._retention(), "retention"),
             (self._load_recent(), "load-rollouts"),
         ):
@@ -1136,20 +1075,18 @@ class Service:
         """Listen on ``serve.listen`` with the routes of ``probes.serve.http``."""
         from aiohttp import web
 
-        from probes.serve.http import make_app
-
-        runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
-        await runner.setup()
+        app_runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        await app_runner.setup()
         host, port = self.config.serve.host, self.config.serve.port
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(app_runner, host, port)
         try:
             await site.start()
         except OSError as exc:
-            await runner.cleanup()
+            await app_runner.cleanup()
             raise ConfigError(
                 f"serve.listen: cannot listen on {self.config.serve.listen}: {exc.strerror}"
             ) from exc
-        self._http = runner
+        self._app_runner = app_runner
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else port
@@ -1174,47 +1111,58 @@ class Service:
         self.stop_event.set()
 
     async def stop(self, reason: str = "stopped") -> None:
-        """Stop scheduling and runs, close every open run, wait (bounded) for the reports."""
+        """Stop in the reverse order of ``start``; each step's reason:
+
+        1. the service's loops (ticker, flusher, scheduler, …): nothing new is decided;
+        2. the jobs are asked to stop (the recording library stops Locust with them);
+        3. the probes stop and drain (their answers are still recorded), and a segment roll
+           under way ends, so that closing sees every row and the latest segment;
+        4. the watchers stop (blocking joins, in the io pool);
+        5. every target closes its open runs (a capture ``interrupted``);
+        6. the jobs' results are awaited (``SHUTDOWN_JOBS_S``);
+        7. every close (rows on disk, manifest ended) is awaited, then the reports a while;
+        8. the HTTP side stops; reports not made are left for the next start;
+        9. the notifier gets a bounded last chance, the index is flushed and closed."""
         if self.stopping:
             return
         self._stopping.set()
         self.stop_event.set()
         loop = asyncio.get_running_loop()
         await self.tasks.cancel("service")
-        for handle in list(self.jobs.values()):
-            handle.stop.set()  # the recording library stops Locust with it
-        await asyncio.gather(*(w.stop_probes() for w in self.workers.values()))
-        await asyncio.gather(
-            *(loop.run_in_executor(self.blocking, w.stop_watcher) for w in self.workers.values())
-        )
-        for worker in self.workers.values():
-            try:
-                worker.close_all(reason)
-            except Exception:  # one target's close never keeps the others' runs open
-                log.exception("target %s: closing its runs failed", worker.name)
-        if self.jobs:
-            waits = [h.done.wait() for h in self.jobs.values()]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), SHUTDOWN_JOBS_S)
-        # every run's rows on disk and its manifest ended, reports or not
-        await self.tasks.wait("closing", SHUTDOWN_CLOSE_S)
-        await self.tasks.wait("reports", SHUTDOWN_REPORT_S)
-        if self._http is not None:
-            await self._http.cleanup()
-        self.reports.shutdown(wait=False, cancel_futures=True)
-        # reports not made in time: the next start makes them
-        await self.tasks.cancel("reports", grace=1.0)
+        if self.ctx is not None:  # None only when start failed before building the parts
+            self.jobs.stop_all()
+            await asyncio.gather(*(w.stop_probes() for w in self.workers.values()))
+            await asyncio.gather(
+                *(loop.run_in_executor(self.io_pool, w.stop_watcher) for w in self.workers.values())
+            )
+            for worker in self.workers.values():
+                try:
+                    worker.close_all(reason)
+                except Exception:  # one target's close never keeps the others' runs open
+                    log.exception("target %s: closing its runs failed", worker.name)
+            await self.jobs.wait()
+            await self.finisher.drain()
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+        if self.ctx is not None:
+            await self.finisher.abandon()
+        self.report_pool.shutdown(wait=False, cancel_futures=True)
         # what is queued gets a bounded last chance
-        await loop.run_in_executor(self.blocking, self._close_notifier)
+        await loop.run_in_executor(self.io_pool, self._close_notifier)
         if self.index is not None:  # None only when start failed before opening it
-            await loop.run_in_executor(self.blocking, self._close_index)
-        self.blocking.shutdown(wait=False)
+            await loop.run_in_executor(self.io_pool, self._close_index)
+        self.io_pool.shutdown(wait=False)
 
     def _close_notifier(self) -> None:
         self.notifier.flush(SHUTDOWN_NOTIFY_S)
         self.notifier.close()
 
-    # -- notifications and trends ----------------------------------------------------------
+    def _close_index(self) -> None:
+        with contextlib.suppress(Exception):
+            self.index.flush(5.0)
+        self.index.close()
+
+    # -- notifications ---------------------------------------------------------------------
 
     def notify(self, kind: str, target: str | None, run_id: str | None, **details: Any) -> None:
         """Queue a notification to every ``[[notify]]`` webhook that wants ``kind`` (never
@@ -1226,183 +1174,7 @@ class Service:
     ) -> None:
         self.index.record_notification(kind, target, run_id, status, detail)
 
-    def _summaries(self, **filters: Any) -> list[dict[str, Any]]:
-        """Blocking: the summaries of indexed runs, oldest first (for trends)."""
-        rows = self.index.query(limit=TREND_RUNS, **filters)
-        summaries = []
-        for row in reversed(rows):
-            summary = read_summary(self.runs_dir / row.run_id)
-            if summary is not None:
-                summaries.append(summary)
-        return summaries
-
-    def target_trends(self, name: str) -> list[dict[str, Any]]:
-        """Blocking: the series that matter run over run for one target (the Target page)."""
-        from reports.trends import trends
-
-        return trends(self._summaries(target=name))
-
-    def schedule_trends(self, name: str) -> list[dict[str, Any]]:
-        """Blocking: the same for one schedule's runs (the Trends page)."""
-        from reports.trends import trends
-
-        return trends(self._summaries(schedule=name))
-
-    def _check_regressions(self, schedule: str, target: str) -> None:
-        """Blocking: notify each regression newly found in the schedule's series, once."""
-        from reports.trends import regressions
-
-        if not self._regressions_told:
-            told = self.index.notifications(limit=1000)
-            self._regressions_told |= {
-                (n.detail, n.run_id or "") for n in told if n.kind == "regression"
-            }
-        for found in regressions(self.schedule_trends(schedule)):
-            key = (f"{found['series']}", str(found["run_id"]))
-            with self._regressions_lock:
-                if key in self._regressions_told:
-                    continue
-                self._regressions_told.add(key)
-            self.notify(
-                "regression", target, found["run_id"], schedule=schedule,
-                series=found["series"], change=found.get("change"),
-                mean_before=found.get("mean_before"), mean_after=found.get("mean_after"),
-            )  # fmt: skip
-
-    def _baseline_of(self, schedule: str, run_id: str) -> str | None:
-        """The run a schedule's runs are compared with: its pinned run (the oldest, if
-        several), else its first run; never ``run_id`` itself."""
-        rows = [
-            r for r in self.index.query(schedule=schedule, limit=TREND_RUNS) if r.run_id != run_id
-        ]
-        rows = [r for r in rows if r.ended_ts is not None and r.state == "closed"]
-        pinned = [r for r in rows if r.pinned]
-        chosen = min(pinned or rows, key=lambda r: r.started_ts, default=None)
-        return chosen.run_id if chosen is not None else None
-
-    def _compare_with_baseline(self, schedule: str, target: str, run_id: str) -> None:
-        """Blocking: compare a scheduled run with its schedule's baseline, sample by sample
-        (``reports.compare``: written into the run as ``compare-<baseline>.*``); a worse run
-        is notified as a regression."""
-        from reports.compare import compare_runs, write_comparison
-
-        baseline = self._baseline_of(schedule, run_id)
-        run_dir = self.runs_dir / run_id
-        if baseline is None or read_summary(run_dir) is None:
-            return
-        try:
-            result = compare_runs(self.runs_dir / baseline, run_dir)
-        except ProbesError as exc:
-            log.warning("run %s: not compared with %s: %s", run_id, baseline, exc)
-            return
-        write_comparison(result, run_dir)
-        if result["judgement"] == "worse":
-            self.notify(
-                "regression", target, run_id, schedule=schedule, baseline=baseline,
-                series="compared with the baseline run", judgement=result["judgement"],
-            )  # fmt: skip
-
-    def schedule_status(self, target: str) -> list[dict[str, Any]]:
-        """The Target page's schedules: next fire time, the last run and its result, misses."""
-        out = []
-        now = time.time()
-        for schedule in self.config.schedules:
-            if schedule.target != target:
-                continue
-            entries = [e for e in self.schedule_log if e.get("schedule") == schedule.name]
-            started = [e for e in entries if e.get("action") in ("start", "replace")]
-            last = started[-1]["run_id"] if started else None
-            handle = self.jobs.get(last) if last else None
-            out.append(
-                {
-                    "name": schedule.name,
-                    "kind": schedule.kind,
-                    "cron": schedule.timing.cron,
-                    "every": schedule.timing.describe() if schedule.timing.every_s else None,
-                    "next_fire_at": iso(sch.next_fire(schedule.timing, now)),
-                    "last_run_id": last,
-                    "last_result": "running" if handle is not None else None,
-                    "missed": sum(int(e.get("missed") or 0) for e in entries),
-                }
-            )
-        return out
-
-    def _close_index(self) -> None:
-        with contextlib.suppress(Exception):
-            self.index.flush(5.0)
-        self.index.close()
-
-    # -- finishing runs -------------------------------------------------------------------
-
-    def finalize(
-        self,
-        open_run: OpenRun | OpenCapture,
-        interrupted: str | None = None,
-        *,
-        figures: bool = True,
-        **fields: Any,
-    ) -> None:
-        """Close a run off the loop: flush its shards and end its manifest (``blocking``
-        pool: the rows are on disk first, whatever the reports' queue holds), then report it
-        (``reports`` pool) and index it. On stop every close is awaited (bounded by
-        ``SHUTDOWN_CLOSE_S``), the reports only for ``SHUTDOWN_REPORT_S``: a run closed but
-        not reported is reported at the next start (``_recover``).
-
-        Canary segments are reported without figures (``probes report RUN_DIR`` draws
-        them): hundreds of targets' hourly segments would otherwise keep a core drawing."""
-        loop = asyncio.get_running_loop()
-        ended = time.time()
-
-        async def close() -> OpenRun:
-            # a capture whose directory is still being made is closed once it exists
-            done = await open_run.opened() if isinstance(open_run, OpenCapture) else open_run
-            await loop.run_in_executor(self.blocking, _close_run, done, ended, interrupted, fields)
-            return done
-
-        closed = self.tasks.track(asyncio.ensure_future(close()), "closing")
-
-        async def report() -> None:
-            done: OpenRun | None = None
-            try:
-                done = await closed
-                make = functools.partial(_report, done.run.path, figures=figures)
-                await loop.run_in_executor(self.reports, make)
-            except asyncio.CancelledError:
-                pass  # stopping: the next start reports it
-            except RuntimeError as exc:  # the reports pool shut down meanwhile (stopping)
-                log.info("run %s: left for the next start to report (%s)", open_run.run_id, exc)
-            except Exception as exc:
-                log.error("run %s: closing failed: %s", open_run.run_id, exc)
-            finally:
-                if done is not None:
-                    self.index.put_run_dir(done.run.path)
-
-        self.tasks.track(asyncio.ensure_future(report()), "reports")
-
-    def _recover(self) -> list[str]:
-        """Blocking: runs a crash left open are closed ``interrupted``, reported, indexed;
-        service runs closed but never reported are reported."""
-        done = []
-        for path in sorted(p for p in self.runs_dir.iterdir() if (p / MANIFEST_FILE).is_file()):
-            try:
-                manifest = read_manifest(path)
-            except ProbesError:
-                continue
-            if manifest.get("trigger") not in SERVICE_TRIGGERS:
-                continue
-            if manifest.get("ended_ts") is None:
-                recover_journals(path)  # the canary rows of its last seconds
-                run = Run.open(path)
-                reason = "left open by a crash or kill; closed when the service restarted"
-                run.finish(ended_at=_last_activity(path, run.started_ts), interrupted=reason)
-            elif read_summary(path) is not None:
-                continue
-            _report(path, figures=manifest.get("kind") != "canary")
-            self.index.put_run_dir(path)
-            done.append(path.name)
-        if done:
-            log.info("recovered %d runs: %s", len(done), ", ".join(done))
-        return done
+    # -- timers ---------------------------------------------------------------------------
 
     async def _load_recent(self) -> None:
         """After a restart the verdict endpoint answers from each target's latest rollout."""
@@ -1411,18 +1183,16 @@ class Service:
             if worker.recent:
                 continue
             query = functools.partial(self.index.query, target=worker.name, kind="rollout", limit=1)
-            rows = await loop.run_in_executor(self.blocking, query)
+            rows = await loop.run_in_executor(self.io_pool, query)
             for row in rows:
                 if row.ended_ts is None:
                     continue
                 rollout = await loop.run_in_executor(
-                    self.blocking, _load_rollout, self.runs_dir / row.run_id, row
+                    self.io_pool, _load_rollout, self.runs_dir / row.run_id, row
                 )
                 if rollout is not None and not worker.recent:
                     worker.recent.append(rollout)
                     self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
-
-    # -- timers ---------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
         while not self.stopping:
@@ -1450,156 +1220,16 @@ class Service:
                     (flush if k % slots == slot else journal).append(w.segment.writer)
             slot = (slot + 1) % slots
             if flush or journal:
-                await loop.run_in_executor(self.blocking, _flush_all, flush, journal)
+                await loop.run_in_executor(self.io_pool, _flush_all, flush, journal)
 
     async def _retention(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.stopping:
             days = self.config.serve.retention_days
-            gone = await loop.run_in_executor(self.blocking, self.index.expire, time.time(), days)
+            gone = await loop.run_in_executor(self.io_pool, self.index.expire, time.time(), days)
             if gone:
                 log.info("retention: %d runs older than %g days deleted", len(gone), days)
             await asyncio.sleep(RETENTION_EVERY_S)
-
-    # -- the scheduler --------------------------------------------------------------------
-
-    async def _scheduler(self) -> None:
-        if not self.config.schedules:
-            return
-        loop = asyncio.get_running_loop()
-        ids = await loop.run_in_executor(
-            self.blocking, lambda: [p.name for p in self.runs_dir.iterdir()]
-        )
-        started = time.time()
-        for s in self.config.schedules:
-            self.schedule_states[s.name] = sch.initial_state(s.name, ids, started)
-        while not self.stopping:
-            now = time.time()
-            wake = now + TICK_S
-            for s in self.config.schedules:
-                self._schedule_tick(s, now)
-                state = self.schedule_states[s.name]
-                wake = min(wake, sch.next_fire(s.timing, max(state.last, now)))
-            await asyncio.sleep(max(0.0, wake - time.time()) + 0.001)
-
-    def _schedule_tick(self, s: ScheduleConfig, now: float) -> None:
-        worker = self.workers[s.target]
-        running = [h for h in self.jobs.values() if h.job.schedule == s.name]
-        decision = sch.decide(
-            s.name,
-            s.timing,
-            self.schedule_states[s.name],
-            now,
-            deadline_s=s.starting_deadline_s,
-            concurrency=s.concurrency,
-            running=bool(running),
-            kind=s.kind,
-            capture_open=worker.capture.run_id if worker.capture is not None else None,
-            existing=_Existing(self.runs_dir),
-        )
-        self.schedule_states[s.name] = decision.state
-        if decision.action == "wait" and not decision.missed:
-            return
-        self._record_decision(s, decision)
-        if decision.action in ("start", "replace"):
-            assert decision.run_id is not None
-            job = Job(
-                decision.run_id, s.kind, worker.cfg, self.runs_dir, "schedule", s.duration_s,
-                schedule=s.name, args=dict(s.args), workers=s.workers,
-                expect_workers=s.expect_workers,
-            )  # fmt: skip
-            if decision.action == "replace":
-                for handle in running:
-                    handle.stop.set()
-                self.tasks.spawn(self._launch_after(running, job), f"replace-{job.run_id}")
-            else:
-                self._launch(job)
-
-    async def _launch_after(self, previous: list[JobHandle], job: Job) -> None:
-        await asyncio.gather(*(h.done.wait() for h in previous))
-        if not self.stopping:
-            self._launch(job)
-
-    def _record_decision(self, s: ScheduleConfig, d: sch.Decision) -> None:
-
-        entry = {
-            "ts": time.time(),
-            "at": iso(time.time()),
-            "schedule": s.name,
-            "target": s.target,
-            "action": d.action,
-            "fire_at": iso(d.fire_ts) if d.fire_ts is not None else None,
-            "run_id": d.run_id,
-            "missed": d.missed,
-            "reason": d.reason,
-        }
-        self.schedule_log.append(entry)
-        if d.action != "start":
-            log.info("schedule %s: %s %s (%s)", s.name, d.action, d.run_id or "", d.reason or "")
-        if d.missed or d.action in ("skip", "missed"):
-            self.notify(
-                "run_missed", s.target, d.run_id, schedule=s.name, missed=d.missed,
-                reason=d.reason, fire_at=entry["fire_at"],
-            )  # fmt: skip
-        for _ in range(min(d.missed, 10_000)):
-            self.metrics.missed(s.name)
-        if d.action in ("defer", "ran"):
-            self.metrics.scheduled_run(s.name, {"defer": "deferred", "ran": "skipped"}[d.action])
-        with contextlib.suppress(OSError), (self.runs_dir / SCHEDULER_LOG).open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-
-    def _launch(self, job: Job) -> JobHandle:
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
-
-        def body() -> None:
-            try:
-                result = self.runner.run(job, stop)
-            except Exception as exc:  # a broken run is a result, never a dead service
-                log.exception("run %s failed", job.run_id)
-                path = job.runs_dir / job.run_id
-                result = JobResult(job.run_id, path if path.is_dir() else None, failure=repr(exc))
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._job_done, handle, result)
-
-        thread = threading.Thread(target=body, name=f"run-{job.run_id}", daemon=True)
-        handle = JobHandle(job, stop, thread, asyncio.Event())
-        self.jobs[job.run_id] = handle
-        handle.thread.start()
-        log.info("run %s started (%s %s on %s)", job.run_id, job.trigger, job.kind, job.target.name)
-        loop.call_later(2.0, self._index_if_exists, job.run_id)
-        return handle
-
-    def _index_if_exists(self, run_id: str) -> None:
-        path = self.runs_dir / run_id
-        if (path / MANIFEST_FILE).exists():
-            self.index.put_run_dir(path)
-
-    def _job_done(self, handle: JobHandle, result: JobResult) -> None:
-        handle.result = result
-        self.jobs.pop(handle.job.run_id, None)
-        handle.done.set()
-        if result.run_dir is not None:
-            self.index.put_run_dir(result.run_dir)
-        if handle.job.schedule is not None:
-            self.metrics.scheduled_run(handle.job.schedule, result.result)
-        job = handle.job
-        if result.result in ("error", "fail"):
-            self.notify(
-                "run_failed", job.target.name, result.run_id, run_kind=job.kind,
-                schedule=job.schedule, result=result.result, failure=result.failure,
-            )  # fmt: skip
-        if job.schedule is not None and result.run_dir is not None and not self.stopping:
-            # after the index has the run (its writer is a queue: flush off the loop first)
-            def check() -> None:
-                self.index.flush(5.0)
-                self._compare_with_baseline(str(job.schedule), job.target.name, result.run_id)
-                self._check_regressions(str(job.schedule), job.target.name)
-
-            future = self.blocking.submit(check)
-            future.add_done_callback(_log_future_error)
-        log.info("run %s ended: %s%s", result.run_id, result.result,
-                 f" ({result.failure})" if result.failure else "")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- helpers (threads)
@@ -1626,16 +1256,6 @@ def _make_capture_run(
     )
     run.update(**fields)
     return run, run.shard_writer("probe")
-
-
-def _close_run(
-    open_run: OpenRun, ended: float, interrupted: str | None, fields: dict[str, Any]
-) -> None:
-    """Blocking: flush the run's rows and end its manifest (its report comes after)."""
-    open_run.writer.close()
-    if interrupted is not None:
-        fields = {**fields, "interrupted": interrupted}
-    open_run.run.finish(ended_at=ended, **fields)
 
 
 def _flush_all(writers: list[ShardWriter], journal: Sequence[ShardWriter] = ()) -> None:
@@ -1671,36 +1291,6 @@ def _make_metrics() -> Metrics:
     except metadata.PackageNotFoundError:
         version = "unknown"
     return Metrics(version)
-
-
-def _warm_up() -> None:
-    """Import the report code once, early, so that the first capture closing (or a stop)
-    does not wait for pandas and matplotlib to load."""
-    import reports.figures  # noqa: F401
-
-
-def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
-    from reports import make_report
-
-    try:
-        return make_report(path, figures=figures)
-    except Exception as exc:  # a run that cannot be reported stays a run (and is indexed)
-        log.error("run %s: report failed: %s", path.name, exc)
-        return None
-
-
-def _log_future_error(future: Any) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("background work failed", exc_info=future.exception())
-
-
-def _last_activity(path: Path, started: float) -> float:
-    """The last time a run was written to: its newest shard or event line."""
-    times = [started]
-    for p in [path / "events.jsonl", *(path / "samples").glob("*.parquet")]:
-        with contextlib.suppress(OSError):
-            times.append(p.stat().st_mtime)
-    return max(times)
 
 
 def _load_rollout(path: Path, row: Any) -> Rollout | None:

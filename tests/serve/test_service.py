@@ -17,6 +17,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,14 @@ import pytest
 from probes.errors import ConfigError
 from probes.records import read_events, read_manifest, read_samples
 from probes.run import Run, read_summary
+from probes.serve import finishing as finishing_mod
 from probes.serve import service as service_mod
 from probes.serve.config import ServeConfig, parse_config
+from probes.serve.finishing import RunFinisher
+from probes.serve.http import Conflict
 from probes.serve.runner import Job, JobResult
 from probes.serve.service import Service, segment_end
+from probes.serve.tasks import Tasks
 from tests.helpers import VersionServer, closed_port
 
 pytestmark = pytest.mark.slow
@@ -324,7 +329,7 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
     # Reports queue on one thread; with hundreds of targets they outlast stop's bounded wait.
     # Flushing rows and ending manifests must not queue behind them: every row sent is on
     # disk and every segment closed after stop, and the next start reports what was left.
-    real_report = service_mod._report
+    real_report = finishing_mod._report
     started = threading.Event()
 
     def slow_report(path: Path, *, figures: bool = True) -> Any:
@@ -332,8 +337,8 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
         time.sleep(0.3)
         return real_report(path, figures=figures)
 
-    monkeypatch.setattr(service_mod, "_report", slow_report)
-    monkeypatch.setattr(service_mod, "SHUTDOWN_REPORT_S", 0.2)
+    monkeypatch.setattr(finishing_mod, "_report", slow_report)
+    monkeypatch.setattr(finishing_mod, "SHUTDOWN_REPORT_S", 0.2)
     with VersionServer() as srv:
         targets = [{"name": f"t{i}", "url": srv.url, "canary_rate": 20} for i in range(6)]
         cfg = config(tmp_path, targets)
@@ -344,7 +349,7 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
         svc = run_service(cfg, body)
         sent = list(svc.metrics.named("request"))
     # the report a stop found running goes on in its thread (a real stop ends the process)
-    svc.reports.shutdown(wait=True)
+    svc.report_pool.shutdown(wait=True)
     canaries = runs_of(cfg.serve.runs_dir, "canary")
     assert len(canaries) == 6
     rows = 0
@@ -354,9 +359,10 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
     assert rows == len(sent)  # every row the service saw, on disk
     unreported = [p for p in canaries if read_summary(p) is None]
     assert unreported  # 6 reports x 0.3 s could not fit in 0.2 s
-    monkeypatch.setattr(service_mod, "_report", real_report)
-    again = Service(cfg, index=FakeIndex(), metrics=FakeMetrics())
-    recovered = again._recover()
+    monkeypatch.setattr(finishing_mod, "_report", real_report)
+    with ThreadPoolExecutor(1) as pool:  # the next start's recovery, on its own
+        again = RunFinisher(cfg.serve.runs_dir, FakeIndex(), pool, pool, Tasks())  # type: ignore[arg-type]
+        recovered = again.recover()
     assert set(recovered) >= {p.name for p in unreported}
     assert all(read_summary(p) is not None for p in canaries)
 
@@ -545,8 +551,8 @@ def test_start_run_checks_and_conflicts(tmp_path: Path) -> None:
             assert rid.startswith("a-load-")
             await wait_until(lambda: runner.jobs)
             assert svc.target_status("a")["state"] == "running"
-            assert svc._conflict("a", "capacity") is not None  # load-ish runs exclude each other
-            assert svc._conflict("a", "observe") is None
+            with pytest.raises(Conflict, match="still running"):  # load-ish runs exclude each other
+                svc.start_run("a", "capacity", 5, {})
             await wait_until(lambda: not svc.jobs, 5)
 
         run_service(cfg, body, runner=runner)
