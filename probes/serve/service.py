@@ -1,34 +1,28 @@
-"""The service: one asyncio loop probing every target, capturing rollouts, running schedules.
+"""The service: the composition root of ``probes serve``.
 
-Per target (``TargetWorker``):
+``Service`` builds the parts, hands each a frozen ``ServeContext`` (``context``), starts them
+in order and stops them in reverse. It implements the ``ServiceView`` the HTTP layer serves
+(``http``) with one-line delegations. Nothing but this module imports this module.
 
-- a **continuous canary**: ``probes.canary.run_probe`` at ``canary_rate`` in this loop, each
-  target with its own client, timeout and in-flight bound, so a slow or dead target never
-  stalls another (nothing awaits another target). Its rows are cut into rolling runs of
-  ``segment_s`` (kind ``canary``, trigger ``continuous``); segment ends are spread over the
-  period by the target's name so that hundreds of targets do not report at the same instant;
-- for api targets a ``probes.watch.Watcher`` in a thread (blocking httpx), whose events come
-  back to the loop through ``_EventRouter``;
-- the **capture policy** (``probes.serve.capture``) fed with those events, the canary's
-  versions and the clock. On open: a run of kind ``rollout`` (trigger ``auto``; its
-  directory and manifest are made in the blocking pool while its rows and events wait in
-  memory), the probe raised to ``capture_rate`` (the new probe starts before the old one
-  drains, so there is no gap), the platform's current state and every later event written to
-  its events.jsonl. On close: reported with the rollout block and verdict, indexed (a
-  ``fail`` is pinned by the index);
-- a **live window** of the last 60 s for ``target_status`` and ``/metrics`` shares, and the
-  samples of the open and the last rollouts for the verdict endpoint, in memory.
-
-Rows seen during a capture go to both the canary segment and the capture: the canary record
-stays continuous, and the rollout run is complete on its own.
-
-Scheduled and API-started runs go through ``probes.serve.runner`` in threads, each with its
-own stop event. Report-making, shard flushing and index writes never run on the loop.
+========================= ===================================================================
+part                      what
+========================= ===================================================================
+``target.TargetMonitor``  one per target: the continuous canary, its rolling runs
+                          (``segments``), the control plane (``platform_watch``), rollout
+                          captures (``rollout_run``), the live window and the recent
+                          rollouts for the verdict (``recent``)
+``finishing.RunFinisher`` close → report → index every run; crash recovery at start; the
+                          bounded waits at stop
+``jobs.Jobs``             scheduled and API-started runs (``runner``) in threads
+``scheduler.Scheduler``   ``[[schedules]]`` through the pure ``schedule`` policy
+``trends.Trends``         series for the pages; baseline comparison and regressions
+``tasks.Tasks``           every background task, by group
+========================= ===================================================================
 
 Lifecycle: ``start`` marks runs a crash left open as ``interrupted`` (and reports runs that
 were closed but never reported), resolves api targets and starts every canary; ``stop``
 stops scheduling, stops runs (and with them Locust children), closes every open run (flush,
-report, index) and waits a bounded time for the reports.
+report, index) and waits a bounded time for the reports (its docstring lists the steps).
 """
 
 from __future__ import annotations
@@ -37,31 +31,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
-import threading
 import time
-import zlib
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings, run_probe
-from probes.errors import ConfigError, ProbesError
-from probes.records import (
-    EventLog,
-    Sample,
-    ShardWriter,
-    make_event,
-)
-from probes.run import Run, default_run_id, fresh_run_id, iso
-from probes.serve import capture as cap
-from probes.serve.config import ServeConfig, TargetConfig
+from probes.errors import ConfigError
+from probes.serve.config import ServeConfig
 from probes.serve.context import ServeContext
 from probes.serve.finishing import OpenRun, RunFinisher, warm_up
 from probes.serve.http import Conflict, make_app
@@ -69,822 +46,21 @@ from probes.serve.index import RunIndex
 from probes.serve.jobs import Jobs
 from probes.serve.metrics import Metrics
 from probes.serve.notify import Notifier
+from probes.serve.recent import load_rollout
 from probes.serve.runner import RecordingRunner, Runner
 from probes.serve.scheduler import Scheduler
+from probes.serve.segments import flush_loop
+from probes.serve.target import TargetMonitor
 from probes.serve.tasks import Tasks
 from probes.serve.trends import Trends
 from probes.serve.verdict import no_rollout_body
-from probes.settings import RequestSpec
 
 log = logging.getLogger("probes.serve")
 
-WINDOW_S = 60.0
-#: A capture starts with the canary rows of this many seconds before it opened.
-PREROLL_S = 30.0
-#: A run_probe's nominal length; it is restarted when it ends (in practice: on a rate change).
-PROBE_SPAN_S = 1e7
-#: After a stop, a probe waits this long for requests in flight.
-DRAIN_S = 2.0
-#: Closed rollouts per target whose samples stay in memory for the verdict endpoint.
-RECENT_ROLLOUTS = 5
-#: The verdict of an open capture is recomputed at most this often.
-VERDICT_CACHE_S = 0.5
 #: How long the notifier may take to send what is queued at shutdown.
 SHUTDOWN_NOTIFY_S = 3.0
-#: Seconds between updates of an open capture's verdict metric.
-VERDICT_METRIC_S = 5
 TICK_S = 1.0
-#: Canary segments' rows are written to a shard this often, by one flusher for all targets
-#: (a shard per target per second would be thousands of tiny files and a thread each).
-CANARY_FLUSH_S = 10.0
 RETENTION_EVERY_S = 3600.0
-API_RETRY_S = 5.0
-BUCKET_S = 1.0
-
-
-def segment_end(start: float, segment_s: float, name: str) -> float:
-    """When a canary segment begun at ``start`` ends: the next boundary of the target's own
-    phase (``k * segment_s + offset(name)``), at least a tenth of a segment away."""
-    offset = zlib.crc32(name.encode()) % max(1, int(segment_s))
-    end = (math.floor((start - offset) / segment_s) + 1) * segment_s + offset
-    return end + segment_s if end - start < segment_s / 10 else end
-
-
-def max_in_flight(rate: float, timeout: float) -> int:
-    """Per-target in-flight bound: every request of one timeout at ``rate``, at least 4."""
-    return min(DEFAULT_MAX_IN_FLIGHT, max(4, math.ceil(rate * timeout) + 1))
-
-
-# --------------------------------------------------------------------------- samples
-
-
-class SampleBuffer:
-    """A rollout's samples in memory (version, latency, ok), for the verdict endpoint."""
-
-    def __init__(self) -> None:
-        self.versions: list[str] = []
-        self.latency: list[float] = []
-        self.ok: list[bool] = []
-        self.seen: set[str] = set()
-
-    def add(self, sample: Sample) -> None:
-        self.seen.add(sample.version)
-        self.versions.append(sample.version)
-        self.latency.append(sample.latency_ms)
-        self.ok.append(sample.error is None)
-
-    def __len__(self) -> int:
-        return len(self.ok)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.asarray(self.versions, dtype=object),
-            np.asarray(self.latency, dtype=float),
-            np.asarray(self.ok, dtype=bool),
-        )
-
-
-@dataclass
-class Rollout:
-    """A closed capture kept in memory (or loaded back from its run dir)."""
-
-    run_id: str
-    baseline: str | None
-    candidate: str | None
-    versions: np.ndarray
-    latency: np.ndarray
-    ok: np.ndarray
-    started_ts: float
-    ended_ts: float
-    outcome: str | None
-    seen: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self.seen = set(self.seen) | {str(v) for v in set(self.versions.tolist())}
-
-    def labels(self) -> set[str]:
-        return {v for v in (self.baseline, self.candidate) if v}
-
-
-class _DeferredEvents:
-    """A capture's event log while its run directory is being made off the loop: events
-    wait here, in order, and are written once the directory exists (``attach``)."""
-
-    def __init__(self) -> None:
-        self.log: EventLog | None = None
-        self.waiting: list[dict[str, Any]] = []
-
-    def put(self, event: Mapping[str, Any]) -> None:
-        if self.log is not None:
-            _write_event(self.log, event)
-        else:
-            self.waiting.append(dict(event))
-
-    def write(self, kind: str, status: str, **fields: Any) -> None:
-        self.put(make_event(kind, status, **fields))
-
-    def attach(self, log_: EventLog) -> None:
-        self.log = log_
-        for event in self.waiting:
-            _write_event(log_, event)
-        self.waiting.clear()
-
-
-@dataclass
-class OpenCapture:
-    """An open rollout capture. Its run directory is made off the loop (``Run.create``
-    fsyncs, and a slow disk must not stall every target's requests): until ``attach`` the
-    rows and events wait here, and ``ready`` is set once they are in the run."""
-
-    run_id: str
-    started_ts: float
-    reason: str
-    ready: asyncio.Future[None]
-    run: Run | None = None
-    writer: ShardWriter | None = None
-    samples: SampleBuffer = field(default_factory=SampleBuffer)
-    events: _DeferredEvents = field(default_factory=_DeferredEvents)
-    #: What the policy knows of the rollout, kept here so it outlives the policy's close.
-    replacement_id: str | None = None
-    baseline: str | None = None
-    candidate: str | None = None
-    outcome: str | None = None
-    _rows: list[Sample] = field(default_factory=list)
-
-    def add(self, sample: Sample) -> None:
-        if self.writer is not None:
-            self.writer.add(sample)
-        else:
-            self._rows.append(sample)
-        self.samples.add(sample)
-
-    def attach(self, run: Run, writer: ShardWriter) -> None:
-        """On the loop: the run exists; what waited goes into it, in order."""
-        writer.add_many(self._rows)
-        self._rows.clear()
-        self.events.attach(run.events)
-        self.run, self.writer = run, writer
-        if not self.ready.done():
-            self.ready.set_result(None)
-
-    def fail(self, exc: BaseException) -> None:
-        self._rows.clear()
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-            self.ready.exception()  # retrieved: whoever waits logs it, nobody else must
-
-    async def opened(self) -> OpenRun:
-        """The run and writer once made (raises what making them raised)."""
-        await asyncio.shield(self.ready)
-        assert self.run is not None and self.writer is not None
-        return OpenRun(run=self.run, writer=self.writer)
-
-    def sync(self, state: cap.CaptureState) -> None:
-        if state.open:
-            self.replacement_id = state.replacement_id or self.replacement_id
-            self.baseline = state.baseline or self.baseline
-            self.candidate = state.candidate or self.candidate
-            self.outcome = state.outcome
-
-
-# --------------------------------------------------------------------------- events in
-
-
-class _EventRouter(EventLog):
-    """The watcher's event log: events go to the loop (``sink``) instead of a file.
-
-    The watcher runs in its own thread; its events are handed over with
-    ``call_soon_threadsafe``. After the loop closed they are dropped."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sink: Callable[[dict[str, Any]], None]):
-        self._loop = loop
-        self._sink = sink
-
-    def write(
-        self,
-        kind: str,
-        status: str,
-        *,
-        ts: float | None = None,
-        replacement_id: str | None = None,
-        proton_id: str | None = None,
-        role: str | None = None,
-        detail: Any = None,
-    ) -> dict[str, Any]:
-        event = make_event(
-            kind, status, ts=ts, replacement_id=replacement_id, proton_id=proton_id,
-            role=role, detail=detail,
-        )  # fmt: skip
-        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            self._loop.call_soon_threadsafe(self._sink, event)
-        return event
-
-    def close(self) -> None:
-        return None
-
-
-def _write_event(log_: EventLog, event: Mapping[str, Any], ts: float | None = None) -> None:
-    fields = {k: v for k, v in event.items() if k not in ("kind", "status", "ts")}
-    log_.write(str(event["kind"]), str(event["status"]), ts=ts or event["ts"], **fields)
-
-
-# --------------------------------------------------------------------------- per target
-
-
-class TargetWorker:
-    """Everything the service does for one target (see the module docstring)."""
-
-    def __init__(self, ctx: ServeContext, cfg: TargetConfig) -> None:
-        self.ctx = ctx
-        self.cfg = cfg
-        self.name = cfg.name
-        self.policy = cap.CapturePolicy(
-            api=cfg.is_api, settle_s=cfg.settle_s, tail_s=cfg.capture_tail_s
-        )
-        self.state = cap.CaptureState()
-        self.spec: RequestSpec | None = None if cfg.is_api else cfg.request
-        self.platform: Any = None  # probes.rollout.PlatformTarget once resolved
-        self.watcher: Any = None
-        self._watch_thread: threading.Thread | None = None
-        self._watch_stop = threading.Event()
-        self.segment: OpenRun | None = None
-        #: The segment roll under way (``_roll_segment``), if any.
-        self._rolling: asyncio.Task[None] | None = None
-        self.capture: OpenCapture | None = None
-        self.window: deque[tuple[float, str, bool, float]] = deque()
-        self.recent: deque[Rollout] = deque(maxlen=RECENT_ROLLOUTS)
-        self.started = False
-        self.last_error: str | None = None
-        self._rate_changed = asyncio.Event()
-        self._probe_stop: asyncio.Event | None = None
-        self._probes: set[asyncio.Task[Any]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        # The platform's current state, written into a capture when it opens.
-        self._protons: dict[str, dict[str, Any]] = {}
-        self._workload: dict[str, Any] | None = None
-        self._watch_marker: dict[str, Any] | None = None
-        self._replacement_events: deque[dict[str, Any]] = deque(maxlen=32)
-        self._verdict_cache: tuple[tuple[Any, ...], dict[str, Any], float] | None = None
-        #: Full rows of the last ``PREROLL_S``: a new capture starts with them (its before).
-        self.preroll: deque[Sample] = deque()
-
-    # -- start / stop ------------------------------------------------------------------
-
-    async def start(self, phase: float = 0.0) -> None:
-        """Resolve an api target (retrying while the control plane is down), then probe.
-
-        ``phase`` (a fraction of the canary's interval) offsets this target's schedule from
-        the others': targets started together would otherwise all be due at the same
-        instants, and the last of each burst would be sent late by the ones before it."""
-        if self.cfg.is_api:
-            await self._resolve()
-            if self.ctx.stopping.is_set():
-                return
-        first = await asyncio.get_running_loop().run_in_executor(
-            self.ctx.io, self._create_segment, time.time()
-        )
-        self._adopt_segment(first)
-        delay = phase / self.cfg.canary_rate if self.cfg.canary_rate > 0 else 0.0
-        self._loop_task = asyncio.create_task(self._probe_loop(delay), name=f"canary-{self.name}")
-        self.started = True
-
-    async def _resolve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.ctx.stopping.is_set():
-            try:
-                self.platform = await loop.run_in_executor(self.ctx.io, self._lookup)
-            except ProbesError as exc:
-                self.last_error = str(exc)
-                log.warning("target %s: control plane not usable yet: %s", self.name, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.ctx.stopping.wait(), API_RETRY_S)
-                continue
-            self.last_error = None
-            self.spec = self.cfg.request_for(self.platform.invoke_url)
-            self._start_watcher(loop)
-            return
-
-    def _lookup(self) -> Any:
-        from probes.rollout import resolve_target
-        from probes.workload import WorkloadClient
-
-        assert self.cfg.api is not None and self.cfg.workload is not None
-        with WorkloadClient(self.cfg.api, token_env=self.cfg.token_env) as client:
-            return resolve_target(client, self.cfg.workload)
-
-    def _start_watcher(self, loop: asyncio.AbstractEventLoop) -> None:
-        from probes.rollout import poll_client
-        from probes.watch import DEFAULT_INTERVAL_S, Watcher
-        from probes.workload import WorkloadClient
-
-        assert self.cfg.api is not None
-        client = poll_client(WorkloadClient(self.cfg.api, token_env=self.cfg.token_env))
-        self.watcher = Watcher(
-            client,
-            self.platform.workload_id,
-            _EventRouter(loop, self.on_platform_event),
-            interval=self.ctx.watch_interval or DEFAULT_INTERVAL_S,
-            labels=self.platform.labels,
-        )
-        self._watch_thread = threading.Thread(
-            target=self._watch, name=f"watch-{self.name}", daemon=True
-        )
-        self._watch_thread.start()
-
-    def _watch(self) -> None:
-        watcher = self.watcher
-        watcher.mark("watch started", poll_s=watcher.interval, workload_id=watcher.workload_id)
-        while not self._watch_stop.is_set():
-            try:
-                watcher.run(deadline=math.inf)
-                return  # run returns once stopped
-            except Exception as exc:  # never let one bad answer end the watch
-                log.warning("target %s: watcher error: %s", self.name, exc)
-                self._watch_stop.wait(1.0)
-
-    def stop_watcher(self) -> None:
-        """Blocking: stop the watcher thread (from an executor)."""
-        if self.watcher is None:
-            return
-        self._watch_stop.set()
-        self.watcher.stop(final_poll=False)
-        if self._watch_thread is not None:
-            self._watch_thread.join(timeout=10)
-        self.watcher.client.close()
-
-    async def stop_probes(self) -> None:
-        """Stop the probe loop and wait for the probes' drains."""
-        self._rate_changed.set()
-        if self._probe_stop is not None:
-            self._probe_stop.set()
-        if self._loop_task is not None:
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._probes:
-            await asyncio.gather(*self._probes, return_exceptions=True)
-        if self._rolling is not None:  # a segment roll under way ends before close_all
-            await asyncio.gather(self._rolling, return_exceptions=True)
-
-    # -- the probe -----------------------------------------------------------------------
-
-    def rate(self) -> float:
-        return self.cfg.capture_rate if self.capture is not None else self.cfg.canary_rate
-
-    async def _probe_loop(self, delay: float = 0.0) -> None:
-        """One run_probe at the current rate; on a rate change the next one starts first,
-        then the old one stops and drains (its answers are still recorded)."""
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rate_changed.wait(), delay)
-        while not self.ctx.stopping.is_set():
-            rate, spec = self.rate(), self.spec
-            self._rate_changed.clear()
-            if rate > 0 and spec is not None:
-                stop = asyncio.Event()
-                settings = ProbeSettings(
-                    rate=rate,
-                    duration=PROBE_SPAN_S,
-                    max_in_flight=max_in_flight(rate, spec.timeout),
-                    drain_s=DRAIN_S,
-                )
-                task = asyncio.create_task(
-                    run_probe(spec, settings, None, stop=stop, on_sample=self.on_sample)
-                )
-                self._probes.add(task)
-                task.add_done_callback(self._probe_done)
-                old, self._probe_stop = self._probe_stop, stop
-                if old is not None:
-                    old.set()
-                waiter = asyncio.create_task(self._rate_changed.wait())
-                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-            else:
-                if self._probe_stop is not None:
-                    self._probe_stop.set()
-                await self._rate_changed.wait()
-
-    def _probe_done(self, task: asyncio.Task[Any]) -> None:
-        self._probes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.last_error = f"probe failed: {task.exception()!r}"
-            log.error("target %s: %s", self.name, self.last_error)
-
-    def on_sample(self, sample: Sample) -> None:
-        """Every canary row (on the loop): window, runs, metrics, capture policy."""
-        ok = sample.error is None
-        window = self.window
-        window.append((sample.ts, sample.version, ok, sample.latency_ms))
-        horizon = sample.ts - WINDOW_S
-        while window and window[0][0] < horizon:
-            window.popleft()
-        preroll = self.preroll
-        preroll.append(sample)
-        while preroll and preroll[0].ts < sample.ts - PREROLL_S:
-            preroll.popleft()
-        if self.segment is not None:
-            self.segment.writer.add(sample)
-        if self.capture is not None:
-            self.capture.add(sample)
-        metrics = self.ctx.metrics
-        outcome = "ok" if ok else str(sample.error)
-        metrics.request(self.name, sample.version, "probe", outcome, sample.latency_ms / 1000)
-        if ok:
-            metrics.last_success(self.name, sample.ts + sample.latency_ms / 1000)
-        self.state, changes = cap.on_sample(self.policy, self.state, sample.version, sample.ts)
-        if changes:
-            self._apply(changes, sample.ts)
-        elif self.capture is not None:
-            self.capture.sync(self.state)
-
-    # -- the platform --------------------------------------------------------------------
-
-    def on_platform_event(self, event: dict[str, Any]) -> None:
-        """A watcher event (on the loop): remember the state, record it, feed the policy."""
-        self._remember(event)
-        self.state, changes = cap.on_event(self.policy, self.state, event)
-        if changes:
-            self._apply(changes, float(event["ts"]))
-        elif self.capture is not None:
-            self.capture.sync(self.state)
-            self.capture.events.put(event)
-
-    def _remember(self, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
-        if kind == "proton" and event.get("proton_id"):
-            if event.get("status") == "removed":
-                self._protons.pop(event["proton_id"], None)
-            else:
-                self._protons[event["proton_id"]] = event
-        elif kind == "workload":
-            self._workload = event
-        elif kind == "marker" and event.get("status") == "watch started":
-            self._watch_marker = event
-        elif kind == "replacement":
-            self._replacement_events.append(event)
-
-    def _snapshot(self, rid: str | None) -> list[dict[str, Any]]:
-        """The platform as known now, oldest first: what a new capture starts from."""
-        out = [e for e in (self._watch_marker, self._workload) if e is not None]
-        protons = sorted(self._protons.values(), key=lambda e: e.get("role") != "active")
-        out += protons
-        if rid is not None:
-            out += [e for e in self._replacement_events if e.get("replacement_id") == rid]
-        return out
-
-    # -- captures -------------------------------------------------------------------------
-
-    def _apply(self, changes: list[cap.Change], ts: float) -> None:
-        for change in changes:
-            if change.kind == "close" and self.capture is not None:
-                self._close_capture(change.reason, change.outcome)
-            elif change.kind == "open" and self.capture is None:
-                self._open_capture(change.reason, ts)
-        if self.capture is not None:
-            self.capture.sync(self.state)
-
-    def _open_capture(self, reason: str, ts: float) -> None:
-        """Open a capture now (rows and events go to it from here on); its run directory is
-        made in the blocking pool (``_make_capture_run``) and attached when it exists."""
-        ctx, spec = self.ctx, self.spec
-        if spec is None:
-            return
-        now = time.time()
-        before = list(self.preroll)
-        start = min([now, ts, *(row.ts for row in before[:1])])
-        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-rollout-{default_run_id(now)}")
-        loop = asyncio.get_running_loop()
-        capture = OpenCapture(
-            run_id=rid, started_ts=start, reason=reason, ready=loop.create_future()
-        )
-        capture.sync(self.state)
-        self.capture = capture
-        for row in before:
-            capture.add(row)
-        for event in self._snapshot(self.state.replacement_id):
-            capture.events.put({**event, "ts": max(float(event["ts"]), start)})
-        capture.events.write("marker", "capture opened", ts=now, detail={"reason": reason})
-        fields: dict[str, Any] = {"target_name": self.name, "capture": {"reason": reason}}
-        if self.platform is not None:
-            fields["platform"] = self._platform_block(capture)
-        make = functools.partial(
-            _make_capture_run,
-            ctx.runs_dir,
-            rid,
-            target=spec.describe(),
-            settings=self._settings(spec, self.cfg.capture_rate, reason=reason),
-            started_at=start,
-            fields=fields,
-        )
-        ctx.tasks.spawn(
-            self._attach_capture(capture, make), f"open-{rid}", "opening", log_crash=False
-        )
-        self._verdict_cache = None
-        log.info("target %s: capture %s opened: %s", self.name, rid, reason)
-        ctx.notify("rollout_opened", self.name, rid, reason=reason)
-        ctx.metrics.rollout(self.name, True)
-        ctx.metrics.verdict(self.name, "pending")
-        ctx.metrics.keep_versions(self.name, self._kept_versions())
-        self._rate_changed.set()
-
-    async def _attach_capture(
-        self, capture: OpenCapture, make: Callable[[], tuple[Run, ShardWriter]]
-    ) -> None:
-        try:
-            run, writer = await asyncio.get_running_loop().run_in_executor(self.ctx.io, make)
-        except Exception as exc:  # a full or broken disk: this target's capture is lost
-            log.error("target %s: could not open capture %s: %s", self.name, capture.run_id, exc)
-            self.last_error = f"rollout capture: {exc}"
-            capture.fail(exc)
-            if self.capture is capture:
-                self.capture = None
-                self._rate_changed.set()
-                self.ctx.metrics.rollout(self.name, False)
-            return
-        capture.attach(run, writer)
-        self.ctx.index.put_run_dir(run.path)
-
-    def _platform_block(self, capture: OpenCapture, outcome: str | None = None) -> dict[str, Any]:
-        labels = dict(self.watcher.labels) if self.watcher is not None else {}
-        block = dict(replace(self.platform, labels=labels or self.platform.labels).manifest())
-        block["replacement_id"] = capture.replacement_id
-        if outcome is not None:
-            block["outcome"] = outcome
-        return block
-
-    def _close_capture(
-        self, reason: str, outcome: str | None, interrupted: str | None = None
-    ) -> None:
-        capture, ctx = self.capture, self.ctx
-        assert capture is not None
-        self.capture = None
-        self._rate_changed.set()
-        now = time.time()
-        baseline, candidate = self._roles(capture)
-        if self.watcher is not None:
-            capture.events.write(
-                "marker", "watch stopped", ts=now,
-                detail={"polls": self.watcher.polls, "failed_polls": self.watcher.errors,
-                        "note": "the capture ended; the service keeps watching"},
-            )  # fmt: skip
-        capture.events.write("marker", "capture closed", ts=now, detail={"reason": reason})
-        fields: dict[str, Any] = {
-            "capture": {"reason": capture.reason, "closed": reason, "outcome": outcome}
-        }
-        if self.platform is not None:
-            fields["platform"] = self._platform_block(capture, outcome)
-        versions, latency, ok = capture.samples.arrays()
-        rollout = Rollout(
-            capture.run_id, baseline, candidate, versions, latency, ok, capture.started_ts, now,
-            outcome,
-        )  # fmt: skip
-        self.recent.appendleft(rollout)
-        self._verdict_cache = None
-        log.info(
-            "target %s: capture %s closed (%s): %s", self.name, capture.run_id, outcome, reason
-        )
-        ctx.metrics.rollout(self.name, False)
-        ctx.metrics.rollout_done(self.name, outcome or "incomplete")
-        ctx.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
-        ctx.metrics.keep_versions(self.name, self._kept_versions())
-        judged = self.verdict(None, None)
-        details = {
-            "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
-            "baseline": baseline, "candidate": candidate,
-        }  # fmt: skip
-        ctx.notify("rollout_closed", self.name, capture.run_id, **details)
-        if judged["verdict"] == "fail":
-            ctx.notify("verdict_fail", self.name, capture.run_id, **details)
-        ctx.finish(capture, interrupted=interrupted, **fields)
-
-    def _roles(self, capture: OpenCapture) -> tuple[str | None, str | None]:
-        """(baseline, candidate) of a capture: the policy's, else the order callers saw."""
-        baseline, candidate = capture.baseline, capture.candidate
-        if baseline is None or candidate is None:
-            seen = [v for v in dict.fromkeys(capture.samples.versions) if v != "unknown"]
-            baseline = baseline or (seen[0] if seen else None)
-            others = [v for v in seen if v != baseline]
-            candidate = candidate or (others[0] if others else None)
-        return baseline, candidate
-
-    def _kept_versions(self) -> list[str]:
-        keep: set[str] = set()
-        if self.capture is not None:
-            keep |= {v for v in self._roles(self.capture) if v}
-        for rollout in self.recent:
-            keep |= rollout.labels()
-        return sorted(keep)
-
-    def request_capture(self, reason: str) -> str | None:
-        self.state, changes = cap.on_request(self.policy, self.state, reason, time.time())
-        self._apply(changes, time.time())
-        return self.capture.run_id if self.capture is not None else None
-
-    # -- segments and time ----------------------------------------------------------------
-
-    def _settings(self, spec: RequestSpec, rate: float, **extra: Any) -> dict[str, Any]:
-        return {
-            "slos": list(self.cfg.slos),
-            "bucket_s": BUCKET_S,
-            "rate": rate,
-            "canary_rate": self.cfg.canary_rate,
-            "capture_rate": self.cfg.capture_rate,
-            "capture_tail_s": self.cfg.capture_tail_s,
-            "settle_s": self.cfg.settle_s,
-            "segment_s": self.ctx.serve.segment_s,
-            "max_in_flight": max_in_flight(rate, spec.timeout),
-            "transport": "aiohttp",
-            "request": spec.describe(),
-            **extra,
-        }
-
-    def _create_segment(self, now: float) -> OpenRun | None:
-        """Blocking (off the loop): claim the canary segment's run directory and write its
-        manifest, which fsyncs: a slow disk delays this target's next segment, never the
-        loop that sends every target's requests."""
-        spec, ctx = self.spec, self.ctx
-        if spec is None or self.cfg.canary_rate <= 0:
-            return None
-        rid = fresh_run_id(ctx.runs_dir, f"{self.name}-canary-{default_run_id(now)}")
-        run = Run.create(
-            ctx.runs_dir,
-            rid,
-            "canary",
-            target=spec.describe(),
-            settings=self._settings(spec, self.cfg.canary_rate),
-            trigger="continuous",
-            started_at=now,
-        )
-        run.update(target_name=self.name)
-        end = segment_end(now, ctx.serve.segment_s, self.name)
-        writer = run.shard_writer("probe", background=False)  # flushed by Service._flusher
-        return OpenRun(run=run, writer=writer, ends_ts=end)
-
-    def _adopt_segment(self, segment: OpenRun | None) -> None:
-        """On the loop: ``segment`` (made by ``_create_segment``) takes this target's rows."""
-        ctx = self.ctx
-        if segment is None:
-            return
-        if ctx.stopping.is_set():  # made while the service stopped: closed at once, not left open
-            ctx.finish(segment, figures=False)
-            return
-        self.segment = segment
-        ctx.index.put_run_dir(segment.run.path)
-
-    async def _roll_segment(self, now: float) -> None:
-        """The segment's end: the next one is made off the loop; until it is there, rows go
-        on into the old one (its end is when it is closed), so none is lost or unowned."""
-        loop = asyncio.get_running_loop()
-        try:
-            fresh = await loop.run_in_executor(self.ctx.io, self._create_segment, now)
-        except Exception as exc:  # a full or broken disk: this target's problem alone
-            log.error("target %s: could not open the next canary segment: %s", self.name, exc)
-            self.last_error = f"canary segment: {exc}"
-            fresh = None
-        finally:
-            self._rolling = None
-        old, self.segment = self.segment, None
-        self._adopt_segment(fresh)
-        if old is not None:
-            self.ctx.finish(old, figures=False)
-
-    def tick(self, now: float) -> None:
-        """Once a second: roll the segment, let the capture policy see the time, shares."""
-        if self.segment is not None and now >= self.segment.ends_ts and self._rolling is None:
-            self._rolling = asyncio.create_task(self._roll_segment(now), name=f"roll-{self.name}")
-        self.state, changes = cap.on_tick(self.policy, self.state, now)
-        if changes:
-            self._apply(changes, now)
-        elif self.capture is not None:
-            self.capture.sync(self.state)
-        metrics = self.ctx.metrics
-        if self.window:
-            metrics.shares(self.name, self.shares(now))
-        if self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
-            # the open capture's verdict, as the endpoint answers it (judged from raw samples)
-            metrics.verdict(self.name, self.verdict(None, None)["verdict"])
-
-    def close_all(self, interrupted: str) -> None:
-        """Close the open runs (on stop): the capture interrupted, the segment cut short."""
-        if self.capture is not None:
-            outcome = self.capture.outcome
-            self._close_capture(f"service stopped ({interrupted})", outcome, interrupted)
-        if self.segment is not None:
-            old, self.segment = self.segment, None
-            self.ctx.finish(old, figures=False)
-
-    # -- views ----------------------------------------------------------------------------
-
-    def _live(self, now: float) -> list[tuple[float, str, bool, float]]:
-        return [row for row in self.window if row[0] >= now - WINDOW_S]
-
-    def shares(self, now: float) -> dict[str, float]:
-        rows = self._live(now)
-        counts: dict[str, int] = {}
-        for _, version, _, _ in rows:
-            counts[version] = counts.get(version, 0) + 1
-        total = len(rows)
-        return {v: n / total for v, n in counts.items()} if total else {}
-
-    def status(self) -> dict[str, Any]:
-        """The CONTRACT ``/api/v1/targets`` item (without ``recent_runs``)."""
-        now = time.time()
-        rows = self._live(now)
-        shares = self.shares(now)
-        known = {v: s for v, s in shares.items() if v != "unknown"}
-        current = max(known or shares, key=lambda v: (known or shares)[v]) if shares else None
-        ok_lat = np.asarray([r[3] for r in rows if r[2]], dtype=float)
-        errors = sum(1 for r in rows if not r[2])
-        # "running" (a scheduled or API-started run) is the service's to add: it knows the jobs
-        state = "capturing" if self.capture is not None else "idle"
-        return {
-            "name": self.name,
-            "url": self.cfg.describe_url(),
-            "state": state,
-            "current_version": current,
-            "versions": shares,
-            "window_s": WINDOW_S,
-            "requests": len(rows),
-            "error_rate": errors / len(rows) if rows else None,
-            "p50_ms": float(np.percentile(ok_lat, 50)) if ok_lat.size else None,
-            "p99_ms": float(np.percentile(ok_lat, 99)) if ok_lat.size else None,
-            "rollout": self._rollout_view(),
-        }
-
-    def _rollout_view(self) -> dict[str, Any] | None:
-
-        if self.capture is not None:
-            baseline, candidate = self._roles(self.capture)
-            status = self.capture.outcome or self._replacement_status() or "capturing"
-            return {
-                "run_id": self.capture.run_id,
-                "from_version": baseline,
-                "to_version": candidate,
-                "started_at": iso(self.capture.started_ts),
-                "status": status,
-            }
-        if self.recent:
-            last = self.recent[0]
-            return {
-                "run_id": last.run_id,
-                "from_version": last.baseline,
-                "to_version": last.candidate,
-                "started_at": iso(last.started_ts),
-                "status": last.outcome or "incomplete",
-            }
-        return None
-
-    def _replacement_status(self) -> str | None:
-        rid = self.capture.replacement_id if self.capture is not None else None
-        for event in reversed(self._replacement_events):
-            if event.get("replacement_id") == rid:
-                return str(event.get("status"))
-        return None
-
-    def verdict(self, candidate: str | None, baseline: str | None) -> dict[str, Any]:
-        """The verdict body of the open capture, else of the latest rollout that has the
-        asked-for versions (``candidate``/``baseline`` None: any)."""
-        from probes.serve.verdict import no_rollout_body, verdict_body
-
-        now = time.time()
-        source = self._verdict_source(candidate, baseline)
-        if source is None:
-            return dict(no_rollout_body(self.name, now))
-        run_id, base, cand, size, arrays = source
-        key = (run_id, base, cand, size)
-        cached = self._verdict_cache
-        if cached is not None and cached[0] == key and now - cached[2] < VERDICT_CACHE_S:
-            return cached[1]
-        versions, latency, ok = arrays()
-        body = verdict_body(
-            target=self.name,
-            run_id=run_id,
-            baseline=base,
-            candidate=cand,
-            versions=versions,
-            latency_ms=latency,
-            ok=ok,
-            slos=self.cfg.slos,
-            updated_at=now,
-        )
-        self._verdict_cache = (key, body, now)
-        return body
-
-    def _verdict_source(self, candidate: str | None, baseline: str | None) -> Any:
-        """(run id, baseline, candidate, samples, arrays()) of the rollout to judge, or None."""
-        asked = [v for v in (candidate, baseline) if v is not None]
-        if self.capture is not None:
-            buffer = self.capture.samples
-            if all(v in buffer.seen for v in asked):
-                base, cand = self._roles(self.capture)
-                return (self.capture.run_id, baseline or base, candidate or cand, len(buffer),
-                        buffer.arrays)  # fmt: skip
-        for r in self.recent:
-            if all(v in r.seen for v in asked):
-                return (r.run_id, baseline or r.baseline, candidate or r.candidate, len(r.ok),
-                        lambda r=r: (r.versions, r.latency, r.ok))  # fmt: skip
-        return None
-
-
-# --------------------------------------------------------------------------- the service
 
 
 class Service:
@@ -892,7 +68,7 @@ class Service:
     this class implements its ``ServiceView``).
 
     A composition root: ``start`` opens the index, builds the ``ServeContext`` and the parts
-    (``RunFinisher``, ``Trends``, ``Jobs``, ``Scheduler``, one ``TargetWorker`` per target)
+    (``RunFinisher``, ``Trends``, ``Jobs``, ``Scheduler``, one ``TargetMonitor`` per target)
     and starts them; ``stop`` stops them in the reverse order (see its docstring)."""
 
     def __init__(
@@ -917,7 +93,7 @@ class Service:
         #: Set once ``stop`` begins (``stopping``): nothing new is opened after it.
         self._stopping = asyncio.Event()
         self.tasks = Tasks()
-        self.workers: dict[str, TargetWorker] = {}
+        self.workers: dict[str, TargetMonitor] = {}
         #: Blocking file work (8 threads) and report-making (1 thread: one core drawing).
         self.io_pool: Executor = ThreadPoolExecutor(8, thread_name_prefix="serve-io")
         self.report_pool: Executor = ThreadPoolExecutor(1, thread_name_prefix="serve-report")
@@ -963,7 +139,7 @@ class Service:
             ctx, self.config.schedules, targets, self.jobs, capture_open=self._capture_open
         )
         for cfg in self.config.targets:
-            self.workers[cfg.name] = TargetWorker(ctx, cfg)
+            self.workers[cfg.name] = TargetMonitor(ctx, cfg)
         return ctx
 
     def _capture_open(self, target: str) -> str | None:
@@ -1047,7 +223,7 @@ class Service:
         for coro, name in (
             (self._start_targets(), "start-targets"),
             (self._ticker(), "ticker"),
-            (self._flusher(), "flusher"),
+            (flush_loop(self.ctx, self._segments), "flusher"),
             (self.scheduler.run(), "scheduler"),
             (self._retention(), "retention"),
             (self._load_recent(), "load-rollouts"),
@@ -1188,11 +364,14 @@ class Service:
                 if row.ended_ts is None:
                     continue
                 rollout = await loop.run_in_executor(
-                    self.io_pool, _load_rollout, self.runs_dir / row.run_id, row
+                    self.io_pool, load_rollout, self.runs_dir / row.run_id, row
                 )
                 if rollout is not None and not worker.recent:
                     worker.recent.append(rollout)
                     self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
+
+    def _segments(self) -> list[OpenRun | None]:
+        return [monitor.segment for monitor in self.workers.values()]
 
     async def _ticker(self) -> None:
         while not self.stopping:
@@ -1201,26 +380,6 @@ class Service:
                 if worker.started:
                     worker.tick(now)
             await asyncio.sleep(TICK_S - (time.time() % TICK_S) + 0.001)
-
-    async def _flusher(self) -> None:
-        """Write the canary segments' queued rows to disk, off the loop: every target once per
-        ``CANARY_FLUSH_S``, a slice of them each second, so the writes (which hold the GIL
-        while building tables) never come as one burst that delays the probes. The others'
-        new rows are appended to their shards' journals each second (``ShardWriter.journal``):
-        a crash loses at most the last second, and the next start makes them shards."""
-        loop = asyncio.get_running_loop()
-        slot = 0
-        slots = max(1, int(CANARY_FLUSH_S / TICK_S))
-        while not self.stopping:
-            await asyncio.sleep(TICK_S)
-            flush: list[ShardWriter] = []
-            journal: list[ShardWriter] = []
-            for k, w in enumerate(list(self.workers.values())):
-                if w.segment is not None:
-                    (flush if k % slots == slot else journal).append(w.segment.writer)
-            slot = (slot + 1) % slots
-            if flush or journal:
-                await loop.run_in_executor(self.io_pool, _flush_all, flush, journal)
 
     async def _retention(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1232,83 +391,9 @@ class Service:
             await asyncio.sleep(RETENTION_EVERY_S)
 
 
-# --------------------------------------------------------------------------- helpers (threads)
-
-
-def _make_capture_run(
-    runs_dir: Path,
-    run_id: str,
-    *,
-    target: dict[str, Any],
-    settings: dict[str, Any],
-    started_at: float,
-    fields: dict[str, Any],
-) -> tuple[Run, ShardWriter]:
-    """Blocking: claim a capture's run directory, write its manifest, open its writer."""
-    run = Run.create(
-        runs_dir,
-        run_id,
-        "rollout",
-        target=target,
-        settings=settings,
-        trigger="auto",
-        started_at=started_at,
-    )
-    run.update(**fields)
-    return run, run.shard_writer("probe")
-
-
-def _flush_all(writers: list[ShardWriter], journal: Sequence[ShardWriter] = ()) -> None:
-    """Blocking: flush ``writers`` and journal ``journal``. A failure keeps the rows queued
-    (the next call tries again) and is logged once per writer until it changes or a flush
-    works again: a full disk under 500 targets is one warning each, not 500 a second."""
-    for writer in writers:
-        try:
-            writer.flush()
-        except Exception as exc:
-            _warn_once(writer, "flushing", exc)
-        else:
-            if writer.last_error is not None:
-                log.info("flushing %s works again", writer.directory)
-                writer.last_error = None
-    for writer in journal:
-        try:
-            writer.journal()
-        except Exception as exc:
-            _warn_once(writer, "journaling", exc)
-
-
-def _warn_once(writer: ShardWriter, what: str, exc: Exception) -> None:
-    said = writer.last_error
-    if said is None or (type(said), str(said)) != (type(exc), str(exc)):
-        log.warning("%s %s failed (rows kept queued): %s", what, writer.directory, exc)
-    writer.last_error = exc
-
-
 def _make_metrics() -> Metrics:
     try:
         version = metadata.version("proton-probe")
     except metadata.PackageNotFoundError:
         version = "unknown"
     return Metrics(version)
-
-
-def _load_rollout(path: Path, row: Any) -> Rollout | None:
-    """A closed rollout's samples from its run dir (for the verdict after a restart)."""
-    from probes.records import read_samples
-
-    try:
-        frame = read_samples(path, ["version", "latency_ms", "error"])
-    except (ProbesError, OSError, ValueError):
-        return None
-    return Rollout(
-        row.run_id,
-        row.from_version,
-        row.to_version,
-        frame["version"].astype(str).to_numpy(dtype=object),
-        frame["latency_ms"].to_numpy(dtype=float),
-        frame["error"].isna().to_numpy(dtype=bool),
-        row.started_ts,
-        row.ended_ts or row.started_ts,
-        None,
-    )

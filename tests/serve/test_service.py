@@ -25,15 +25,15 @@ import numpy as np
 import pytest
 
 from probes.errors import ConfigError
-from probes.records import read_events, read_manifest, read_samples
+from probes.records import Sample, read_events, read_manifest, read_samples
 from probes.run import Run, read_summary
 from probes.serve import finishing as finishing_mod
-from probes.serve import service as service_mod
 from probes.serve.config import ServeConfig, parse_config
 from probes.serve.finishing import RunFinisher
 from probes.serve.http import Conflict
 from probes.serve.runner import Job, JobResult
-from probes.serve.service import Service, segment_end
+from probes.serve.segments import max_in_flight, segment_end
+from probes.serve.service import Service
 from probes.serve.tasks import Tasks
 from tests.helpers import VersionServer, closed_port
 
@@ -193,9 +193,9 @@ def test_segment_end_phase_and_minimum(start: float, seg: float, name: str) -> N
 
 
 def test_max_in_flight_bound() -> None:
-    assert service_mod.max_in_flight(1.0, 10.0) == 11
-    assert service_mod.max_in_flight(0.1, 1.0) == 4
-    assert service_mod.max_in_flight(1000.0, 10.0) == 256
+    assert max_in_flight(1.0, 10.0) == 11
+    assert max_in_flight(0.1, 1.0) == 4
+    assert max_in_flight(1000.0, 10.0) == 256
 
 
 # --------------------------------------------------------------------------- canary, capture
@@ -246,7 +246,7 @@ def test_canary_segments_are_created_off_the_loop(tmp_path: Path, monkeypatch: A
         made_on.append((args[2], on_loop))
         return real_create(*args, **kw)
 
-    monkeypatch.setattr(service_mod.Run, "create", create)
+    monkeypatch.setattr(Run, "create", create)
     with VersionServer() as srv:
         cfg = config(tmp_path, [{"name": "a", "url": srv.url, "canary_rate": 10}],
                      serve={"segment_s": 1})  # fmt: skip
@@ -284,7 +284,7 @@ def test_a_capture_opened_on_a_stuck_disk_stalls_no_request_and_loses_no_row(
             release.wait(20)  # the stuck disk
         return real_create(*args, **kw)
 
-    monkeypatch.setattr(service_mod.Run, "create", create)
+    monkeypatch.setattr(Run, "create", create)
     with VersionServer() as srv:
         cfg = config(tmp_path, [{"name": "a", "url": srv.url, "canary_rate": 20,
                                  "capture_rate": 20, "settle_s": 600}])  # fmt: skip
@@ -625,7 +625,7 @@ def test_restart_marks_crashed_runs_interrupted(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     crashed = Run.create(runs, "a-canary-x", "canary", target={}, settings={}, trigger="continuous")
     with crashed.shard_writer("probe") as writer:
-        writer.add(service_mod.Sample(time.time(), time.time(), 5.0, "probe", "w", "GET", "/",
+        writer.add(Sample(time.time(), time.time(), 5.0, "probe", "w", "GET", "/",
                                       200, None, "v1", "header", 2, None))  # fmt: skip
     closed_unreported = Run.create(
         runs, "s-1", "observe", target={}, settings={}, trigger="schedule"
@@ -655,7 +655,7 @@ def test_a_failing_flush_warns_once_per_writer_until_it_works_again(tmp_path, mo
 
     import probes.records as records
     from probes.records import ShardWriter
-    from probes.serve.service import _flush_all
+    from probes.serve.segments import flush_all
     from tests.test_records import sample
 
     writers = [ShardWriter(tmp_path / f"r{i}", "canary", background=False) for i in range(3)]
@@ -668,12 +668,12 @@ def test_a_failing_flush_warns_once_per_writer_until_it_works_again(tmp_path, mo
     for second in range(5):
         for w in writers:
             w.add(sample(second))
-        _flush_all(writers[:2], writers[2:])
+        flush_all(writers[:2], writers[2:])
     failed = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failed) == 2  # one per flushed writer, not one per second
     monkeypatch.undo()
     caplog.clear()
-    _flush_all(writers[:2], writers[2:])
+    flush_all(writers[:2], writers[2:])
     mended = [r.getMessage() for r in caplog.records]
     assert len(mended) == 2 and all("works again" in m for m in mended)
     for w in writers[:2]:
