@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from probes.canary import DEFAULT_MAX_IN_FLIGHT
+from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings
 from probes.records import ShardWriter
 from probes.run import Run, default_run_id, fresh_run_id
 from probes.serve.config import TargetConfig
@@ -30,6 +30,10 @@ BUCKET_S = 1.0
 #: Canary segments' rows are written to a shard this often, by one flusher for all targets
 #: (a shard per target per second would be thousands of tiny files and a thread each).
 CANARY_FLUSH_S = 10.0
+#: A run_probe's nominal length; it is restarted when it ends (in practice: on a rate change).
+PROBE_SPAN_S = 1e7
+#: After a stop, a probe waits this long for requests in flight.
+DRAIN_S = 2.0
 #: The flusher wakes this often (a slice of the targets is flushed, the rest journaled).
 FLUSH_TICK_S = 1.0
 
@@ -47,10 +51,22 @@ def max_in_flight(rate: float, timeout: float) -> int:
     return min(DEFAULT_MAX_IN_FLIGHT, max(4, math.ceil(rate * timeout) + 1))
 
 
+def probe_settings(rate: float, spec: RequestSpec) -> ProbeSettings:
+    """How the service probes a target at ``rate``: what the probe loop runs and what the
+    runs' manifests say (one source for both)."""
+    return ProbeSettings(
+        rate=rate,
+        duration=PROBE_SPAN_S,
+        max_in_flight=max_in_flight(rate, spec.timeout),
+        drain_s=DRAIN_S,
+    )
+
+
 def manifest_settings(
     cfg: TargetConfig, spec: RequestSpec, rate: float, segment_s: float, **extra: Any
 ) -> dict[str, Any]:
     """The manifest's ``settings`` of a probe run of ``cfg`` at ``rate``."""
+    probe = probe_settings(rate, spec)
     return {
         "slos": list(cfg.slos),
         "bucket_s": BUCKET_S,
@@ -60,8 +76,8 @@ def manifest_settings(
         "capture_tail_s": cfg.capture_tail_s,
         "settle_s": cfg.settle_s,
         "segment_s": segment_s,
-        "max_in_flight": max_in_flight(rate, spec.timeout),
-        "transport": "aiohttp",
+        "max_in_flight": probe.max_in_flight,
+        "transport": probe.transport,
         "request": spec.describe(),
         **extra,
     }

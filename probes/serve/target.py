@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.canary import ProbeSettings, run_probe
+from probes.canary import run_probe
 from probes.records import Sample, ShardWriter
 from probes.run import Run, default_run_id, fresh_run_id, iso
 from probes.serve import capture as cap
@@ -39,7 +39,7 @@ from probes.serve.finishing import OpenRun
 from probes.serve.platform_watch import PlatformWatch
 from probes.serve.recent import ClosedRollout, RecentRollouts
 from probes.serve.rollout_run import RolloutRun, make_rollout_run
-from probes.serve.segments import create_segment, manifest_settings, max_in_flight
+from probes.serve.segments import create_segment, manifest_settings, probe_settings
 from probes.settings import RequestSpec
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,6 @@ log = logging.getLogger(__name__)
 WINDOW_S = 60.0
 #: A capture starts with the canary rows of this many seconds before it opened.
 PREROLL_S = 30.0
-#: A run_probe's nominal length; it is restarted when it ends (in practice: on a rate change).
-PROBE_SPAN_S = 1e7
-#: After a stop, a probe waits this long for requests in flight.
-DRAIN_S = 2.0
 #: Seconds between updates of an open capture's verdict metric.
 VERDICT_METRIC_S = 5
 
@@ -143,12 +139,7 @@ class TargetMonitor:
             self._rate_changed.clear()
             if rate > 0 and spec is not None:
                 stop = asyncio.Event()
-                settings = ProbeSettings(
-                    rate=rate,
-                    duration=PROBE_SPAN_S,
-                    max_in_flight=max_in_flight(rate, spec.timeout),
-                    drain_s=DRAIN_S,
-                )
+                settings = probe_settings(rate, spec)
                 task = asyncio.create_task(
                     run_probe(spec, settings, None, stop=stop, on_sample=self.on_sample)
                 )
