@@ -2,8 +2,8 @@
 
 The samples (version, latency, ok) of the open rollout run (its ``SampleBuffer``) and of the
 last ``RECENT_ROLLOUTS`` closed ones (``ClosedRollout``, loaded back from their run
-directories after a restart); ``verdict`` chooses which one to judge and caches the body of
-the open one for ``VERDICT_CACHE_S`` (Argo and Flagger poll it every few seconds).
+directories after a restart); ``verdict`` chooses which one to judge. The one verdict cache
+is ``probes.serve.verdict``'s (keyed by the samples themselves), so nothing here caches.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from probes.serve.verdict import no_rollout_body, verdict_body
 
 #: Closed rollouts per target whose samples stay in memory for the verdict endpoint.
 RECENT_ROLLOUTS = 5
-#: The verdict of an open capture is recomputed at most this often.
-VERDICT_CACHE_S = 0.5
 
 
 class SampleBuffer:
@@ -85,13 +83,12 @@ class OpenSamples(Protocol):
 
 
 class RecentRollouts:
-    """The last closed rollouts of one target, newest first, and the verdict cache."""
+    """The last closed rollouts of one target, newest first."""
 
     def __init__(self, target: str, slos: Sequence[str]) -> None:
         self.target = target
         self.slos = slos
         self.closed: deque[ClosedRollout] = deque(maxlen=RECENT_ROLLOUTS)
-        self._cache: tuple[tuple[Any, ...], dict[str, Any], float] | None = None
 
     def __len__(self) -> int:
         return len(self.closed)
@@ -105,15 +102,10 @@ class RecentRollouts:
     def add(self, rollout: ClosedRollout) -> None:
         """A rollout just closed (the newest)."""
         self.closed.appendleft(rollout)
-        self.changed()
 
     def append(self, rollout: ClosedRollout) -> None:
         """A rollout loaded back after a restart (older than any closed since)."""
         self.closed.append(rollout)
-
-    def changed(self) -> None:
-        """A capture opened or closed: the cached verdict is stale."""
-        self._cache = None
 
     def kept_versions(self, open_run: OpenSamples | None) -> list[str]:
         """The versions whose series the metrics keep: of the open and the recent rollouts."""
@@ -133,13 +125,9 @@ class RecentRollouts:
         source = self._source(open_run, candidate, baseline)
         if source is None:
             return dict(no_rollout_body(self.target, now))
-        run_id, base, cand, size, arrays = source
-        key = (run_id, base, cand, size)
-        cached = self._cache
-        if cached is not None and cached[0] == key and now - cached[2] < VERDICT_CACHE_S:
-            return cached[1]
+        run_id, base, cand, _, arrays = source
         versions, latency, ok = arrays()
-        body = verdict_body(
+        return verdict_body(
             target=self.target,
             run_id=run_id,
             baseline=base,
@@ -150,8 +138,6 @@ class RecentRollouts:
             slos=self.slos,
             updated_at=now,
         )
-        self._cache = (key, body, now)
-        return body
 
     def _source(
         self, open_run: OpenSamples | None, candidate: str | None, baseline: str | None

@@ -73,7 +73,7 @@ class TargetMonitor:
         self._rolling: asyncio.Task[None] | None = None
         #: The open rollout capture, if any.
         self.capture: RolloutRun | None = None
-        #: The last closed rollouts and the verdict cache.
+        #: The last closed rollouts, for the verdict.
         self.recent = RecentRollouts(cfg.name, cfg.slos)
         #: (ts, version, ok, latency_ms) of the last ``WINDOW_S``.
         self.window: deque[tuple[float, str, bool, float]] = deque()
@@ -250,7 +250,6 @@ class TargetMonitor:
         ctx.tasks.spawn(
             self._attach_capture(capture, make), f"open-{rid}", "opening", log_crash=False
         )
-        self.recent.changed()
         log.info("target %s: capture %s opened: %s", self.name, rid, reason)
         ctx.notify("rollout_opened", self.name, rid, reason=reason)
         ctx.metrics.rollout(self.name, True)
