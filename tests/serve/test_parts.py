@@ -1,7 +1,9 @@
 """The service's parts on their own, each given a ``ServeContext`` of fakes (no Service, no
 sockets): ``RunFinisher`` (close, report, index, recover), ``Jobs`` (the conflict rule, a run
-in a thread, what its end does), ``Scheduler`` (one tick's decision and its record) and
-``Trends`` (the baseline, regressions notified once)."""
+in a thread, what its end does), ``Scheduler`` (one tick's decision and its record),
+``Trends`` (the baseline, regressions notified once), and the target's parts: ``RolloutRun``
+(rows and events wait for the directory), ``RecentRollouts`` (which rollout is judged),
+``PlatformWatch`` (the state a capture starts from) and the canary ``segments``."""
 
 from __future__ import annotations
 
@@ -15,18 +17,23 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
-from probes.records import Sample, read_manifest, read_samples
+from probes.records import Sample, make_event, read_events, read_manifest, read_samples
 from probes.run import Run, read_summary
 from probes.serve import trends as trends_mod
 from probes.serve.config import ServeConfig
 from probes.serve.context import ServeContext
 from probes.serve.finishing import OpenRun, RunFinisher
 from probes.serve.jobs import Jobs
+from probes.serve.platform_watch import PlatformWatch, _EventRouter
+from probes.serve.recent import ClosedRollout, RecentRollouts, SampleBuffer, load_rollout
+from probes.serve.rollout_run import RolloutRun, make_rollout_run
 from probes.serve.runner import Job, JobResult
 from probes.serve.schedule import initial_state
 from probes.serve.scheduler import SCHEDULER_LOG, Scheduler
+from probes.serve.segments import create_segment, max_in_flight, probe_settings, segment_end
 from probes.serve.tasks import Tasks
 from probes.serve.trends import Trends
 from tests.serve.test_service import FakeIndex, FakeMetrics, FakeRunner, config, wait_until
@@ -297,3 +304,174 @@ def test_trends_after_run_checks_only_scheduled_runs_with_a_directory(
     trends.after_run(scheduled, JobResult("r2", runs / "r2"))
     pool.shutdown(wait=True)
     assert checked == ["r2"]
+
+
+# --------------------------------------------------------------------------- RolloutRun
+
+
+def test_rollout_run_holds_rows_and_events_until_its_directory_exists(tmp_path: Path) -> None:
+    async def main() -> RolloutRun:
+        run = RolloutRun("r", 0.0, "test", asyncio.get_running_loop().create_future())
+        now = time.time()
+        run.add(sample(now, "v1"))
+        run.events.write("marker", "capture opened", ts=now)
+        run.add(sample(now + 0.1, "v2"))
+        made, writer = make_rollout_run(
+            tmp_path, "r", target={}, settings={}, started_at=now, fields={"target_name": "a"}
+        )
+        run.attach(made, writer)
+        run.add(sample(now + 0.2, "v2"))  # straight to the writer now
+        run.events.write("marker", "capture closed", ts=now + 0.3)
+        opened = await run.opened()
+        assert opened.run is made
+        writer.close()
+        made.finish()
+        return run
+
+    run = asyncio.run(main())
+    frame = read_samples(tmp_path / "r")
+    assert frame["version"].astype(str).tolist() == ["v1", "v2", "v2"]
+    statuses = [e["status"] for e in read_events(tmp_path / "r")]
+    assert statuses == ["capture opened", "capture closed"]
+    assert len(run.samples) == 3 and run.samples.seen == {"v1", "v2"}
+    assert run.roles() == ("v1", "v2")  # the order callers saw, without the policy's roles
+    run.baseline = "v2"
+    assert run.roles() == ("v2", "v1")
+
+
+def test_rollout_run_that_could_not_be_made_raises_to_whoever_closes_it() -> None:
+    async def main() -> None:
+        run = RolloutRun("r", 0.0, "test", asyncio.get_running_loop().create_future())
+        run.add(sample(time.time()))
+        run.fail(OSError(28, "No space left on device"))
+        with pytest.raises(OSError, match="No space"):
+            await run.opened()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- RecentRollouts
+
+
+def closed(run_id: str, versions: list[str], base: str, cand: str) -> ClosedRollout:
+    n = len(versions)
+    return ClosedRollout(
+        run_id, base, cand, np.asarray(versions, dtype=object), np.full(n, 5.0),
+        np.ones(n, dtype=bool), 0.0, 1.0, "completed",
+    )  # fmt: skip
+
+
+def test_recent_rollouts_judge_the_open_run_else_the_latest_with_the_asked_versions() -> None:
+    recent = RecentRollouts("a", [])
+    assert recent.verdict(None, None, None)["reason"] == "no rollout known"
+    recent.add(closed("old", ["v1", "v2"] * 60, "v1", "v2"))
+    recent.add(closed("new", ["v2", "v3"] * 60, "v2", "v3"))
+    assert [r.run_id for r in recent] == ["new", "old"] and recent[0].run_id == "new"
+    assert recent.verdict(None, None, None)["run_id"] == "new"
+    assert recent.verdict(None, "v2", "v1")["run_id"] == "old"  # only old has v1
+    assert recent.verdict(None, "v9", None)["reason"] == "no rollout known"
+
+    class Open:
+        run_id = "open"
+        samples = SampleBuffer()
+
+        def roles(self) -> tuple[str | None, str | None]:
+            return ("v3", "v4")
+
+    for k in range(10):
+        Open.samples.add(sample(k, "v3" if k % 2 else "v4"))
+    body = recent.verdict(Open(), None, None)
+    assert (body["run_id"], body["baseline"], body["candidate"]) == ("open", "v3", "v4")
+    assert recent.verdict(Open(), "v1", None)["run_id"] == "old"  # the open run lacks v1
+    assert recent.kept_versions(Open()) == ["v1", "v2", "v3", "v4"]
+
+
+def test_load_rollout_reads_a_closed_rollout_back(tmp_path: Path) -> None:
+    made, writer = make_rollout_run(
+        tmp_path, "r", target={}, settings={}, started_at=1.0, fields={}
+    )
+    writer.add_many([sample(1.0, "v1"), sample(2.0, "v2")])
+    writer.close()
+    made.finish()
+    row = SimpleNamespace(run_id="r", from_version="v1", to_version="v2", started_ts=1.0,
+                          ended_ts=None)  # fmt: skip
+    rollout = load_rollout(tmp_path / "r", row)
+    assert rollout is not None
+    assert (rollout.baseline, rollout.candidate, rollout.ended_ts) == ("v1", "v2", 1.0)
+    assert rollout.seen == {"v1", "v2"} and rollout.ok.tolist() == [True, True]
+    missing = load_rollout(tmp_path / "missing", row)  # no samples: an empty rollout
+    assert missing is not None and len(missing.ok) == 0
+
+
+# --------------------------------------------------------------------------- PlatformWatch
+
+
+def test_platform_watch_remembers_the_state_a_capture_starts_from(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    cfg = config(tmp_path, [{"name": "a", "url": URL, "canary_rate": 1}])
+    seen: list[dict[str, Any]] = []
+    watch = PlatformWatch(make_ctx(cfg, pool), cfg.target("a"), on_event=seen.append)
+    events = [
+        make_event("marker", "watch started", ts=1.0),
+        make_event("proton", "ready", ts=2.0, proton_id="p2", role="candidate"),
+        make_event("proton", "ready", ts=2.5, proton_id="p1", role="active"),
+        make_event("workload", "ready", ts=3.0),
+        make_event("replacement", "started", ts=4.0, replacement_id="x"),
+        make_event("replacement", "started", ts=4.5, replacement_id="y"),
+        make_event("replacement", "switching", ts=5.0, replacement_id="x"),
+        make_event("proton", "removed", ts=6.0, proton_id="p2"),
+    ]
+
+    async def main() -> None:  # the watcher's thread hands events to the loop
+        router = _EventRouter(asyncio.get_running_loop(), watch._event)
+        for k, event in enumerate(events, start=1):
+            fields = _fields(event)
+            threading.Thread(target=lambda f=fields: router.write(**f)).start()
+            await wait_until(lambda k=k: len(seen) == k, 5)
+
+    asyncio.run(main())
+    assert [e["ts"] for e in seen] == [e["ts"] for e in events]  # every event handed on
+    snapshot = watch.snapshot("x")
+    assert [(e["kind"], e["status"]) for e in snapshot] == [
+        ("marker", "watch started"), ("workload", "ready"), ("proton", "ready"),
+        ("replacement", "started"), ("replacement", "switching"),
+    ]  # fmt: skip
+    assert snapshot[2]["proton_id"] == "p1"  # p2 was removed
+    assert watch.replacement_status("x") == "switching"
+    assert watch.replacement_status("y") == "started" and watch.replacement_status("z") is None
+    assert watch.stopped_marker() is None  # a url target has no watcher
+
+
+def _fields(event: dict[str, Any]) -> dict[str, Any]:
+    """An event row as the watcher's ``write`` keywords."""
+    return dict(event)
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def test_a_segment_manifest_says_how_it_is_probed(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    cfg = config(tmp_path, [{"name": "a", "url": URL, "canary_rate": 2, "capture_rate": 20}])
+    ctx = make_ctx(cfg, pool)
+    target = cfg.target("a")
+    segment = create_segment(ctx, target, target.request, 1000.0)
+    assert segment is not None
+    segment.writer.close()
+    manifest = read_manifest(segment.run.path)
+    assert manifest["kind"] == "canary" and manifest["trigger"] == "continuous"
+    settings = manifest["settings"]
+    probe = probe_settings(2.0, target.request)
+    assert (settings["rate"], settings["capture_rate"]) == (2.0, 20.0)
+    assert (
+        settings["max_in_flight"]
+        == probe.max_in_flight
+        == max_in_flight(2.0, target.request.timeout)
+    )
+    assert settings["transport"] == probe.transport == "aiohttp"
+    assert segment.ends_ts == segment_end(1000.0, cfg.serve.segment_s, "a")
+    idle = config(tmp_path / "idle", [{"name": "b", "url": URL, "canary_rate": 0}])
+    assert (
+        create_segment(make_ctx(idle, pool), idle.target("b"), idle.target("b").request, 1.0)
+        is None
+    )
