@@ -37,6 +37,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
+from aiohttp import web
+
 from probes.errors import ConfigError
 from probes.serve.config import ServeConfig
 from probes.serve.context import ServeContext
@@ -249,8 +251,6 @@ class Service:
 
     async def serve_http(self) -> None:
         """Listen on ``serve.listen`` with the routes of ``probes.serve.http``."""
-        from aiohttp import web
-
         app_runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await app_runner.setup()
         host, port = self.config.serve.host, self.config.serve.port
