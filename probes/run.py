@@ -57,6 +57,7 @@ __all__ = [
     "TRIGGERS",
     "Run",
     "default_run_id",
+    "fresh_run_id",
     "iso",
     "read_summary",
     "tool_versions",
@@ -83,6 +84,15 @@ def iso(ts: float) -> str:
 
 def default_run_id(now: float | None = None) -> str:
     return datetime.fromtimestamp(now or time.time(), UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def fresh_run_id(runs_dir: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``… when a run directory already has that name."""
+    rid, n = base, 1
+    while (runs_dir / rid).exists():
+        n += 1
+        rid = f"{base}-{n}"
+    return rid
 
 
 def tool_versions() -> dict[str, str]:

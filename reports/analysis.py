@@ -54,6 +54,7 @@ from reports.connections import (
     role_table,
 )
 from reports.reconciliation import platform_counts, reconcile
+from reports.rows import INTERRUPTED_ERROR, UNSENT_ERROR, run_complete_check
 from reports.stats import MWU_MAX_PER_SIDE, Side, compare, rate
 from reports.streams import StreamRows, from_values, stream_block
 from reports.timeline import attribute, attribute_codes
@@ -581,12 +582,6 @@ def _run_block(cols: Columns, cells: Cells, manifest: Mapping[str, Any]) -> dict
     }
 
 
-#: Rows of requests the probe never sent (its in-flight bound was full): not the target's errors.
-UNSENT_ERROR = "client_saturated"
-#: Rows of requests abandoned in flight at the end of a stop's drain: outcome unknown.
-INTERRUPTED_ERROR = "interrupted"
-
-
 def _split_class(frame: pd.DataFrame, error: str) -> tuple[pd.DataFrame, int]:
     if "error" not in frame.columns or not len(frame):
         return frame, 0
@@ -622,19 +617,6 @@ def completeness(manifest: Mapping[str, Any]) -> tuple[bool, str | None]:
         "the run never finished: manifest.json has no end time (its recorder was killed or"
         " is still running); the samples cover only the time until its last flush"
     )
-
-
-def run_complete_check(reason: str) -> dict[str, Any]:
-    """The check a run that never finished fails, whatever its other checks say."""
-    return {
-        "name": "run_complete",
-        "value": False,
-        "op": "==",
-        "threshold": True,
-        "passed": False,
-        "expr": "the run finished (manifest.json has an end time)",
-        "reason": reason,
-    }
 
 
 def analyse(

@@ -97,6 +97,7 @@ from typing import Any
 
 import numpy as np
 
+from reports.rows import INTERRUPTED_ERROR, UNSENT_ERROR, run_complete_check
 from reports.stats import latency_block, rate
 from reports.verdict import RUN_METRICS, SCOPED_METRICS, evaluate, parse_slo
 
@@ -747,7 +748,6 @@ def rate_capacity_from_frame(
     raw = settings.get("capacity") if isinstance(settings, Mapping) else None
     if not isinstance(raw, Mapping) or raw.get("mode") != "rate" or not len(frame):
         return
-    from reports.analysis import INTERRUPTED_ERROR, UNSENT_ERROR, run_complete_check
 
     def is_(column: str, value: str) -> np.ndarray:
         return (frame[column] == value).to_numpy(dtype=bool, na_value=False)

@@ -4,7 +4,7 @@ last seconds, and the control plane's rollout beside them."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, jsonify, request
 from locust.env import Environment
@@ -12,8 +12,10 @@ from locust.env import Environment
 from probes.lifecycle import fold
 from probes.live import DEFAULT_WINDOW_S, table_rows
 from probes.locustglue.options import _opt
-from probes.locustglue.wiring import ProbesState
 from probes.records import read_events
+
+if TYPE_CHECKING:  # annotations only: wiring imports this module to install the UI
+    from probes.locustglue.wiring import ProbesState
 
 VERSIONS_PATH = "/probes/versions"
 TAB_KEY = "versions"

@@ -352,7 +352,7 @@ def _flagger(table: _Table) -> list[str]:
 
 
 def _schedule(table: _Table, targets: Mapping[str, TargetConfig]) -> ScheduleConfig:
-    from probes.serve import runner
+    from probes.recording import settings_from_args  # heavy: loaded only for a schedule
 
     name = table.text(
         "name", pattern=SCHEDULE_NAME, form="letters, digits, '.', '_' or '-' (at most 64)"
@@ -377,7 +377,8 @@ def _schedule(table: _Table, targets: Mapping[str, TargetConfig]) -> ScheduleCon
             " expect_workers (workers started elsewhere), not both"
         )
     args = table.table("args")
-    runner.validate_args(
+    # the run's own parser, so a bad key is refused at start, naming {place}.{key}
+    settings_from_args(
         kind,
         args.data,
         duration_s=duration,

@@ -33,12 +33,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -46,13 +44,14 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from probes.errors import ConfigError
-from probes.run import FIGURES_DIR, REPORT_HTML_FILE, RUN_KINDS, read_summary
+from probes.run import FIGURES_DIR, REPORT_HTML_FILE, read_summary
 from probes.serve import pages
 from probes.serve.door import BadBody, door_middleware, login_routes, read_json
 from probes.serve.health import target_items
 from probes.serve.history import History, parse_minutes
 from probes.serve.index import RUN_ID_RE, RunIndex
 from probes.serve.metrics import Metrics
+from probes.serve.params import BadParam, run_filters, start_fields
 from probes.serve.verdict import pending_body
 
 __all__ = ["Conflict", "ServiceView", "make_app"]
@@ -61,23 +60,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RUN_LIMIT_DEFAULT, RUN_LIMIT_MAX = 50, 1000
 RECENT_RUNS = 10
-RUN_VERDICTS = ("pass", "fail", "inconclusive")
-START_KINDS = ("observe", "load", "capacity")
 FLAGGER_HOOKS = ("gate", "rollback", "event")
 FIGURE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-RUN_FILTERS = (
-    "target",
-    "kind",
-    "trigger",
-    "verdict",
-    "schedule",
-    "since",
-    "until",
-    "limit",
-    "offset",
-)
 
 
 class Conflict(Exception):
@@ -128,70 +113,6 @@ async def _off_loop(request: web.Request, fn: Callable[..., T], *args: Any, **kw
 
 def _view(request: web.Request) -> ServiceView:
     return request.app[VIEW]
-
-
-class BadParam(ValueError):
-    """A query parameter or body field with a bad value; the message names it."""
-
-
-def _parse_time(name: str, text: str) -> float:
-    """Epoch seconds, or ISO 8601 (``Z`` or an offset; a naive time is UTC)."""
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadParam(
-                f"{name}: {text!r} is not a time; expected ISO 8601 "
-                f"(2026-01-31T02:00:00Z) or epoch seconds"
-            ) from None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        return stamp.timestamp()
-    if not math.isfinite(value):
-        raise BadParam(f"{name}: {text!r} is not a finite number of epoch seconds")
-    return value
-
-
-def _parse_int(name: str, text: str, lo: int, hi: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadParam(f"{name}: {text!r} is not an integer ({lo}..{hi})") from None
-    if not lo <= value <= hi:
-        raise BadParam(f"{name}: {value} is out of range ({lo}..{hi})")
-    return value
-
-
-def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
-    if text not in choices:
-        raise BadParam(f"{name}: {text!r} is not one of {', '.join(choices)}")
-    return text
-
-
-def run_filters(query: Mapping[str, str]) -> dict[str, Any]:
-    """The ``RunIndex.query`` keywords of a ``/api/v1/runs`` query string; BadParam naming
-    the first bad or unknown parameter."""
-    for key in query:
-        if key not in RUN_FILTERS:
-            raise BadParam(f"{key}: unknown filter (known: {', '.join(RUN_FILTERS)})")
-    out: dict[str, Any] = {"limit": RUN_LIMIT_DEFAULT}
-    for key in ("target", "schedule", "trigger"):
-        if query.get(key):
-            out[key] = query[key]
-    if query.get("kind"):
-        out["kind"] = _choice("kind", query["kind"], RUN_KINDS)
-    if query.get("verdict"):
-        out["verdict"] = _choice("verdict", query["verdict"], RUN_VERDICTS)
-    for key in ("since", "until"):
-        if query.get(key):
-            out[key] = _parse_time(key, query[key])
-    if "limit" in query:
-        out["limit"] = _parse_int("limit", query["limit"], 1, RUN_LIMIT_MAX)
-    if "offset" in query:
-        out["offset"] = _parse_int("offset", query["offset"], 0, 10**9)
-    return out
 
 
 # -- middleware ----------------------------------------------------------------------------
@@ -325,33 +246,6 @@ async def run_figure(request: web.Request) -> web.StreamResponse:
     if run_dir is not None and FIGURE_RE.match(name) and ".." not in name:
         path = run_dir / FIGURES_DIR / name
     return await _file(request, path, f"figure {name!r}")
-
-
-def start_fields(body: Any) -> tuple[str, float | None, dict[str, Any]]:
-    """``(kind, duration_s, args)`` of a ``POST /api/v1/targets/{name}/runs`` body."""
-    if not isinstance(body, dict):
-        raise BadParam("body: expected a JSON object {kind, duration_s, args}")
-    unknown = sorted(set(body) - {"kind", "duration_s", "args"})
-    if unknown:
-        raise BadParam(f"{unknown[0]}: unknown field (known: kind, duration_s, args)")
-    kind = body.get("kind")
-    if not isinstance(kind, str):
-        raise BadParam(f"kind: required, one of {', '.join(START_KINDS)}")
-    _choice("kind", kind, START_KINDS)
-    duration = body.get("duration_s")
-    if duration is not None and (
-        isinstance(duration, bool)
-        or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
-        or duration <= 0
-    ):
-        raise BadParam(f"duration_s: {duration!r} is not a positive number of seconds")
-    args = body.get("args", {})
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise BadParam("args: expected a JSON object of the verb's flags")
-    return kind, None if duration is None else float(duration), args
 
 
 async def start_run(request: web.Request) -> web.Response:

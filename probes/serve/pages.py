@@ -1,6 +1,6 @@
 """The web UI's routes: each page fetches its JSON twin (the same data ``/api/v1`` answers,
 from memory or the run index's read side, never blocking the loop) and renders it with
-``probes.serve.web.render``. Static assets are vendored (``web.STATIC_DIR``)."""
+``probes.serve.ui.render``. Static assets are vendored (``ui.STATIC_DIR``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from probes.run import read_summary
-from probes.serve import web as ui
+from probes.serve import ui
 from probes.serve.door import SESSION
 from probes.serve.health import target_item, target_items
+from probes.serve.params import BadParam, run_filters
 
 #: Rows the Rollouts page lists (newest first).
 ROLLOUTS_SHOWN = 200
@@ -98,7 +99,6 @@ def routes(
 ) -> list[web.AbstractRouteDef]:
     """The UI's routes, given how the HTTP layer finds the view, runs blocking reads off the
     loop, and maps a request's ``run_id`` to its directory (None when it is not a run id)."""
-    from probes.serve.http import BadParam, run_filters  # http mounts these routes
 
     async def targets(request: web.Request) -> web.Response:
         view = view_of(request)

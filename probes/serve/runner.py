@@ -6,45 +6,20 @@ an api target's workload, turns the job's ``args`` into typed settings
 run location ``<runs_dir>/<run id>`` and the caller's stop event (which also stops Locust
 children). Everything below is the library's; nothing here records samples itself.
 
-``validate_args`` checks a schedule's ``args`` at config time through the same
+``probes.serve.config`` checks a schedule's ``args`` at config time through the same
 ``settings_from_args``, so a bad config is refused at start.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from probes.errors import ProbesError
 from probes.serve.config import TargetConfig
-
-
-def validate_args(
-    kind: str,
-    args: Mapping[str, Any],
-    *,
-    duration_s: float,
-    slos: Sequence[str],
-    place: str,
-    workers: int = 0,
-    expect_workers: int = 0,
-) -> Any:
-    """The typed settings of a run of ``kind``; ConfigError naming ``{place}.{key}`` on a bad
-    or unknown key (``probes.recording.settings_from_args``, as the run itself will)."""
-    from probes.recording import settings_from_args
-
-    return settings_from_args(
-        kind,
-        args,
-        duration_s=duration_s,
-        slos=slos,
-        place=place,
-        workers=workers,
-        expect_workers=expect_workers,
-    )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,16 @@ import numpy as np
 import pytest
 
 from probes.errors import ConfigError
-from probes.records import read_events, read_manifest, read_samples
+from probes.records import Sample, read_events, read_manifest, read_samples
 from probes.run import Run, read_summary
-from probes.serve import service as service_mod
+from probes.serve import finishing as finishing_mod
 from probes.serve.config import ServeConfig, parse_config
+from probes.serve.finishing import RunFinisher
+from probes.serve.http import Conflict
 from probes.serve.runner import Job, JobResult
-from probes.serve.service import Service, segment_end
+from probes.serve.segments import max_in_flight, segment_end
+from probes.serve.service import Service
+from probes.serve.tasks import Tasks
 from tests.helpers import VersionServer, closed_port
 
 pytestmark = pytest.mark.slow
@@ -188,9 +193,9 @@ def test_segment_end_phase_and_minimum(start: float, seg: float, name: str) -> N
 
 
 def test_max_in_flight_bound() -> None:
-    assert service_mod.max_in_flight(1.0, 10.0) == 11
-    assert service_mod.max_in_flight(0.1, 1.0) == 4
-    assert service_mod.max_in_flight(1000.0, 10.0) == 256
+    assert max_in_flight(1.0, 10.0) == 11
+    assert max_in_flight(0.1, 1.0) == 4
+    assert max_in_flight(1000.0, 10.0) == 256
 
 
 # --------------------------------------------------------------------------- canary, capture
@@ -241,7 +246,7 @@ def test_canary_segments_are_created_off_the_loop(tmp_path: Path, monkeypatch: A
         made_on.append((args[2], on_loop))
         return real_create(*args, **kw)
 
-    monkeypatch.setattr(service_mod.Run, "create", create)
+    monkeypatch.setattr(Run, "create", create)
     with VersionServer() as srv:
         cfg = config(tmp_path, [{"name": "a", "url": srv.url, "canary_rate": 10}],
                      serve={"segment_s": 1})  # fmt: skip
@@ -279,7 +284,7 @@ def test_a_capture_opened_on_a_stuck_disk_stalls_no_request_and_loses_no_row(
             release.wait(20)  # the stuck disk
         return real_create(*args, **kw)
 
-    monkeypatch.setattr(service_mod.Run, "create", create)
+    monkeypatch.setattr(Run, "create", create)
     with VersionServer() as srv:
         cfg = config(tmp_path, [{"name": "a", "url": srv.url, "canary_rate": 20,
                                  "capture_rate": 20, "settle_s": 600}])  # fmt: skip
@@ -324,7 +329,7 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
     # Reports queue on one thread; with hundreds of targets they outlast stop's bounded wait.
     # Flushing rows and ending manifests must not queue behind them: every row sent is on
     # disk and every segment closed after stop, and the next start reports what was left.
-    real_report = service_mod._report
+    real_report = finishing_mod._report
     started = threading.Event()
 
     def slow_report(path: Path, *, figures: bool = True) -> Any:
@@ -332,8 +337,8 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
         time.sleep(0.3)
         return real_report(path, figures=figures)
 
-    monkeypatch.setattr(service_mod, "_report", slow_report)
-    monkeypatch.setattr(service_mod, "SHUTDOWN_REPORT_S", 0.2)
+    monkeypatch.setattr(finishing_mod, "_report", slow_report)
+    monkeypatch.setattr(finishing_mod, "SHUTDOWN_REPORT_S", 0.2)
     with VersionServer() as srv:
         targets = [{"name": f"t{i}", "url": srv.url, "canary_rate": 20} for i in range(6)]
         cfg = config(tmp_path, targets)
@@ -344,7 +349,7 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
         svc = run_service(cfg, body)
         sent = list(svc.metrics.named("request"))
     # the report a stop found running goes on in its thread (a real stop ends the process)
-    svc.reports.shutdown(wait=True)
+    svc.report_pool.shutdown(wait=True)
     canaries = runs_of(cfg.serve.runs_dir, "canary")
     assert len(canaries) == 6
     rows = 0
@@ -354,9 +359,10 @@ def test_stop_puts_every_row_on_disk_however_slow_the_reports(
     assert rows == len(sent)  # every row the service saw, on disk
     unreported = [p for p in canaries if read_summary(p) is None]
     assert unreported  # 6 reports x 0.3 s could not fit in 0.2 s
-    monkeypatch.setattr(service_mod, "_report", real_report)
-    again = Service(cfg, index=FakeIndex(), metrics=FakeMetrics())
-    recovered = again._recover()
+    monkeypatch.setattr(finishing_mod, "_report", real_report)
+    with ThreadPoolExecutor(1) as pool:  # the next start's recovery, on its own
+        again = RunFinisher(cfg.serve.runs_dir, FakeIndex(), pool, pool, Tasks())  # type: ignore[arg-type]
+        recovered = again.recover()
     assert set(recovered) >= {p.name for p in unreported}
     assert all(read_summary(p) is not None for p in canaries)
 
@@ -379,7 +385,7 @@ def test_url_target_switch_captured_cutover_within_one_capture_interval(tmp_path
             seen["during"] = svc.target_status("web")
             seen["verdict"] = svc.verdict("web", None, None)
             await wait_until(lambda: worker.capture is None and worker.recent, 25)
-            await wait_until(lambda: not svc._pending, 20)
+            await wait_until(lambda: not svc.tasks.pending("reports"), 20)
 
         svc = run_service(cfg, body)
     assert seen["during"]["state"] == "capturing"
@@ -551,8 +557,8 @@ def test_start_run_checks_and_conflicts(tmp_path: Path) -> None:
             assert rid.startswith("a-load-")
             await wait_until(lambda: runner.jobs)
             assert svc.target_status("a")["state"] == "running"
-            assert svc._conflict("a", "capacity") is not None  # load-ish runs exclude each other
-            assert svc._conflict("a", "observe") is None
+            with pytest.raises(Conflict, match="still running"):  # load-ish runs exclude each other
+                svc.start_run("a", "capacity", 5, {})
             await wait_until(lambda: not svc.jobs, 5)
 
         run_service(cfg, body, runner=runner)
@@ -625,7 +631,7 @@ def test_restart_marks_crashed_runs_interrupted(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     crashed = Run.create(runs, "a-canary-x", "canary", target={}, settings={}, trigger="continuous")
     with crashed.shard_writer("probe") as writer:
-        writer.add(service_mod.Sample(time.time(), time.time(), 5.0, "probe", "w", "GET", "/",
+        writer.add(Sample(time.time(), time.time(), 5.0, "probe", "w", "GET", "/",
                                       200, None, "v1", "header", 2, None))  # fmt: skip
     closed_unreported = Run.create(
         runs, "s-1", "observe", target={}, settings={}, trigger="schedule"
@@ -655,7 +661,7 @@ def test_a_failing_flush_warns_once_per_writer_until_it_works_again(tmp_path, mo
 
     import probes.records as records
     from probes.records import ShardWriter
-    from probes.serve.service import _flush_all
+    from probes.serve.segments import flush_all
     from tests.test_records import sample
 
     writers = [ShardWriter(tmp_path / f"r{i}", "canary", background=False) for i in range(3)]
@@ -668,12 +674,12 @@ def test_a_failing_flush_warns_once_per_writer_until_it_works_again(tmp_path, mo
     for second in range(5):
         for w in writers:
             w.add(sample(second))
-        _flush_all(writers[:2], writers[2:])
+        flush_all(writers[:2], writers[2:])
     failed = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failed) == 2  # one per flushed writer, not one per second
     monkeypatch.undo()
     caplog.clear()
-    _flush_all(writers[:2], writers[2:])
+    flush_all(writers[:2], writers[2:])
     mended = [r.getMessage() for r in caplog.records]
     assert len(mended) == 2 and all("works again" in m for m in mended)
     for w in writers[:2]:

@@ -18,7 +18,7 @@ import pytest
 
 from probes.records import Sample, ShardWriter
 from probes.run import Run
-from probes.serve.web import PAGES, STATIC_DIR, chart, color, render, rollout_item, split
+from probes.serve.ui import PAGES, STATIC_DIR, chart, color, render, rollout_item, split
 from reports import make_report
 from reports.trends import trends
 

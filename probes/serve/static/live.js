@@ -7,12 +7,12 @@
   var PERIOD_MS = 2000;
   var STATE_WORDS = {idle: "watching", capturing: "capturing", running: "running a schedule"};
 
-  function color(label) {  /* the same hash as probes.serve.web.color */
+  function color(label) {  /* the same hash as probes.serve.ui.color */
     var h = 0;
     for (var i = 0; i < label.length; i++) h = (h * 31 + label.charCodeAt(i)) % 360;
     return "hsl(" + (h * 137 % 360) + ",62%,45%)";
   }
-  /* the same as probes.serve.web.fmt: 3 significant digits, never "1%" for 100 % */
+  /* the same as probes.serve.ui.fmt: 3 significant digits, never "1%" for 100 % */
   function fmt(v, kind) {
     if (v === null || v === undefined || (typeof v === "number" && !isFinite(v))) return "\u2014";
     if (kind === "pct") return v ? String(Number((100 * v).toPrecision(3))) + "%" : "0%";
