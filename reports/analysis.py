@@ -506,6 +506,59 @@ def _comparison(
     return compare(baseline, candidate, sides[0], sides[1], lats[0], lats[1], (sizes[0], sizes[1]))
 
 
+#: Rows of the baseline and candidate the sequential replay reads at most (a stride beyond).
+SEQUENTIAL_MAX_ROWS = 1_000_000
+
+
+def _sequential(
+    summary: dict[str, Any],
+    cols: Columns,
+    roles: tuple[str | None, str | None],
+    slos: Sequence[str] | None,
+) -> None:
+    """``comparison.sequential`` (``reports.sequential``): the guardrails' first decision,
+    replayed over the samples in send order. A candidate the control plane named that never
+    answered gets a comparison of its own when the platform reported the switch (no evidence)."""
+    from reports import sequential as seq
+
+    comparison = summary.get("comparison")
+    baseline, candidate = roles
+    platform = (summary.get("rollout") or {}).get("platform") or {}
+    switched = platform.get("switched_at_s")
+    if baseline is None or candidate is None or baseline not in cols.labels:
+        return
+    if comparison is None:
+        if candidate in cols.labels or switched is None:
+            return
+        comparison = summary["comparison"] = _unseen_candidate(baseline, candidate)
+    codes = [cols.labels.index(baseline)]
+    codes += [cols.labels.index(candidate)] if candidate in cols.labels else []
+    rows = np.flatnonzero(np.isin(cols.version, codes))
+    # A bound on the replay's memory (~80 B a row): beyond SEQUENTIAL_MAX_ROWS, a time-ordered
+    # 1-in-k stride, which keeps the sequences valid (fewer samples: wider bounds, later
+    # decisions); the decision of a big run is normally reached long before its end.
+    step = math.ceil(rows.size / SEQUENTIAL_MAX_ROWS) if rows.size > SEQUENTIAL_MAX_ROWS else 1
+    rows = rows[::step]
+    code = (cols.version[rows] != codes[0]).astype(np.int8)
+    ttft = getattr(cols, "ttft", None)  # sample schema 3 (streamed answers), when read
+    block = seq.decide(
+        cols.rel[rows], code, cols.latency[rows], cols.ok[rows],
+        ttft=None if ttft is None else ttft[rows], start=0.0, end=cols.end_s,
+        switched_at_s=switched, settings=seq.settings_from_slos(slos),
+    )  # fmt: skip
+    block["stride"] = step
+    comparison["sequential"] = block
+
+
+def _unseen_candidate(baseline: str, candidate: str) -> dict[str, Any]:
+    """A comparison block for a candidate that never answered: nothing fixed-horizon to say."""
+    return {
+        "baseline": baseline, "candidate": candidate, "p50_delta_ms": None,
+        "p99_delta_ms": None, "latency_p_value": None, "error_rate_delta": None,
+        "error_p_value": None, "judgement": "inconclusive",
+    }  # fmt: skip
+
+
 def attribute_timeline(frame: pd.DataFrame, events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Let the platform timeline name the version of untagged samples, when it can."""
     if not events or "version" not in frame.columns:
@@ -754,6 +807,7 @@ def analyse_columns(
             summary, cols, cells, events, roles, (fc, lb), ref, interrupted,
             (table_found, broken_found),
         )  # fmt: skip
+        _sequential(summary, cols, roles, slos)
         summary["verdict"] = verdict(summary, slos)
         if manifest.get("kind") == "capacity":
             _capacity(summary, cols, manifest, slos)

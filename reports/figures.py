@@ -374,10 +374,10 @@ def latency_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
 
 def _slo_lines(slos: list[str]) -> list[tuple[str, float]]:
     """(expression, threshold) of the checks on a step's p99 (``p99_ms<500``)."""
-    from reports.verdict import parse_slo
+    from reports.verdict import checks_of, parse_slo
 
     found = []
-    for expr in slos:
+    for expr in checks_of(slos):
         slo = parse_slo(expr)
         if slo.left.metric == "p99_ms" and slo.number is not None and slo.ref is None:
             found.append((expr, float(slo.number)))

@@ -143,10 +143,24 @@ def test_ten_percent_errors_on_v2():
     assert s["comparison"]["judgement"] == "worse"
     assert s["comparison"]["error_p_value"] < 1e-10
     assert s["verdict"]["result"] == "fail"
+    sequential = s["comparison"]["sequential"]
+    assert sequential["decision"] == "fail"
+    errors = sequential["guardrails"][2]
+    assert errors["metric"] == "error_rate_delta" and errors["at_decision"]["state"] == "beyond"
+    assert errors["estimate"] == pytest.approx(0.1, abs=1e-6)
     failed = summarize(df, slos=["error_rate<0.01"])["verdict"]
-    assert failed["result"] == "fail" and [c["name"] for c in failed["checks"]] == ["error_rate"]
-    relaxed = summarize(df, slos=["error_rate<0.2", "candidate.error_rate<=0.1"])["verdict"]
-    assert relaxed["result"] == "pass"
+    assert failed["result"] == "fail"
+    assert [c["name"] for c in failed["checks"]] == [
+        "error_rate",
+        "comparison.sequential.error_rate_delta",
+    ]
+    # an explicit SLO keeps the comparison check: relaxed error SLOs still fail on it ...
+    relaxed = ["error_rate<0.2", "candidate.error_rate<=0.1"]
+    assert summarize(df, slos=relaxed)["verdict"]["result"] == "fail"
+    # ... unless the comparison is turned off, or its margin allows 10 points more errors
+    assert summarize(df, slos=[*relaxed, "comparison=off"])["verdict"]["result"] == "pass"
+    wide = summarize(df, slos=[*relaxed, "comparison.error_rate_delta=0.5"])["verdict"]
+    assert wide["checks"][-1]["value"] != "fail"
 
 
 def test_slower_candidate_is_worse_and_relative_slo_fails():

@@ -38,7 +38,7 @@ import numpy as np
 
 from probes.run import iso
 from reports.stats import Side, compare, latency_block, rate, stride_subsample
-from reports.verdict import LATENCY_METRICS, RUN_METRICS, parse_slo
+from reports.verdict import LATENCY_METRICS, RUN_METRICS, checks_of, parse_slo
 from reports.verdict import verdict as run_verdict
 
 __all__ = [
@@ -147,7 +147,7 @@ def no_rollout_body(target: str, updated_at: float) -> dict[str, Any]:
 def _referenced_scopes(slos: Sequence[str]) -> tuple[bool, set[str]]:
     """(whether a run-wide latency is referenced, the version labels SLOs name)."""
     run_latency, labels = False, set()
-    for expr in slos:
+    for expr in checks_of(slos):
         slo = parse_slo(expr)
         for operand in (slo.left, slo.ref):
             if operand is None or operand.metric in RUN_METRICS:
