@@ -528,7 +528,8 @@ def _sequential(
     if baseline is None or candidate is None or baseline not in cols.labels:
         return
     if comparison is None:
-        if candidate in cols.labels or switched is None:
+        after = 0 if switched is None else int(np.count_nonzero(cols.rel > switched))
+        if candidate in cols.labels or after < seq.NO_EVIDENCE_REQUESTS:
             return
         comparison = summary["comparison"] = _unseen_candidate(baseline, candidate)
     codes = [cols.labels.index(baseline)]
