@@ -60,6 +60,7 @@ them the same way: ``comparison=off`` drops the comparison check from the verdic
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -180,60 +181,111 @@ def _bisect(f: Any, lo: np.ndarray, hi: np.ndarray, iterations: int) -> tuple[An
     return lo, hi
 
 
+#: Sample sizes per cached block of rank bounds (a poll's n grows by a few samples).
+_RANK_BLOCK = 512
+
+
+@functools.lru_cache(maxsize=4096)
+def _rank_block(p: float, alpha: float, block: int) -> tuple[np.ndarray, np.ndarray]:
+    return _rank_bounds(np.arange(block * _RANK_BLOCK, (block + 1) * _RANK_BLOCK), p, alpha)
+
+
 def rank_bounds(n: np.ndarray, p: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """1-based ranks ``(lo, hi)``: the p-quantile lies in ``[X_(lo), X_(hi)]`` of n samples at
-    every n with probability ≥ 1 - alpha (``lo`` 0: no lower bound; ``hi`` n + 1: no upper)."""
+    every n with probability ≥ 1 - alpha (``lo`` 0: no lower bound; ``hi`` n + 1: no upper).
+    A few sizes (a poll) come from cached blocks of ``_RANK_BLOCK`` sizes; many (a replay)
+    are computed at once."""
+    n = np.asarray(n, dtype=np.int64)
+    if n.size > 8:
+        return _rank_bounds(n, p, alpha)
+    lo, hi = np.zeros(n.size, np.int64), np.zeros(n.size, np.int64)
+    for i, size in enumerate(n.tolist()):
+        block_lo, block_hi = _rank_block(p, alpha, size // _RANK_BLOCK)
+        lo[i], hi[i] = block_lo[size % _RANK_BLOCK], block_hi[size % _RANK_BLOCK]
+    return lo, hi
+
+
+def _rank_bounds(n: np.ndarray, p: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """``rank_bounds`` computed: one bisection for every size and both ends at once."""
     n = np.asarray(n, dtype=np.float64)
     a, b, c = p * _QUANTILE_PRIOR, (1 - p) * _QUANTILE_PRIOR, math.log(1 / alpha)
-    centre = p * n
-    # log M is convex in k with its minimum near p n: the accepted ks are one interval
-    _, below_hi = _bisect(lambda k: _log_mixture(k, n, p, a, b) < c, np.zeros_like(n), centre, 40)
-    _, above_lo = _bisect(lambda k: _log_mixture(k, n, p, a, b) < c, n, centre, 40)
-    lo = np.where(_log_mixture(0.0, n, p, a, b) < c, 0, np.ceil(below_hi - 1e-9))
-    hi = np.where(_log_mixture(n, n, p, a, b) < c, n, np.floor(above_lo + 1e-9))
+    # log M is convex in k with its minimum near p n: the accepted ks are one interval, whose
+    # two ends are found together (stacked), to integer precision
+    nn = np.r_[n, n]
+    centre = p * nn
+    steps = int(math.log2(max(float(n.max(initial=1.0)), 1.0) + 1)) + 3
+    _, inner = _bisect(
+        lambda k: _log_mixture(k, nn, p, a, b) < c, np.r_[np.zeros_like(n), n], centre, steps
+    )
+    m = n.size
+    lo = np.where(_log_mixture(0.0, n, p, a, b) < c, 0, np.ceil(inner[:m] - 1e-9))
+    hi = np.where(_log_mixture(n, n, p, a, b) < c, n, np.floor(inner[m:] + 1e-9))
+    # the integer ends found from the inside may sit one step inside: widen to the last
+    # accepted integer (the sets are intervals, so checking the neighbours is enough)
+    lo = np.where((lo >= 1) & (_log_mixture(lo - 1, n, p, a, b) < c), lo - 1, lo)
+    hi = np.where((hi < n) & (_log_mixture(hi + 1, n, p, a, b) < c), hi + 1, hi)
     return lo.astype(np.int64), (hi + 1).astype(np.int64)
 
 
 def rate_bounds(k: np.ndarray, n: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Bounds on a Bernoulli rate from k of n, valid at every n with probability ≥ 1 - alpha
-    (n 0: ``(0, 1)``)."""
+    (n 0: ``(0, 1)``). Both ends in one bisection on the logit scale (precision ~1e-6)."""
     k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
     a, b = _RATE_PRIOR
     c = math.log(1 / alpha)
     centre = np.clip(np.divide(k, n, out=np.full_like(n, 0.5), where=n > 0), 1e-12, 1 - 1e-12)
+    kk, nn = np.r_[k, k], np.r_[n, n]
+    edge = 34.5  # logit of 1e-15
 
-    def inside(r: Any) -> Any:
-        return _log_mixture(k, n, r, a, b) < c
+    def inside(x: Any) -> Any:
+        return _log_mixture(kk, nn, 1 / (1 + np.exp(-x)), a, b) < c
 
-    _, lo = _bisect(inside, np.full_like(n, 1e-15), centre, 50)
-    _, hi = _bisect(inside, np.full_like(n, 1 - 1e-15), centre, 50)
-    lo = np.where(inside(np.full_like(n, 1e-15)), 0.0, lo)
-    hi = np.where(inside(np.full_like(n, 1 - 1e-15)), 1.0, hi)
+    mid = np.log(centre / (1 - centre))
+    _, inner = _bisect(inside, np.r_[np.full_like(n, -edge), np.full_like(n, edge)],
+                       np.r_[mid, mid], 40)  # fmt: skip
+    m = n.size
+    ends = inside(np.r_[np.full_like(n, -edge), np.full_like(n, edge)])
+    lo = np.where(ends[:m], 0.0, 1 / (1 + np.exp(-inner[:m])))
+    hi = np.where(ends[m:], 1.0, 1 / (1 + np.exp(-inner[m:])))
     return np.where(n > 0, lo, 0.0), np.where(n > 0, hi, 1.0)
 
 
 # -- the samples --------------------------------------------------------------------------------
 
 
-def stratify(t: np.ndarray, code: np.ndarray, bucket_s: float) -> np.ndarray:
-    """Rows kept (code 0 baseline, 1 candidate, others never): in a bucket where both versions
-    answered, each keeps as many rows (its first ones) as the other has there. ``t`` sorted."""
-    keep = (code == 0) | (code == 1)
-    if not t.size:
-        return keep
-    bucket = np.floor((t - t[0]) / bucket_s).astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], t.size]
-    group = np.repeat(np.arange(starts.size), ends - starts)
-    ranks, counts = [], []
-    for v in (0, 1):
-        cum = np.cumsum(code == v)
-        before = np.r_[0, cum][starts]  # rows of v before each bucket
-        ranks.append(cum - 1 - before[group])  # rank of a v row within its bucket
-        counts.append((np.r_[0, cum][ends] - before)[group])  # rows of v in the row's bucket
+def kept_rows(t: np.ndarray, code: np.ndarray, bucket_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The row numbers of the baseline (code 0) and candidate (code 1) that are compared: in a
+    bucket of ``bucket_s`` where both versions answered, each keeps as many rows (its first
+    ones) as the other has there; other buckets are kept whole. ``t`` sorted."""
+    idx = [np.flatnonzero(code == v) for v in (0, 1)]
+    if not t.size or not idx[0].size or not idx[1].size:
+        return idx[0], idx[1]
+    edges = t[0] + bucket_s * np.arange(int((t[-1] - t[0]) // bucket_s) + 2)
+    cuts = [np.searchsorted(t[i], edges) for i in idx]  # each bucket's first row of v
+    counts = [np.diff(c) for c in cuts]
+    shared = (counts[0] > 0) & (counts[1] > 0)
+    if not shared.any():
+        return idx[0], idx[1]  # no mixed bucket (an atomic switch): nothing to balance
+    out = []
     for v, other in ((0, 1), (1, 0)):
-        shared = counts[other] > 0
-        keep &= ~((code == v) & shared & (ranks[v] >= counts[other]))
+        start = (cuts[v][:-1] + np.minimum(counts[v], counts[other]))[shared]
+        end = cuts[v][1:][shared]
+        lengths = end - start
+        # the rows beyond the other's count in each mixed bucket: concatenated ranges
+        drop = np.repeat(start - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(
+            lengths.sum()
+        )
+        keep = np.ones(idx[v].size, bool)
+        keep[drop] = False
+        out.append(idx[v][keep])
+    return out[0], out[1]
+
+
+def stratify(t: np.ndarray, code: np.ndarray, bucket_s: float) -> np.ndarray:
+    """``kept_rows`` as a mask over the rows."""
+    keep = np.zeros(t.size, bool)
+    for rows in kept_rows(t, code, bucket_s):
+        keep[rows] = True
     return keep
 
 
@@ -267,21 +319,19 @@ def sides(
     ttft: np.ndarray | None,
     bucket_s: float,
 ) -> tuple[Side, Side]:
-    """The baseline's and candidate's kept samples (``stratify``), ``t`` sorted."""
-    keep = stratify(t, code, bucket_s)
+    """The baseline's and candidate's kept samples (``kept_rows``), ``t`` sorted."""
     out = []
-    for v in (0, 1):
-        rows = keep & (code == v)
-        good = rows & ok
-        streamed = good & np.isfinite(ttft) if ttft is not None else np.zeros_like(good)
+    for rows in kept_rows(t, code, bucket_s):
+        t_v, good = t[rows], ok[rows]
+        streamed = good & np.isfinite(ttft[rows]) if ttft is not None else None
         out.append(
             Side(
-                t_req=t[rows],
-                errors=np.cumsum(~ok[rows]),
-                t_ok=t[good],
-                latency=latency[good],
-                t_ttft=t[streamed],
-                ttft=ttft[streamed] if ttft is not None else np.zeros(0),
+                t_req=t_v,
+                errors=np.cumsum(~good),
+                t_ok=t_v[good],
+                latency=latency[rows][good],
+                t_ttft=t_v[streamed] if streamed is not None else np.zeros(0),
+                ttft=ttft[rows][streamed] if ttft is not None else np.zeros(0),
             )
         )
     return out[0], out[1]
@@ -302,19 +352,6 @@ def _state(lower: float, upper: float, margin: float) -> str:
     if lower > margin:
         return "beyond"
     return "within" if upper <= margin else "open"
-
-
-def _order_stats(values: np.ndarray, lo: int, hi: int, p: float) -> tuple[float, float, float]:
-    """(estimate, lower, upper): order statistics at the sequence's ranks ``lo``, ``hi``."""
-    n = values.size
-    if n == 0:
-        return math.nan, 0.0, math.inf
-    est = min(n, max(1, math.ceil(p * n)))
-    kth = sorted({r - 1 for r in (lo, hi, est) if 1 <= r <= n})
-    part = np.partition(values, kth)
-    lower = float(part[lo - 1]) if lo >= 1 else 0.0
-    upper = float(part[hi - 1]) if hi <= n else math.inf
-    return float(part[est - 1]), lower, upper
 
 
 def _ratio(b: tuple[float, float, float], c: tuple[float, float, float]) -> tuple[float, ...]:
@@ -359,14 +396,33 @@ class Looks:
         m = times.size
         self.rates = (lo[:m], hi[:m]), (lo[m:], hi[m:])
 
-    def _quantile(self, metric: str, i: int) -> tuple[float, ...]:
-        out = []
-        for v, side in enumerate((self.base, self.cand)):
-            values = side.ttft if metric.startswith("ttft") else side.latency
-            lo, hi = self.ranks[metric, v]
-            n = int(self.n[metric, v][i])
-            out.append(_order_stats(values[:n], int(lo[i]), int(hi[i]), QUANTILES[metric]))
-        return _ratio(out[0], out[1])
+    def _quantiles(self, i: int) -> dict[str, tuple[float, ...]]:
+        """(estimate, lower, upper) of every ratio guardrail at look ``i``: one partition per
+        version and kind of value (latency, TTFT) for all the ranks it needs."""
+        out: dict[str, list[tuple[float, float, float]]] = {}
+        for kind in ("latency", "ttft"):
+            metrics = [m for m in self.metrics if m in QUANTILES and m.startswith("ttft") == (
+                kind == "ttft")]  # fmt: skip
+            if not metrics:
+                continue
+            for v, side in enumerate((self.base, self.cand)):
+                n = int(self.n[metrics[0], v][i])
+                values = (side.ttft if kind == "ttft" else side.latency)[:n]
+                ranks = {}
+                for m in metrics:
+                    lo, hi = self.ranks[m, v]
+                    est = min(n, max(1, math.ceil(QUANTILES[m] * n)))
+                    ranks[m] = (int(lo[i]), int(hi[i]), est)
+                kth = sorted({r - 1 for t in ranks.values() for r in t if 1 <= r <= n})
+                part = np.partition(values, kth) if kth else values
+                for m, (lo_r, hi_r, est) in ranks.items():
+                    if n == 0:
+                        out.setdefault(m, []).append((math.nan, 0.0, math.inf))
+                        continue
+                    lower = float(part[lo_r - 1]) if lo_r >= 1 else 0.0
+                    upper = float(part[hi_r - 1]) if hi_r <= n else math.inf
+                    out.setdefault(m, []).append((float(part[est - 1]), lower, upper))
+        return {m: _ratio(b, c) for m, (b, c) in out.items()}
 
     def _delta(self, i: int) -> tuple[float, ...]:
         (nb, nc), (eb, ec) = (int(n[i]) for n in self.requests), (int(e[i]) for e in self.errors)
@@ -382,9 +438,9 @@ class Looks:
         """Every guardrail's ``{metric, estimate, lower, upper, margin, state}`` at look ``i``
         (unrounded; infinite bounds where a sequence is still open)."""
         rows = []
+        ratios = self._quantiles(i)
         for metric in self.metrics:
-            est, lower, upper = self._delta(i) if metric == "error_rate_delta" else (
-                self._quantile(metric, i))  # fmt: skip
+            est, lower, upper = self._delta(i) if metric == "error_rate_delta" else ratios[metric]
             margin = float(self.settings.margins.get(metric, MARGINS[metric]))
             rows.append(
                 {"metric": metric, "estimate": est, "lower": lower, "upper": upper,
@@ -435,13 +491,17 @@ class Decider:
         nc = np.searchsorted(cand.t_req, grid, side="right")
         taken = []
         old_b, old_c = self.counts
-        for i in range(grid.size):  # a cheap pass: the growth rule depends on the last look
-            b, c = int(nb[i]), int(nc[i])
-            if (b > old_b and b >= old_b * (1 + LOOK_GROWTH)) or (
-                c > old_c and c >= old_c * (1 + LOOK_GROWTH)
-            ):
-                taken.append(grid[i])
-                old_b, old_c = b, c
+        i = 0
+        while i < grid.size:  # the growth rule depends on the last look: jump look to look
+            want_b = max(old_b + 1, math.ceil(old_b * (1 + LOOK_GROWTH)))
+            want_c = max(old_c + 1, math.ceil(old_c * (1 + LOOK_GROWTH)))
+            j = min(int(np.searchsorted(nb[i:], want_b)), int(np.searchsorted(nc[i:], want_c)))
+            if i + j >= grid.size:
+                break
+            i += j
+            taken.append(grid[i])
+            old_b, old_c = int(nb[i]), int(nc[i])
+            i += 1
         self.next_look = float(grid[-1] + step) if grid.size else first
         return np.array([*taken, end], dtype=np.float64)
 

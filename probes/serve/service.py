@@ -144,10 +144,12 @@ class SampleBuffer:
         self.versions: list[str] = []
         self.latency: list[float] = []
         self.ok: list[bool] = []
+        self.ts: list[float] = []  # send times: the sequential decision's clock
         self.seen: set[str] = set()
 
     def add(self, sample: Sample) -> None:
         self.seen.add(sample.version)
+        self.ts.append(sample.ts)
         self.versions.append(sample.version)
         self.latency.append(sample.latency_ms)
         self.ok.append(sample.error is None)
@@ -177,6 +179,7 @@ class Rollout:
     ended_ts: float
     outcome: str | None
     seen: set[str] = field(default_factory=set)
+    ts: np.ndarray | None = None  # send times (None: loaded from a run dir without them)
 
     def __post_init__(self) -> None:
         self.seen = set(self.seen) | {str(v) for v in set(self.versions.tolist())}
@@ -357,6 +360,8 @@ class TargetWorker:
         self._watch_marker: dict[str, Any] | None = None
         self._replacement_events: deque[dict[str, Any]] = deque(maxlen=32)
         self._verdict_cache: tuple[tuple[Any, ...], dict[str, Any], float] | None = None
+        #: Captures whose verdict_fail was told already (during the capture, or at its close).
+        self._fail_told: set[str] = set()
         #: Full rows of the last ``PREROLL_S``: a new capture starts with them (its before).
         self.preroll: deque[Sample] = deque()
 
@@ -672,7 +677,7 @@ class TargetWorker:
         versions, latency, ok = capture.samples.arrays()
         rollout = Rollout(
             capture.run_id, baseline, candidate, versions, latency, ok, capture.started_ts, now,
-            outcome,
+            outcome, ts=np.asarray(capture.samples.ts, dtype=float),
         )  # fmt: skip
         self.recent.appendleft(rollout)
         self._verdict_cache = None
@@ -682,7 +687,8 @@ class TargetWorker:
         if svc.metrics is not None:
             svc.metrics.rollout(self.name, False)
             svc.metrics.rollout_done(self.name, outcome or "incomplete")
-            svc.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
+            judged = self.verdict(None, None)
+            svc.metrics.verdict(self.name, judged["verdict"], judged)
             svc.metrics.keep_versions(self.name, self._kept_versions())
         judged = self.verdict(None, None)
         details = {
@@ -690,9 +696,21 @@ class TargetWorker:
             "baseline": baseline, "candidate": candidate,
         }  # fmt: skip
         svc.notify("rollout_closed", self.name, capture.run_id, **details)
-        if judged["verdict"] == "fail":
+        if judged["verdict"] == "fail" and capture.run_id not in self._fail_told:
             svc.notify("verdict_fail", self.name, capture.run_id, **details)
         svc.finalize(capture, interrupted=interrupted, **fields)
+
+    def _tell_fail(self, run_id: str, judged: dict[str, Any]) -> None:
+        """``verdict_fail`` the first time a capture's verdict fails (issue 26)."""
+        if judged["verdict"] != "fail" or run_id in self._fail_told:
+            return
+        self._fail_told.add(run_id)
+        baseline, candidate = judged.get("baseline"), judged.get("candidate")
+        self.service.notify(
+            "verdict_fail", self.name, run_id, outcome=None, verdict="fail",
+            reason=judged.get("reason"), baseline=baseline, candidate=candidate,
+            decided_at=judged.get("decided_at"),
+        )  # fmt: skip
 
     def _roles(self, capture: OpenCapture) -> tuple[str | None, str | None]:
         """(baseline, candidate) of a capture: the policy's, else the order callers saw."""
@@ -798,9 +816,13 @@ class TargetWorker:
         metrics = self.service.metrics
         if metrics is not None and self.window:
             metrics.shares(self.name, self.shares(now))
-        if metrics is not None and self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
-            # the open capture's verdict, as the endpoint answers it (judged from raw samples)
-            metrics.verdict(self.name, self.verdict(None, None)["verdict"])
+        if self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
+            # the open capture's verdict, as the endpoint answers it (judged from raw samples);
+            # verdict_fail is told as soon as the sequential decision fails, once a capture
+            judged = self.verdict(None, None)
+            if metrics is not None:
+                metrics.verdict(self.name, judged["verdict"], judged)
+            self._tell_fail(self.capture.run_id, judged)
 
     def close_all(self, interrupted: str) -> None:
         """Close the open runs (on stop): the capture interrupted, the segment cut short."""
@@ -891,7 +913,7 @@ class TargetWorker:
         source = self._verdict_source(candidate, baseline)
         if source is None:
             return dict(no_rollout_body(self.name, now))
-        run_id, base, cand, size, arrays = source
+        run_id, base, cand, size, arrays, (times, started) = source
         key = (run_id, base, cand, size)
         cached = self._verdict_cache
         if cached is not None and cached[0] == key and now - cached[2] < VERDICT_CACHE_S:
@@ -907,6 +929,8 @@ class TargetWorker:
             ok=ok,
             slos=self.cfg.slos,
             updated_at=now,
+            ts=times(),
+            started_ts=started,
         )
         self._verdict_cache = (key, body, now)
         return body
@@ -919,11 +943,13 @@ class TargetWorker:
             if all(v in buffer.seen for v in asked):
                 base, cand = self._roles(self.capture)
                 return (self.capture.run_id, baseline or base, candidate or cand, len(buffer),
-                        buffer.arrays)  # fmt: skip
+                        buffer.arrays, (lambda: np.asarray(buffer.ts, dtype=float),
+                                        self.capture.started_ts))  # fmt: skip
         for r in self.recent:
             if all(v in r.seen for v in asked):
                 return (r.run_id, baseline or r.baseline, candidate or r.candidate, len(r.ok),
-                        lambda r=r: (r.versions, r.latency, r.ok))  # fmt: skip
+                        lambda r=r: (r.versions, r.latency, r.ok),
+                        (lambda r=r: r.ts, r.started_ts))  # fmt: skip
         return None
 
 
@@ -1438,7 +1464,8 @@ class Service:
                 if rollout is not None and not worker.recent:
                     worker.recent.append(rollout)
                     if self.metrics is not None:
-                        self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
+                        judged = worker.verdict(None, None)
+                        self.metrics.verdict(worker.name, judged["verdict"], judged)
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -1737,7 +1764,7 @@ def _load_rollout(path: Path, row: Any) -> Rollout | None:
     from probes.records import read_samples
 
     try:
-        frame = read_samples(path, ["version", "latency_ms", "error"])
+        frame = read_samples(path, ["ts", "version", "latency_ms", "error"])
     except (ProbesError, OSError, ValueError):
         return None
     return Rollout(
@@ -1750,4 +1777,5 @@ def _load_rollout(path: Path, row: Any) -> Rollout | None:
         row.started_ts,
         row.ended_ts or row.started_ts,
         None,
+        ts=frame["ts"].to_numpy(dtype=float),
     )

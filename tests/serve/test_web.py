@@ -153,7 +153,7 @@ def test_run_page_from_a_real_summary(tmp_path: Path) -> None:
     no_external_resources(page)
     assert '<h1>Run chat-rollout-1 <span class="badge fail">fail</span>' in page
     assert 'href="/api/v1/runs/chat-rollout-1/report">Full report' in page
-    assert "comparison.judgement" in page and "error_rate" in page
+    assert "comparison.sequential.latency_p50_ratio" in page and "error_rate" in page
     assert "<dt>versions</dt><dd>v1 → v2 (inferred)</dd>" in page
     assert "<li><code>report.html</code></li>" in page
     assert 'href="/targets/chat">chat</a> · auto' in page
