@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "changepoints": "bench.changepoints",
     "serve": "bench.serve",
     "serve_verdict": "bench.serve_verdict",
+    "sequential": "bench.sequential",
 }
 
 
