@@ -118,7 +118,11 @@ def test_round_trip_writes_every_file(tmp_path):
 def test_slos_and_bucket_default_to_the_manifest(tmp_path):
     run_dir = write_run(tmp_path, slos=["p99_ms<1"])
     summary = make_report(run_dir, figures=False)
-    assert [c["expr"] for c in summary["verdict"]["checks"]] == ["p99_ms<1"]
+    # the manifest's SLO, then the comparison check that stays beside any SLO
+    assert [c["expr"] for c in summary["verdict"]["checks"]] == [
+        "p99_ms<1",
+        "candidate not worse than baseline (sequential guardrails)",
+    ]
     assert summary["verdict"]["result"] == "fail" and summary["bucket_s"] == 1.0
     summary = make_report(run_dir, slos=["p99_ms<100"], bucket_s=2.0, figures=False)
     assert summary["verdict"]["result"] == "pass" and summary["bucket_s"] == 2.0

@@ -330,3 +330,29 @@ def test_unsent_probe_rows_are_not_the_targets_errors():
     s = summarize(pd.concat([df, saturated], ignore_index=True))
     assert s["requests"] == sent and s["errors"] == 0 and s["not_sent"] == 30
     assert "unknown" not in s["versions"] and s["verdict"]["result"] == "pass"
+
+
+def test_the_report_says_why_the_sequential_decision_was_reached():
+    ts = T0 + np.arange(2000) / 100
+    version = np.where(np.arange(2000) % 2 == 1, "v2", "v1")
+    error = np.where((version == "v2") & (np.arange(2000) % 20 == 1), "http_5xx", None)
+    s = summarize(frame(ts, version, error=error))
+    from reports.render import render_html, render_markdown, sequential_line
+
+    q = s["comparison"]["sequential"]
+    line = sequential_line(s)
+    assert line is not None and line.startswith(
+        f"Sequential decision: fail at {q['decided_at_s']:g} s"
+    )
+    n = q["samples_at_decision"]
+    assert f"with {n['baseline']:,} baseline and {n['candidate']:,} candidate requests" in line
+    md = render_markdown(s)
+    assert f"**{line}**" in md
+    errors = q["guardrails"][2]
+    row = next(r for r in md.splitlines() if r.startswith("| error_rate_delta |"))
+    assert (
+        "| ≤ 0.005 |" in row and "| beyond |" in row and errors["at_decision"]["state"] == "beyond"
+    )
+    assert "judgement (fixed-horizon)" in md
+    page = render_html(s, {})
+    assert "<td>error_rate_delta</td>" in page and "Sequential decision: fail" in page
