@@ -281,6 +281,8 @@ class Analysis:
     #: Requests per (connection mode, bucket, version), and the modes' labels.
     mode_requests: np.ndarray | None = None
     mode_labels: list[str] = field(default_factory=list)
+    #: The sequential decision's looks: (seconds from the start, guardrail rows), for a figure.
+    sequential_history: list[tuple[float, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -515,22 +517,24 @@ def _sequential(
     cols: Columns,
     roles: tuple[str | None, str | None],
     slos: Sequence[str] | None,
-) -> None:
+) -> list[tuple[float, list[dict[str, Any]]]]:
     """``comparison.sequential`` (``reports.sequential``): the guardrails' first decision,
-    replayed over the samples in send order. A candidate the control plane named that never
-    answered gets a comparison of its own when the platform reported the switch (no evidence)."""
+    replayed over the samples in send order, and its looks (for the figure). A candidate the
+    control plane named that never answered gets a comparison of its own when the platform
+    reported the switch (no evidence)."""
     from reports import sequential as seq
 
     comparison = summary.get("comparison")
     baseline, candidate = roles
     platform = (summary.get("rollout") or {}).get("platform") or {}
     switched = platform.get("switched_at_s")
+    history: list[tuple[float, list[dict[str, Any]]]] = []
     if baseline is None or candidate is None or baseline not in cols.labels:
-        return
+        return history
     if comparison is None:
         after = 0 if switched is None else int(np.count_nonzero(cols.rel > switched))
         if candidate in cols.labels or after < seq.NO_EVIDENCE_REQUESTS:
-            return
+            return history
         comparison = summary["comparison"] = _unseen_candidate(baseline, candidate)
     codes = [cols.labels.index(baseline)]
     codes += [cols.labels.index(candidate)] if candidate in cols.labels else []
@@ -545,10 +549,11 @@ def _sequential(
     block = seq.decide(
         cols.rel[rows], code, cols.latency[rows], cols.ok[rows],
         ttft=None if ttft is None else ttft[rows], start=0.0, end=cols.end_s,
-        switched_at_s=switched, settings=seq.settings_from_slos(slos),
+        switched_at_s=switched, settings=seq.settings_from_slos(slos), history=history,
     )  # fmt: skip
     block["stride"] = step
     comparison["sequential"] = block
+    return history
 
 
 def _unseen_candidate(baseline: str, candidate: str) -> dict[str, Any]:
@@ -808,7 +813,7 @@ def analyse_columns(
             summary, cols, cells, events, roles, (fc, lb), ref, interrupted,
             (table_found, broken_found),
         )  # fmt: skip
-        _sequential(summary, cols, roles, slos)
+        history = _sequential(summary, cols, roles, slos)
         summary["verdict"] = verdict(summary, slos)
         if manifest.get("kind") == "capacity":
             _capacity(summary, cols, manifest, slos)
@@ -819,8 +824,9 @@ def analyse_columns(
         hist = hist_found.result() if hist_found is not None else None
         per_mode = per_mode_found.result()
     return Analysis(
-        summary, cols.labels, buckets, hist, mode_requests=per_mode, mode_labels=cols.mode_labels
-    )
+        summary, cols.labels, buckets, hist, mode_requests=per_mode,
+        mode_labels=cols.mode_labels, sequential_history=history,
+    )  # fmt: skip
 
 
 def _longest_gap(cols: Columns) -> float | None:

@@ -18,6 +18,7 @@ FIGURE_TITLES = {
     "error_rate": "Error rate by version",
     "latency_over_time": "Latency over time",
     "latency_cdf": "Latency distribution",
+    "guardrails": "The sequential decision's guardrails: bounds over time",
 }
 ROLLOUT_FIELDS = (
     ("from_version", "from"),

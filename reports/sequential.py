@@ -611,10 +611,15 @@ def decide(
     end: float | None = None,
     switched_at_s: float | None = None,
     settings: SeqSettings | None = None,
+    history: list[tuple[float, list[dict[str, Any]]]] | None = None,
 ) -> dict[str, Any]:
-    """The ``comparison.sequential`` block of a whole run, replayed look by look."""
+    """The ``comparison.sequential`` block of a whole run, replayed look by look; ``history``
+    (a list) receives ``(look time, guardrail rows)`` of every look taken, for a figure."""
     decider = Decider(settings or SeqSettings())
-    return evaluate(
+    found = evaluate(
         decider, t, code, latency, ok, ttft=ttft, start=start, end=end,
         switched_at_s=switched_at_s,
     )  # fmt: skip
+    if history is not None:
+        history.extend(decider.history)
+    return found
