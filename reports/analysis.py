@@ -532,7 +532,8 @@ def _sequential(
     if baseline is None or candidate is None or baseline not in cols.labels:
         return history
     if comparison is None:
-        after = 0 if switched is None else int(np.count_nonzero(cols.rel > switched))
+        late = None if switched is None else switched + seq.NO_EVIDENCE_GRACE_S
+        after = 0 if late is None else int(np.count_nonzero(cols.rel > late))
         if candidate in cols.labels or after < seq.NO_EVIDENCE_REQUESTS:
             return history
         comparison = summary["comparison"] = _unseen_candidate(baseline, candidate)

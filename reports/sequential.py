@@ -49,8 +49,8 @@ two is what the margins allow for.
 
 Fail-closed: a candidate with requests but no successful answer has open latency bounds and is
 decided by its error guardrail (it fails); a candidate with no request at all once
-``NO_EVIDENCE_REQUESTS`` requests were sent after the platform reported the switch fails with
-reason ``no evidence``.
+``NO_EVIDENCE_REQUESTS`` requests were sent more than ``NO_EVIDENCE_GRACE_S`` after the
+platform reported the switch fails with reason ``no evidence``.
 
 Settings ride on the SLO list, so a run (``--slo``) and a service target (``slo = [...]``) set
 them the same way: ``comparison=off`` drops the comparison check from the verdict;
@@ -84,8 +84,11 @@ LOOK_S = 5.0
 BUCKET_S = 10.0
 #: A look is taken when a side's sample count grew by this fraction since the last one.
 LOOK_GROWTH = 0.02
-#: Requests sent after the platform's switch with no candidate answer among them: no evidence.
+#: Requests sent later than NO_EVIDENCE_GRACE_S after the platform's switch with no candidate
+#: answer among them: no evidence. The grace covers routing that lags the platform's report
+#: (connection pinning, a gateway's refresh): 20 requests alone are 0.4 s at 50 req/s.
 NO_EVIDENCE_REQUESTS = 20
+NO_EVIDENCE_GRACE_S = 60.0
 #: Looks kept for the figure of the bounds over time.
 HISTORY_MAX = 5000
 #: Prior weight of the quantile mixtures (Beta(p r, (1 - p) r)); 10-100 differ by < 1 % in width.
@@ -569,11 +572,12 @@ def block(decider: Decider, current: Sequence[Mapping[str, Any]]) -> dict[str, A
 
 
 def no_evidence_at(t: np.ndarray, code: np.ndarray, switched_at_s: float | None) -> float | None:
-    """When the NO_EVIDENCE_REQUESTS-th request after the switch was sent while the candidate
-    had none at all; None if the candidate answered or the evidence is not there yet."""
+    """When the NO_EVIDENCE_REQUESTS-th request sent NO_EVIDENCE_GRACE_S after the switch was
+    sent while the candidate had none at all; None if the candidate answered or the evidence
+    is not there yet."""
     if switched_at_s is None or np.any(code == 1):
         return None
-    after = t[t > switched_at_s]
+    after = t[t > switched_at_s + NO_EVIDENCE_GRACE_S]
     return float(after[NO_EVIDENCE_REQUESTS - 1]) if after.size >= NO_EVIDENCE_REQUESTS else None
 
 

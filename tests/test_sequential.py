@@ -123,8 +123,8 @@ def test_no_candidate_request_after_the_switch_fails_with_no_evidence():
     t, code, latency, ok = stream(4, rate=2.0, post_s=0.0)
     d = seq.decide(t, code, latency, ok, switched_at_s=200.0, settings=POLLED)
     assert d["decision"] == "fail" and d["reason"].startswith("no evidence")
-    # the 20th request sent after the switch is when the absence is evidence
-    assert d["decided_at_s"] == pytest.approx(np.sort(t[t > 200.0])[19], abs=1e-3)
+    # the 20th request sent a minute (the grace) after the switch is when the absence is evidence
+    assert d["decided_at_s"] == pytest.approx(np.sort(t[t > 260.0])[19], abs=1e-3)
     # without a switch reported by the platform: nothing to decide
     assert seq.decide(t, code, latency, ok, settings=POLLED)["decision"] == "pending"
 

@@ -931,9 +931,23 @@ class TargetWorker:
             updated_at=now,
             ts=times(),
             started_ts=started,
+            switched_ts=self._switched_ts(run_id),
         )
         self._verdict_cache = (key, body, now)
         return body
+
+    def _switched_ts(self, run_id: str) -> float | None:
+        """When the platform reported the open capture's switch (the no-evidence rule)."""
+        capture = self.capture
+        if capture is None or capture.run_id != run_id or capture.replacement_id is None:
+            return None
+        from reports.rollout import platform_block
+
+        rid = capture.replacement_id
+        block = platform_block(
+            [e for e in self._replacement_events if e.get("replacement_id") == rid], 0.0
+        )
+        return None if block is None else block["switched_at_s"]
 
     def _verdict_source(self, candidate: str | None, baseline: str | None) -> Any:
         """(run id, baseline, candidate, samples, arrays()) of the rollout to judge, or None."""

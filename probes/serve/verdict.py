@@ -335,11 +335,13 @@ def verdict_body(
     updated_at: float,
     ts: np.ndarray | None = None,
     started_ts: float | None = None,
+    switched_ts: float | None = None,
 ) -> dict[str, Any]:
     """The CONTRACT verdict body of a rollout from its raw samples (arrays of equal length:
     version label, latency in ms, whether the request succeeded and, in ``ts``, its send
     time in epoch seconds, sorted; without ``ts`` the samples are taken one per second from
-    ``started_ts``); see the module doc."""
+    ``started_ts``; ``switched_ts``: when the platform reported the switch, epoch seconds, for
+    the no-evidence rule); see the module doc."""
     if baseline is None or candidate is None:
         return pending_body(target, "no rollout known", updated_at, run_id=run_id)
     versions = np.asarray(versions)
@@ -353,7 +355,7 @@ def verdict_body(
     times = _times(ts, versions.size, started_ts)
     t0 = float(started_ts) if started_ts is not None else (float(times[0]) if times.size else 0.0)
     key = _fingerprint(
-        target, run_id, baseline, candidate, tuple(slos), t0,
+        target, run_id, baseline, candidate, tuple(slos), t0, switched_ts,
         versions=versions, latency=latency, ok=ok_arr,
     )  # fmt: skip
     with _memo_lock:
@@ -361,8 +363,9 @@ def verdict_body(
         if cached is not None:
             _memo.move_to_end(key)
             return {**copy.deepcopy(cached), "updated_at": iso(updated_at)}
+    switched = None if switched_ts is None else float(switched_ts) - t0
     body = _compute(
-        target, run_id, baseline, candidate, versions, latency, ok_arr, slos, (times, t0)
+        target, run_id, baseline, candidate, versions, latency, ok_arr, slos, (times, t0, switched)
     )  # fmt: skip
     body["updated_at"] = iso(updated_at)
     with _memo_lock:
@@ -381,16 +384,16 @@ def _compute(
     latency: np.ndarray,
     ok: np.ndarray,
     slos: Sequence[str],
-    clock: tuple[np.ndarray, float],
+    clock: tuple[np.ndarray, float, float | None],
 ) -> dict[str, Any]:
     key = (target, run_id, baseline, candidate)
     summary, counts, codes = _summary(key, baseline, candidate, versions, latency, ok, slos)
-    times, t0 = clock
+    times, t0, switched = clock
     settings = seq.settings_from_slos(slos)
     # arrival order is the decision's order: a sample's clock is the newest send time seen
     # so far (send times of concurrent requests arrive slightly out of order)
     rel = np.maximum.accumulate(times - t0) if times.size else times
-    sequential = _sequential(key, settings, rel, codes, latency, ok)
+    sequential = _sequential(key, settings, rel, codes, latency, ok, switched)
     summary["comparison"]["sequential"] = sequential
     judged = run_verdict(summary, list(slos) or None)
     checks = judged["checks"]
@@ -478,6 +481,7 @@ def _sequential(
     codes: np.ndarray,
     latency: np.ndarray,
     ok: np.ndarray,
+    switched_at_s: float | None = None,
 ) -> dict[str, Any]:
     """The rollout's ``comparison.sequential`` so far: its decider (kept per rollout, so a
     poll takes only the looks since the last one and the first decision is never lost)
@@ -493,7 +497,7 @@ def _sequential(
         if _prefix_print(m, rel, codes, latency, ok) == found[1]:
             decider = found[0]
     end = float(rel[-1]) if rel.size else 0.0
-    block = seq.evaluate(decider, rel, codes, latency, ok, end=end)
+    block = seq.evaluate(decider, rel, codes, latency, ok, end=end, switched_at_s=switched_at_s)
     seen = _prefix_print(int(rel.size), rel, codes, latency, ok)
     with _memo_lock:
         _deciders[dkey] = (decider, seen)

@@ -120,6 +120,20 @@ def test_fail_on_a_bad_candidate_names_the_check() -> None:
     assert "\n" not in b["reason"]
 
 
+def test_no_candidate_request_after_the_switch_fails_with_no_evidence() -> None:
+    v, lat, ok = samples(400, 0)
+    ts = 1000.0 + np.arange(v.size) * 0.5  # 200 s of baseline answers only
+    b = body(v, lat, ok, ts=ts, started_ts=1000.0, run_id="r-no-evidence")
+    assert (b["verdict"], b["decision"]) == ("pending", "pending")  # no switch reported
+    b = body(v, lat, ok, ts=ts, started_ts=1000.0, switched_ts=1100.0, run_id="r-switched")
+    assert (b["verdict"], b["decision"]) == ("fail", "fail")
+    assert b["reason"].startswith(
+        "failed: no evidence: no candidate request after the platform's switch"
+    )
+    # the 20th request sent a minute (the grace) after the switch: 1170 s, at 2 req/s
+    assert b["decided_at"] == "1970-01-01T00:19:30.000Z"
+
+
 def test_slos_are_the_reports_slos() -> None:
     v, lat, ok = samples(2000, 2000, cand_slower_ms=200.0)
     b = body(v, lat, ok, slos=["candidate.p99_ms<1.2*baseline.p99_ms"])
