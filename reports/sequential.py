@@ -27,8 +27,9 @@ quantile at every n at once with probability ≥ 1 - α'. That set is the order 
 two ranks ``[k_lo, k_hi + 1]`` that depend on n only (``rank_bounds``). An error rate's sequence
 is the same martingale read the other way: the set of rates r with ``M_n(r) < 1/α'`` given k
 errors in n requests (``rate_bounds``; a Beta(1, 100) prior, mean 1 %: a candidate answering
-only errors is bounded above 2 % after 10 requests, above 5 % after 20). A ratio's bounds are the quotient of the
-two versions' bounds, a difference's their difference; α is split evenly over every version of
+only errors is bounded above 2 % after 10 requests, above 5 % after 20). A ratio's bounds are
+the quotient of the two versions' bounds, a difference's their difference; α is split evenly
+over every version of
 every guardrail (``α' = α / (2 × guardrails)``), so all sequences hold together with
 probability ≥ 1 - α, which bounds both the false-fail and the false-pass rate by α however often
 the decision is read.
