@@ -29,10 +29,9 @@ is the same martingale read the other way: the set of rates r with ``M_n(r) < 1/
 errors in n requests (``rate_bounds``; a Beta(1, 100) prior, mean 1 %: a candidate answering
 only errors is bounded above 2 % after 10 requests, above 5 % after 20). A ratio's bounds are
 the quotient of the two versions' bounds, a difference's their difference; α is split evenly
-over every version of
-every guardrail (``α' = α / (2 × guardrails)``), so all sequences hold together with
-probability ≥ 1 - α, which bounds both the false-fail and the false-pass rate by α however often
-the decision is read.
+over every version of every guardrail (``α' = α / (2 × guardrails)``), so all sequences hold
+together with probability ≥ 1 - α, which bounds both the false-fail and the false-pass rate by
+α however often the decision is read.
 
 The decision: ``fail`` at the first look where one guardrail lies wholly beyond its margin
 (lower bound > margin), ``pass`` at the first where every one lies wholly within (upper bound ≤
