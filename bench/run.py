@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "serve_verdict": "bench.serve_verdict",
     "streams": "bench.streams",
     "master_ingest": "bench.master_ingest",
+    "sequential": "bench.sequential",
 }
 
 

@@ -298,6 +298,8 @@ class Analysis:
     #: The streamed rows' send times (s from the start), version codes and TTFT (ms; NaN
     #: without a first token), for the TTFT figures; None without streams.
     ttft_points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: The sequential decision's looks: (seconds from the start, guardrail rows), for a figure.
+    sequential_history: list[tuple[float, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -542,6 +544,75 @@ def _comparison(
     return compare(baseline, candidate, sides[0], sides[1], lats[0], lats[1], (sizes[0], sizes[1]))
 
 
+#: Rows of the baseline and candidate the sequential replay reads at most (a stride beyond).
+SEQUENTIAL_MAX_ROWS = 1_000_000
+
+
+def _dense_ttft(cols: Columns) -> np.ndarray | None:
+    """Every row's TTFT in ms (NaN where the answer did not stream), or None without streams:
+    the sequential decision's ``ttft_p50_ratio`` guardrail reads it row by row."""
+    streams = cols.streams
+    if streams is None or not len(streams):
+        return None
+    dense = np.full(cols.rel.size, np.nan)
+    dense[streams.idx] = streams.ttft
+    return dense
+
+
+def _sequential(
+    summary: dict[str, Any],
+    cols: Columns,
+    roles: tuple[str | None, str | None],
+    slos: Sequence[str] | None,
+) -> list[tuple[float, list[dict[str, Any]]]]:
+    """``comparison.sequential`` (``reports.sequential``): the guardrails' first decision,
+    replayed over the samples in send order, and its looks (for the figure). A candidate the
+    control plane named that never answered gets a comparison of its own when the platform
+    reported the switch (no evidence)."""
+    from reports import sequential as seq
+
+    comparison = summary.get("comparison")
+    baseline, candidate = roles
+    platform = (summary.get("rollout") or {}).get("platform") or {}
+    switched = platform.get("switched_at_s")
+    history: list[tuple[float, list[dict[str, Any]]]] = []
+    if baseline is None or candidate is None or baseline not in cols.labels:
+        return history
+    if comparison is None:
+        late = None if switched is None else switched + seq.NO_EVIDENCE_GRACE_S
+        after = 0 if late is None else int(np.count_nonzero(cols.rel > late))
+        if candidate in cols.labels or after < seq.NO_EVIDENCE_REQUESTS:
+            return history
+        comparison = summary["comparison"] = _unseen_candidate(baseline, candidate)
+    codes = [cols.labels.index(baseline)]
+    codes += [cols.labels.index(candidate)] if candidate in cols.labels else []
+    rows = np.flatnonzero(np.isin(cols.version, codes))
+    # A bound on the replay's memory (~80 B a row): beyond SEQUENTIAL_MAX_ROWS, a time-ordered
+    # 1-in-k stride, which keeps the sequences valid (fewer samples: wider bounds, later
+    # decisions); the decision of a big run is normally reached long before its end.
+    step = math.ceil(rows.size / SEQUENTIAL_MAX_ROWS) if rows.size > SEQUENTIAL_MAX_ROWS else 1
+    rows = rows[::step]
+    code = (cols.version[rows] != codes[0]).astype(np.int8)
+    ttft = _dense_ttft(cols)
+    block = seq.decide(
+        cols.rel[rows], code, cols.latency[rows], cols.ok[rows],
+        ttft=None if ttft is None else ttft[rows], start=0.0, end=cols.end_s,
+        switched_at_s=switched, settings=seq.settings_from_slos(slos), history=history,
+    )  # fmt: skip
+    block["stride"] = step
+    comparison["sequential"] = block
+    return history
+
+
+def _unseen_candidate(baseline: str, candidate: str) -> dict[str, Any]:
+    """A comparison block for a candidate that never answered: nothing fixed-horizon to say."""
+    return {
+        "baseline": baseline, "candidate": candidate, "p50_delta_ms": None,
+        "p99_delta_ms": None, "latency_p_value": None, "error_rate_delta": None,
+        "error_p_value": None, "judgement": "inconclusive",
+    }  # fmt: skip
+
+
 def attribute_timeline(frame: pd.DataFrame, events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Let the platform timeline name the version of untagged samples, when it can."""
     if not events or "version" not in frame.columns:
@@ -773,6 +844,7 @@ def analyse_columns(
             summary, cols, cells, events, roles, (fc, lb), ref, interrupted,
             (table_found, broken_found),
         )  # fmt: skip
+        history = _sequential(summary, cols, roles, slos)
         summary["verdict"] = verdict(summary, slos)
         if manifest.get("kind") == "capacity":
             _capacity(summary, cols, manifest, slos)
@@ -789,6 +861,7 @@ def analyse_columns(
     return Analysis(
         summary, cols.labels, buckets, hist, mode_requests=per_mode,
         mode_labels=cols.mode_labels, ttft_points=points,
+        sequential_history=history,
     )  # fmt: skip
 
 

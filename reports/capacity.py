@@ -99,7 +99,7 @@ import numpy as np
 
 from reports.rows import INTERRUPTED_ERROR, UNSENT_ERROR, run_complete_check
 from reports.stats import latency_block, rate
-from reports.verdict import RUN_METRICS, SCOPED_METRICS, evaluate, parse_slo
+from reports.verdict import RUN_METRICS, SCOPED_METRICS, checks_of, evaluate, parse_slo
 
 CAPACITY_SLOS = ("error_rate<0.01", "p99_ms<1000")
 USL_MIN_STEPS = 3
@@ -164,6 +164,7 @@ def check_slos(slos: Sequence[str]) -> list[str]:
 
     ValueError naming the expression otherwise (a step has no versions and no rollout).
     """
+    slos = checks_of(slos)  # comparison settings: no comparison within a step
     for expr in slos:
         slo = parse_slo(expr)
         ok = slo.left.scope is None and slo.ref is None and slo.left.metric in SCOPED_METRICS
@@ -218,7 +219,7 @@ def step_stats(
 def judge_step(step: dict[str, Any], slos: Sequence[str]) -> dict[str, Any]:
     """Add ``checks`` and ``passed`` (True only when every check passed) to a step."""
     view = {**step, "throughput_rps": step["rps"]}
-    checks = [evaluate(parse_slo(s), view) for s in slos]
+    checks = [evaluate(parse_slo(s), view) for s in checks_of(slos)]
     step["checks"] = checks
     step["passed"] = all(c["passed"] is True for c in checks)
     return step
@@ -504,7 +505,8 @@ def analyse_capacity(
     stopped_ts = stop.get("stopped_ts") if isinstance(stop, Mapping) else None
     interrupted = stop.get("interrupted") if isinstance(stop, Mapping) else None
     steps = cut_steps(ts, latency_ms, ok, plan, stopped_ts=stopped_ts)
-    block = capacity_block(steps, plan, list(slos or CAPACITY_SLOS), interrupted=interrupted)
+    checks = list(checks_of(slos) or CAPACITY_SLOS)
+    block = capacity_block(steps, plan, checks, interrupted=interrupted)
     block["version"] = measured_version(manifest)
     return block, capacity_verdict(block)
 
@@ -636,7 +638,7 @@ def judge_rate_step(step: dict[str, Any], slos: Sequence[str]) -> dict[str, Any]
     its latency metrics read from the coordinated-omission-corrected latency (what a caller
     arriving at the offered rate waits)."""
     view = {**step, "throughput_rps": step["rps"], "latency_ms": step["co_latency_ms"]}
-    checks = [achieved_check(step), *(evaluate(parse_slo(s), view) for s in slos)]
+    checks = [achieved_check(step), *(evaluate(parse_slo(s), view) for s in checks_of(slos))]
     step["checks"] = checks
     step["passed"] = all(c["passed"] is True for c in checks)
     return step
@@ -730,7 +732,7 @@ def analyse_rate_capacity(
         stopped_ts=stop.get("stopped_ts"),
     )  # fmt: skip
     block = rate_capacity_block(
-        steps, plan, list(slos or CAPACITY_SLOS), interrupted=stop.get("interrupted")
+        steps, plan, list(checks_of(slos) or CAPACITY_SLOS), interrupted=stop.get("interrupted")
     )
     block["version"] = measured_version(manifest)
     return block, capacity_verdict(block)

@@ -52,6 +52,7 @@ FIGURE_NAMES = (
     "latency_cdf",
     "ttft_over_time",
     "ttft_cdf",
+    "guardrails",
 )
 #: Status labels closer than this (a fraction of the time axis) are spread apart.
 LABEL_GAP = 0.022
@@ -430,10 +431,10 @@ def ttft_cdf(analysis: Analysis, colors: dict[str, str]) -> Figure:
 
 def _slo_lines(slos: list[str]) -> list[tuple[str, float]]:
     """(expression, threshold) of the checks on a step's p99 (``p99_ms<500``)."""
-    from reports.verdict import parse_slo
+    from reports.verdict import checks_of, parse_slo
 
     found = []
-    for expr in slos:
+    for expr in checks_of(slos):
         slo = parse_slo(expr)
         if slo.left.metric == "p99_ms" and slo.number is not None and slo.ref is None:
             found.append((expr, float(slo.number)))
@@ -508,6 +509,41 @@ def capacity(analysis: Analysis, colors: dict[str, str]) -> Figure:
     return fig
 
 
+def guardrails(analysis: Analysis, colors: dict[str, str]) -> Figure:
+    """The sequential decision's guardrails over time: each one's confidence-sequence bounds
+    (shaded), estimate and margin, and the decision's time."""
+    summary = analysis.summary
+    q = summary["comparison"]["sequential"]
+    history = analysis.sequential_history
+    metrics = [g["metric"] for g in q["guardrails"]]
+    fig = _figure(9.0, 1.9 * len(metrics) + 0.8, layout="constrained")
+    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    fig.suptitle(f"Sequential decision: {q['decision']} (α = {q['alpha']:g})", fontsize=11)
+    x = np.array([t for t, _ in history])
+    for ax, metric in zip(axes, metrics, strict=True):
+        rows = [next(r for r in rows if r["metric"] == metric) for _, rows in history]
+        lower = np.array([r["lower"] for r in rows], dtype=float)
+        upper = np.array([r["upper"] for r in rows], dtype=float)
+        estimate = np.array([r["estimate"] for r in rows], dtype=float)
+        margin = float(rows[0]["margin"]) if rows else float("nan")
+        finite = np.concatenate([lower, estimate, upper[np.isfinite(upper)], [margin]])
+        finite = finite[np.isfinite(finite)]
+        top = float(finite.max()) * 1.1 if finite.size else 1.0
+        bottom = min(0.0, float(finite.min())) if finite.size else 0.0
+        ax.fill_between(x, lower, np.minimum(upper, top), step="post", color="#1f77b4",
+                        alpha=0.25, label="bounds")  # fmt: skip
+        ax.step(x, estimate, where="post", color="#1f77b4", lw=1.2, label="estimate")
+        ax.axhline(margin, color="#d62728", ls="--", lw=1.1, label="margin")
+        if q.get("decided_at_s") is not None:
+            ax.axvline(q["decided_at_s"], color="#444", ls=":", lw=1.1, label="decided")
+        ax.set_ylim(bottom, top)
+        ax.set_ylabel(metric.replace("_", " "), fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("seconds from the run's start")
+    axes[0].legend(loc="upper right", fontsize=7, ncol=4)
+    return fig
+
+
 def _png(fig: Figure) -> bytes:
     """The figure drawn once by Agg, as an RGB PNG (what ``savefig`` writes, less the
     always-opaque alpha channel)."""
@@ -535,6 +571,7 @@ def render_figures(analysis: Analysis, directory: Path) -> dict[str, bytes]:
         ("latency_over_time", latency_over_time),
         ("latency_cdf", latency_cdf),
         *((("ttft_over_time", ttft_over_time), ("ttft_cdf", ttft_cdf)) if streams else ()),
+        *((("guardrails", guardrails),) if analysis.sequential_history else ()),
     ):
         images[name] = _png(draw(analysis, colors))
         tmp = directory / f".{name}.png.tmp"

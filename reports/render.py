@@ -20,6 +20,7 @@ FIGURE_TITLES = {
     "latency_cdf": "Latency distribution",
     "ttft_over_time": "Time to first token over time",
     "ttft_cdf": "Time to first token distribution",
+    "guardrails": "The sequential decision's guardrails: bounds over time",
 }
 ROLLOUT_FIELDS = (
     ("from_version", "from"),
@@ -293,13 +294,59 @@ def _comparison_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
         return []
     return [
         ("baseline → candidate", f"{c['baseline']} → {c['candidate']}"),
-        ("judgement", str(c.get("judgement"))),
+        ("judgement (fixed-horizon)", str(c.get("judgement"))),
         ("p50 delta", f"{fmt(c.get('p50_delta_ms'))} ms"),
         ("p99 delta", f"{fmt(c.get('p99_delta_ms'))} ms"),
         ("latency p-value", fmt(c.get("latency_p_value"), "p")),
         ("error rate delta", fmt(c.get("error_rate_delta"), "pct")),
         ("error p-value", fmt(c.get("error_p_value"), "p")),
     ]
+
+
+def sequential_line(s: Mapping[str, Any]) -> str | None:
+    """Why the sequential decision is what it is, in one line (None without one)."""
+    q = (s.get("comparison") or {}).get("sequential")
+    if not q:
+        return None
+    head = f"Sequential decision: {q['decision']}"
+    if q.get("reason"):
+        return f"{head} — {q['reason']}"
+    if q["decision"] == "pending":
+        return f"{head}: no guardrail lies wholly beyond its margin, not all lie within yet"
+    n = q.get("samples_at_decision") or {}
+    return (
+        f"{head} at {fmt(q.get('decided_at_s'))} s, with {fmt(n.get('baseline'))} baseline and "
+        f"{fmt(n.get('candidate'))} candidate requests (α = {q['alpha']:g}, kept once reached)"
+    )
+
+
+def _bounds(g: Mapping[str, Any] | None) -> str:
+    if not g:
+        return "—"
+    lower, upper = g.get("lower"), g.get("upper")
+    return f"{fmt(g.get('estimate'))} [{fmt(lower)}, {'∞' if upper is None else fmt(upper)}]"
+
+
+def _guardrail_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per guardrail: the margin, the estimate and bounds when decided and now, the state."""
+    q = (s.get("comparison") or {}).get("sequential") or {}
+    head = ["guardrail", "margin", "at decision: estimate [bounds]", "state then",
+            "now: estimate [bounds]", "state now"]  # fmt: skip
+    rows = []
+    for g in q.get("guardrails") or []:
+        at = g.get("at_decision")
+        rows.append([g["metric"], f"≤ {fmt(g['margin'])}", _bounds(at),
+                     (at or {}).get("state") or "—", _bounds(g), g["state"]])  # fmt: skip
+    return head, rows
+
+
+SEQUENTIAL_NOTE = (
+    "Each guardrail is a confidence sequence (bounds valid at every sample size at once), so the "
+    "decision can be read at any time without raising its false-fail rate: fail as soon as one "
+    "lies wholly beyond its margin (lower bound > margin), pass once all lie within (upper "
+    "bound ≤ margin). Ratios are candidate over baseline; error_rate_delta is the candidate's "
+    "error rate minus the baseline's, on requests."
+)
 
 
 def _rollout_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -632,6 +679,10 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         parts += ["<h2>Rollout</h2>", _dl(_rollout_rows(s))]
     if s.get("comparison"):
         parts += ["<h2>Baseline vs candidate</h2>", _dl(_comparison_rows(s))]
+        line = sequential_line(s)
+        if line:
+            parts += [f"<p><b>{esc(line)}</b></p>", _table(*_guardrail_rows(s)),
+                      f"<p class='muted'>{esc(SEQUENTIAL_NOTE)}</p>"]  # fmt: skip
     parts += ["<h2>Versions</h2>", _table(*_versions_rows(s))]
     parts += ["<h2>Phases</h2>", _table(*_phase_rows(s))]
     if s.get("stream"):
@@ -710,6 +761,9 @@ def render_markdown(summary: Mapping[str, Any], *, figures: Sequence[str] = ()) 
         lines += ["", "### Rollout", "", *_md_table(["", ""], _rollout_rows(s))]
     if s.get("comparison"):
         lines += ["", "### Baseline vs candidate", "", *_md_table(["", ""], _comparison_rows(s))]
+        line = sequential_line(s)
+        if line:
+            lines += ["", f"**{line}**", "", *_md_table(*_guardrail_rows(s)), "", SEQUENTIAL_NOTE]
     lines += ["", "### Versions", "", *_md_table(*_versions_rows(s))]
     lines += ["", "### Phases", "", *_md_table(*_phase_rows(s))]
     if s.get("stream"):

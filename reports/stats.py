@@ -67,13 +67,16 @@ def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def error_p_value(err_a: int, n_a: int, err_b: int, n_b: int) -> float | None:
-    """Two-sided p-value that two error proportions are equal (None without requests)."""
+def error_p_value(
+    err_a: int, n_a: int, err_b: int, n_b: int, fisher_max_n: int = FISHER_MAX_N
+) -> float | None:
+    """Two-sided p-value that two error proportions are equal (None without requests):
+    Fisher's exact test up to ``fisher_max_n`` requests, the z-test beyond."""
     if n_a <= 0 or n_b <= 0:
         return None
     if err_a + err_b == 0 or err_a + err_b == n_a + n_b:
         return 1.0  # no variation at all: nothing to tell apart
-    if n_a + n_b <= FISHER_MAX_N:
+    if n_a + n_b <= fisher_max_n:
         from reports.ranktest import fisher_exact_p  # scipy.stats' value, not its import
 
         return fisher_exact_p([[err_a, n_a - err_a], [err_b, n_b - err_b]])
@@ -163,9 +166,12 @@ def compare(
     base_lat: np.ndarray,
     cand_lat: np.ndarray,
     sizes: tuple[int, int] | None = None,
+    fisher_max_n: int = FISHER_MAX_N,
 ) -> dict[str, Any]:
-    """The ``comparison`` block of summary.json (``sizes``: see ``latency_p_value``)."""
-    error_p = error_p_value(base.errors, base.requests, cand.errors, cand.requests)
+    """The ``comparison`` block of summary.json (``sizes``: see ``latency_p_value``;
+    ``fisher_max_n``: see ``error_p_value``)."""
+    n = (base.requests, cand.requests)
+    error_p = error_p_value(base.errors, n[0], cand.errors, n[1], fisher_max_n)
     latency_p, subsampled = latency_p_value(base_lat, cand_lat, sizes)
     base_rate, cand_rate = rate(base.errors, base.requests), rate(cand.errors, cand.requests)
 
@@ -183,7 +189,5 @@ def compare(
         "judgement": judge(base, cand, error_p, latency_p),
         "latency_test": "mann-whitney-u (two-sided), successful responses"
         + (f", stride subsample of at most {MWU_MAX_PER_SIDE} per side" if subsampled else ""),
-        "error_test": "fisher-exact"
-        if base.requests + cand.requests <= FISHER_MAX_N
-        else "two-proportion-z",
+        "error_test": "fisher-exact" if sum(n) <= fisher_max_n else "two-proportion-z",
     }

@@ -26,8 +26,11 @@ takes no version scope.
 
 A check whose value (or reference) is not available has ``passed: null``; the verdict is
 ``fail`` if any check failed, else ``inconclusive`` if any check could not be decided, else
-``pass``. Without SLOs the default checks are ``error_rate<0.01`` and, once a comparison
-exists, ``candidate not judged worse``. Whatever the SLOs, a run that never finished (its
+``pass``. Without SLOs the default check is ``error_rate<0.01``. Once a comparison exists,
+every verdict (with or without SLOs) also holds the check that the candidate is not worse,
+``comparison.sequential.decision != "fail"`` (``reports.sequential``); the SLO entry
+``comparison=off`` drops it, and ``comparison.KEY=VALUE`` entries set the comparison's alpha
+and margins (they are settings, not checks). Whatever the SLOs, a run that never finished (its
 manifest has no end: the recorder was killed) also gets a failing ``run_complete`` check
 (``reports.analysis``): a gate must not pass on a run that stopped part-way unseen.
 """
@@ -178,8 +181,28 @@ def _finite(value: float, what: str, expr: str) -> float:
     return value
 
 
+def is_setting(expr: str) -> bool:
+    """Whether an SLO-list entry sets the comparison (``comparison=off``,
+    ``comparison.latency_p99_ratio=1.5``; ``reports.sequential``) instead of being a check."""
+    from reports.sequential import is_setting as _is_setting
+
+    return _is_setting(expr)
+
+
+def checks_of(slos: Sequence[str] | None) -> list[str]:
+    """The entries of an SLO list that are checks (comparison settings left out)."""
+    return [s for s in slos or () if not is_setting(s)]
+
+
 def parse_slo(expr: str) -> Slo:
-    """Parse one SLO expression; ValueError showing the expected form when it is malformed."""
+    """Parse one SLO expression; ValueError showing the expected form when it is malformed.
+    A comparison setting (``is_setting``) is validated and comes back with op ``=`` and
+    scope ``comparison``: it is not a check (``checks_of`` leaves it out)."""
+    if is_setting(expr):
+        from reports.sequential import parse_setting
+
+        key, value = parse_setting(expr)
+        return Slo(str(expr).strip(), Operand("comparison", key), "=", number=float(value))
     text = "".join(str(expr).split())
     found = _OP_RE.search(text)
     if not found:
@@ -272,7 +295,29 @@ def evaluate(slo: Slo, summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def comparison_check(comparison: Mapping[str, Any]) -> dict[str, Any]:
-    """The default check that the candidate is not judged ``worse`` (inconclusive -> null)."""
+    """The default check that the candidate is not worse: ``sequential.decision != "fail"``
+    (CONTRACT.md); its name ends with the guardrail that failed it (``ttft`` for TTFT). A
+    comparison without a sequential block (an older summary) falls back to the fixed-horizon
+    ``judgement != "worse"`` (inconclusive -> null)."""
+    sequential = comparison.get("sequential")
+    if isinstance(sequential, Mapping):
+        decision = sequential.get("decision")
+        name = "comparison.sequential"
+        if decision == "fail":
+            beyond = [
+                g["metric"]
+                for g in sequential.get("guardrails") or []
+                if (g.get("at_decision") or {}).get("state") == "beyond"
+            ]
+            name += "." + (beyond[0] if beyond else "no_evidence")
+        return {
+            "name": name,
+            "value": decision,
+            "op": "!=",
+            "threshold": "fail",
+            "passed": decision != "fail",
+            "expr": "candidate not worse than baseline (sequential guardrails)",
+        }
     judgement = comparison.get("judgement")
     passed = None if judgement == "inconclusive" else judgement != "worse"
     return {
@@ -299,9 +344,14 @@ DEFAULT_SLOS = ("error_rate<0.01",)
 
 
 def verdict(summary: Mapping[str, Any], slos: Sequence[str] | None) -> dict[str, Any]:
-    """The ``verdict`` block: the given SLOs, or the default checks when there are none."""
-    parsed = [parse_slo(s) for s in (slos or DEFAULT_SLOS)]
+    """The ``verdict`` block: the given SLO checks, or the default checks when there are none;
+    plus, once a comparison exists, the check that the candidate is not worse, whatever the
+    SLOs, unless they hold ``comparison=off``."""
+    given = checks_of(slos)
+    parsed = [parse_slo(s) for s in (given or DEFAULT_SLOS)]
     checks = [evaluate(s, summary) for s in parsed]
-    if not slos and summary.get("comparison"):
+    from reports.sequential import settings_from_slos
+
+    if summary.get("comparison") and settings_from_slos(slos).enabled:
         checks.append(comparison_check(summary["comparison"]))
-    return {"result": combine(checks), "checks": checks, "defaults": not slos}
+    return {"result": combine(checks), "checks": checks, "defaults": not given}

@@ -73,9 +73,16 @@ def test_demo_stream_catches_a_ttft_only_regression(tmp_path, capsys, monkeypatc
     assert 18 <= base["ttft_ms"]["p50"] < cand["ttft_ms"]["p50"]
     assert cand["ttft_ms"]["p50"] >= 165
     checks = {c["expr"]: c["passed"] for c in summary["verdict"]["checks"]}
+    sequential = "candidate not worse than baseline (sequential guardrails)"
     assert checks == {
         "error_rate<0.01": True,
         "candidate.ttft_p50_ms<1.2*baseline.ttft_p50_ms": False,
+        sequential: False,  # failed by its TTFT guardrail, which names it
     }
+    (failed,) = [c for c in summary["verdict"]["checks"] if c["expr"] == sequential]
+    assert "ttft" in failed["name"], failed
+    guardrails = {g["metric"]: g for g in summary["comparison"]["sequential"]["guardrails"]}
+    assert guardrails["ttft_p50_ratio"]["state"] == "beyond"
+    assert guardrails["latency_p50_ratio"]["state"] != "beyond"  # total latency: no regression
     assert summary["comparison"]["judgement"] != "worse"  # total latency: no regression seen
     assert (tmp_path / "s1" / "figures" / "ttft_over_time.png").exists()

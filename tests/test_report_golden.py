@@ -137,11 +137,19 @@ def test_runs_cover_what_they_claim(tmp_path: Path) -> None:
     assert gradual["not_sent"] > 0 and gradual["interrupted"] > 0
     assert set(gradual["connections"]["by_mode"]) == {"reused", "new"}
     assert gradual["comparison"] is not None
-    assert len(gradual["verdict"]["checks"]) == len(SLOS)
+    # the SLOs, then the comparison check that stays beside them (CONTRACT.md 2026-12-07)
+    names = [c["name"] for c in gradual["verdict"]["checks"]]
+    assert len(names) == len(SLOS) + 1 and names[-1] == "comparison.sequential"
     assert json.loads(golden_path("capacity").read_text("utf-8"))["capacity"] is not None
     assert json.loads(golden_path("unfinished").read_text("utf-8"))["complete"] is False
     slower = json.loads(golden_path("no-events-slower").read_text("utf-8"))
     assert slower["rollout"]["platform"] is None
+    # a +20 % p50 candidate: the sequential decision fails it by its p50 guardrail
+    decided = slower["comparison"]["sequential"]
+    assert (decided["decision"], decided["guardrails"][0]["at_decision"]["state"]) == (
+        "fail",
+        "beyond",
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -342,9 +342,14 @@ def test_combine(results, expected):
         (0.0, "inconclusive", None, "inconclusive", 2),
         (0.5, "same", None, "fail", 2),
         (None, None, None, "inconclusive", 1),
-        # any --slo replaces the defaults, the comparison check included
-        (0.0, "worse", ["p99_ms<100"], "pass", 1),
-        (0.5, "worse", ["p99_ms<100", "error_rate<0.6"], "pass", 2),
+        # any --slo replaces the default error-rate check; the comparison check stays
+        (0.0, "worse", ["p99_ms<100"], "fail", 2),
+        (0.5, "worse", ["p99_ms<100", "error_rate<0.6"], "fail", 3),
+        (0.0, "same", ["p99_ms<100"], "pass", 2),
+        # ... unless comparison=off; a setting alone keeps the default checks
+        (0.0, "worse", ["p99_ms<100", "comparison=off"], "pass", 1),
+        (0.0, "worse", ["comparison=off"], "pass", 1),
+        (0.0, "same", ["comparison.alpha=0.05"], "pass", 2),
     ],
 )
 def test_verdict_defaults_and_overrides(error_rate, judgement, slos, result, n_checks):
@@ -355,6 +360,43 @@ def test_verdict_defaults_and_overrides(error_rate, judgement, slos, result, n_c
     }
     block = verdict(summary, slos)
     assert block["result"] == result and len(block["checks"]) == n_checks
+
+
+@pytest.mark.parametrize(
+    ("decision", "failed_by", "result", "name"),
+    [
+        ("pass", None, "pass", "comparison.sequential"),
+        # pending is not a failure: the run's own verdict reads decision != fail
+        ("pending", None, "pass", "comparison.sequential"),
+        ("fail", "latency_p99_ratio", "fail", "comparison.sequential.latency_p99_ratio"),
+        ("fail", "ttft_p50_ratio", "fail", "comparison.sequential.ttft_p50_ratio"),
+        ("fail", None, "fail", "comparison.sequential.no_evidence"),
+    ],
+)
+def test_verdict_reads_the_sequential_decision(decision, failed_by, result, name):
+    guardrails = [
+        {"metric": m, "at_decision": {"state": "beyond" if m == failed_by else "within"}}
+        for m in ("latency_p50_ratio", "latency_p99_ratio", "ttft_p50_ratio")
+    ]
+    sequential = {"decision": decision, "guardrails": guardrails}
+    summary = {
+        "error_rate": 0.0,
+        # the fixed-horizon judgement says worse: the sequential decision wins
+        "comparison": {"judgement": "worse", "sequential": sequential},
+    }
+    block = verdict(summary, ["error_rate<0.01"])
+    check = block["checks"][-1]
+    assert (block["result"], check["name"], check["value"]) == (result, name, decision)
+    assert check["passed"] is (decision != "fail")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["comparison=maybe", "comparison.alpha=2", "comparison.p99=1.5", "comparison.alpha=x"],
+)
+def test_comparison_settings_are_validated(expr):
+    with pytest.raises(ValueError, match="bad comparison setting"):
+        parse_slo(expr)
 
 
 # ---------------------------------------------------------------- statistics

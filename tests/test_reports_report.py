@@ -96,14 +96,15 @@ def test_round_trip_writes_every_file(tmp_path):
     assert (r["outcome"], r["requested_at_s"], r["first_candidate_s"]) == ("completed", 5.0, 10.0)
     assert r["platform"]["switched_at_s"] == 10.0 and len(r["platform"]["statuses"]) == 3
     assert on_disk["verdict"]["result"] == "fail"
-    for name in ("traffic_share", "error_rate", "latency_over_time", "latency_cdf"):
+    for name in ("traffic_share", "error_rate", "latency_over_time", "latency_cdf", "guardrails"):
         png = run_dir / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
     page = (run_dir / "report.html").read_text()
     assert "<meta name='viewport'" in page and "@media print" in page
     sources = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]*)""", page)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # the four figures and the sequential decision's guardrails over time
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r"<link|<script|@import|url\(", page)
     assert "app:1" in page and "completed" in page and ">fail<" in page
     assert "probe latency, corrected</dt><dd>p50 " in page
@@ -118,7 +119,11 @@ def test_round_trip_writes_every_file(tmp_path):
 def test_slos_and_bucket_default_to_the_manifest(tmp_path):
     run_dir = write_run(tmp_path, slos=["p99_ms<1"])
     summary = make_report(run_dir, figures=False)
-    assert [c["expr"] for c in summary["verdict"]["checks"]] == ["p99_ms<1"]
+    # the manifest's SLO, then the comparison check that stays beside any SLO
+    assert [c["expr"] for c in summary["verdict"]["checks"]] == [
+        "p99_ms<1",
+        "candidate not worse than baseline (sequential guardrails)",
+    ]
     assert summary["verdict"]["result"] == "fail" and summary["bucket_s"] == 1.0
     summary = make_report(run_dir, slos=["p99_ms<100"], bucket_s=2.0, figures=False)
     assert summary["verdict"]["result"] == "pass" and summary["bucket_s"] == 2.0

@@ -143,10 +143,24 @@ def test_ten_percent_errors_on_v2():
     assert s["comparison"]["judgement"] == "worse"
     assert s["comparison"]["error_p_value"] < 1e-10
     assert s["verdict"]["result"] == "fail"
+    sequential = s["comparison"]["sequential"]
+    assert sequential["decision"] == "fail"
+    errors = sequential["guardrails"][2]
+    assert errors["metric"] == "error_rate_delta" and errors["at_decision"]["state"] == "beyond"
+    assert errors["estimate"] == pytest.approx(0.1, abs=1e-6)
     failed = summarize(df, slos=["error_rate<0.01"])["verdict"]
-    assert failed["result"] == "fail" and [c["name"] for c in failed["checks"]] == ["error_rate"]
-    relaxed = summarize(df, slos=["error_rate<0.2", "candidate.error_rate<=0.1"])["verdict"]
-    assert relaxed["result"] == "pass"
+    assert failed["result"] == "fail"
+    assert [c["name"] for c in failed["checks"]] == [
+        "error_rate",
+        "comparison.sequential.error_rate_delta",
+    ]
+    # an explicit SLO keeps the comparison check: relaxed error SLOs still fail on it ...
+    relaxed = ["error_rate<0.2", "candidate.error_rate<=0.1"]
+    assert summarize(df, slos=relaxed)["verdict"]["result"] == "fail"
+    # ... unless the comparison is turned off, or its margin allows 10 points more errors
+    assert summarize(df, slos=[*relaxed, "comparison=off"])["verdict"]["result"] == "pass"
+    wide = summarize(df, slos=[*relaxed, "comparison.error_rate_delta=0.5"])["verdict"]
+    assert wide["checks"][-1]["value"] != "fail"
 
 
 def test_slower_candidate_is_worse_and_relative_slo_fails():
@@ -316,3 +330,29 @@ def test_unsent_probe_rows_are_not_the_targets_errors():
     s = summarize(pd.concat([df, saturated], ignore_index=True))
     assert s["requests"] == sent and s["errors"] == 0 and s["not_sent"] == 30
     assert "unknown" not in s["versions"] and s["verdict"]["result"] == "pass"
+
+
+def test_the_report_says_why_the_sequential_decision_was_reached():
+    ts = T0 + np.arange(2000) / 100
+    version = np.where(np.arange(2000) % 2 == 1, "v2", "v1")
+    error = np.where((version == "v2") & (np.arange(2000) % 20 == 1), "http_5xx", None)
+    s = summarize(frame(ts, version, error=error))
+    from reports.render import render_html, render_markdown, sequential_line
+
+    q = s["comparison"]["sequential"]
+    line = sequential_line(s)
+    assert line is not None and line.startswith(
+        f"Sequential decision: fail at {q['decided_at_s']:g} s"
+    )
+    n = q["samples_at_decision"]
+    assert f"with {n['baseline']:,} baseline and {n['candidate']:,} candidate requests" in line
+    md = render_markdown(s)
+    assert f"**{line}**" in md
+    errors = q["guardrails"][2]
+    row = next(r for r in md.splitlines() if r.startswith("| error_rate_delta |"))
+    assert (
+        "| ≤ 0.005 |" in row and "| beyond |" in row and errors["at_decision"]["state"] == "beyond"
+    )
+    assert "judgement (fixed-horizon)" in md
+    page = render_html(s, {})
+    assert "<td>error_rate_delta</td>" in page and "Sequential decision: fail" in page

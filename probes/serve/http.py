@@ -283,9 +283,10 @@ def _judge(
 
 
 async def verdict(request: web.Request) -> web.Response:
-    """Always 200 with a full body while the service runs (Argo Rollouts' ``web`` provider
-    turns any non-2xx into an Error measurement): a question it cannot answer — an unknown
-    parameter or target, no target named among several — is a ``pending`` saying why."""
+    """200 with a full body while the service runs (Argo Rollouts' ``web`` provider turns any
+    non-2xx into an Error measurement): a question it cannot answer — an unknown parameter,
+    no target named among several — is a ``pending`` saying why; an unknown target is a 404
+    (CONTRACT.md 2026-12-07: a wrong name in an AnalysisTemplate must fail fast)."""
     view, query = _view(request), request.query
     names = view.target_names()
     name = query.get("target") or (names[0] if len(names) == 1 else None)
@@ -295,8 +296,8 @@ async def verdict(request: web.Request) -> web.Response:
         problem = f"{unknown[0]}: unknown parameter (known: target, candidate, baseline)"
     elif name is None:
         problem = f"target: required (one of {', '.join(names) or 'none'})"
-    elif name not in names:
-        problem = f"target: unknown {name!r} (known: {', '.join(names) or 'none'})"
+    elif name not in names:  # CONTRACT: a typo in an AnalysisTemplate fails fast
+        return _error(404, f"target: unknown {name!r} (known: {', '.join(names) or 'none'})")
     if problem is not None:
         return web.json_response(pending_body(name or "", problem, time.time()))
     assert name is not None

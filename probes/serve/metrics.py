@@ -15,6 +15,8 @@ metric (prefix ``proton_probe_``, base units)                   labels
 ``rollout_in_progress`` (gauge, 0/1)                            target
 ``rollouts_total`` (counter)                                    target, outcome
 ``verdict`` (gauge, one-hot over pass, fail, pending)           target, verdict
+``verdict_decision`` (gauge, one-hot: the sequential decision)  target, decision
+``verdict_guardrail_bound`` (gauge, the guardrail's unit)       target, metric, bound
 ``scheduled_runs_total`` (counter)                              schedule, result
 ``scheduled_runs_missed_total`` (counter)                       schedule
 ``build_info`` (gauge, 1)                                       version
@@ -30,12 +32,15 @@ unbounded (a request id, a host name) cannot blow up the scrape.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
+    "BOUNDS",
     "DURATION_BUCKETS_S",
     "EXPOSED",
     "MAX_VERSIONS_PER_TARGET",
@@ -56,6 +61,8 @@ EXPOSED = (
     "rollout_in_progress",
     "rollouts_total",
     "verdict",
+    "verdict_decision",
+    "verdict_guardrail_bound",
     "scheduled_runs_total",
     "scheduled_runs_missed_total",
     "build_info",
@@ -69,6 +76,8 @@ TTFT_BUCKETS_S = (
     0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
 )  # fmt: skip
 VERDICTS = ("pass", "fail", "pending")
+#: The values exported per guardrail (``verdict_guardrail_bound``'s ``bound`` label).
+BOUNDS = ("lower", "upper", "estimate", "margin")
 MAX_VERSIONS_PER_TARGET = 20
 OTHER_VERSION = "other"
 
@@ -133,6 +142,21 @@ class Metrics:
             ["target", "verdict"],
             registry=reg,
         )
+        self._decision = Gauge(
+            PREFIX + "verdict_decision",
+            "The sequential comparison's decision for the target's rollout, one-hot over "
+            "pass, fail and pending (the first decision reached; it never changes).",
+            ["target", "decision"],
+            registry=reg,
+        )
+        self._bound = Gauge(
+            PREFIX + "verdict_guardrail_bound",
+            "Each guardrail of the sequential comparison: its confidence sequence's lower and "
+            "upper bound, its estimate and its margin (a ratio, or a difference of error "
+            "rates); +Inf where a bound is still open, NaN where nothing is estimated yet.",
+            ["target", "metric", "bound"],
+            registry=reg,
+        )
         self._scheduled = Counter(
             PREFIX + "scheduled_runs",
             "Scheduled runs started, by result.",
@@ -152,6 +176,8 @@ class Metrics:
         self._lock = threading.Lock()
         #: target -> version -> the (source, outcome) pairs exported for it
         self._series: dict[str, dict[str, set[tuple[str, str]]]] = {}
+        #: target -> the guardrails whose bounds it exports
+        self._guardrails: dict[str, set[str]] = {}
 
     def _version_label(self, target: str, version: str) -> str:
         """``version``, or ``other`` once the target already exports the maximum (lock held)."""
@@ -202,12 +228,36 @@ class Metrics:
         """A rollout capture closed with this outcome (completed, errored, canceled, ...)."""
         self._rollouts.labels(target, outcome).inc()
 
-    def verdict(self, target: str, verdict: str) -> None:
-        """Set the one-hot verdict gauge (``pass``, ``fail`` or ``pending``)."""
+    def verdict(self, target: str, verdict: str, body: Mapping[str, Any] | None = None) -> None:
+        """Set the one-hot verdict gauge (``pass``, ``fail`` or ``pending``) and, from the
+        verdict endpoint's ``body``, the decision and every guardrail's bounds."""
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
         for v in VERDICTS:
             self._verdict.labels(target, v).set(1 if v == verdict else 0)
+        if body is not None:
+            self.guardrails(target, body.get("decision"), body.get("guardrails") or [])
+
+    def guardrails(
+        self, target: str, decision: str | None, guardrails: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """The sequential decision (one-hot; none set without one) and each guardrail's
+        ``lower``, ``upper``, ``estimate`` and ``margin``; guardrails gone are removed."""
+        for d in VERDICTS:
+            self._decision.labels(target, d).set(1 if d == decision else 0)
+        with self._lock:
+            shown = {str(g.get("metric")): g for g in guardrails}
+            old = self._guardrails.setdefault(target, set())
+            for metric in old - set(shown):
+                for bound in BOUNDS:
+                    _remove(self._bound, target, metric, bound)
+            for metric, g in shown.items():
+                for bound in BOUNDS:
+                    value = g.get(bound)
+                    if value is None:  # an open upper bound is +Inf; no estimate is NaN
+                        value = math.inf if bound == "upper" else math.nan
+                    self._bound.labels(target, metric, bound).set(float(value))
+            self._guardrails[target] = set(shown)
 
     def verdicts(self) -> dict[str, str]:
         """target -> its one-hot ``verdict`` gauge's value (targets never set are absent)."""

@@ -181,6 +181,17 @@ class PlatformWatch:
             out += [e for e in self._replacement_events if e.get("replacement_id") == rid]
         return out
 
+    def switched_ts(self, rid: str | None) -> float | None:
+        """When the platform reported replacement ``rid``'s switch, epoch seconds (None: not
+        yet, or no replacement): the sequential decision's no-evidence rule starts there."""
+        if rid is None:
+            return None
+        from reports.rollout import platform_block
+
+        events = [e for e in self._replacement_events if e.get("replacement_id") == rid]
+        block = platform_block(events, 0.0)
+        return None if block is None else block["switched_at_s"]
+
     def replacement_status(self, rid: str | None) -> str | None:
         """The latest status the platform reported for replacement ``rid``."""
         for event in reversed(self._replacement_events):

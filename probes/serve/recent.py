@@ -32,10 +32,14 @@ class SampleBuffer:
         self.versions: list[str] = []
         self.latency: list[float] = []
         self.ok: list[bool] = []
+        self.ts: list[float] = []  # send times: the sequential decision's clock
+        self.ttft: list[float] = []  # ms to the first token; NaN where no stream
         self.seen: set[str] = set()
 
     def add(self, sample: Sample) -> None:
         self.seen.add(sample.version)
+        self.ts.append(sample.ts)
+        self.ttft.append(np.nan if sample.ttft_ms is None else sample.ttft_ms)
         self.versions.append(sample.version)
         self.latency.append(sample.latency_ms)
         self.ok.append(sample.error is None)
@@ -65,6 +69,8 @@ class ClosedRollout:
     ended_ts: float
     outcome: str | None
     seen: set[str] = field(default_factory=set)
+    ts: np.ndarray | None = None  # send times (None: loaded from a run dir without them)
+    ttft: np.ndarray | None = None  # ms to the first token, NaN where no stream
 
     def __post_init__(self) -> None:
         self.seen = set(self.seen) | {str(v) for v in set(self.versions.tolist())}
@@ -78,6 +84,7 @@ class OpenSamples(Protocol):
 
     run_id: str
     samples: SampleBuffer
+    started_ts: float
 
     def roles(self) -> tuple[str | None, str | None]: ...
 
@@ -117,16 +124,22 @@ class RecentRollouts:
         return sorted(keep)
 
     def verdict(
-        self, open_run: OpenSamples | None, candidate: str | None, baseline: str | None
+        self,
+        open_run: OpenSamples | None,
+        candidate: str | None,
+        baseline: str | None,
+        switched_ts: float | None = None,
     ) -> dict[str, Any]:
         """The verdict body of the open capture, else of the latest rollout that has the
-        asked-for versions (``candidate``/``baseline`` None: any)."""
+        asked-for versions (``candidate``/``baseline`` None: any); ``switched_ts``: when the
+        platform reported the open capture's switch (the no-evidence rule)."""
         now = time.time()
         source = self._source(open_run, candidate, baseline)
         if source is None:
             return dict(no_rollout_body(self.target, now))
-        run_id, base, cand, _, arrays = source
+        run_id, base, cand, _, arrays, (times, started, ttft) = source
         versions, latency, ok = arrays()
+        is_open = open_run is not None and run_id == open_run.run_id
         return verdict_body(
             target=self.target,
             run_id=run_id,
@@ -137,30 +150,38 @@ class RecentRollouts:
             ok=ok,
             slos=self.slos,
             updated_at=now,
+            ts=times(),
+            started_ts=started,
+            switched_ts=switched_ts if is_open else None,
+            ttft_ms=ttft(),
         )
 
     def _source(
         self, open_run: OpenSamples | None, candidate: str | None, baseline: str | None
-    ) -> tuple[str, str | None, str | None, int, Callable[[], Any]] | None:
-        """(run id, baseline, candidate, samples, arrays()) of the rollout to judge, or None."""
+    ) -> tuple[str, str | None, str | None, int, Callable[[], Any], Any] | None:
+        """(run id, baseline, candidate, samples, arrays(), (times(), started_ts)) of the
+        rollout to judge, or None."""
         asked = [v for v in (candidate, baseline) if v is not None]
         if open_run is not None:
             buffer = open_run.samples
             if all(v in buffer.seen for v in asked):
                 base, cand = open_run.roles()
                 return (open_run.run_id, baseline or base, candidate or cand, len(buffer),
-                        buffer.arrays)  # fmt: skip
+                        buffer.arrays, (lambda: np.asarray(buffer.ts, dtype=float),
+                                        open_run.started_ts,
+                                        lambda: np.asarray(buffer.ttft, dtype=float)))  # fmt: skip
         for r in self.closed:
             if all(v in r.seen for v in asked):
                 return (r.run_id, baseline or r.baseline, candidate or r.candidate, len(r.ok),
-                        lambda r=r: (r.versions, r.latency, r.ok))  # fmt: skip
+                        lambda r=r: (r.versions, r.latency, r.ok),
+                        (lambda r=r: r.ts, r.started_ts, lambda r=r: r.ttft))  # fmt: skip
         return None
 
 
 def load_rollout(path: Path, row: Any) -> ClosedRollout | None:
     """A closed rollout's samples from its run dir (for the verdict after a restart)."""
     try:
-        frame = read_samples(path, ["version", "latency_ms", "error"])
+        frame = read_samples(path, ["ts", "version", "latency_ms", "error", "ttft_ms"])
     except (ProbesError, OSError, ValueError):
         return None
     return ClosedRollout(
@@ -173,4 +194,6 @@ def load_rollout(path: Path, row: Any) -> ClosedRollout | None:
         row.started_ts,
         row.ended_ts or row.started_ts,
         None,
+        ts=frame["ts"].to_numpy(dtype=float),
+        ttft=frame["ttft_ms"].to_numpy(dtype=float, na_value=np.nan),
     )

@@ -372,7 +372,8 @@ class Service:
                 )
                 if rollout is not None and not worker.recent:
                     worker.recent.append(rollout)
-                    self.metrics.verdict(worker.name, worker.verdict(None, None)["verdict"])
+                    judged = worker.verdict(None, None)
+                    self.metrics.verdict(worker.name, judged["verdict"], judged)
 
     def _segments(self) -> list[OpenRun | None]:
         return [monitor.segment for monitor in self.workers.values()]

@@ -45,8 +45,15 @@ from probes.settings import RequestSpec
 log = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
-#: A capture starts with the canary rows of this many seconds before it opened.
-PREROLL_S = 30.0
+#: A capture starts with the canary rows of this many seconds before it opened (at most
+#: PREROLL_ROWS): its "before" phase and the baseline's evidence for the sequential decision.
+#: 30 s at a 2 req/s canary were 60 samples, which bound the baseline's error rate only to
+#: ~20 % (alpha 0.01): a candidate with 16 % errors against 141 error-free baseline samples
+#: stayed "pending" (error_rate_delta lower bound 0.0047 < 0.005). Ten minutes of canary
+#: history (600 error-free samples at 1 req/s bound it to 1.3 %) let the decision fail
+#: such a candidate within its first minute; older rows would add drift, not evidence.
+PREROLL_S = 600.0
+PREROLL_ROWS = 3000
 #: Seconds between updates of an open capture's verdict metric.
 VERDICT_METRIC_S = 5
 
@@ -75,10 +82,12 @@ class TargetMonitor:
         self.capture: RolloutRun | None = None
         #: The last closed rollouts, for the verdict.
         self.recent = RecentRollouts(cfg.name, cfg.slos)
+        #: Captures whose ``verdict_fail`` was told already (during the capture, or at close).
+        self._fail_told: set[str] = set()
         #: (ts, version, ok, latency_ms) of the last ``WINDOW_S``.
         self.window: deque[tuple[float, str, bool, float]] = deque()
         #: Full rows of the last ``PREROLL_S``: a new capture starts with them (its before).
-        self.preroll: deque[Sample] = deque()
+        self.preroll: deque[Sample] = deque(maxlen=PREROLL_ROWS)
         self.started = False
         self.last_error: str | None = None
         self._rate_changed = asyncio.Event()
@@ -297,7 +306,8 @@ class TargetMonitor:
         versions, latency, ok = capture.samples.arrays()
         rollout = ClosedRollout(
             capture.run_id, baseline, candidate, versions, latency, ok, capture.started_ts, now,
-            outcome,
+            outcome, ts=np.asarray(capture.samples.ts, dtype=float),
+            ttft=np.asarray(capture.samples.ttft, dtype=float),
         )  # fmt: skip
         self.recent.add(rollout)
         log.info(
@@ -305,17 +315,29 @@ class TargetMonitor:
         )
         ctx.metrics.rollout(self.name, False)
         ctx.metrics.rollout_done(self.name, outcome or "incomplete")
-        ctx.metrics.verdict(self.name, self.verdict(None, None)["verdict"])
-        ctx.metrics.keep_versions(self.name, self.recent.kept_versions(self.capture))
         judged = self.verdict(None, None)
+        ctx.metrics.verdict(self.name, judged["verdict"], judged)
+        ctx.metrics.keep_versions(self.name, self.recent.kept_versions(self.capture))
         details = {
             "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
             "baseline": baseline, "candidate": candidate,
         }  # fmt: skip
         ctx.notify("rollout_closed", self.name, capture.run_id, **details)
-        if judged["verdict"] == "fail":
+        if judged["verdict"] == "fail" and capture.run_id not in self._fail_told:
             ctx.notify("verdict_fail", self.name, capture.run_id, **details)
         ctx.finish(capture, interrupted=interrupted, **fields)
+
+    def _tell_fail(self, run_id: str, judged: dict[str, Any]) -> None:
+        """``verdict_fail`` the first time an open capture's verdict fails (the decision can
+        fail long before the capture closes: a controller should hear it then)."""
+        if judged["verdict"] != "fail" or run_id in self._fail_told:
+            return
+        self._fail_told.add(run_id)
+        self.ctx.notify(
+            "verdict_fail", self.name, run_id, outcome=None, verdict="fail",
+            reason=judged.get("reason"), baseline=judged.get("baseline"),
+            candidate=judged.get("candidate"), decided_at=judged.get("decided_at"),
+        )  # fmt: skip
 
     def request_capture(self, reason: str) -> str | None:
         self.state, changes = cap.on_request(self.policy, self.state, reason, time.time())
@@ -369,8 +391,11 @@ class TargetMonitor:
         if self.window:
             metrics.shares(self.name, self.shares(now))
         if self.capture is not None and int(now) % VERDICT_METRIC_S == 0:
-            # the open capture's verdict, as the endpoint answers it (judged from raw samples)
-            metrics.verdict(self.name, self.verdict(None, None)["verdict"])
+            # the open capture's verdict, as the endpoint answers it (judged from raw samples);
+            # verdict_fail is told as soon as the sequential decision fails, once a capture
+            judged = self.verdict(None, None)
+            metrics.verdict(self.name, judged["verdict"], judged)
+            self._tell_fail(self.capture.run_id, judged)
 
     def close_all(self, interrupted: str) -> None:
         """Close the open runs (on stop): the capture interrupted, the segment cut short."""
@@ -448,4 +473,6 @@ class TargetMonitor:
     def verdict(self, candidate: str | None, baseline: str | None) -> dict[str, Any]:
         """The verdict body of the open capture, else of the latest rollout that has the
         asked-for versions (``candidate``/``baseline`` None: any)."""
-        return self.recent.verdict(self.capture, candidate, baseline)
+        capture = self.capture
+        switched = None if capture is None else self.watch.switched_ts(capture.replacement_id)
+        return self.recent.verdict(capture, candidate, baseline, switched)

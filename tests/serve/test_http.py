@@ -32,12 +32,13 @@ from probes.serve.verdict import no_rollout_body, verdict_body
 NOW = 1_800_000_000.0
 
 
-def judged(target: str, *, cand_error: float = 0.0, n_cand: int = 1000) -> dict[str, Any]:
+def judged(target: str, *, cand_error: float = 0.0, n_cand: int = 3000) -> dict[str, Any]:
+    # 3,000 a side: enough for the sequential guardrails to pass a healthy candidate
     rng = np.random.default_rng(2)
-    versions = np.array(["v1"] * 1000 + ["v2"] * n_cand, dtype=object)
+    versions = np.array(["v1"] * 3000 + ["v2"] * n_cand, dtype=object)
     latency = rng.lognormal(3.0, 0.3, versions.size)
     ok = np.ones(versions.size, dtype=bool)
-    ok[1000:] = rng.random(n_cand) >= cand_error
+    ok[3000:] = rng.random(n_cand) >= cand_error
     return verdict_body(
         target=target,
         run_id=f"{target}-rollout-1",
@@ -410,11 +411,13 @@ def test_verdict_is_always_200_with_the_full_body(view: FakeView) -> None:
         assert status == 200 and body["verdict"] == "pending" and set(body) >= keys
         assert "window store went away" in body["reason"]
         # a question it cannot answer is still 200 (Argo: any non-2xx is an Error): pending
-        for query, name in (("", "target:"), ("?target=nope", "target:"),
-                            ("?target=chat&canddate=v2", "canddate:")):  # fmt: skip
+        for query, name in (("", "target:"), ("?target=chat&canddate=v2", "canddate:")):
             status, body, _ = await get(c, f"/api/v1/verdict{query}")
             assert status == 200 and body["verdict"] == "pending", (query, body)
             assert body["reason"].startswith(name) and set(body) >= keys, body
+        # ... but an unknown target is a 404: a typo in an AnalysisTemplate fails fast
+        status, body, _ = await get(c, "/api/v1/verdict?target=nope")
+        assert status == 404 and body["error"].startswith("target: unknown 'nope'"), body
 
     run(view, go)
 
@@ -452,8 +455,9 @@ def test_flagger_gate_rollback_and_event(view: FakeView) -> None:
         assert status == 403 and text.startswith("chat: fail: failed: ")
         status, text, _ = await post(c, "/api/v1/flagger/rollback", hook())
         assert status == 200 and "fail" in text
-        # thin evidence is pending even when the candidate looks bad
-        view.verdicts["chat"] = judged("chat", cand_error=0.3, n_cand=40)
+        # thin evidence is pending even when the candidate looks bad (5 requests: the
+        # guardrails' bounds cannot tell yet; 3 errors in 10 already fail it)
+        view.verdicts["chat"] = judged("chat", cand_error=0.3, n_cand=5)
         assert (await post(c, "/api/v1/flagger/rollback", hook()))[0] == 403
         # event: a Progressing event opens a capture; any other phase is acknowledged only
         status, body, _ = await post(c, "/api/v1/flagger/event", hook(phase="Progressing"))

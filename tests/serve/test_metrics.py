@@ -90,6 +90,34 @@ def test_verdict_is_one_hot_and_rejects_other_values() -> None:
         raise AssertionError("an unknown verdict was accepted")
 
 
+GUARDRAIL = {"metric": "latency_p50_ratio", "estimate": 1.02, "lower": 0.95, "upper": 1.08,
+             "margin": 1.1, "state": "within"}  # fmt: skip
+
+
+def test_decision_and_guardrail_bounds_from_the_verdict_body() -> None:
+    m = Metrics("0")
+    p99 = {"metric": "latency_p99_ratio", "estimate": None, "lower": 0.0, "upper": None,
+           "margin": 1.25, "state": "open"}  # fmt: skip
+    m.verdict("chat", "pending", {"decision": "pending", "guardrails": [GUARDRAIL, p99]})
+    f = scrape(m)
+    got = {lab["decision"]: v for _, lab, v in f["proton_probe_verdict_decision"]}
+    assert got == {"pass": 0.0, "fail": 0.0, "pending": 1.0}
+    bounds = {(lab["metric"], lab["bound"]): v for _, lab, v in
+              f["proton_probe_verdict_guardrail_bound"]}  # fmt: skip
+    assert bounds[("latency_p50_ratio", "lower")] == 0.95
+    assert bounds[("latency_p50_ratio", "margin")] == 1.1
+    assert bounds[("latency_p99_ratio", "upper")] == float("inf")  # still open
+    assert bounds[("latency_p99_ratio", "estimate")] != bounds[("latency_p99_ratio", "estimate")]
+    assert len(bounds) == 8
+    # a guardrail no longer in the body is no longer exported
+    m.verdict("chat", "fail", {"decision": "fail", "guardrails": [GUARDRAIL]})
+    f = scrape(m)
+    assert {lab["metric"] for _, lab, _ in f["proton_probe_verdict_guardrail_bound"]} == {
+        "latency_p50_ratio"
+    }
+    assert value(f, "proton_probe_verdict_decision", target="chat", decision="fail") == 1.0
+
+
 def test_shares_zero_a_version_that_left_the_window() -> None:
     m = Metrics("0")
     m.shares("chat", {"v1": 1.0})
@@ -151,7 +179,7 @@ def test_every_exposed_name_is_scraped() -> None:
     m.last_success("chat", 1.0)
     m.rollout("chat", False)
     m.rollout_done("chat", "completed")
-    m.verdict("chat", "pass")
+    m.verdict("chat", "pass", {"decision": "pass", "guardrails": [GUARDRAIL]})
     m.scheduled_run("nightly", "pass")
     m.missed("nightly")
     text = generate_latest(m.registry).decode()

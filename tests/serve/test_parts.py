@@ -374,6 +374,7 @@ def test_recent_rollouts_judge_the_open_run_else_the_latest_with_the_asked_versi
     class Open:
         run_id = "open"
         samples = SampleBuffer()
+        started_ts = 0.0
 
         def roles(self) -> tuple[str | None, str | None]:
             return ("v3", "v4")

@@ -123,7 +123,10 @@ def test_api_replacement_by_someone_else_captured(
         cfg = sim_config(tmp_path, sim)
         with Running(cfg) as svc:
             assert svc.get("/api/v1/verdict", target="wl")["verdict"] == "pending"
-            time.sleep(3.0)  # baseline answers for the comparison
+            # baseline evidence for the sequential decision: the canary's rows before the
+            # capture (its pre-roll), 600 of them at 20 req/s
+            worker = svc.service.workers["wl"]
+            wait_for(lambda: len(worker.preroll) >= 600, 60)
             rid = replace_by_someone_else(sim)
             worker = svc.service.workers["wl"]
             wait_for(lambda: worker.capture is not None, 10)
@@ -143,7 +146,13 @@ def test_api_replacement_by_someone_else_captured(
             (row,) = wait_for(indexed, 20)
         labels = dict(sim.labels)
         baseline, candidate = labels[sim.baseline_artifact_id], labels[sim.candidate_artifact_id]
-    assert final["verdict"] == verdict, final
+    if verdict == "pass":
+        # a healthy candidate never fails; whether its guardrails' bounds close within a
+        # rollout of a few hundred samples depends on the sample (p99 needs thousands): pass
+        # or pending, never fail (the sequential decision's false-fail rate is alpha)
+        assert final["verdict"] in ("pass", "pending") and final["decision"] != "fail", final
+    else:
+        assert final["verdict"] == "fail" and final["decision"] == "fail", final
     assert (final["baseline"], final["candidate"]) == (baseline, candidate)
     run_dir = cfg.serve.runs_dir / run_id
     manifest = read_manifest(run_dir)
@@ -162,6 +171,7 @@ def test_api_replacement_by_someone_else_captured(
     statuses = [s["status"] for s in ro["platform"]["statuses"]]
     assert statuses[-1] == "completed" and ro["platform"]["switched_at_s"] is not None
     assert summary["verdict"]["result"] == ("pass" if verdict == "pass" else "fail")
+    assert (summary["comparison"]["sequential"]["decision"] == "fail") is (verdict == "fail")
     events = read_events(run_dir)
     assert any(e["kind"] == "proton" and e.get("role") == "active" for e in events)
     assert TOKEN not in (run_dir / "events.jsonl").read_text()
