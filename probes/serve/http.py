@@ -295,19 +295,31 @@ def _run_dir(request: web.Request) -> Path | None:
 
 async def run_summary(request: web.Request) -> web.Response:
     run_dir = _run_dir(request)
-    summary = None if run_dir is None else await _off_loop(request, read_summary, run_dir)
+    runs_dir = _view(request).runs_dir
+    summary = None if run_dir is None else await _off_loop(request, _summary, runs_dir, run_dir)
     if summary is None:
         return _error(404, f"run {request.match_info['run_id']!r}: no summary.json (no such run, "
                       "or its report is not made yet)")  # fmt: skip
     return web.json_response(summary)
 
 
-def _existing_file(path: Path) -> bool:
-    return path.is_file()
+def _summary(runs_dir: Path, run_dir: Path) -> dict[str, Any] | None:
+    """A run's summary.json, unless its directory is a link out of runs_dir (issue 21)."""
+    from probes.serve.index import inside
+
+    return read_summary(run_dir) if inside(runs_dir, run_dir / "summary.json") else None
+
+
+def _existing_file(runs_dir: Path, path: Path) -> bool:
+    """A regular file within runs_dir: a symlink out of it is never served (issue 21)."""
+    from probes.serve.index import inside
+
+    return path.is_file() and inside(runs_dir, path)
 
 
 async def _file(request: web.Request, path: Path | None, what: str) -> web.StreamResponse:
-    if path is None or not await _off_loop(request, _existing_file, path):
+    runs_dir = _view(request).runs_dir
+    if path is None or not await _off_loop(request, _existing_file, runs_dir, path):
         return _error(404, f"run {request.match_info['run_id']!r}: no {what}")
     return web.FileResponse(path)
 

@@ -67,6 +67,7 @@ from probes.run import Run, iso, read_summary
 from probes.serve import capture as cap
 from probes.serve import schedule as sch
 from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
+from probes.serve.lock import RunsDirLock
 from probes.serve.runner import Job, JobResult, RecordingRunner, Runner, validate_args
 from probes.settings import RequestSpec
 
@@ -995,6 +996,8 @@ class Service:
         #: (series name, run id) of every regression already notified (threads share it).
         self._regressions_told: set[tuple[str, str]] = set()
         self._regressions_lock = threading.Lock()
+        #: One service per runs_dir (issue 21): taken in ``start``, freed at the end of ``stop``.
+        self.runs_dir_lock = RunsDirLock(self.runs_dir)
 
     # -- ServiceView ----------------------------------------------------------------------
 
@@ -1081,6 +1084,7 @@ class Service:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"serve.runs_dir: cannot create {self.runs_dir}: {exc}") from exc
+        self.runs_dir_lock.acquire()  # before recovering: another service's runs are live
         if self.index is None:
             self.index = await loop.run_in_executor(self.blocking, self._open_index)
         if self.metrics is None:
@@ -1108,9 +1112,17 @@ class Service:
             self._tasks.append(task)
 
     def _open_index(self) -> Any:
+        """The run index; an unusable path (unwritable, under a file) is ``serve.index``."""
+        import sqlite3
+
         from probes.serve.index import RunIndex
 
-        return RunIndex(self.config.serve.index, self.runs_dir)
+        path = self.config.serve.index
+        try:
+            return RunIndex(path, self.runs_dir)
+        except (OSError, sqlite3.Error) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"serve.index: cannot use {str(path)!r}: {why}") from exc
 
     def _make_metrics(self) -> Any:
         from probes.serve.metrics import Metrics
@@ -1217,6 +1229,7 @@ class Service:
         if self.index is not None:
             await loop.run_in_executor(self.blocking, self._close_index)
         self.blocking.shutdown(wait=False)
+        self.runs_dir_lock.release()
 
     def _close_notifier(self) -> None:
         self.notifier.flush(SHUTDOWN_NOTIFY_S)
@@ -1399,7 +1412,9 @@ class Service:
         """Blocking: runs a crash left open are closed ``interrupted``, reported, indexed;
         service runs closed but never reported are reported."""
         done = []
-        for path in sorted(p for p in self.runs_dir.iterdir() if (p / MANIFEST_FILE).is_file()):
+        from probes.serve.index import run_dirs
+
+        for path in sorted(run_dirs(self.runs_dir).values()):  # no symlink out of runs_dir
             try:
                 manifest = read_manifest(path)
             except ProbesError:
