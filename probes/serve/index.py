@@ -232,6 +232,10 @@ def row_from_run_dir(run_dir: Path) -> RunRow | None:
         return None
     summary = read_summary(run_dir)
     fields = _summary_fields(summary)
+    capture = manifest.get("capture")
+    if isinstance(capture, dict):  # the service's own roles where the samples cannot tell
+        for key in ("from_version", "to_version"):
+            fields[key] = fields.get(key) or _text(capture.get(key))
     started = _number(manifest.get("started_ts"))
     if started is None:
         try:

@@ -69,6 +69,7 @@ from probes.serve import schedule as sch
 from probes.serve.config import KINDS, ScheduleConfig, ServeConfig, TargetConfig
 from probes.serve.lock import RunsDirLock
 from probes.serve.runner import Job, JobResult, RecordingRunner, Runner, validate_args
+from probes.serve.served import ServedVersions
 from probes.settings import RequestSpec
 
 log = logging.getLogger("probes.serve")
@@ -583,6 +584,8 @@ class TargetWorker:
             return
         now = time.time()
         before = list(self.preroll)
+        if not self.cfg.is_api:  # a rollback's run starts with its baseline alone (issue 21)
+            before = before[cap.preroll_start([r.version for r in before], self.state.baseline) :]
         start = min([now, ts, *(row.ts for row in before[:1])])
         rid = fresh_run_id(svc.runs_dir, f"{self.name}-rollout-{_stamp(now)}")
         loop = asyncio.get_running_loop()
@@ -666,8 +669,13 @@ class TargetWorker:
             )  # fmt: skip
         capture.events.write("marker", "capture closed", ts=now, detail={"reason": reason})
         fields: dict[str, Any] = {
-            "capture": {"reason": capture.reason, "closed": reason, "outcome": outcome}
-        }
+            "capture": {
+                "reason": capture.reason, "closed": reason, "outcome": outcome,
+                # the policy's roles: a change made while the service was down has no
+                # baseline sample, so the report alone could not name it (issue 21)
+                "from_version": baseline, "to_version": candidate,
+            }
+        }  # fmt: skip
         if self.platform is not None:
             fields["platform"] = self._platform_block(capture, outcome)
         versions, latency, ok = capture.samples.arrays()
@@ -917,14 +925,13 @@ class TargetWorker:
         asked = [v for v in (candidate, baseline) if v is not None]
         if self.capture is not None:
             buffer = self.capture.samples
-            if all(v in buffer.seen for v in asked):
-                base, cand = self._roles(self.capture)
-                return (self.capture.run_id, baseline or base, candidate or cand, len(buffer),
-                        buffer.arrays)  # fmt: skip
+            roles = cap.judged_roles(candidate, baseline, *self._roles(self.capture))
+            if roles is not None and all(v in buffer.seen for v in asked):
+                return (self.capture.run_id, *roles, len(buffer), buffer.arrays)
         for r in self.recent:
-            if all(v in r.seen for v in asked):
-                return (r.run_id, baseline or r.baseline, candidate or r.candidate, len(r.ok),
-                        lambda r=r: (r.versions, r.latency, r.ok))  # fmt: skip
+            roles = cap.judged_roles(candidate, baseline, r.baseline, r.candidate)
+            if roles is not None and all(v in r.seen for v in asked):
+                return (r.run_id, *roles, len(r.ok), lambda r=r: (r.versions, r.latency, r.ok))
         return None
 
 
@@ -998,6 +1005,8 @@ class Service:
         self._regressions_lock = threading.Lock()
         #: One service per runs_dir (issue 21): taken in ``start``, freed at the end of ``stop``.
         self.runs_dir_lock = RunsDirLock(self.runs_dir)
+        #: Each target's settled serving version, kept across restarts (issue 21).
+        self.served = ServedVersions(self.runs_dir)
 
     # -- ServiceView ----------------------------------------------------------------------
 
@@ -1097,8 +1106,12 @@ class Service:
             )
         self.recovered = await loop.run_in_executor(self.blocking, self._recover)
         loop.run_in_executor(self.reports, _warm_up)
+        served = await loop.run_in_executor(self.blocking, self.served.load)
         for cfg in self.config.targets:
-            self.workers[cfg.name] = TargetWorker(self, cfg)
+            worker = TargetWorker(self, cfg)
+            # a version other than the one serving at the last stop answering: a capture
+            worker.state = cap.restore(worker.state, served.get(cfg.name))
+            self.workers[cfg.name] = worker
         for coro, name in (
             (self._start_targets(), "start-targets"),
             (self._ticker(), "ticker"),
@@ -1463,7 +1476,16 @@ class Service:
             for worker in self.workers.values():
                 if worker.started:
                     worker.tick(now)
+            await self._save_served()
             await asyncio.sleep(TICK_S - (time.time() % TICK_S) + 0.001)
+
+    async def _save_served(self) -> None:
+        """Each target's settled version to disk when one changed (off the loop)."""
+        current = {name: w.state.settled for name, w in self.workers.items()}
+        changed = self.served.changed(current)
+        if changed is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.blocking, self.served.save, changed)
 
     async def _flusher(self) -> None:
         """Write the canary segments' queued rows to disk, off the loop: every target once per

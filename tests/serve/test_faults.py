@@ -27,7 +27,7 @@ import pytest
 from probes.errors import ConfigError
 from probes.run import Run
 from probes.serve.config import parse_config
-from probes.serve.index import RunIndex, inside, run_dirs
+from probes.serve.index import RunIndex, inside, row_from_run_dir, run_dirs
 from probes.serve.lock import RunsDirLock
 from tests.helpers import ROOT
 
@@ -362,3 +362,186 @@ def test_the_routes_never_serve_a_file_through_a_symlink_out_of_runs_dir(
     assert _summary(runs, runs / "linked") is None
     (runs / inner / "own.html").write_text("ok")
     assert _existing_file(runs, runs / inner / "own.html")
+
+
+# --------------------------------------------------------------------------- every change
+
+
+class SwitchServer:
+    """A url target on 127.0.0.1 whose version (and how often it fails) the test switches."""
+
+    def __init__(self, version: str = "v1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.version = version
+        #: Every n-th answer fails (0: none, 1: all).
+        self.fail_every = 0
+        self.count = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.count += 1
+                every = server.fail_every
+                failing = every > 0 and server.count % every == 0
+                status = 500 if failing else 200
+                body = b'{"ok": false}' if failing else b'{"ok": true}'
+                self.send_response(status)
+                self.send_header("X-Version", server.version)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def __enter__(self) -> SwitchServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def url_config(tmp_path: Path, url: str, **target: Any) -> Any:
+    entry = {"name": "web", "url": url, "canary_rate": 20, "capture_rate": 40,
+             "settle_s": 1, "capture_tail_s": 0.5, **target}  # fmt: skip
+    serve = {"runs_dir": "runs", "listen": "127.0.0.1:0"}
+    return parse_config({"serve": serve, "targets": [entry]}, tmp_path, env={})
+
+
+async def until(cond: Callable[[], Any], timeout: float = 30.0) -> Any:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def serve(cfg: Any, body: Callable[[Any], Any]) -> Any:
+    """A real Service (index, metrics, verdicts; no HTTP) around ``body(svc)``."""
+    import asyncio
+
+    from probes.serve.service import Service
+
+    svc = Service(cfg)
+
+    async def main() -> None:
+        await svc.start()
+        try:
+            await until(svc.ready, 30)
+            await body(svc)
+            await until(lambda: not svc._pending, 60)
+        finally:
+            await svc.stop("test over")
+
+    asyncio.run(main())
+    return svc
+
+
+def rollouts(runs: Path) -> list[dict[str, Any]]:
+    from probes.records import read_manifest
+    from probes.run import read_summary
+
+    out = []
+    for path in sorted(run_dirs(runs).values(), key=lambda p: read_manifest(p)["started_ts"]):
+        manifest = read_manifest(path)
+        if manifest["kind"] == "rollout":
+            summary = read_summary(path) or {}
+            ro = summary.get("rollout") or {}
+            capture = manifest.get("capture", {})
+            row = {"from": ro.get("from_version"), "to": ro.get("to_version")}
+            out.append({"run_id": path.name, "capture": capture, **row})
+    return out
+
+
+def verdict_metric(svc: Any, verdict: str) -> float:
+    value = svc.metrics.registry.get_sample_value(
+        "proton_probe_verdict", {"target": "web", "verdict": verdict}
+    )
+    return float(value or 0.0)
+
+
+@pytest.mark.slow
+def test_a_rollback_and_a_redeploy_of_a_label_seen_before_are_each_captured(
+    tmp_path: Path,
+) -> None:
+    seen: dict[str, Any] = {}
+    with SwitchServer("v1") as srv:
+        cfg = url_config(tmp_path, srv.url)
+
+        async def body(svc: Any) -> None:
+            worker = svc.workers["web"]
+            await until(lambda: worker.state.settled == "v1")
+            for n, version in enumerate(("v2", "v1", "v2"), start=1):
+                srv.version = version
+                await until(lambda: worker.capture is not None)
+                await until(lambda n=n: worker.capture is None and len(worker.recent) == n)
+            seen["v2"] = svc.verdict("web", "v2", None)
+            seen["v1"] = svc.verdict("web", "v1", None)
+
+        serve(cfg, body)
+    got = [(r["from"], r["to"]) for r in rollouts(cfg.serve.runs_dir)]
+    assert got == [("v1", "v2"), ("v2", "v1"), ("v1", "v2")]
+    assert "again" in rollouts(cfg.serve.runs_dir)[2]["capture"]["reason"]
+    # asked for a candidate, the verdict never judges it against itself
+    assert (seen["v2"]["baseline"], seen["v2"]["candidate"]) == ("v1", "v2")
+    assert (seen["v1"]["baseline"], seen["v1"]["candidate"]) == ("v2", "v1")
+
+
+@pytest.mark.slow
+def test_a_version_changed_while_the_service_was_down_is_captured_and_supersedes_the_fail(
+    tmp_path: Path,
+) -> None:
+    with SwitchServer("v1") as srv:
+        cfg = url_config(tmp_path, srv.url, settle_s=4)
+
+        async def first(svc: Any) -> None:  # v1 -> v2 answering half errors: a fail
+            worker = svc.workers["web"]
+            await until(lambda: len(worker.preroll) >= 80)  # a baseline to compare with
+            srv.version, srv.fail_every = "v2", 2
+            await until(lambda: worker.capture is not None)
+            await until(lambda: worker.capture is None and worker.recent)
+            await until(lambda: svc.served.saved.get("web") == "v2")
+            got = worker.verdict(None, None)
+            assert got["verdict"] == "fail", got
+
+        serve(cfg, first)
+        srv.version, srv.fail_every = "v1", 0  # rolled back while the service was down
+        seen: dict[str, Any] = {}
+
+        async def second(svc: Any) -> None:
+            worker = svc.workers["web"]
+            await until(lambda: worker.capture is not None)
+            seen["reason"] = worker.capture.reason
+            await until(lambda: worker.capture is None and worker.recent)
+            await until(lambda: svc.served.saved.get("web") == "v1")
+            seen["fail"] = verdict_metric(svc, "fail")
+            seen["verdict"] = svc.verdict("web", None, None)
+
+        serve(cfg, second)
+    assert "while it was down" in seen["reason"]
+    runs = rollouts(cfg.serve.runs_dir)
+    assert [(r["from"], r["to"]) for r in runs[:1]] == [("v1", "v2")]
+    # the second has no v2 sample (it served while nobody watched): the manifest names it
+    got = [(r["capture"]["from_version"], r["capture"]["to_version"]) for r in runs]
+    assert got == [("v1", "v2"), ("v2", "v1")]
+    row = row_from_run_dir(cfg.serve.runs_dir / runs[1]["run_id"])
+    assert row is not None and (row.from_version, row.to_version) == ("v2", "v1")
+    assert seen["fail"] == 0.0  # the stale fail is superseded by the newer rollout
+    assert seen["verdict"]["verdict"] != "fail"
+    assert (seen["verdict"]["baseline"], seen["verdict"]["candidate"]) == ("v2", "v1")
