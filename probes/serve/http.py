@@ -99,7 +99,8 @@ class ServiceView(Protocol):
         self, target: str, kind: str, duration_s: float | None, args: Mapping[str, Any]
     ) -> str: ...
     def flagger_target(self, namespace: str, name: str) -> str | None: ...
-    def open_capture(self, target: str, reason: str) -> str | None: ...
+    def open_capture(self, target: str, reason: str, checksum: str | None = None) -> str | None: ...
+    def flagger_verdict(self, target: str, checksum: str | None) -> dict[str, Any] | None: ...
 
 
 VIEW: web.AppKey[ServiceView] = web.AppKey("view", ServiceView)
@@ -422,8 +423,10 @@ async def verdict(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def _flagger_payload(request: web.Request) -> tuple[str, str, str] | web.Response:
-    """(namespace, name, phase) of a Flagger webhook body, or the 400 answer."""
+async def _flagger_payload(
+    request: web.Request,
+) -> tuple[str, str, str, str | None] | web.Response:
+    """(namespace, name, phase, checksum) of a Flagger webhook body, or the 400 answer."""
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -433,8 +436,13 @@ async def _flagger_payload(request: web.Request) -> tuple[str, str, str] | web.R
     for key in ("name", "namespace"):
         if not isinstance(body.get(key), str) or not body[key]:
             return _text(400, f"{key}: required (a non-empty string)")
-    phase = body.get("phase")
-    return body["namespace"], body["name"], phase if isinstance(phase, str) else ""
+    phase, checksum = body.get("phase"), body.get("checksum")
+    return (
+        body["namespace"],
+        body["name"],
+        phase if isinstance(phase, str) else "",
+        checksum if isinstance(checksum, str) and checksum else None,
+    )
 
 
 async def flagger(request: web.Request) -> web.Response:
@@ -446,18 +454,22 @@ async def flagger(request: web.Request) -> web.Response:
         if hook == "event":  # fire-and-forget: Flagger never acts on an event's answer
             return web.json_response({"status": "ignored", "reason": payload.text})
         return payload
-    namespace, name, phase = payload
+    namespace, name, phase, checksum = payload
     view = _view(request)
     target_name = view.flagger_target(namespace, name)
     if hook == "event":
-        return _flagger_event(view, target_name, namespace, name, phase)
+        return _flagger_event(view, target_name, namespace, name, phase, checksum)
     if target_name is None:
         return _text(403, f"unknown canary {namespace}/{name}: no target lists it in flagger")
-    if view.target_status(target_name).get("state") != "capturing":
-        # Only the rollout under way is this canary's: a previous rollout's fail must not
-        # roll the next one back, nor its pass promote it.
+    # The capture tied to this revision's checksum (open or closed), else the open one: a
+    # previous rollout's fail never rolls the next one back, nor its pass promotes it.
+    try:
+        body = view.flagger_verdict(target_name, checksum)
+    except Exception as exc:  # judging failed: pending, never a 5xx (Flagger retries those)
+        log.exception("flagger verdict for %s failed", target_name)
+        body = pending_body(target_name, f"verdict unavailable: {type(exc).__name__}", time.time())
+    if body is None:
         return _text(403, f"{target_name}: pending: no rollout is being captured on it now")
-    body = _judge(view, target_name, None, None)
     result, reason = body.get("verdict"), body.get("reason") or ""
     line = f"{target_name}: {result}: {reason}"
     if hook == "gate":
@@ -466,7 +478,12 @@ async def flagger(request: web.Request) -> web.Response:
 
 
 def _flagger_event(
-    view: ServiceView, target_name: str | None, namespace: str, name: str, phase: str
+    view: ServiceView,
+    target_name: str | None,
+    namespace: str,
+    name: str,
+    phase: str,
+    checksum: str | None = None,
 ) -> web.Response:
     if target_name is None:
         return web.json_response(
@@ -475,7 +492,8 @@ def _flagger_event(
     if phase != "Progressing":
         return web.json_response({"status": "ok", "target": target_name, "phase": phase})
     try:
-        run_id = view.open_capture(target_name, f"flagger {namespace}/{name} Progressing")
+        reason = f"flagger {namespace}/{name} Progressing"
+        run_id = view.open_capture(target_name, reason, checksum)
     except Exception as exc:  # an event hook is fire-and-forget: never fail it
         log.exception("flagger event: opening a capture for %s failed", target_name)
         return web.json_response({"status": "error", "target": target_name, "reason": str(exc)})

@@ -55,6 +55,9 @@ EXPOSED = (
     "verdict",
     "scheduled_runs_total",
     "scheduled_runs_missed_total",
+    "recording_ok",
+    "recording_errors_total",
+    "recording_rows_dropped_total",
     "build_info",
 )
 #: Request duration buckets (seconds): model endpoints answer in milliseconds to a minute.
@@ -130,6 +133,25 @@ class Metrics:
             ["schedule"],
             registry=reg,
         )
+        self._recording_ok = Gauge(
+            PREFIX + "recording_ok",
+            "1 while every run of the target is being written, 0 while its recording is"
+            " stopped (a full or broken disk; retried).",
+            ["target"],
+            registry=reg,
+        )
+        self._recording_errors = Counter(
+            PREFIX + "recording_errors",
+            "Failed attempts to write a target's runs (segment roll, flush, close, capture).",
+            ["target"],
+            registry=reg,
+        )
+        self._rows_dropped = Counter(
+            PREFIX + "recording_rows_dropped",
+            "Samples lost because the disk refused them and memory could hold no more.",
+            ["target"],
+            registry=reg,
+        )
         self._build = Gauge(
             PREFIX + "build_info", "The running proton-probe version.", ["version"], registry=reg
         )
@@ -182,6 +204,19 @@ class Metrics:
             raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
         for v in VERDICTS:
             self._verdict.labels(target, v).set(1 if v == verdict else 0)
+
+    def recording(self, target: str, ok: bool) -> None:
+        """Whether the target's recording works (1) or is stopped (0)."""
+        self._recording_ok.labels(target).set(1 if ok else 0)
+
+    def recording_error(self, target: str) -> None:
+        """One failed attempt to write the target's runs."""
+        self._recording_errors.labels(target).inc()
+
+    def rows_dropped(self, target: str, rows: int) -> None:
+        """``rows`` samples of the target lost (the disk refused them, memory was full)."""
+        if rows > 0:
+            self._rows_dropped.labels(target).inc(rows)
 
     def scheduled_run(self, schedule: str, result: str) -> None:
         self._scheduled.labels(schedule, result).inc()

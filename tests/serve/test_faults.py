@@ -545,3 +545,374 @@ def test_a_version_changed_while_the_service_was_down_is_captured_and_supersedes
     assert seen["fail"] == 0.0  # the stale fail is superseded by the newer rollout
     assert seen["verdict"]["verdict"] != "fail"
     assert (seen["verdict"]["baseline"], seen["verdict"]["candidate"]) == ("v2", "v1")
+
+
+# --------------------------------------------------------------------------- recording heals
+
+
+def test_retry_delays_and_recording_health() -> None:
+    from probes.serve import healing
+
+    assert [healing.retry_delay(n) for n in (1, 2, 3, 4, 5, 50)] == [1, 2, 4, 8, 8, 8]
+    health = healing.RecordingHealth()
+    full = OSError(28, "No space left on device")
+    assert health.failed("canary segment", full, 100.0) is True  # the first: notify
+    assert health.failed("flushing samples", full, 100.5) is False
+    assert health.failed("canary segment", full, 101.0) is False
+    assert not health.due("canary segment", 102.9) and health.due("canary segment", 103.0)
+    assert health.errors == 3 and not health.ok
+    assert health.problems() == [
+        "recording stopped: canary segment failed 2x (No space left on device); retrying",
+        "recording stopped: flushing samples failed 1x (No space left on device); retrying",
+    ]
+    assert health.works("canary segment") is False  # flushing still fails
+    assert health.works("flushing samples") is True and health.ok
+    assert health.works("flushing samples") is False
+    assert healing.health_of(True, []) == "ok"
+    assert healing.health_of(True, ["probe failed"]) == "degraded"
+    assert healing.health_of(False, []) == "failing"
+    held: healing.HeldRows[int] = healing.HeldRows(limit=3)
+    for i in range(5):
+        held.add(i)
+    assert held.take() == [0, 1, 2] and held.dropped == 2 and len(held) == 0
+
+
+def test_a_shard_writer_bounds_what_waits_while_flushes_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probes.records as records
+    from probes.records import ShardWriter, read_samples
+    from tests.test_records import sample
+
+    writer = ShardWriter(tmp_path / "run", "probe", background=False, max_pending=5)
+
+    def full(table: Any, path: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "write_table_atomic", full)
+    for i in range(4):
+        writer.add(sample(i))
+    with pytest.raises(OSError):
+        writer.flush()
+    writer.add_many([sample(i) for i in range(4, 8)])
+    assert (writer.pending, writer.dropped) == (5, 3)
+    monkeypatch.undo()
+    writer.close()
+    assert len(read_samples(tmp_path / "run")) == 5
+
+
+class FullDisk:
+    """The fault-injection seam: while ``full``, every write and mkdir under ``root`` raises
+    ENOSPC (shards, journals, manifests and run directories: all the service writes)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+        import probes.records as records
+        from probes.records import ShardWriter
+
+        self.root = str(root)
+        self.full = False
+        self.refused = 0
+        text, table = records.write_text_atomic, records.write_table_atomic
+        journal, mkdir = ShardWriter._append_journal, Path.mkdir
+        disk = self
+
+        def check(path: Any) -> None:
+            if disk.full and str(path).startswith(disk.root):
+                disk.refused += 1
+                raise OSError(28, "No space left on device", str(path))
+
+        def write_text(path: Path, *a: Any, **k: Any) -> None:
+            check(path)
+            text(path, *a, **k)
+
+        def write_table(tbl: Any, path: Path) -> None:
+            check(path)
+            table(tbl, path)
+
+        def append_journal(self: ShardWriter, data: bytes, count: int) -> None:
+            if disk.full and str(self.directory).startswith(disk.root):
+                disk.refused += 1
+                with self._lock:
+                    self._journaled -= count
+                raise OSError(28, "No space left on device")
+            journal(self, data, count)
+
+        def make_dir(self: Path, *a: Any, **k: Any) -> None:
+            check(self)
+            mkdir(self, *a, **k)
+
+        monkeypatch.setattr(records, "write_text_atomic", write_text)
+        monkeypatch.setattr(records, "write_table_atomic", write_table)
+        monkeypatch.setattr(ShardWriter, "_append_journal", append_journal)
+        monkeypatch.setattr(Path, "mkdir", make_dir)
+
+
+def requests_counted(svc: Any, target: str = "web") -> int:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = generate_latest(svc.metrics.registry).decode()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "proton_probe_requests_total" and s.labels.get("target") == target:
+                total += s.value
+    return int(total)
+
+
+def canary_rows(runs: Path) -> int:
+    from probes.records import read_manifest, read_samples
+
+    total = 0
+    for path in run_dirs(runs).values():
+        if read_manifest(path)["kind"] == "canary" and any((path / "samples").glob("*.parquet")):
+            total += len(read_samples(path))
+    return total
+
+
+@pytest.mark.slow
+def test_recording_heals_after_the_disk_refused_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    disk = FullDisk(monkeypatch, runs)
+    seen: dict[str, Any] = {}
+    told: list[tuple[str, dict[str, Any]]] = []
+    with SwitchServer("v1") as srv:
+        cfg = url_config(tmp_path, srv.url, settle_s=2)
+        cfg = replace_serve(cfg, segment_s=2.0)
+
+        async def body(svc: Any) -> None:
+            svc.notify = lambda kind, target, run_id, **d: told.append((kind, d))
+            worker = svc.workers["web"]
+            await until(lambda: worker.state.settled == "v1" and worker.segment is not None)
+            disk.full = True
+            await until(lambda: "canary segment" in worker.health.steps, 30)  # a roll refused
+            srv.version = "v2"  # a rollout while nothing can be written: captured all the same
+            await until(lambda: "rollout capture" in worker.health.steps, 30)
+            seen["during"] = svc.target_status("web")
+            seen["ready_during"] = svc.ready()
+            seen["ok_during"] = svc.metrics.registry.get_sample_value(
+                "proton_probe_recording_ok", {"target": "web"}
+            )
+            disk.full = False
+            freed = time.monotonic()
+            await until(lambda: worker.health.ok and svc.ready(), 30)
+            seen["resumed_s"] = time.monotonic() - freed
+            seen["after"] = svc.target_status("web")
+            await until(lambda: worker.capture is None and worker.recent, 30)
+            rows = canary_rows(runs)
+            await until(lambda: canary_rows(runs) > rows, 30)  # still recording after it
+            seen["requests"] = requests_counted(svc)
+            seen["errors"] = svc.metrics.registry.get_sample_value(
+                "proton_probe_recording_errors_total", {"target": "web"}
+            )
+
+        svc = serve(cfg, body)
+    assert disk.refused > 0
+    during = seen["during"]
+    assert during["health"] == "failing" and not seen["ready_during"]
+    assert any("No space left on device" in p for p in during["problems"])
+    assert seen["ok_during"] == 0.0 and seen["errors"] >= 2
+    assert (seen["after"]["health"], seen["after"]["problems"]) == ("ok", [])
+    kinds = [k for k, _ in told if k.startswith("recording_")]
+    assert kinds == ["recording_failed", "recording_recovered"]  # once per outage
+    assert told[[k for k, _ in told].index("recording_recovered")][1]["rows_dropped"] == 0
+    # nothing acknowledged was lost: every request counted is a row on disk (a request
+    # answered after the last segment closed at the stop is the only one allowed astray)
+    on_disk = canary_rows(runs)
+    assert seen["requests"] - 2 <= on_disk <= requests_counted(svc)
+    (rollout,) = [r for r in rollouts(runs) if r["capture"].get("to_version") == "v2"]
+    from probes.records import read_samples
+
+    versions = set(read_samples(runs / rollout["run_id"])["version"])
+    assert versions == {"v1", "v2"}
+    print(f"recording resumed {seen['resumed_s']:.1f} s after the disk came back")
+
+
+def replace_serve(cfg: Any, **fields: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(cfg, serve=replace(cfg.serve, **fields))
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Any:
+    """A 20 MB tmpfs (root and a kernel that lets us mount; else the test is skipped)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def fill(path: Path) -> int:
+    """Write ``path`` until the file system is full; the bytes written."""
+    written = 0
+    with path.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+                written += 1 << 20
+        except OSError:
+            pass
+    return written
+
+
+@pytest.mark.slow
+def test_a_real_disk_that_fills_and_frees(tmp_path: Path, small_tmpfs: Path) -> None:
+    filler = small_tmpfs / "filler"
+    seen: dict[str, Any] = {}
+    with SwitchServer("v1") as srv:
+        cfg = url_config(tmp_path, srv.url)
+        cfg = replace_serve(
+            cfg, runs_dir=small_tmpfs / "runs", index=small_tmpfs / "runs" / "index.sqlite",
+            segment_s=2.0,
+        )  # fmt: skip
+
+        async def body(svc: Any) -> None:
+            worker = svc.workers["web"]
+            await until(lambda: worker.segment is not None and worker.state.settled == "v1")
+            seen["filled"] = fill(filler)
+            await until(lambda: not worker.health.ok, 30)
+            seen["during"] = svc.target_status("web")
+            seen["ready_during"] = svc.ready()
+            filler.unlink()
+            freed = time.monotonic()
+            await until(lambda: worker.health.ok and svc.ready(), 60)
+            seen["resumed_s"] = time.monotonic() - freed
+            rows = canary_rows(cfg.serve.runs_dir)
+            await until(lambda: canary_rows(cfg.serve.runs_dir) > rows, 30)
+            seen["requests"] = requests_counted(svc)
+            seen["dropped"] = worker.rows_dropped()
+
+        svc = serve(cfg, body)
+        on_disk = canary_rows(cfg.serve.runs_dir)
+    assert seen["filled"] > 0
+    assert seen["during"]["health"] == "failing" and not seen["ready_during"]
+    assert seen["dropped"] == 0
+    assert seen["requests"] - 2 <= on_disk <= requests_counted(svc)
+    print(f"tmpfs: recording resumed {seen['resumed_s']:.1f} s after the space came back")
+
+
+# --------------------------------------------------------------------------- Flagger
+
+
+@pytest.mark.slow
+def test_flagger_rollback_judges_the_capture_tied_to_the_checksum_after_it_closed(
+    tmp_path: Path,
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from probes.serve.http import make_app
+
+    seen: dict[str, Any] = {}
+    with SwitchServer("v1") as srv:
+        cfg = url_config(tmp_path, srv.url, settle_s=4, flagger=["prod/web"])
+
+        async def body(svc: Any) -> None:
+            worker = svc.workers["web"]
+            await until(lambda: len(worker.preroll) >= 80)  # a baseline to compare with
+            async with TestClient(TestServer(make_app(svc), host="127.0.0.1", port=0)) as c:
+
+                async def hook(gate: str, checksum: str | None, **extra: Any) -> Any:
+                    payload = {"name": "web", "namespace": "prod", "phase": "Progressing",
+                               **extra}  # fmt: skip
+                    if checksum:
+                        payload["checksum"] = checksum
+                    r = await c.post(f"/api/v1/flagger/{gate}", json=payload)
+                    return r.status, await r.text()
+
+                status, text = await hook("event", "rev-2")
+                assert status == 200 and '"capturing"' in text
+                tied = worker.capture.run_id
+                srv.version, srv.fail_every = "v2", 2  # the candidate answers half errors
+                await until(lambda: worker.capture is None and worker.recent, 60)
+                seen["verdict"] = worker.verdict(None, None)["verdict"]
+                # Flagger still analyses: its next webhooks carry the same checksum
+                seen["rollback"] = await hook("rollback", "rev-2", phase="Progressing")
+                seen["gate"] = await hook("gate", "rev-2")
+                seen["again"] = await hook("event", "rev-2")
+                seen["untied"] = await hook("rollback", None)
+                seen["other"] = await hook("rollback", "rev-3")
+                seen["tied"] = (tied, worker.capture)
+
+        serve(cfg, body)
+    assert seen["verdict"] == "fail"
+    assert seen["rollback"][0] == 200 and "fail" in seen["rollback"][1]
+    assert seen["gate"][0] == 403
+    # the same revision's next Progressing event keeps its capture: no new one opened
+    assert seen["again"][0] == 200 and seen["tied"][0] in seen["again"][1]
+    assert seen["tied"][1] is None
+    # without a tie and nothing open, there is nothing to judge: 403 pending
+    for status, text in (seen["untied"], seen["other"]):
+        assert status == 403 and "pending" in text
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def left_open(runs: Path, run_id: str, kind: str, first_ts: float, n: int) -> Run:
+    """A service run a kill left open: its rows only in a shard's journal (the last
+    seconds before the kill), ``n`` rows at 10/s from ``first_ts``."""
+    from tests.test_records import sample
+
+    run = Run.create(runs, run_id, kind, target={}, settings={}, trigger="continuous",
+                     started_at=first_ts - 0.5)  # fmt: skip
+    run.update(target_name="web")
+    writer = run.shard_writer("probe", background=False)
+    for i in range(n):
+        row = sample(i)
+        writer.add(row._replace(ts=first_ts + i / 10, intended_ts=first_ts + i / 10,
+                                latency_ms=5.0))  # fmt: skip
+    writer.journal()
+    return run
+
+
+def test_a_recovered_run_ends_at_its_last_sample_and_a_missing_report_is_made(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from probes.records import read_manifest
+    from probes.run import REPORT_HTML_FILE, read_summary
+    from probes.serve.service import Service
+    from reports import make_report
+
+    runs = tmp_path / "runs"
+    first = time.time() - 120.0
+    left_open(runs, "web-canary-left", "canary", first, 200)  # 20 s of rows, 100 s ago
+    reported = left_open(runs, "web-rollout-unreported", "rollout", first, 100)
+    reported.finish(ended_at=first + 10.0)
+    from probes.records import recover_journals
+
+    recover_journals(reported.path)
+    make_report(reported.path, figures=False)
+    (reported.path / REPORT_HTML_FILE).unlink()  # a second SIGTERM during the report
+    assert read_summary(reported.path) is not None
+    cfg = url_config(tmp_path, "http://127.0.0.1:9/", canary_rate=0)
+    svc = Service(cfg)
+
+    async def main() -> None:
+        await svc.start()
+        await svc.stop("test over")
+
+    asyncio.run(main())
+    assert sorted(svc.recovered) == ["web-canary-left", "web-rollout-unreported"]
+    manifest = read_manifest(runs / "web-canary-left")
+    last = first + 199 / 10 + 0.005
+    assert manifest["interrupted"] and abs(manifest["ended_ts"] - last) < 1e-3
+    summary = read_summary(runs / "web-canary-left")
+    assert summary is not None and summary["requests"] == 200
+    assert abs(summary["duration_s"] - (last - (first - 0.5))) < 0.01
+    assert (reported.path / REPORT_HTML_FILE).is_file()
