@@ -4,8 +4,13 @@ Every key is checked here, at start: an unknown key, a wrong type, a bad cron ex
 time zone, a duplicate name or a schedule naming an unknown target raises ``ConfigError``
 whose message starts with the key (``targets[1].canary_rate: …``), so ``probes serve``
 exits 2 with one line. Numbers: an integer is accepted wherever a float is; a boolean is
-never a number. Relative paths (``runs_dir``, ``index``, ``body_file``) are relative to the
-config file's directory, so a config means the same thing from any working directory.
+never a number; durations and rates have stated ranges (``segment_s`` 1 s to 7 days,
+``settle_s``/``capture_tail_s`` up to 6 h, rates 0.001 to 1000/s, ``every`` up to 8784h …),
+and the message says the range. CR, LF or NUL in any string of a target (path, headers,
+body_file, …) is refused: it would split the request. An ``index`` that is a directory is
+refused here, one that cannot be opened when the service starts (both ``serve.index``).
+Relative paths (``runs_dir``, ``index``, ``body_file``) are relative to the config file's
+directory, so a config means the same thing from any working directory.
 
 Secrets are named, never written: ``token_env`` and ``auth_token_env`` hold environment
 variable *names*; a secret-looking header (``Authorization``, ``Cookie``, …) in the file is
