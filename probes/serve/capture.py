@@ -16,7 +16,8 @@ The service feeds it what it sees, with the time it saw it, and acts on what com
   re-deploy of a label seen before (v1 -> v2 -> v1 -> v2) are captured like a first
   rollout. The first version ever seen is only learnt; after a restart the service hands
   in the version that served when it stopped (``restore``), and a different one answering
-  now is a capture of a change made while the service was down. On every target it tracks
+  now is a capture of a change made while the service was down (on api targets too: the
+  watcher cannot report a replacement that ended before it started). On every target it tracks
   which version answers: "one version holds 100 %" means every answer with a known version
   since ``holder_since`` came from ``holder``.
 - ``on_request`` — someone asked (a Flagger ``event`` webhook): opens a capture now.
@@ -202,7 +203,11 @@ def on_sample(policy: CapturePolicy, state: CaptureState, version: str, ts: floa
     changes: list[Change] = []
     if state.settled is None and not state.known:
         state = replace(state, settled=version)  # the first version ever seen: learnt
-    elif not policy.api and not state.open and state.settled not in (None, version):
+    elif (
+        (not policy.api or state.restored)  # api targets: the watcher decides, but it never
+        and not state.open  # saw a change made while the service was down
+        and state.settled not in (None, version)
+    ):
         state, changes = _open(
             state,
             ts,

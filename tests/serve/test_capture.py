@@ -296,3 +296,17 @@ def test_a_url_captures_preroll_starts_with_its_baseline_alone(
     versions: list[str], baseline: str | None, start: int
 ) -> None:
     assert c.preroll_start(versions, baseline) == start
+
+
+def test_an_api_targets_version_changed_while_down_is_a_capture_once() -> None:
+    state = c.restore(CaptureState(), "app:1")
+    state, changes = c.on_sample(API, state, "app:2", 100.0)
+    assert [ch.kind for ch in changes] == ["open"] and "while it was down" in changes[0].reason
+    # the replacement the watcher reports next belongs to that capture
+    state, changes = c.on_event(API, state, rep(100.5, "completed", "r9")[1])
+    assert changes == [] and state.replacement_id == "r9"
+    # afterwards the canary alone never opens one on an api target
+    state, _ = c.on_tick(API, state, 200.0)
+    assert not state.open
+    state, changes = c.on_sample(API, state, "app:1", 201.0)
+    assert changes == []
