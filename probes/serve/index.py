@@ -341,6 +341,8 @@ class RunIndex:
         self._closed = False
         #: Set by a write the database refused: the writer checks the file, rebuilds it if so.
         self._damaged = False
+        #: A batch was lost (its commit failed): re-read the run dirs once a commit works.
+        self._lost = False
         self.rebuilt = False
         #: Times the file was found damaged and rebuilt while the service ran.
         self.repairs = 0
@@ -469,24 +471,33 @@ class RunIndex:
                     job.set()
                 else:
                     self._run_job(conn, job)
-            self._commit(conn)
+            committed = self._commit(conn)
             if self._damaged and not stop and not self._healthy(conn):
                 conn = self._repair()  # now, not at the next write: reads use it meanwhile
                 self._damaged = False
+            elif committed and self._lost and not stop:
+                # writes a full disk refused: the run dirs still have them; catch up once
+                self._run_job(conn, self._reconcile)
+                if self._commit(conn):
+                    self._lost = False
+                    log.info("run index: writes lost while the disk refused them caught up")
             if stop:
                 conn.close()
                 return
 
-    def _commit(self, conn: sqlite3.Connection) -> None:
-        """Commit; a failure (disk full, I/O error) loses this batch, never the writer, and
-        has the file checked (``_write_loop``)."""
+    def _commit(self, conn: sqlite3.Connection) -> bool:
+        """Commit; a failure (disk full, I/O error) loses this batch, never the writer: the
+        file is checked, and the run dirs re-read after the next commit that works
+        (``_write_loop``). Whether it committed."""
         try:
             conn.commit()
         except sqlite3.Error:
-            log.exception("run index: a commit failed; its writes are lost until a rebuild")
-            self._damaged = True
+            log.exception("run index: a commit failed; its writes are caught up when one works")
+            self._damaged = self._lost = True
             with contextlib.suppress(sqlite3.Error):
                 conn.rollback()
+            return False
+        return True
 
     def _run_job(self, conn: sqlite3.Connection, job: _Job) -> None:
         """One job in a savepoint: a failing write is undone alone, and logged; the others of
@@ -500,12 +511,13 @@ class RunIndex:
                 if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
                     exc, sqlite3.IntegrityError
                 ):
-                    self._damaged = True  # the file, not the row: checked after this batch
+                    # the file, not the row: checked after this batch, and caught up later
+                    self._damaged = self._lost = True
                 conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
         except sqlite3.Error:
             log.exception("run index: the database refused a write")
-            self._damaged = True
+            self._damaged = self._lost = True
 
     def _reconcile(self, conn: sqlite3.Connection) -> None:
         """Catch up with runs_dir: index every run dir the index lacks, holds as open, or whose

@@ -916,3 +916,37 @@ def test_a_recovered_run_ends_at_its_last_sample_and_a_missing_report_is_made(
     assert summary is not None and summary["requests"] == 200
     assert abs(summary["duration_s"] - (last - (first - 0.5))) < 0.01
     assert (reported.path / REPORT_HTML_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_index_writes_a_full_disk_refused_are_caught_up_when_it_frees(
+    tmp_path: Path, small_tmpfs: Path
+) -> None:
+    runs = tmp_path / "runs"
+    first = make_runs(runs, 1)
+    index = RunIndex(small_tmpfs / "index.sqlite", runs)
+    try:
+        index.flush()
+        filler = small_tmpfs / "filler"
+        fill(filler)
+        late = []
+        for k in range(30):  # enough rows that the WAL must grow on the full disk
+            run = Run.create(runs, f"web-load-{k}-{'x' * 150}", "load", target={},
+                             settings={"pad": "p" * 2000}, trigger="api")  # fmt: skip
+            run.finish()
+            late.append(run.run_id)
+            index.put_run_dir(run.path)
+        index.flush()
+        refused = {*first, *late} - {r.run_id for r in index.query(limit=1000)}
+        assert refused  # the full disk did refuse writes
+        filler.unlink()
+        index.put_run_dir(runs / first[0])  # any write after the space came back
+
+        def caught_up() -> bool:
+            index.flush()
+            return {r.run_id for r in index.query(limit=1000)} == {*first, *late}
+
+        wait_for(caught_up, 30)
+        print(f"index: {len(refused)} rows refused while full, all caught up")
+    finally:
+        index.close()
