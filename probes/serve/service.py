@@ -1665,9 +1665,15 @@ class Service:
             await asyncio.sleep(TICK_S)
             flush: list[ShardWriter] = []
             journal: list[ShardWriter] = []
+            now = time.time()
             for k, w in enumerate(list(self.workers.values())):
                 if w.segment is not None:
-                    (flush if k % slots == slot else journal).append(w.segment.writer)
+                    # a failed flush is retried on its backoff (1, 2, 4, 8 s), not its slot:
+                    # the rows are on disk within seconds of the disk coming back
+                    again = "flushing samples" in w.health.steps and w.health.due(
+                        "flushing samples", now
+                    )
+                    (flush if k % slots == slot or again else journal).append(w.segment.writer)
             slot = (slot + 1) % slots
             if flush or journal:
                 await loop.run_in_executor(self.blocking, _flush_all, flush, journal)
