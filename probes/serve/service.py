@@ -181,6 +181,8 @@ class Rollout:
     ended_ts: float
     outcome: str | None
     seen: set[str] = field(default_factory=set)
+    #: Its verdict as judged once it closed (its samples never change after).
+    verdict: str | None = None
 
     def __post_init__(self) -> None:
         self.seen = set(self.seen) | {str(v) for v in set(self.versions.tolist())}
@@ -951,8 +953,21 @@ class TargetWorker:
             "p50_ms": float(np.percentile(ok_lat, 50)) if ok_lat.size else None,
             "p99_ms": float(np.percentile(ok_lat, 99)) if ok_lat.size else None,
             "rollout": self._rollout_view(),
+            "verdict": self._latest_verdict(),
             **self._health_view(),
         }
+
+    def _latest_verdict(self) -> str | None:
+        """The latest rollout's verdict (CONTRACT: targets' ``verdict``): the open capture's
+        (cached ``VERDICT_CACHE_S``), else the last closed one's, judged once; None: none."""
+        if self.capture is not None:
+            return str(self.verdict(None, None)["verdict"])
+        if not self.recent:
+            return None
+        last = self.recent[0]
+        if last.verdict is None:
+            last.verdict = str(self.verdict(None, None, run_id=last.run_id)["verdict"])
+        return last.verdict
 
     def _health_view(self) -> dict[str, Any]:
         """``health`` and ``problems`` (CONTRACT: the service's door)."""

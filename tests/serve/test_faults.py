@@ -839,6 +839,7 @@ def test_flagger_rollback_judges_the_capture_tied_to_the_checksum_after_it_close
                 srv.version, srv.fail_every = "v2", 2  # the candidate answers half errors
                 await until(lambda: worker.capture is None and worker.recent, 60)
                 seen["verdict"] = worker.verdict(None, None)["verdict"]
+                seen["status"] = svc.target_status("web")
                 # Flagger still analyses: its next webhooks carry the same checksum
                 seen["rollback"] = await hook("rollback", "rev-2", phase="Progressing")
                 seen["gate"] = await hook("gate", "rev-2")
@@ -849,6 +850,8 @@ def test_flagger_rollback_judges_the_capture_tied_to_the_checksum_after_it_close
 
         serve(cfg, body)
     assert seen["verdict"] == "fail"
+    status = seen["status"]  # the latest rollout's verdict, beside health and problems
+    assert (status["verdict"], status["health"], status["problems"]) == ("fail", "ok", [])
     assert seen["rollback"][0] == 200 and "fail" in seen["rollback"][1]
     assert seen["gate"][0] == 403
     # the same revision's next Progressing event keeps its capture: no new one opened
