@@ -382,7 +382,9 @@ def test_recent_rollouts_judge_the_open_run_else_the_latest_with_the_asked_versi
         Open.samples.add(sample(k, "v3" if k % 2 else "v4"))
     body = recent.verdict(Open(), None, None)
     assert (body["run_id"], body["baseline"], body["candidate"]) == ("open", "v3", "v4")
-    assert recent.verdict(Open(), "v1", None)["run_id"] == "old"  # the open run lacks v1
+    assert recent.verdict(Open(), None, "v1")["run_id"] == "old"  # the open run lacks v1
+    # asked for candidate v1, no rollout judges it (old's baseline is v1: never "v1 -> v1")
+    assert recent.verdict(Open(), "v1", None)["reason"] == "no rollout known"
     assert recent.kept_versions(Open()) == ["v1", "v2", "v3", "v4"]
 
 
