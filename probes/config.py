@@ -66,13 +66,18 @@ def find_config(
 
 
 def verb_defaults(
-    path: Path, data: Mapping[str, Any], verbs: Mapping[str, Collection[str]]
+    path: Path,
+    data: Mapping[str, Any],
+    verbs: Mapping[str, Collection[str]],
+    multiple: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Per verb, the defaults a config file gives its settings.
 
     ``verbs`` maps each verb to the names of its settings. Top-level keys apply to every verb
     that has the setting; a ``[verb]`` table applies to that verb alone. Keys may use ``-`` or
-    ``_``. A key no verb knows (or a ``[verb]`` key that verb does not know) is a ConfigError.
+    ``_``. A key no verb knows (or a ``[verb]`` key that verb does not know) is a ConfigError,
+    and so is a list or table given to a setting outside ``multiple`` (the repeatable ones):
+    ``duration = [1]`` names the key rather than failing later in the flag parser.
     """
     shared = {k: v for k, v in data.items() if not (isinstance(v, dict) and k in verbs)}
     known = {name for names in verbs.values() for name in names}
@@ -92,5 +97,11 @@ def verb_defaults(
             if norm not in names:
                 raise ConfigError(f"{path}: [{verb}] key {key!r} is not a flag of 'probes {verb}'")
             values[norm] = value
+        for key, value in values.items():
+            if isinstance(value, list | dict) and key not in multiple:
+                shown = "a list" if isinstance(value, list) else "a table"
+                raise ConfigError(
+                    f"{path}: key {key!r} takes one value (e.g. {key} = 60), got {shown}"
+                )
         result[verb] = values
     return result

@@ -337,6 +337,7 @@ class ShardWriter:
         flush_interval: float = 1.0,
         max_rows: int = 200_000,
         background: bool = True,
+        max_pending: int | None = None,
     ) -> None:
         self.directory = Path(run_dir) / SAMPLES_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -344,6 +345,10 @@ class ShardWriter:
         self.flush_interval = flush_interval
         self.max_rows = max_rows
         self.rows_written = 0
+        #: At most this many rows wait while flushes fail (a full disk); beyond it a row is
+        #: refused and counted in ``dropped`` rather than growing memory without bound.
+        self.max_pending = max_pending
+        self.dropped = 0
         self.last_error: Exception | None = None
         self._rows: list[Sample] = []
         self._lock = threading.Lock()
@@ -384,6 +389,9 @@ class ShardWriter:
     def add(self, sample: Sample) -> None:
         """Queue one sample; it is on disk after the next flush."""
         with self._lock:
+            if self.max_pending is not None and len(self._rows) >= self.max_pending:
+                self.dropped += 1
+                return
             self._rows.append(sample)
             full = len(self._rows) >= self.max_rows
         if full:
@@ -392,7 +400,12 @@ class ShardWriter:
     def add_many(self, samples: Iterable[Sample]) -> None:
         """Queue several samples at once."""
         with self._lock:
-            self._rows.extend(samples)
+            rows = list(samples)
+            if self.max_pending is not None:
+                room = max(0, self.max_pending - len(self._rows))
+                self.dropped += max(0, len(rows) - room)
+                rows = rows[:room]
+            self._rows.extend(rows)
             full = len(self._rows) >= self.max_rows
         if full:
             self.flush()

@@ -52,7 +52,13 @@ def load_config_defaults(explicit: str | None, group: click.Command) -> dict[str
         return {}
     assert isinstance(group, click.Group)
     verbs = {name: {p.name for p in verb.params if p.name} for name, verb in group.commands.items()}
-    return verb_defaults(found[0], found[1], verbs)
+    multiple = {
+        p.name
+        for verb in group.commands.values()
+        for p in verb.params
+        if p.name and (getattr(p, "multiple", False) or p.nargs != 1)
+    }
+    return verb_defaults(found[0], found[1], verbs, multiple)
 
 
 def exit_code(outcome: Any) -> int:

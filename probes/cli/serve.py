@@ -37,7 +37,8 @@ def command(config_path: Path) -> int:
     a run index, the verdict endpoint for Argo Rollouts and Flagger, and /metrics.
 
     Runs until SIGTERM or Ctrl-C, then closes every open run and exits 0.
-    Exit 2: bad config (the message names the key).
+    Exit 2: bad config (the message names the key), an unusable index file, or another
+    probes serve already running on the same runs_dir (serve.runs_dir).
     """
     from probes.serve.config import load_config
 

@@ -4,8 +4,13 @@ Every key is checked here, at start: an unknown key, a wrong type, a bad cron ex
 time zone, a duplicate name or a schedule naming an unknown target raises ``ConfigError``
 whose message starts with the key (``targets[1].canary_rate: …``), so ``probes serve``
 exits 2 with one line. Numbers: an integer is accepted wherever a float is; a boolean is
-never a number. Relative paths (``runs_dir``, ``index``, ``body_file``) are relative to the
-config file's directory, so a config means the same thing from any working directory.
+never a number; durations and rates have stated ranges (``segment_s`` 1 s to 7 days,
+``settle_s``/``capture_tail_s`` up to 6 h, rates 0.001 to 1000/s, ``every`` up to 8784h …),
+and the message says the range. CR, LF or NUL in any string of a target (path, headers,
+body_file, …) is refused: it would split the request. An ``index`` that is a directory is
+refused here, one that cannot be opened when the service starts (both ``serve.index``).
+Relative paths (``runs_dir``, ``index``, ``body_file``) are relative to the config file's
+directory, so a config means the same thing from any working directory.
 
 Secrets are named, never written: ``token_env`` and ``auth_token_env`` hold environment
 variable *names*; a secret-looking header (``Authorization``, ``Cookie``, …) in the file is
@@ -52,6 +57,21 @@ DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_DURATION_S = 60.0
 #: Highest probe rate a target may ask for: one event loop probes every target.
 MAX_RATE = 1000.0
+#: Lowest non-zero probe rate (one request in ~17 minutes): a slower canary sees nothing.
+MIN_RATE = 0.001
+#: The ranges of durations (issue 21): beyond them a value is a typo, and would overflow the
+#: clock arithmetic (``every = "99999999999999999999h"`` made a page answer 500 forever).
+HOUR_S, DAY_S = 3600.0, 86_400.0
+SEGMENT_S_RANGE = (1.0, 7 * DAY_S)
+#: ``settle_s``/``capture_tail_s``: a capture closes at the latest after 6 h anyway.
+SETTLE_S_MAX = 6 * HOUR_S
+TAIL_S_MAX = 6 * HOUR_S
+RETENTION_DAYS_MAX = 36_500.0
+EVERY_S_MAX = 366 * DAY_S
+DURATION_S_MAX = 7 * DAY_S
+DEADLINE_S_MAX = 366 * DAY_S
+#: CR, LF and NUL end a header line: never in a value that goes into a request.
+LINE_BREAK = re.compile(r"[\r\n\x00]")
 #: Stands in for an api target's invoke URL until the workload's endpoint is known.
 PLACEHOLDER_URL = "http://invoke.placeholder/"
 
@@ -255,6 +275,11 @@ def _serve(table: _Table, base_dir: Path) -> ServeSettings:
     runs_dir = _path(table.text("runs_dir", "runs"), base_dir)
     index_text = table.text("index", None)
     index = _path(index_text, base_dir) if index_text else runs_dir / "index.sqlite"
+    if index.is_dir():
+        raise ConfigError(
+            f"{table.place('index')}: {str(index)!r} is a directory; give the index file's"
+            " path (e.g. runs/index.sqlite)"
+        )
     from probes.recording.locustproc import MasterBind
 
     master = table.text("locust_master", DEFAULT_LOCUST_MASTER)
@@ -266,14 +291,19 @@ def _serve(table: _Table, base_dir: Path) -> ServeSettings:
         auth_token_env=auth_env,
         runs_dir=runs_dir,
         index=index,
-        retention_days=table.number("retention_days", DEFAULT_RETENTION_DAYS),
-        segment_s=table.number("segment_s", DEFAULT_SEGMENT_S, minimum=1.0),
+        retention_days=table.number(
+            "retention_days", DEFAULT_RETENTION_DAYS, maximum=RETENTION_DAYS_MAX
+        ),
+        segment_s=table.number(
+            "segment_s", DEFAULT_SEGMENT_S, minimum=SEGMENT_S_RANGE[0], maximum=SEGMENT_S_RANGE[1]
+        ),
         locust_master=locust_master,
     )
 
 
 def _target(table: _Table, base_dir: Path) -> TargetConfig:
     name = table.text("name", pattern=TARGET_NAME, form="lower-case letters, digits and '-'")
+    _no_line_breaks(table)
     url = table.text("url", None)
     api = table.text("api", None)
     workload = table.text("workload", None)
@@ -309,8 +339,8 @@ def _target(table: _Table, base_dir: Path) -> TargetConfig:
         tag_regex=table.text("tag_regex", None),
         place=Place.keys(f"{table.prefix}.", {"tag_headers": "tag_header"}),
     )
-    canary = table.number("canary_rate", DEFAULT_CANARY_RATE, allow_zero=True, maximum=MAX_RATE)
-    capture = table.number("capture_rate", DEFAULT_CAPTURE_RATE, maximum=MAX_RATE)
+    canary = table.rate("canary_rate", DEFAULT_CANARY_RATE, allow_zero=True)
+    capture = table.rate("capture_rate", DEFAULT_CAPTURE_RATE)
     return TargetConfig(
         name=name,
         url=url,
@@ -321,11 +351,24 @@ def _target(table: _Table, base_dir: Path) -> TargetConfig:
         request=request,
         canary_rate=canary,
         capture_rate=capture,
-        capture_tail_s=table.number("capture_tail_s", DEFAULT_CAPTURE_TAIL_S, allow_zero=True),
-        settle_s=table.number("settle_s", DEFAULT_SETTLE_S),
+        capture_tail_s=table.number(
+            "capture_tail_s", DEFAULT_CAPTURE_TAIL_S, allow_zero=True, maximum=TAIL_S_MAX
+        ),
+        settle_s=table.number("settle_s", DEFAULT_SETTLE_S, maximum=SETTLE_S_MAX),
         slos=_slos(table),
         flagger=tuple(_flagger(table)),
     )
+
+
+def _no_line_breaks(table: _Table) -> None:
+    """CR/LF/NUL in any string of a target (path, headers, body_file, …): refused, naming the
+    key. In a header or a path they would split the request (``"/x\\r\\nX-Evil: 1"``)."""
+    for key, value in table.data.items():
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, str) and LINE_BREAK.search(item):
+                where = f"{table.place(key)}[{i}]" if isinstance(value, list) else table.place(key)
+                raise ConfigError(f"{where}: must not contain a line break (CR, LF) or NUL")
 
 
 def _slos(table: _Table) -> tuple[str, ...]:
@@ -363,8 +406,8 @@ def _schedule(table: _Table, targets: Mapping[str, TargetConfig]) -> ScheduleCon
         raise ConfigError(f"{table.place('target')}: no target named {target_name!r} ({known})")
     kind = table.choice("kind", KINDS)
     timing = _timing(table)
-    deadline = table.number("starting_deadline_s", None, allow_zero=True)
-    duration = table.number("duration_s", DEFAULT_DURATION_S)
+    deadline = table.number("starting_deadline_s", None, allow_zero=True, maximum=DEADLINE_S_MAX)
+    duration = table.number("duration_s", DEFAULT_DURATION_S, maximum=DURATION_S_MAX)
     workers = table.whole("workers", 0)
     expect = table.whole("expect_workers", 0)
     if kind == "observe":
@@ -422,7 +465,13 @@ def _timing(table: _Table) -> sched.Timing:
             raise ConfigError(
                 f"{table.place('timezone')}: only with cron (every counts from the Unix epoch)"
             )
-        return sched.Timing(every_s=sched.parse_every(every), timezone=tz)
+        every_s = sched.parse_every(every)
+        if every_s > EVERY_S_MAX:
+            raise ValueError(
+                f"{every!r} is beyond the longest interval, {EVERY_S_MAX / HOUR_S:g}h"
+                f" (366 days; every must be 1s to {EVERY_S_MAX / HOUR_S:g}h)"
+            )
+        return sched.Timing(every_s=every_s, timezone=tz)
     except ValueError as exc:
         key = "cron" if cron is not None else "every"
         raise ConfigError(f"{table.place(key)}: {exc}") from None
@@ -531,11 +580,23 @@ class _Table:
             raise ConfigError(f"{self.place(key)}: expected a number, got {_shown(value)}")
         value = float(value)
         low = minimum if minimum is not None else 0.0
-        if not math.isfinite(value) or value < low or (value == 0 and not allow_zero):
-            bound = f">= {low:g}" if (allow_zero or minimum) else "> 0"
-            raise ConfigError(f"{self.place(key)}: {value:g} must be a number {bound}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{self.place(key)}: {value:g} is above the maximum {maximum:g}")
+        bound = f">= {low:g}" if (allow_zero or minimum) else "> 0"
+        if maximum is not None:
+            bound += f" and <= {maximum:g}"
+        too_low = value < low or (value == 0 and not allow_zero)
+        if not math.isfinite(value) or too_low or (maximum is not None and value > maximum):
+            raise ConfigError(f"{self.place(key)}: {value:g} is out of range (a number {bound})")
+        return value
+
+    def rate(self, key: str, default: float, *, allow_zero: bool = False) -> float:
+        """A probe rate in requests/s: ``MIN_RATE`` to ``MAX_RATE`` (or 0 with ``allow_zero``)."""
+        value = float(self.number(key, default, allow_zero=allow_zero, maximum=MAX_RATE))
+        if 0 < value < MIN_RATE:
+            zero = "0 (off) or " if allow_zero else ""
+            raise ConfigError(
+                f"{self.place(key)}: {value:g} is out of range"
+                f" ({zero}{MIN_RATE:g} to {MAX_RATE:g} requests/s)"
+            )
         return value
 
     def whole(self, key: str, default: int) -> int:

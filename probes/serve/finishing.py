@@ -2,10 +2,12 @@
 
 ``finish(run)`` closes one run off the loop: its shards are flushed and its manifest ended in
 the io pool (the rows are on disk first, whatever the reports' queue holds), then it is
-reported in the one-thread report pool and indexed. ``recover()`` at start closes the runs a
-crash left open (``interrupted``) and reports the runs closed but never reported; ``drain()``
-at stop waits for every close in full (bounded by ``SHUTDOWN_CLOSE_S``) and for the reports
-only ``SHUTDOWN_REPORT_S``: a run closed but not reported is reported at the next start.
+reported in the one-thread report pool and indexed; a close a full or broken disk refuses is
+retried with backoff (the target's recording health says so meanwhile). ``recover()`` at
+start closes the runs a crash left open (``interrupted``, ending at their last sample) and
+reports the runs closed but never reported (a summary without its ``report.html`` too);
+``drain()`` at stop waits for every close in full (bounded by ``SHUTDOWN_CLOSE_S``) and for
+the reports only ``SHUTDOWN_REPORT_S``: a run closed but unreported is reported at the next start.
 
 It takes anything ``Closable`` (a canary segment, a rollout run whose directory may still be
 being made), so it imports neither.
@@ -19,15 +21,22 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from probes.errors import ProbesError
-from probes.records import MANIFEST_FILE, ShardWriter, read_manifest, recover_journals
-from probes.run import Run, read_summary
-from probes.serve.index import RunIndex
+from probes.records import (
+    ShardWriter,
+    read_events,
+    read_manifest,
+    read_samples,
+    recover_journals,
+)
+from probes.run import REPORT_HTML_FILE, Run, read_summary
+from probes.serve.index import RunIndex, run_dirs
 from probes.serve.tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -69,17 +78,51 @@ class Closable(Protocol):
         ...
 
 
+class Recorder(Protocol):
+    """The recording health of the target a run belongs to (``TargetMonitor``)."""
+
+    def recording_failed(self, step: str, exc: BaseException) -> float:
+        """``step`` failed: counted, shown, notified once; seconds until the next try."""
+        ...
+
+    def recording_works(self, step: str) -> None:
+        """``step`` worked (the end of an outage is said once)."""
+        ...
+
+
+def _no_recorder(target: str) -> Recorder | None:
+    return None
+
+
+#: The step a refused close is shown as in the target's ``problems``.
+CLOSE_STEP = "closing a run"
+
+
 class RunFinisher:
-    """Close → report → index, for every run the service makes (see the module docstring)."""
+    """Close → report → index, for every run the service makes (see the module docstring).
+
+    ``recorders(target)`` finds the target a run belongs to (the service hands it its
+    monitors' lookup), so that a close the disk refuses is retried and shown as that
+    target's recording problem; ``stopping`` ends the retries (the next start recovers)."""
 
     def __init__(
-        self, runs_dir: Path, index: RunIndex, io: Executor, reports: Executor, tasks: Tasks
+        self,
+        runs_dir: Path,
+        index: RunIndex,
+        io: Executor,
+        reports: Executor,
+        tasks: Tasks,
+        *,
+        stopping: asyncio.Event | None = None,
+        recorders: Callable[[str], Recorder | None] = _no_recorder,
     ) -> None:
         self.runs_dir = runs_dir
         self.index = index
         self.io = io
         self.reports = reports
         self.tasks = tasks
+        self.stopping = stopping or asyncio.Event()
+        self.recorders = recorders
 
     def finish(
         self,
@@ -87,22 +130,37 @@ class RunFinisher:
         interrupted: str | None = None,
         *,
         figures: bool = True,
+        target: str | None = None,
         **fields: Any,
     ) -> None:
         """Close a run off the loop: flush its shards and end its manifest (``io`` pool: the
         rows are on disk first, whatever the reports' queue holds), then report it
-        (``reports`` pool) and index it.
+        (``reports`` pool) and index it. A close of ``target``'s run that the disk refuses
+        is retried with backoff until it works or the service stops.
 
         Canary segments are reported without figures (``probes report RUN_DIR`` draws
         them): hundreds of targets' hourly segments would otherwise keep a core drawing."""
         loop = asyncio.get_running_loop()
         ended = time.time()
+        recorder = self.recorders(target) if target is not None else None
 
         async def close() -> OpenRun:
             # a rollout run whose directory is still being made is closed once it exists
             done = await open_run.opened()
-            await loop.run_in_executor(self.io, _close_run, done, ended, interrupted, fields)
-            return done
+            close_it = functools.partial(_close_run, done, ended, interrupted, fields)
+            while True:  # a full disk: retried with backoff; on stop, the next start recovers
+                try:
+                    await loop.run_in_executor(self.io, close_it)
+                except Exception as exc:
+                    if recorder is None or self.stopping.is_set():
+                        raise
+                    delay = recorder.recording_failed(CLOSE_STEP, exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), delay)
+                    continue
+                if recorder is not None:
+                    recorder.recording_works(CLOSE_STEP)
+                return done
 
         closed = self.tasks.track(asyncio.ensure_future(close()), "closing")
 
@@ -139,7 +197,7 @@ class RunFinisher:
         """Blocking: runs a crash left open are closed ``interrupted``, reported, indexed;
         service runs closed but never reported are reported."""
         done = []
-        for path in sorted(p for p in self.runs_dir.iterdir() if (p / MANIFEST_FILE).is_file()):
+        for path in sorted(run_dirs(self.runs_dir).values()):  # no symlink out of runs_dir
             try:
                 manifest = read_manifest(path)
             except ProbesError:
@@ -151,8 +209,8 @@ class RunFinisher:
                 run = Run.open(path)
                 reason = "left open by a crash or kill; closed when the service restarted"
                 run.finish(ended_at=_last_activity(path, run.started_ts), interrupted=reason)
-            elif read_summary(path) is not None:
-                continue
+            elif read_summary(path) is not None and (path / REPORT_HTML_FILE).is_file():
+                continue  # closed and reported (a summary without its page: made again)
             _report(path, figures=manifest.get("kind") != "canary")
             self.index.put_run_dir(path)
             done.append(path.name)
@@ -188,9 +246,20 @@ def _report(path: Path, *, figures: bool = True) -> dict[str, Any] | None:
 
 
 def _last_activity(path: Path, started: float) -> float:
-    """The last time a run was written to: its newest shard or event line."""
-    times = [started]
-    for p in [path / "events.jsonl", *(path / "samples").glob("*.parquet")]:
-        with contextlib.suppress(OSError):
-            times.append(p.stat().st_mtime)
-    return max(times)
+    """When a run left open stopped: its last sample's answer (send time plus latency) or
+    its last event, from the data. File times are a fallback only: ``recover_journals`` has
+    just written the journals' shards, so their mtime is the restart (issue 21: a recovered
+    segment ended 31.8 s in instead of 20.1 s, its throughput understated 37 %)."""
+    times: list[float] = []
+    with contextlib.suppress(ProbesError, OSError, ValueError, KeyError):
+        frame = read_samples(path, ["ts", "latency_ms"])
+        if len(frame):
+            ends = frame["ts"] + frame["latency_ms"].fillna(0.0) / 1000.0
+            times.append(float(ends.max()))
+    with contextlib.suppress(ProbesError, OSError, ValueError):
+        times += [float(e["ts"]) for e in read_events(path) if isinstance(e.get("ts"), int | float)]
+    if not times:
+        for p in [path / "events.jsonl", *(path / "samples").glob("*.parquet")]:
+            with contextlib.suppress(OSError):
+                times.append(p.stat().st_mtime)
+    return max([started, *(t for t in times if math.isfinite(t))])

@@ -2,15 +2,19 @@
 adds to each item (``health``, ``problems``, ``verdict``, and a ``current_version`` over the
 last few seconds). Pure but for reading the view.
 
-``health``: ``failing`` when recording stopped (a problem the service reports) or more than
-``FAILING_ERROR_RATE`` of the window's requests failed (or none succeeded); ``degraded`` above
-``DEGRADED_ERROR_RATE`` or while the latest rollout's verdict is ``fail``; else ``ok``. A
+``health``: ``failing`` when recording stopped (the target's ``recording`` problems: a full
+or broken disk refusing its segments, flushes, closes or captures) or more than
+``FAILING_ERROR_RATE`` of the window's requests failed (or none succeeded); ``degraded`` with
+another problem the service notes (a probe or start error, samples lost), above
+``DEGRADED_ERROR_RATE``, or while the latest rollout's verdict is ``fail``; else ``ok``.
+``judge`` is the one rule: the service calls it for its own items (``target_status``), and a
 field the service sets itself (``health``, ``problems``, ``verdict``) is kept as it is.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from probes.serve.history import CURRENT_S
@@ -19,12 +23,18 @@ FAILING_ERROR_RATE = 0.10
 DEGRADED_ERROR_RATE = 0.01
 
 
-def judge(item: dict[str, Any]) -> tuple[str, list[str]]:
-    """``(health, problems)`` of a target item."""
-    problems = list(item.get("problems") or [])
+def judge(
+    item: dict[str, Any], recording: Sequence[str] = (), notes: Sequence[str] = ()
+) -> tuple[str, list[str]]:
+    """``(health, problems)`` of a target item; ``recording``: what stops its recording now
+    (failing), ``notes``: other problems (degraded)."""
+    problems = [*(item.get("problems") or []), *recording]
     rate, requests = item.get("error_rate"), item.get("requests") or 0
     window = item.get("window_s") or 60
     health = "failing" if problems else "ok"
+    if notes:
+        health = _worse(health, "degraded")
+        problems.extend(notes)
     if isinstance(rate, int | float) and requests:
         shown = f"{100 * rate:.3g} % of {requests} requests failed over the last {window:g} s"
         if rate >= 1.0 or rate > FAILING_ERROR_RATE:

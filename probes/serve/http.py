@@ -44,12 +44,12 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from probes.errors import ConfigError
-from probes.run import FIGURES_DIR, REPORT_HTML_FILE, read_summary
+from probes.run import FIGURES_DIR, REPORT_HTML_FILE
 from probes.serve import pages
 from probes.serve.door import BadBody, door_middleware, login_routes, read_json
 from probes.serve.health import target_items
 from probes.serve.history import History, parse_minutes
-from probes.serve.index import RUN_ID_RE, RunIndex
+from probes.serve.index import RUN_ID_RE, RunIndex, inside
 from probes.serve.metrics import Metrics
 from probes.serve.params import BadParam, run_filters, start_fields
 from probes.serve.verdict import pending_body
@@ -87,7 +87,8 @@ class ServiceView(Protocol):
         self, target: str, kind: str, duration_s: float | None, args: Mapping[str, Any]
     ) -> str: ...
     def flagger_target(self, namespace: str, name: str) -> str | None: ...
-    def open_capture(self, target: str, reason: str) -> str | None: ...
+    def open_capture(self, target: str, reason: str, checksum: str | None = None) -> str | None: ...
+    def flagger_verdict(self, target: str, checksum: str | None) -> dict[str, Any] | None: ...
 
 
 VIEW: web.AppKey[ServiceView] = web.AppKey("view", ServiceView)
@@ -216,19 +217,26 @@ def _run_dir(request: web.Request) -> Path | None:
 
 async def run_summary(request: web.Request) -> web.Response:
     run_dir = _run_dir(request)
-    summary = None if run_dir is None else await _off_loop(request, read_summary, run_dir)
+    runs_dir = _view(request).runs_dir
+    summary = None if run_dir is None else await _off_loop(request, _summary, runs_dir, run_dir)
     if summary is None:
         return _error(404, f"run {request.match_info['run_id']!r}: no summary.json (no such run, "
                       "or its report is not made yet)")  # fmt: skip
     return web.json_response(summary)
 
 
-def _existing_file(path: Path) -> bool:
-    return path.is_file()
+#: A run's summary.json, never through a symlink out of runs_dir.
+_summary = pages.run_summary
+
+
+def _existing_file(runs_dir: Path, path: Path) -> bool:
+    """A regular file within runs_dir: a symlink out of it is never served."""
+    return path.is_file() and inside(runs_dir, path)
 
 
 async def _file(request: web.Request, path: Path | None, what: str) -> web.StreamResponse:
-    if path is None or not await _off_loop(request, _existing_file, path):
+    runs_dir = _view(request).runs_dir
+    if path is None or not await _off_loop(request, _existing_file, runs_dir, path):
         return _error(404, f"run {request.match_info['run_id']!r}: no {what}")
     return web.FileResponse(path)
 
@@ -305,8 +313,10 @@ async def verdict(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def _flagger_payload(request: web.Request) -> tuple[str, str, str] | web.Response:
-    """(namespace, name, phase) of a Flagger webhook body, or the 400 answer."""
+async def _flagger_payload(
+    request: web.Request,
+) -> tuple[str, str, str, str | None] | web.Response:
+    """(namespace, name, phase, checksum) of a Flagger webhook body, or the 400 answer."""
     try:
         body = await read_json(request)
     except BadBody as exc:
@@ -316,8 +326,13 @@ async def _flagger_payload(request: web.Request) -> tuple[str, str, str] | web.R
     for key in ("name", "namespace"):
         if not isinstance(body.get(key), str) or not body[key]:
             return _text(400, f"{key}: required (a non-empty string)")
-    phase = body.get("phase")
-    return body["namespace"], body["name"], phase if isinstance(phase, str) else ""
+    phase, checksum = body.get("phase"), body.get("checksum")
+    return (
+        body["namespace"],
+        body["name"],
+        phase if isinstance(phase, str) else "",
+        checksum if isinstance(checksum, str) and checksum else None,
+    )
 
 
 async def flagger(request: web.Request) -> web.Response:
@@ -329,18 +344,22 @@ async def flagger(request: web.Request) -> web.Response:
         if hook == "event":  # fire-and-forget: Flagger never acts on an event's answer
             return web.json_response({"status": "ignored", "reason": payload.text})
         return payload
-    namespace, name, phase = payload
+    namespace, name, phase, checksum = payload
     view = _view(request)
     target_name = view.flagger_target(namespace, name)
     if hook == "event":
-        return _flagger_event(view, target_name, namespace, name, phase)
+        return _flagger_event(view, target_name, namespace, name, phase, checksum)
     if target_name is None:
         return _text(403, f"unknown canary {namespace}/{name}: no target lists it in flagger")
-    if view.target_status(target_name).get("state") != "capturing":
-        # Only the rollout under way is this canary's: a previous rollout's fail must not
-        # roll the next one back, nor its pass promote it.
+    # The capture tied to this revision's checksum (open or closed), else the open one: a
+    # previous rollout's fail never rolls the next one back, nor its pass promotes it.
+    try:
+        body = view.flagger_verdict(target_name, checksum)
+    except Exception as exc:  # judging failed: pending, never a 5xx (Flagger retries those)
+        log.exception("flagger verdict for %s failed", target_name)
+        body = pending_body(target_name, f"verdict unavailable: {type(exc).__name__}", time.time())
+    if body is None:
         return _text(403, f"{target_name}: pending: no rollout is being captured on it now")
-    body = _judge(view, target_name, None, None)
     result, reason = body.get("verdict"), body.get("reason") or ""
     line = f"{target_name}: {result}: {reason}"
     if hook == "gate":
@@ -349,7 +368,12 @@ async def flagger(request: web.Request) -> web.Response:
 
 
 def _flagger_event(
-    view: ServiceView, target_name: str | None, namespace: str, name: str, phase: str
+    view: ServiceView,
+    target_name: str | None,
+    namespace: str,
+    name: str,
+    phase: str,
+    checksum: str | None = None,
 ) -> web.Response:
     if target_name is None:
         return web.json_response(
@@ -358,7 +382,8 @@ def _flagger_event(
     if phase != "Progressing":
         return web.json_response({"status": "ok", "target": target_name, "phase": phase})
     try:
-        run_id = view.open_capture(target_name, f"flagger {namespace}/{name} Progressing")
+        reason = f"flagger {namespace}/{name} Progressing"
+        run_id = view.open_capture(target_name, reason, checksum)
     except Exception as exc:  # an event hook is fire-and-forget: never fail it
         log.exception("flagger event: opening a capture for %s failed", target_name)
         return web.json_response({"status": "error", "target": target_name, "reason": str(exc)})

@@ -2,9 +2,11 @@
 
 The run directories are the truth; the index is a cache of what their ``manifest.json`` and
 ``summary.json`` say, rebuilt from ``runs_dir`` whenever it is missing, unreadable, of another
-schema version, or does not list a run directory that exists. Raw samples never go into SQLite
-(they stay in the runs' Parquet shards): a service that stored every sample in SQLite grows it
-to gigabytes and blocks its own probes on it (Uptime Kuma v1).
+schema version, damaged (``PRAGMA quick_check`` at open and after any write the database
+refuses), or does not list a run directory that exists. A run directory that is a symlink,
+or resolves outside ``runs_dir``, is never indexed nor read (``inside``). Raw samples never
+go into SQLite (they stay in the runs' Parquet shards): a service that stored every sample
+in SQLite grows it to gigabytes and blocks its own probes on it (Uptime Kuma v1).
 
 Concurrency (Datasette's ``database.py`` model): the database is in WAL mode; ONE writer thread
 owns the only write connection and takes its work from a queue, so ``put`` never blocks the
@@ -230,6 +232,10 @@ def row_from_run_dir(run_dir: Path) -> RunRow | None:
         return None
     summary = read_summary(run_dir)
     fields = _summary_fields(summary)
+    capture = manifest.get("capture")
+    if isinstance(capture, dict):  # the service's own roles where the samples cannot tell
+        for key in ("from_version", "to_version"):
+            fields[key] = fields.get(key) or _text(capture.get(key))
     started = _number(manifest.get("started_ts"))
     if started is None:
         try:
@@ -279,13 +285,32 @@ def expired(rows: Iterable[RunRow], now: float, retention_days: float) -> list[s
     ]
 
 
-def _run_dirs(runs_dir: Path) -> dict[str, Path]:
-    """Every run directory directly under runs_dir (one holding a manifest.json)."""
+def inside(runs_dir: Path, path: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies within ``runs_dir`` (and is not it): the
+    service never follows a link out of its runs_dir."""
+    try:
+        root = Path(runs_dir).resolve()
+        real = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    return real != root and real.is_relative_to(root)
+
+
+def run_dirs(runs_dir: Path) -> dict[str, Path]:
+    """Every run directory directly under runs_dir (one holding a manifest.json); a symlink
+    is never one (it could point anywhere: another service's runs, ``/``)."""
     try:
         entries = list(runs_dir.iterdir())
     except OSError:
         return {}
-    return {p.name: p for p in entries if RUN_ID_RE.match(p.name) and (p / MANIFEST_FILE).is_file()}
+    return {
+        p.name: p
+        for p in entries
+        if RUN_ID_RE.match(p.name)
+        and not p.is_symlink()
+        and (p / MANIFEST_FILE).is_file()
+        and inside(runs_dir, p / MANIFEST_FILE)
+    }
 
 
 def _changed_since(run_dir: Path, since: float) -> bool:
@@ -314,7 +339,15 @@ class RunIndex:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        #: Set by a write the database refused: the writer checks the file, rebuilds it if so.
+        self._damaged = False
+        #: A batch was lost (its commit failed): re-read the run dirs once a commit works.
+        self._lost = False
         self.rebuilt = False
+        #: Times the file was found damaged and rebuilt while the service ran.
+        self.repairs = 0
+        #: Bumped on each rebuild: readers of an older generation reconnect.
+        self._generation = 0
         self._writer = self._open_writer()
         self._queue.put(self._reconcile)  # the first job: catch up with runs_dir
         self._thread = threading.Thread(target=self._write_loop, name="run-index", daemon=True)
@@ -333,6 +366,8 @@ class RunIndex:
         try:
             conn = self._connect()
             version = self._schema_version(conn)
+            if version is not None:
+                self._check(conn)
         except sqlite3.DatabaseError as exc:
             log.warning("run index %s unreadable (%s): rebuilding it", self.path, exc)
             with contextlib.suppress(NameError, sqlite3.Error):
@@ -371,6 +406,44 @@ class RunIndex:
         except ValueError:
             return -1
 
+    @staticmethod
+    def _check(conn: sqlite3.Connection) -> None:
+        """``PRAGMA quick_check``: a DatabaseError when the file is damaged (a valid header
+        over a broken body opens fine and fails only on the pages a query touches)."""
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            found = "; ".join(str(r[0]) for r in rows[:3])
+            raise sqlite3.DatabaseError(f"quick_check: {found}")
+
+    def _healthy(self, conn: sqlite3.Connection) -> bool:
+        try:
+            self._check(conn)
+        except sqlite3.Error as exc:
+            log.error(
+                "run index %s is damaged (%s): rebuilding it from the run dirs", self.path, exc
+            )
+            return False
+        return True
+
+    def _repair(self) -> sqlite3.Connection:
+        """On the writer thread: a fresh file, rebuilt from the run directories; readers
+        reconnect to it (their thread-local connections are of an older generation)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._writer.close()
+        self._remove_files()
+        self._writer = self._open_writer()
+        self.rebuilt = True
+        self.repairs += 1
+        with self._readers_lock:
+            for reader in self._readers:
+                with contextlib.suppress(sqlite3.Error):
+                    reader.close()
+            self._readers.clear()
+            self._generation += 1
+        self._reconcile(self._writer)
+        self._commit(self._writer)
+        return self._writer
+
     def _remove_files(self) -> None:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
@@ -379,6 +452,9 @@ class RunIndex:
     def _write_loop(self) -> None:
         conn = self._writer
         while True:
+            if self._damaged and not self._healthy(conn):
+                conn = self._repair()
+            self._damaged = False
             item = self._queue.get()
             batch = [item]
             while True:  # everything already queued goes into one transaction
@@ -395,35 +471,53 @@ class RunIndex:
                     job.set()
                 else:
                     self._run_job(conn, job)
-            self._commit(conn)
+            committed = self._commit(conn)
+            if self._damaged and not stop and not self._healthy(conn):
+                conn = self._repair()  # now, not at the next write: reads use it meanwhile
+                self._damaged = False
+            elif committed and self._lost and not stop:
+                # writes a full disk refused: the run dirs still have them; catch up once
+                self._run_job(conn, self._reconcile)
+                if self._commit(conn):
+                    self._lost = False
+                    log.info("run index: writes lost while the disk refused them caught up")
             if stop:
                 conn.close()
                 return
 
-    @staticmethod
-    def _commit(conn: sqlite3.Connection) -> None:
-        """Commit; a failure (disk full, I/O error) loses this batch, never the writer."""
+    def _commit(self, conn: sqlite3.Connection) -> bool:
+        """Commit; a failure (disk full, I/O error) loses this batch, never the writer: the
+        file is checked, and the run dirs re-read after the next commit that works
+        (``_write_loop``). Whether it committed."""
         try:
             conn.commit()
         except sqlite3.Error:
-            log.exception("run index: a commit failed; its writes are lost until a rebuild")
+            log.exception("run index: a commit failed; its writes are caught up when one works")
+            self._damaged = self._lost = True
             with contextlib.suppress(sqlite3.Error):
                 conn.rollback()
+            return False
+        return True
 
-    @staticmethod
-    def _run_job(conn: sqlite3.Connection, job: _Job) -> None:
+    def _run_job(self, conn: sqlite3.Connection, job: _Job) -> None:
         """One job in a savepoint: a failing write is undone alone, and logged; the others of
         its batch (one transaction) stay."""
         try:
             conn.execute("SAVEPOINT job")
             try:
                 job(conn)
-            except Exception:  # one bad row must not stop the index
+            except Exception as exc:  # one bad row must not stop the index
                 log.exception("run index: a write failed")
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                    exc, sqlite3.IntegrityError
+                ):
+                    # the file, not the row: checked after this batch, and caught up later
+                    self._damaged = self._lost = True
                 conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
         except sqlite3.Error:
             log.exception("run index: the database refused a write")
+            self._damaged = self._lost = True
 
     def _reconcile(self, conn: sqlite3.Connection) -> None:
         """Catch up with runs_dir: index every run dir the index lacks, holds as open, or whose
@@ -432,7 +526,7 @@ class RunIndex:
         started = time.time()
         found = conn.execute("SELECT value FROM meta WHERE key = 'reconciled_at'").fetchone()
         since = float(found[0]) if found else 0.0
-        dirs = _run_dirs(self.runs_dir)
+        dirs = run_dirs(self.runs_dir)
         known = dict(conn.execute("SELECT run_id, state FROM runs").fetchall())
         for run_id in set(known) - set(dirs):
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
@@ -525,12 +619,15 @@ class RunIndex:
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
+            conn = None  # the file was rebuilt: the old connection was closed with it
         if conn is None:
             if self._closed:
                 raise RuntimeError("the run index is closed")
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
@@ -572,12 +669,22 @@ class RunIndex:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_ts DESC, run_id DESC LIMIT ? OFFSET ?"
         args += [int(limit), int(offset)]
-        return [RunRow._from_db(r) for r in self._reader().execute(sql, args).fetchall()]
+        return [RunRow._from_db(r) for r in self._select(sql, args)]
 
     def get(self, run_id: str) -> RunRow | None:
-        found = self._reader().execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
-        row = found.fetchone()
-        return None if row is None else RunRow._from_db(row)
+        found = self._select(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return RunRow._from_db(found[0]) if found else None
+
+    def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """Rows of a read; a damaged file has the writer check and rebuild it (this read
+        still fails: the next one reads the rebuilt file)."""
+        try:
+            return self._reader().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError:
+            if not self._closed:
+                self._damaged = True
+                self._queue.put(lambda conn: None)  # wake the writer to check
+            raise
 
     def notifications(self, *, target: str | None = None, limit: int = 50) -> list[Notification]:
         """Recorded notifications, newest first."""
@@ -588,7 +695,7 @@ class RunIndex:
             args.append(target)
         sql += " ORDER BY ts DESC, id DESC LIMIT ?"
         args.append(int(limit))
-        return [Notification(*r) for r in self._reader().execute(sql, args).fetchall()]
+        return [Notification(*r) for r in self._select(sql, args)]
 
     # -- retention -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from probes.errors import ConfigError
 from probes.records import MANIFEST_FILE
-from probes.run import default_run_id, fresh_run_id
+from probes.run import default_run_id, fresh_run_id, iso
 from probes.serve.config import KINDS, TargetConfig
 from probes.serve.context import ServeContext
 from probes.serve.http import Conflict
@@ -176,6 +176,7 @@ class Jobs:
             ctx.notify(
                 "run_failed", job.target.name, result.run_id, run_kind=job.kind,
                 schedule=job.schedule, result=result.result, failure=result.failure,
+                trigger=job.trigger, at=iso(time.time()),
             )  # fmt: skip
         self.on_done(job, result)
         log.info("run %s ended: %s%s", result.run_id, result.result,

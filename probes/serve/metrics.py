@@ -65,6 +65,9 @@ EXPOSED = (
     "verdict_guardrail_bound",
     "scheduled_runs_total",
     "scheduled_runs_missed_total",
+    "recording_ok",
+    "recording_errors_total",
+    "recording_rows_dropped_total",
     "build_info",
 )
 #: Request duration buckets (seconds): model endpoints answer in milliseconds to a minute.
@@ -157,6 +160,8 @@ class Metrics:
             ["target", "metric", "bound"],
             registry=reg,
         )
+        #: The gauge's value per target, read back without a pass over its samples.
+        self._verdicts: dict[str, str] = {}
         self._scheduled = Counter(
             PREFIX + "scheduled_runs",
             "Scheduled runs started, by result.",
@@ -167,6 +172,25 @@ class Metrics:
             PREFIX + "scheduled_runs_missed",
             "Scheduled fire times that did not run (deadline passed, forbid, deferred).",
             ["schedule"],
+            registry=reg,
+        )
+        self._recording_ok = Gauge(
+            PREFIX + "recording_ok",
+            "1 while every run of the target is being written, 0 while its recording is"
+            " stopped (a full or broken disk; retried).",
+            ["target"],
+            registry=reg,
+        )
+        self._recording_errors = Counter(
+            PREFIX + "recording_errors",
+            "Failed attempts to write a target's runs (segment roll, flush, close, capture).",
+            ["target"],
+            registry=reg,
+        )
+        self._rows_dropped = Counter(
+            PREFIX + "recording_rows_dropped",
+            "Samples lost because the disk refused them and memory could hold no more.",
+            ["target"],
             registry=reg,
         )
         self._build = Gauge(
@@ -235,6 +259,7 @@ class Metrics:
             raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
         for v in VERDICTS:
             self._verdict.labels(target, v).set(1 if v == verdict else 0)
+        self._verdicts[target] = verdict
         if body is not None:
             self.guardrails(target, body.get("decision"), body.get("guardrails") or [])
 
@@ -261,12 +286,24 @@ class Metrics:
 
     def verdicts(self) -> dict[str, str]:
         """target -> its one-hot ``verdict`` gauge's value (targets never set are absent)."""
-        out = {}
-        for family in self._verdict.collect():
-            for sample in family.samples:
-                if sample.value == 1:
-                    out[sample.labels["target"]] = sample.labels["verdict"]
-        return out
+        return dict(self._verdicts)
+
+    def verdict_of(self, target: str) -> str | None:
+        """The target's ``verdict`` gauge's value (None: never set)."""
+        return self._verdicts.get(target)
+
+    def recording(self, target: str, ok: bool) -> None:
+        """Whether the target's recording works (1) or is stopped (0)."""
+        self._recording_ok.labels(target).set(1 if ok else 0)
+
+    def recording_error(self, target: str) -> None:
+        """One failed attempt to write the target's runs."""
+        self._recording_errors.labels(target).inc()
+
+    def rows_dropped(self, target: str, rows: int) -> None:
+        """``rows`` samples of the target lost (the disk refused them, memory was full)."""
+        if rows > 0:
+            self._rows_dropped.labels(target).inc(rows)
 
     def scheduled_run(self, schedule: str, result: str) -> None:
         self._scheduled.labels(schedule, result).inc()

@@ -55,6 +55,8 @@ EVENTS = (
     "run_failed",
     "run_missed",
     "regression",
+    "recording_failed",
+    "recording_recovered",
 )
 KEYS = ("name", "url_env", "events", "timeout_s", "max_attempts")
 NAME = re.compile(r"[a-z0-9-]+")
@@ -173,31 +175,84 @@ def _run(run_id: str | None) -> str:
     return f" (run {run_id})" if run_id else ""
 
 
+def _first(d: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` with a value (the service and older callers name them apart)."""
+    return next((d[k] for k in keys if d.get(k) not in (None, "")), None)
+
+
+def _move(d: Mapping[str, Any]) -> str:
+    """``v1 → v2``; never a ``?``: an unknown side is left out."""
+    old = _first(d, "from_version", "baseline")
+    new = _first(d, "to_version", "candidate")
+    if old and new:
+        return f"{old} → {new}"
+    if new:
+        return f"→ {new}"
+    return f"from {old}" if old else "version change"
+
+
+def _at(d: Mapping[str, Any]) -> str:
+    at = _first(d, "at", "opened_at", "closed_at")
+    return f" at {at}" if at else ""
+
+
+def _why(d: Mapping[str, Any], *keys: str) -> str:
+    why = _first(d, *keys)
+    return f" ({why})" if why else ""
+
+
+def _who(d: Mapping[str, Any], on: str) -> str:
+    """Who started a run: a schedule, the API, or the CLI; its kind."""
+    kind = d.get("run_kind") or "run"
+    schedule, trigger = d.get("schedule"), d.get("trigger")
+    if schedule:
+        return f"Scheduled {kind} run of {schedule}{on}"
+    if trigger == "api":
+        return f"API-started {kind} run{on}"
+    return f"{str(kind).capitalize()} run{on}" + (f" ({trigger})" if trigger else "")
+
+
 def message(kind: str, target: str | None, run_id: str | None, details: Mapping[str, Any]) -> str:
-    """The one-line ``text`` of a notification (Slack-compatible), from its details."""
+    """The one-line ``text`` of a notification (Slack-compatible), from its details: the
+    versions, the reason and the time where known; never a bare ``?``."""
     d = details
-    where = target or "?"
+    where = target or "the service"
+    on = f" on {target}" if target else ""
     if kind == "rollout_opened":
-        move = f"{d.get('from_version') or '?'} → {d.get('to_version') or '?'}"
-        return f"Rollout on {where}: {move} captured{_run(run_id)}"
+        return f"Rollout on {where}: {_move(d)} captured{_at(d)}{_why(d, 'reason')}{_run(run_id)}"
     if kind == "rollout_closed":
         verdict = d.get("verdict") or "no verdict"
         outcome = d.get("outcome") or "closed"
-        return f"Rollout on {where} {outcome}: verdict {verdict}{_run(run_id)}"
+        return (
+            f"Rollout on {where} {outcome}: {_move(d)}, verdict {verdict}{_at(d)}"
+            f"{_why(d, 'reason')}{_run(run_id)}"
+        )
     if kind == "verdict_fail":
         reason = d.get("reason") or "a check failed"
-        return f"FAIL verdict on {where}: {reason}{_run(run_id)}"
-    on = f" on {target}" if target else ""
+        return f"FAIL verdict on {where}: {_move(d)}: {reason}{_at(d)}{_run(run_id)}"
     if kind == "run_failed":
-        schedule = d.get("schedule") or "a schedule"
-        return f"Scheduled run of {schedule}{on} failed: {d.get('reason') or '?'}{_run(run_id)}"
+        reason = _first(d, "reason", "failure", "result") or "no reason given"
+        return f"{_who(d, on)} failed: {reason}{_at(d)}{_run(run_id)}"
     if kind == "run_missed":
-        at = d.get("scheduled_at") or "?"
-        return f"Schedule {d.get('schedule') or '?'}{on} missed its run due at {at}"
+        at = _first(d, "scheduled_at", "fire_at")
+        due = f" due at {at}" if at else ""
+        return (
+            f"Schedule {d.get('schedule') or 'unnamed'}{on} missed its run{due}{_why(d, 'reason')}"
+        )
     if kind == "regression":
         change = d.get("change")
         pct = f" {100 * change:+.1f}%" if isinstance(change, int | float) else ""
         return f"Regression on {where}: {d.get('series') or 'a series'}{pct} from run {run_id}"
+    if kind == "recording_failed":
+        step = d.get("step") or "writing its runs"
+        return (
+            f"Recording on {where} stopped{_at(d)}: {step} failed"
+            f"{_why(d, 'reason')}; retrying, rows held in memory"
+        )
+    if kind == "recording_recovered":
+        dropped = d.get("rows_dropped")
+        lost = f"; {dropped} rows lost" if dropped else ""
+        return f"Recording on {where} works again{_at(d)}{lost}"
     raise ValueError(f"unknown notification kind {kind!r}")
 
 

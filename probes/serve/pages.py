@@ -14,6 +14,7 @@ from probes.run import read_summary
 from probes.serve import ui
 from probes.serve.door import SESSION
 from probes.serve.health import target_item, target_items
+from probes.serve.index import inside
 from probes.serve.params import BadParam, run_filters
 
 #: Rows the Rollouts page lists (newest first).
@@ -56,6 +57,18 @@ def run_file(run_dir: Path, name: str) -> Path | None:
     except (OSError, RuntimeError):
         return None
     return path if root in path.parents and path.is_file() else None
+
+
+def run_summary(runs_dir: Path, run_dir: Path) -> dict[str, Any] | None:
+    """A run's summary.json, unless its directory is a link out of runs_dir (the service
+    never follows one: it could point at another service's runs, or ``/``)."""
+    return read_summary(run_dir) if inside(runs_dir, run_dir / "summary.json") else None
+
+
+def _run_file(runs_dir: Path, run_dir: Path, name: str) -> Path | None:
+    """``run_file``, never through a symlink out of runs_dir (the run directory itself)."""
+    path = run_file(run_dir, name)
+    return path if path is not None and inside(runs_dir, path) else None
 
 
 def _rollouts(view: Any) -> list[dict[str, Any]]:
@@ -123,7 +136,10 @@ def routes(
 
     async def run(request: web.Request) -> web.Response:
         run_dir = run_dir_of(request)
-        summary = None if run_dir is None else await off_loop(request, read_summary, run_dir)
+        runs_dir = view_of(request).runs_dir
+        summary = (
+            None if run_dir is None else await off_loop(request, run_summary, runs_dir, run_dir)
+        )
         if run_dir is None or summary is None:
             raise web.HTTPNotFound(text=f"run: no report for {request.match_info['run_id']!r}")
         row = await off_loop(request, view_of(request).index.get, run_dir.name)
@@ -135,7 +151,10 @@ def routes(
 
     async def file(request: web.Request) -> web.StreamResponse:
         run_dir, name = run_dir_of(request), request.match_info["path"]
-        path = None if run_dir is None else await off_loop(request, run_file, run_dir, name)
+        runs_dir = view_of(request).runs_dir
+        path = (
+            None if run_dir is None else await off_loop(request, _run_file, runs_dir, run_dir, name)
+        )
         if path is None:
             raise web.HTTPNotFound(text=f"run: no file {name!r}")
         return web.FileResponse(path)

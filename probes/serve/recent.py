@@ -19,6 +19,7 @@ import numpy as np
 
 from probes.errors import ProbesError
 from probes.records import Sample, read_samples
+from probes.serve.capture import judged_roles
 from probes.serve.verdict import no_rollout_body, verdict_body
 
 #: Closed rollouts per target whose samples stay in memory for the verdict endpoint.
@@ -123,26 +124,34 @@ class RecentRollouts:
             keep |= rollout.labels()
         return sorted(keep)
 
+    def knows(self, open_run: OpenSamples | None, run_id: str) -> bool:
+        """Whether ``run_id`` is the open rollout or one of the recent ones."""
+        if open_run is not None and open_run.run_id == run_id:
+            return True
+        return any(r.run_id == run_id for r in self.closed)
+
     def verdict(
         self,
         open_run: OpenSamples | None,
         candidate: str | None,
         baseline: str | None,
+        run_id: str | None = None,
         switched_ts: float | None = None,
     ) -> dict[str, Any]:
         """The verdict body of the open capture, else of the latest rollout that has the
-        asked-for versions (``candidate``/``baseline`` None: any); ``switched_ts``: when the
-        platform reported the open capture's switch (the no-evidence rule)."""
+        asked-for versions (``candidate``/``baseline`` None: any); ``run_id``: that one;
+        ``switched_ts``: when the platform reported the open capture's switch (the
+        no-evidence rule)."""
         now = time.time()
-        source = self._source(open_run, candidate, baseline)
+        source = self._source(open_run, candidate, baseline, run_id)
         if source is None:
             return dict(no_rollout_body(self.target, now))
-        run_id, base, cand, _, arrays, (times, started, ttft) = source
+        judged, base, cand, _, arrays, (times, started, ttft) = source
         versions, latency, ok = arrays()
-        is_open = open_run is not None and run_id == open_run.run_id
+        is_open = open_run is not None and judged == open_run.run_id
         return verdict_body(
             target=self.target,
-            run_id=run_id,
+            run_id=judged,
             baseline=base,
             candidate=cand,
             versions=versions,
@@ -157,23 +166,31 @@ class RecentRollouts:
         )
 
     def _source(
-        self, open_run: OpenSamples | None, candidate: str | None, baseline: str | None
+        self,
+        open_run: OpenSamples | None,
+        candidate: str | None,
+        baseline: str | None,
+        run_id: str | None = None,
     ) -> tuple[str, str | None, str | None, int, Callable[[], Any], Any] | None:
-        """(run id, baseline, candidate, samples, arrays(), (times(), started_ts)) of the
-        rollout to judge, or None."""
+        """(run id, baseline, candidate, samples, arrays(), (times(), started_ts, ttft()))
+        of the rollout to judge, or None.
+
+        Asked for a candidate, a rollout whose roles would judge it against itself (a
+        rollback v2 -> v1 asked for v2) is passed over (``capture.judged_roles``)."""
         asked = [v for v in (candidate, baseline) if v is not None]
-        if open_run is not None:
+        if open_run is not None and run_id in (None, open_run.run_id):
             buffer = open_run.samples
-            if all(v in buffer.seen for v in asked):
-                base, cand = open_run.roles()
-                return (open_run.run_id, baseline or base, candidate or cand, len(buffer),
-                        buffer.arrays, (lambda: np.asarray(buffer.ts, dtype=float),
-                                        open_run.started_ts,
-                                        lambda: np.asarray(buffer.ttft, dtype=float)))  # fmt: skip
+            roles = judged_roles(candidate, baseline, *open_run.roles())
+            if roles is not None and all(v in buffer.seen for v in asked):
+                return (open_run.run_id, *roles, len(buffer), buffer.arrays,
+                        (lambda: np.asarray(buffer.ts, dtype=float), open_run.started_ts,
+                         lambda: np.asarray(buffer.ttft, dtype=float)))  # fmt: skip
         for r in self.closed:
-            if all(v in r.seen for v in asked):
-                return (r.run_id, baseline or r.baseline, candidate or r.candidate, len(r.ok),
-                        lambda r=r: (r.versions, r.latency, r.ok),
+            if run_id is not None and r.run_id != run_id:
+                continue
+            roles = judged_roles(candidate, baseline, r.baseline, r.candidate)
+            if roles is not None and all(v in r.seen for v in asked):
+                return (r.run_id, *roles, len(r.ok), lambda r=r: (r.versions, r.latency, r.ok),
                         (lambda r=r: r.ts, r.started_ts, lambda r=r: r.ttft))  # fmt: skip
         return None
 

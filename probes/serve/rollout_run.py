@@ -17,6 +17,7 @@ from typing import Any
 
 from probes.records import EventLog, Sample, ShardWriter, make_event
 from probes.run import Run
+from probes.serve import healing
 from probes.serve.capture import CaptureState
 from probes.serve.finishing import OpenRun
 from probes.serve.recent import SampleBuffer
@@ -63,14 +64,23 @@ class RolloutRun:
     baseline: str | None = None
     candidate: str | None = None
     outcome: str | None = None
+    #: Rows refused while its directory could not be made (memory bound reached).
+    dropped: int = 0
     _rows: list[Sample] = field(default_factory=list)
 
     def add(self, sample: Sample) -> None:
         if self.writer is not None:
             self.writer.add(sample)
-        else:
+        elif len(self._rows) < healing.MAX_HELD_ROWS:  # its directory is not there yet
             self._rows.append(sample)
+        else:
+            self.dropped += 1
         self.samples.add(sample)
+
+    @property
+    def waiting(self) -> int:
+        """Rows held in memory until its directory exists."""
+        return len(self._rows)
 
     def attach(self, run: Run, writer: ShardWriter) -> None:
         """On the loop: the run exists; what waited goes into it, in order."""

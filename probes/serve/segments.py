@@ -4,7 +4,8 @@ Each target's rows are cut into runs of ``segment_s``; segment ends are spread o
 period by the target's name (``segment_end``) so that hundreds of targets do not report at the
 same instant. ``create_segment`` claims a segment's directory and writes its manifest off the
 loop; ``flush_loop`` writes every segment's queued rows to disk, one slice of the targets a
-second. ``manifest_settings`` is the ``settings`` block of every probe run the service makes.
+second (a failed flush is retried on its backoff, and tells the target's recording health).
+``manifest_settings`` is the ``settings`` block of every probe run the service makes.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import zlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from probes.canary import DEFAULT_MAX_IN_FLIGHT, ProbeSettings
 from probes.records import ShardWriter
 from probes.run import Run, default_run_id, fresh_run_id
+from probes.serve import healing
 from probes.serve.config import TargetConfig
 from probes.serve.context import ServeContext
 from probes.serve.finishing import OpenRun
@@ -103,16 +106,38 @@ def create_segment(
     )
     run.update(target_name=cfg.name)
     end = segment_end(now, ctx.serve.segment_s, cfg.name)
-    writer = run.shard_writer("probe", background=False)  # flushed by flush_loop
+    # flushed by flush_loop; bounded while flushes fail (a full disk)
+    writer = run.shard_writer("probe", background=False, max_pending=healing.MAX_HELD_ROWS)
     return OpenRun(run=run, writer=writer, ends_ts=end)
 
 
-async def flush_loop(ctx: ServeContext, segments: Callable[[], Sequence[OpenRun | None]]) -> None:
+class Recording(Protocol):
+    """A target whose canary segment ``flush_loop`` writes (``TargetMonitor``)."""
+
+    @property
+    def segment(self) -> OpenRun | None:
+        """The segment taking its rows now, if any."""
+        ...
+
+    def flush_due(self, now: float) -> bool:
+        """Whether a failed flush of its segment is to be tried again now (its backoff)."""
+        ...
+
+    def flushed(self, writer: ShardWriter) -> None:
+        """``writer`` (its segment's) was just flushed: a failure is a recording problem
+        until a flush works again."""
+        ...
+
+
+async def flush_loop(ctx: ServeContext, targets: Callable[[], Sequence[Recording]]) -> None:
     """Write the canary segments' queued rows to disk, off the loop: every target once per
     ``CANARY_FLUSH_S``, a slice of them each second, so the writes (which hold the GIL
     while building tables) never come as one burst that delays the probes. The others'
     new rows are appended to their shards' journals each second (``ShardWriter.journal``):
-    a crash loses at most the last second, and the next start makes them shards."""
+    a crash loses at most the last second, and the next start makes them shards.
+
+    A failed flush is retried on its backoff (1, 2, 4, 8 s), not at its slot: the rows are
+    on disk within seconds of the disk coming back; the target hears of every outcome."""
     loop = asyncio.get_running_loop()
     slot = 0
     slots = max(1, int(CANARY_FLUSH_S / FLUSH_TICK_S))
@@ -120,12 +145,22 @@ async def flush_loop(ctx: ServeContext, segments: Callable[[], Sequence[OpenRun 
         await asyncio.sleep(FLUSH_TICK_S)
         flush: list[ShardWriter] = []
         journal: list[ShardWriter] = []
-        for k, segment in enumerate(segments()):
-            if segment is not None:
-                (flush if k % slots == slot else journal).append(segment.writer)
+        flushed: list[tuple[Recording, ShardWriter]] = []
+        now = time.time()
+        for k, target in enumerate(targets()):
+            segment = target.segment
+            if segment is None:
+                continue
+            if k % slots == slot or target.flush_due(now):
+                flush.append(segment.writer)
+                flushed.append((target, segment.writer))
+            else:
+                journal.append(segment.writer)
         slot = (slot + 1) % slots
         if flush or journal:
             await loop.run_in_executor(ctx.io, flush_all, flush, journal)
+        for target, writer in flushed:
+            target.flushed(writer)
 
 
 def flush_all(writers: list[ShardWriter], journal: Sequence[ShardWriter] = ()) -> None:

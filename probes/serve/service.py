@@ -19,10 +19,13 @@ part                      what
 ``tasks.Tasks``           every background task, by group
 ========================= ===================================================================
 
-Lifecycle: ``start`` marks runs a crash left open as ``interrupted`` (and reports runs that
-were closed but never reported), resolves api targets and starts every canary; ``stop``
+Lifecycle: ``start`` takes the runs_dir's lock (one service per runs_dir), marks runs a crash
+left open as ``interrupted`` (and reports runs that were closed but never reported), hands
+each target the version that served when the service last stopped (``served``: a change
+while it was down is a capture), resolves api targets and starts every canary; ``stop``
 stops scheduling, stops runs (and with them Locust children), closes every open run (flush,
-report, index) and waits a bounded time for the reports (its docstring lists the steps).
+report, index), waits a bounded time for the reports (its docstring lists the steps) and
+frees the lock.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -40,19 +44,24 @@ from typing import Any
 from aiohttp import web
 
 from probes.errors import ConfigError
+from probes.serve import capture as cap
+from probes.serve import health
 from probes.serve.config import ServeConfig
 from probes.serve.context import ServeContext
-from probes.serve.finishing import OpenRun, RunFinisher, warm_up
+from probes.serve.finishing import RunFinisher, warm_up
+from probes.serve.flagger import CanaryTies
 from probes.serve.history import History
 from probes.serve.http import Conflict, make_app
 from probes.serve.index import RunIndex
 from probes.serve.jobs import Jobs
+from probes.serve.lock import RunsDirLock
 from probes.serve.metrics import Metrics
 from probes.serve.notify import Notifier
 from probes.serve.recent import load_rollout
 from probes.serve.runner import RecordingRunner, Runner
 from probes.serve.scheduler import Scheduler
 from probes.serve.segments import flush_loop
+from probes.serve.served import ServedVersions
 from probes.serve.target import TargetMonitor
 from probes.serve.tasks import Tasks
 from probes.serve.trends import Trends
@@ -109,6 +118,12 @@ class Service:
         self.recovered: list[str] = []
         #: Without ``[[notify]]`` tables it has no webhook and does nothing.
         self.notifier = Notifier(config.notify, config.notify_urls, self._record_notification)
+        #: One service per runs_dir: taken in ``start``, freed at the end of ``stop``.
+        self.runs_dir_lock = RunsDirLock(self.runs_dir)
+        #: Each target's settled serving version, kept across restarts.
+        self.served = ServedVersions(self.runs_dir)
+        #: Flagger canary checksums -> the capture of that revision.
+        self.canary_ties = CanaryTies()
         #: The parts, built by ``start`` once the index is open.
         self.ctx: ServeContext | None = None
         self.finisher: RunFinisher
@@ -124,8 +139,9 @@ class Service:
     def _build(self) -> ServeContext:
         """The context and the parts (once the index is open)."""
         self.finisher = RunFinisher(
-            self.runs_dir, self.index, self.io_pool, self.report_pool, self.tasks
-        )
+            self.runs_dir, self.index, self.io_pool, self.report_pool, self.tasks,
+            stopping=self._stopping, recorders=self.workers.get,
+        )  # fmt: skip
         ctx = ServeContext(
             serve=self.config.serve,
             io=self.io_pool,
@@ -156,15 +172,24 @@ class Service:
     # -- ServiceView ----------------------------------------------------------------------
 
     def ready(self) -> bool:
-        return self._ready and not self.stopping
+        """Started, not stopping, and no target's recording stopped."""
+        return self._ready and not self.stopping and all(w.health.ok for w in self.workers.values())
 
     def target_names(self) -> list[str]:
         return [t.name for t in self.config.targets]
 
     def target_status(self, name: str) -> dict[str, Any]:
-        status = self.workers[name].status()
+        """The target's item with ``verdict`` (the latest rollout's, as the verdict gauge
+        has it), ``health`` and ``problems`` (``health.judge``: its recording, its window's
+        errors, that verdict)."""
+        worker = self.workers[name]
+        status = worker.status()
         if status["state"] == "idle" and self.running_on(name):
             status["state"] = "running"
+        status["verdict"] = self.metrics.verdict_of(name)
+        status["health"], status["problems"] = health.judge(
+            status, recording=worker.recording_problems(), notes=worker.notes()
+        )
         return status
 
     def verdict(self, target: str, candidate: str | None, baseline: str | None) -> dict[str, Any]:
@@ -177,11 +202,29 @@ class Service:
         ref = f"{namespace}/{name}"
         return next((t.name for t in self.config.targets if ref in t.flagger), None)
 
-    def open_capture(self, target: str, reason: str) -> str | None:
+    def open_capture(self, target: str, reason: str, checksum: str | None = None) -> str | None:
+        """Open a capture on ``target`` unless one is open; with a Flagger ``checksum``, tie
+        it to the capture (one already tied to that revision is kept, open or closed)."""
         if self.stopping:  # a run opened now would never be closed
             return None
         worker = self.workers.get(target)
-        return worker.request_capture(reason) if worker is not None else None
+        if worker is None:
+            return None
+        tied = self.canary_ties.run_id(target, checksum)
+        if tied is not None and worker.knows_rollout(tied):
+            return tied
+        run_id = worker.request_capture(reason)
+        if checksum and run_id is not None:
+            self.canary_ties.tie(target, checksum, run_id)
+        return run_id
+
+    def flagger_verdict(self, target: str, checksum: str | None) -> dict[str, Any] | None:
+        """The verdict body a Flagger gate judges: the capture tied to ``checksum``, else
+        the open capture; None when there is nothing to judge."""
+        worker = self.workers.get(target)
+        if worker is None:
+            return None
+        return worker.verdict_of(self.canary_ties.run_id(target, checksum))
 
     def start_run(
         self, target: str, kind: str, duration_s: float | None, args: Mapping[str, Any]
@@ -221,15 +264,20 @@ class Service:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"serve.runs_dir: cannot create {self.runs_dir}: {exc}") from exc
+        self.runs_dir_lock.acquire()  # before recovering: another service's runs are live
         if self._given_index is None:
             self.index = await loop.run_in_executor(self.io_pool, self._open_index)
         self.ctx = self._build()
         self.recovered = await loop.run_in_executor(self.io_pool, self.finisher.recover)
         loop.run_in_executor(self.report_pool, warm_up)
+        served = await loop.run_in_executor(self.io_pool, self.served.load)
+        for worker in self.workers.values():
+            # a version other than the one serving at the last stop answering: a capture
+            worker.state = cap.restore(worker.state, served.get(worker.name))
         for coro, name in (
             (self._start_targets(), "start-targets"),
             (self._ticker(), "ticker"),
-            (flush_loop(self.ctx, self._segments), "flusher"),
+            (flush_loop(self.ctx, self._monitors), "flusher"),
             (self.scheduler.run(), "scheduler"),
             (self._retention(), "retention"),
             (self._load_recent(), "load-rollouts"),
@@ -237,7 +285,13 @@ class Service:
             self.tasks.spawn(coro, name)
 
     def _open_index(self) -> RunIndex:
-        return RunIndex(self.config.serve.index, self.runs_dir)
+        """The run index; an unusable path (unwritable, under a file) is ``serve.index``."""
+        path = self.config.serve.index
+        try:
+            return RunIndex(path, self.runs_dir)
+        except (OSError, sqlite3.Error) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"serve.index: cannot use {str(path)!r}: {why}") from exc
 
     async def _start_targets(self) -> None:
         n = len(self.workers)
@@ -302,7 +356,8 @@ class Service:
         6. the jobs' results are awaited (``SHUTDOWN_JOBS_S``);
         7. every close (rows on disk, manifest ended) is awaited, then the reports a while;
         8. the HTTP side stops; reports not made are left for the next start;
-        9. the notifier gets a bounded last chance, the index is flushed and closed."""
+        9. the notifier gets a bounded last chance, the index is flushed and closed;
+        10. the runs_dir's lock is freed."""
         if self.stopping:
             return
         self._stopping.set()
@@ -332,6 +387,7 @@ class Service:
         if self.index is not None:  # None only when start failed before opening it
             await loop.run_in_executor(self.io_pool, self._close_index)
         self.io_pool.shutdown(wait=False)
+        self.runs_dir_lock.release()
 
     def _close_notifier(self) -> None:
         self.notifier.flush(SHUTDOWN_NOTIFY_S)
@@ -375,8 +431,8 @@ class Service:
                     judged = worker.verdict(None, None)
                     self.metrics.verdict(worker.name, judged["verdict"], judged)
 
-    def _segments(self) -> list[OpenRun | None]:
-        return [monitor.segment for monitor in self.workers.values()]
+    def _monitors(self) -> list[TargetMonitor]:
+        return list(self.workers.values())
 
     async def _ticker(self) -> None:
         while not self.stopping:
@@ -384,7 +440,16 @@ class Service:
             for worker in self.workers.values():
                 if worker.started:
                     worker.tick(now)
+            await self._save_served()
             await asyncio.sleep(TICK_S - (time.time() % TICK_S) + 0.001)
+
+    async def _save_served(self) -> None:
+        """Each target's settled version to disk when one changed (off the loop)."""
+        current = {name: w.state.settled for name, w in self.workers.items()}
+        changed = self.served.changed(current)
+        if changed is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.io_pool, self.served.save, changed)
 
     async def _retention(self) -> None:
         loop = asyncio.get_running_loop()

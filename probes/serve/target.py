@@ -10,7 +10,10 @@
   no gap), the platform's current state and every later event written to its events. On
   close: handed to ``ctx.finish`` with the rollout block (report, index);
 - a **live window** of the last 60 s for ``status`` and the ``/metrics`` shares, and the
-  recent rollouts for the verdict endpoint (``recent.RecentRollouts``).
+  recent rollouts for the verdict endpoint (``recent.RecentRollouts``);
+- its **recording health** (``healing.RecordingHealth``): a segment roll, flush, close or
+  capture directory a full disk refuses is retried with backoff while the rows wait in
+  memory (bounded, the rest counted), shown in ``problems``/``/readyz``/metrics, notified once.
 
 Rows seen during a capture go to both the canary segment and the capture: the canary record
 stays continuous, and the rollout run is complete on its own.
@@ -33,6 +36,7 @@ from probes.canary import run_probe
 from probes.records import Sample, ShardWriter
 from probes.run import Run, default_run_id, fresh_run_id, iso
 from probes.serve import capture as cap
+from probes.serve import healing
 from probes.serve.config import TargetConfig
 from probes.serve.context import ServeContext
 from probes.serve.finishing import OpenRun
@@ -56,6 +60,10 @@ PREROLL_S = 600.0
 PREROLL_ROWS = 3000
 #: Seconds between updates of an open capture's verdict metric.
 VERDICT_METRIC_S = 5
+#: The recording steps a full or broken disk can refuse (the target's ``problems`` name them).
+SEGMENT_STEP = "canary segment"
+CAPTURE_STEP = "rollout capture"
+FLUSH_STEP = "flushing samples"
 
 
 class TargetMonitor:
@@ -94,6 +102,10 @@ class TargetMonitor:
         self._probe_stop: asyncio.Event | None = None
         self._probes: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        #: What its recording fails at now, and the rows held while no segment takes them.
+        self.health = healing.RecordingHealth()
+        self.held: healing.HeldRows[Sample] = healing.HeldRows()
+        self._dropped_told = 0
 
     # -- start / stop ------------------------------------------------------------------
 
@@ -108,10 +120,14 @@ class TargetMonitor:
             if self.ctx.stopping.is_set():
                 return
             self.spec = spec
-        first = await asyncio.get_running_loop().run_in_executor(
-            self.ctx.io, self._create_segment, time.time()
-        )
-        self._adopt_segment(first)
+        try:
+            first = await asyncio.get_running_loop().run_in_executor(
+                self.ctx.io, self._create_segment, time.time()
+            )
+        except Exception as exc:  # a full disk at start: probe anyway, retry the segment
+            self.recording_failed(SEGMENT_STEP, exc)
+        else:
+            self._adopt_segment(first)
         delay = phase / self.cfg.canary_rate if self.cfg.canary_rate > 0 else 0.0
         self._loop_task = asyncio.create_task(self._probe_loop(delay), name=f"canary-{self.name}")
         self.started = True
@@ -185,6 +201,8 @@ class TargetMonitor:
             preroll.popleft()
         if self.segment is not None:
             self.segment.writer.add(sample)
+        elif self.cfg.canary_rate > 0:  # no segment could be made yet: held, bounded
+            self.held.add(sample)
         if self.capture is not None:
             self.capture.add(sample)
         self.ctx.history.add(self.name, sample.ts, sample.version, ok, sample.latency_ms)
@@ -231,6 +249,8 @@ class TargetMonitor:
             return
         now = time.time()
         before = list(self.preroll)
+        if not self.cfg.is_api:  # a rollback's run starts with its baseline alone (issue 21)
+            before = before[cap.preroll_start([r.version for r in before], self.state.baseline) :]
         start = min([now, ts, *(row.ts for row in before[:1])])
         rid = fresh_run_id(ctx.runs_dir, f"{self.name}-rollout-{default_run_id(now)}")
         loop = asyncio.get_running_loop()
@@ -262,7 +282,10 @@ class TargetMonitor:
             self._attach_capture(capture, make), f"open-{rid}", "opening", log_crash=False
         )
         log.info("target %s: capture %s opened: %s", self.name, rid, reason)
-        ctx.notify("rollout_opened", self.name, rid, reason=reason)
+        ctx.notify(
+            "rollout_opened", self.name, rid, reason=reason, from_version=capture.baseline,
+            to_version=capture.candidate, at=iso(now),
+        )  # fmt: skip
         ctx.metrics.rollout(self.name, True)
         ctx.metrics.verdict(self.name, "pending")
         ctx.metrics.keep_versions(self.name, self.recent.kept_versions(self.capture))
@@ -271,17 +294,29 @@ class TargetMonitor:
     async def _attach_capture(
         self, capture: RolloutRun, make: Callable[[], tuple[Run, ShardWriter]]
     ) -> None:
-        try:
-            run, writer = await asyncio.get_running_loop().run_in_executor(self.ctx.io, make)
-        except Exception as exc:  # a full or broken disk: this target's capture is lost
-            log.error("target %s: could not open capture %s: %s", self.name, capture.run_id, exc)
-            self.last_error = f"rollout capture: {exc}"
-            capture.fail(exc)
-            if self.capture is capture:
-                self.capture = None
-                self._rate_changed.set()
-                self.ctx.metrics.rollout(self.name, False)
-            return
+        """Make the capture's run directory; a full or broken disk is retried with backoff
+        (its rows wait in memory, bounded) until it works or the service stops."""
+        loop = asyncio.get_running_loop()
+        stopping = self.ctx.stopping
+        while True:
+            try:
+                run, writer = await loop.run_in_executor(self.ctx.io, make)
+                break
+            except Exception as exc:
+                log.error("target %s: could not open capture %s: %s", self.name,
+                          capture.run_id, exc)  # fmt: skip
+                delay = self.recording_failed(CAPTURE_STEP, exc)
+                if stopping.is_set():  # left for nobody: the capture is lost, and said so
+                    self.health.dropped += capture.waiting
+                    capture.fail(exc)
+                    if self.capture is capture:
+                        self.capture = None
+                        self._rate_changed.set()
+                        self.ctx.metrics.rollout(self.name, False)
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+        self.recording_works(CAPTURE_STEP)
         capture.attach(run, writer)
         self.ctx.index.put_run_dir(run.path)
 
@@ -299,8 +334,13 @@ class TargetMonitor:
             capture.events.write("marker", "watch stopped", ts=now, detail=stopped)
         capture.events.write("marker", "capture closed", ts=now, detail={"reason": reason})
         fields: dict[str, Any] = {
-            "capture": {"reason": capture.reason, "closed": reason, "outcome": outcome}
-        }
+            "capture": {
+                "reason": capture.reason, "closed": reason, "outcome": outcome,
+                # the policy's roles: a change made while the service was down has no
+                # baseline sample, so the report alone could not name it (issue 21)
+                "from_version": baseline, "to_version": candidate,
+            }
+        }  # fmt: skip
         if self.watch.platform is not None:
             fields["platform"] = self.watch.manifest_block(capture.replacement_id, outcome)
         versions, latency, ok = capture.samples.arrays()
@@ -320,12 +360,12 @@ class TargetMonitor:
         ctx.metrics.keep_versions(self.name, self.recent.kept_versions(self.capture))
         details = {
             "outcome": outcome, "verdict": judged["verdict"], "reason": judged.get("reason"),
-            "baseline": baseline, "candidate": candidate,
+            "baseline": baseline, "candidate": candidate, "at": iso(now),
         }  # fmt: skip
         ctx.notify("rollout_closed", self.name, capture.run_id, **details)
         if judged["verdict"] == "fail" and capture.run_id not in self._fail_told:
             ctx.notify("verdict_fail", self.name, capture.run_id, **details)
-        ctx.finish(capture, interrupted=interrupted, **fields)
+        ctx.finish(capture, interrupted=interrupted, target=self.name, **fields)
 
     def _tell_fail(self, run_id: str, judged: dict[str, Any]) -> None:
         """``verdict_fail`` the first time an open capture's verdict fails (the decision can
@@ -359,6 +399,9 @@ class TargetMonitor:
             ctx.finish(segment, figures=False)
             return
         self.segment = segment
+        held = self.held.take()
+        if held:  # rows of a time no segment could be made (a full disk): in order, first
+            segment.writer.add_many(sorted(held, key=lambda row: row.ts))
         ctx.index.put_run_dir(segment.run.path)
 
     async def _roll_segment(self, now: float) -> None:
@@ -369,19 +412,26 @@ class TargetMonitor:
             fresh = await loop.run_in_executor(self.ctx.io, self._create_segment, now)
         except Exception as exc:  # a full or broken disk: this target's problem alone
             log.error("target %s: could not open the next canary segment: %s", self.name, exc)
-            self.last_error = f"canary segment: {exc}"
-            fresh = None
+            self.recording_failed(SEGMENT_STEP, exc)
+            # the rows go on into the old segment (or wait in memory) until a retry works
+            if self.segment is not None:
+                self.segment.ends_ts = self.health.steps[SEGMENT_STEP].retry_at
+            return
         finally:
             self._rolling = None
+        self.recording_works(SEGMENT_STEP)
         old, self.segment = self.segment, None
         self._adopt_segment(fresh)
         if old is not None:
-            self.ctx.finish(old, figures=False)
+            self.ctx.finish(old, figures=False, target=self.name)
 
     def tick(self, now: float) -> None:
         """Once a second: roll the segment, let the capture policy see the time, shares."""
-        if self.segment is not None and now >= self.segment.ends_ts and self._rolling is None:
+        if self._rolling is None and (
+            (self.segment is not None and now >= self.segment.ends_ts) or self._segment_due(now)
+        ):
             self._rolling = asyncio.create_task(self._roll_segment(now), name=f"roll-{self.name}")
+        self._count_dropped()
         self.state, changes = cap.on_tick(self.policy, self.state, now)
         if changes:
             self._apply(changes, now)
@@ -404,7 +454,89 @@ class TargetMonitor:
             self._close_capture(f"service stopped ({interrupted})", outcome, interrupted)
         if self.segment is not None:
             old, self.segment = self.segment, None
-            self.ctx.finish(old, figures=False)
+            self.ctx.finish(old, figures=False, target=self.name)
+        if len(self.held):  # nothing could take them before the stop
+            self.health.dropped += len(self.held.take())
+            self._count_dropped()
+
+    def _segment_due(self, now: float) -> bool:
+        """No segment (making one failed): whether the retry's time has come."""
+        return (
+            self.segment is None
+            and self.spec is not None
+            and self.cfg.canary_rate > 0
+            and SEGMENT_STEP in self.health.steps
+            and self.health.due(SEGMENT_STEP, now)
+        )
+
+    # -- recording health ---------------------------------------------------------------
+
+    def recording_failed(self, step: str, exc: BaseException) -> float:
+        """A step of this target's recording failed: counted, shown, notified once; the
+        seconds until it is tried again."""
+        now = time.time()
+        first = self.health.failed(step, exc, now)
+        metrics = self.ctx.metrics
+        metrics.recording_error(self.name)
+        metrics.recording(self.name, False)
+        if first:
+            log.error("target %s: recording stopped: %s failed: %s", self.name, step, exc)
+            self.ctx.notify(
+                "recording_failed", self.name, None, step=step,
+                reason=healing.describe(exc), at=iso(now),
+            )  # fmt: skip
+        return max(0.0, self.health.steps[step].retry_at - now)
+
+    def recording_works(self, step: str) -> None:
+        """A step that had failed works again; the end of the outage is said once."""
+        if step not in self.health.steps:
+            return
+        if self.health.works(step):
+            self._count_dropped()
+            log.info("target %s: recording works again", self.name)
+            self.ctx.metrics.recording(self.name, True)
+            self.ctx.notify(
+                "recording_recovered", self.name, None, at=iso(time.time()),
+                rows_dropped=self.rows_dropped(),
+            )  # fmt: skip
+
+    def flush_due(self, now: float) -> bool:
+        """Whether a failed flush of the segment is to be tried again now (its backoff)."""
+        return FLUSH_STEP in self.health.steps and self.health.due(FLUSH_STEP, now)
+
+    def flushed(self, writer: ShardWriter) -> None:
+        """The flusher just flushed ``writer``: a failure (rows kept queued, bounded) is a
+        recording problem of this target until a flush works again."""
+        if self.segment is None or self.segment.writer is not writer:
+            return
+        if writer.last_error is not None:
+            self.recording_failed(FLUSH_STEP, writer.last_error)
+        else:
+            self.recording_works(FLUSH_STEP)
+
+    def rows_dropped(self) -> int:
+        """Rows this target lost to a refusing disk (memory bounds reached), in all."""
+        segment = self.segment.writer.dropped if self.segment is not None else 0
+        capture = self.capture.dropped if self.capture is not None else 0
+        return self.health.dropped + self.held.dropped + segment + capture
+
+    def _count_dropped(self) -> None:
+        total = self.rows_dropped()
+        if total > self._dropped_told:
+            self.ctx.metrics.rows_dropped(self.name, total - self._dropped_told)
+        self._dropped_told = max(self._dropped_told, total)
+
+    def recording_problems(self) -> list[str]:
+        """What stops its recording now (``health`` ``failing``), one line each."""
+        return self.health.problems()
+
+    def notes(self) -> list[str]:
+        """Other problems (``health`` ``degraded``): a probe or start error, samples lost."""
+        notes = [self.last_error] if self.last_error else []
+        dropped = self.rows_dropped()
+        if dropped:
+            notes.append(f"{dropped} samples lost: the disk refused them and memory was full")
+        return notes
 
     # -- views ----------------------------------------------------------------------------
 
@@ -420,7 +552,8 @@ class TargetMonitor:
         return {v: n / total for v, n in counts.items()} if total else {}
 
     def status(self) -> dict[str, Any]:
-        """The CONTRACT ``/api/v1/targets`` item (without ``recent_runs``)."""
+        """The CONTRACT ``/api/v1/targets`` item (without ``recent_runs``; the service adds
+        ``running``, ``verdict``, ``health`` and ``problems``)."""
         now = time.time()
         rows = self._live(now)
         shares = self.shares(now)
@@ -470,9 +603,24 @@ class TargetMonitor:
             }
         return None
 
-    def verdict(self, candidate: str | None, baseline: str | None) -> dict[str, Any]:
+    def knows_rollout(self, run_id: str) -> bool:
+        """Whether ``run_id`` is the open capture or one of the recent rollouts."""
+        return self.recent.knows(self.capture, run_id)
+
+    def verdict_of(self, run_id: str | None) -> dict[str, Any] | None:
+        """The verdict body of rollout ``run_id`` (open or recent), else of the open capture;
+        None when neither is there (a Flagger gate: nothing to judge)."""
+        if run_id is not None and self.knows_rollout(run_id):
+            return self.verdict(None, None, run_id=run_id)
+        if self.capture is not None:
+            return self.verdict(None, None, run_id=self.capture.run_id)
+        return None
+
+    def verdict(
+        self, candidate: str | None, baseline: str | None, run_id: str | None = None
+    ) -> dict[str, Any]:
         """The verdict body of the open capture, else of the latest rollout that has the
-        asked-for versions (``candidate``/``baseline`` None: any)."""
+        asked-for versions (``candidate``/``baseline`` None: any); ``run_id``: that one."""
         capture = self.capture
         switched = None if capture is None else self.watch.switched_ts(capture.replacement_id)
-        return self.recent.verdict(capture, candidate, baseline, switched)
+        return self.recent.verdict(capture, candidate, baseline, run_id, switched)

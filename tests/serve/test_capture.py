@@ -197,3 +197,116 @@ def test_remembers_a_bounded_number_of_replacements() -> None:
             state, _ = c.on_event(API, state, ev)
         state, _ = c.on_tick(API, state, i * 10 + 9)
     assert len(state.captured) == c.REMEMBER and not state.open
+
+
+# Issue 21: every change of the serving version is a capture (``known`` only grew before, so
+# a rollback and a re-deploy of a label seen before were never captured).
+CHANGES = [
+    (
+        "url: v1 -> v2, then a rollback v2 -> v1: two captures",
+        URL,
+        [*samples(0, 10, "v1"), *samples(10, 40, "v2"), *samples(40, 70, "v1"), *ticks(0, 70)],
+        [(10, "open", None, "v1", "v2"), (25, "close", "completed", None, None),
+         (40, "open", None, "v2", "v1"), (55, "close", "completed", None, None)],
+    ),
+    (
+        "url: a re-deploy of labels seen before (v1 -> v2 -> v1 -> v2): three captures",
+        URL,
+        [*samples(0, 10, "v1"), *samples(10, 40, "v2"), *samples(40, 70, "v1"),
+         *samples(70, 100, "v2"), *ticks(0, 100)],
+        [(10, "open", None, "v1", "v2"), (25, "close", "completed", None, None),
+         (40, "open", None, "v2", "v1"), (55, "close", "completed", None, None),
+         (70, "open", None, "v1", "v2"), (85, "close", "completed", None, None)],
+    ),
+    (
+        "url: a candidate rolled back inside its capture, then retried: a second capture",
+        URL,
+        [*samples(0, 10, "v1"), *samples(10, 13, "v2"), *samples(13, 40, "v1"),
+         *samples(40, 70, "v2"), *ticks(0, 70)],
+        [(10, "open", None, "v1", "v2"), (28, "close", "rolled_back", None, None),
+         (40, "open", None, "v1", "v2"), (55, "close", "completed", None, None)],
+    ),
+    (
+        "url: flapping past the longest capture: learnt once it holds, then captured again",
+        CapturePolicy(api=False, settle_s=10, tail_s=5, max_s=30),
+        [*samples(0, 10, "v1"),
+         *[("sample", ("v2" if i % 2 else "v1", 10 + i)) for i in range(40)],
+         *samples(50, 70, "v2"), *samples(70, 100, "v3"), *ticks(0, 100)],
+        [(11, "open", None, "v1", "v2"), (41, "close", "incomplete", None, None),
+         (70, "open", None, "v2", "v3"), (85, "close", "completed", None, None)],
+    ),
+    (
+        "api: versions on the canary still never open (the watcher decides)",
+        API,
+        [*WATCHED, *samples(0, 10, "app:1"), *samples(10, 30, "app:2"),
+         *samples(30, 60, "app:1"), *ticks(0, 60)],
+        [],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "policy", "script", "expected"), CHANGES, ids=[x[0] for x in CHANGES]
+)
+def test_every_version_change_is_a_capture(
+    case: str, policy: CapturePolicy, script: list[tuple[str, Any]], expected: list[Any]
+) -> None:
+    state, seen = run(policy, script)
+    assert seen == expected
+    assert state.open is (len(expected) % 2 == 1)
+
+
+def test_settled_follows_the_serving_version() -> None:
+    state, _ = run(URL, [*samples(0, 10, "v1"), *samples(10, 40, "v2"), *ticks(0, 40)])
+    assert state.settled == "v2" and not state.open
+    api, _ = run(API, [*WATCHED, *samples(0, 5, "app:1"), *samples(5, 30, "app:2"),
+                       *ticks(0, 30)])  # fmt: skip
+    assert api.settled == "app:2"  # api targets learn it too (persisted across restarts)
+
+
+@pytest.mark.parametrize(
+    ("restored", "first", "opened"),
+    [("v1", "v2", True), ("v1", "v1", False), (None, "v2", False), ("unknown", "v2", False)],
+)
+def test_a_version_changed_while_the_service_was_down_is_a_capture(
+    restored: str | None, first: str, opened: bool
+) -> None:
+    state = c.restore(CaptureState(), restored)
+    state, changes = c.on_sample(URL, state, first, 100.0)
+    assert [ch.kind for ch in changes] == (["open"] if opened else [])
+    if opened:
+        assert (state.baseline, state.candidate) == ("v1", "v2")
+        assert "while it was down" in changes[0].reason
+    state, changes = c.on_sample(URL, state, "v1" if first == "v2" else "v2", 101.0)
+    assert not state.restored
+
+
+@pytest.mark.parametrize(
+    ("versions", "baseline", "start"),
+    [
+        (["v1", "v1", "v2", "v2", "v1"], "v2", 2),  # a rollback: v2 alone first
+        (["v1", "v2", "unknown", "v2", "v1"], "v2", 1),
+        (["v1", "v1", "v2"], "v1", 0),  # a first rollout: the whole pre-roll
+        (["v3", "v1", "v1", "v2"], "v1", 1),
+        (["v1", "v2"], None, 0),
+        ([], "v1", 0),
+    ],
+)
+def test_a_url_captures_preroll_starts_with_its_baseline_alone(
+    versions: list[str], baseline: str | None, start: int
+) -> None:
+    assert c.preroll_start(versions, baseline) == start
+
+
+def test_an_api_targets_version_changed_while_down_is_a_capture_once() -> None:
+    state = c.restore(CaptureState(), "app:1")
+    state, changes = c.on_sample(API, state, "app:2", 100.0)
+    assert [ch.kind for ch in changes] == ["open"] and "while it was down" in changes[0].reason
+    # the replacement the watcher reports next belongs to that capture
+    state, changes = c.on_event(API, state, rep(100.5, "completed", "r9")[1])
+    assert changes == [] and state.replacement_id == "r9"
+    # afterwards the canary alone never opens one on an api target
+    state, _ = c.on_tick(API, state, 200.0)
+    assert not state.open
+    state, changes = c.on_sample(API, state, "app:1", 201.0)
+    assert changes == []

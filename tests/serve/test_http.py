@@ -65,6 +65,7 @@ class FakeView:
     captures: list[tuple[str, str]] = field(default_factory=list)
     conflict: bool = False
     broken_verdict: bool = False
+    ties: dict[str, str] = field(default_factory=dict)
 
     def ready(self) -> bool:
         return self.is_ready
@@ -108,9 +109,17 @@ class FakeView:
     def flagger_target(self, namespace: str, name: str) -> str | None:
         return {("prod", "chat"): "chat"}.get((namespace, name))
 
-    def open_capture(self, target: str, reason: str) -> str | None:
+    def open_capture(self, target: str, reason: str, checksum: str | None = None) -> str | None:
         self.captures.append((target, reason))
+        if checksum:
+            self.ties[checksum] = target
         return f"{target}-rollout-1"
+
+    def flagger_verdict(self, target: str, checksum: str | None) -> dict[str, Any] | None:
+        # the capture tied to the checksum (open or closed), else the open one
+        if target not in self.capturing and self.ties.get(checksum or "") != target:
+            return None
+        return self.verdict(target, None, None)
 
 
 @pytest.fixture

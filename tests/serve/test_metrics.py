@@ -182,6 +182,9 @@ def test_every_exposed_name_is_scraped() -> None:
     m.verdict("chat", "pass", {"decision": "pass", "guardrails": [GUARDRAIL]})
     m.scheduled_run("nightly", "pass")
     m.missed("nightly")
+    m.recording("chat", True)
+    m.recording_error("chat")
+    m.rows_dropped("chat", 3)
     text = generate_latest(m.registry).decode()
     scraped = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     for name in EXPOSED:

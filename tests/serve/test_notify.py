@@ -96,6 +96,8 @@ DETAILS: dict[str, dict[str, Any]] = {
     "run_failed": {"schedule": "nightly", "reason": "locust exited 1"},
     "run_missed": {"schedule": "nightly", "scheduled_at": "2026-12-02T02:00:00Z"},
     "regression": {"series": "max_rps_within_slo", "change": -0.12},
+    "recording_failed": {"step": "canary segment", "reason": "No space left on device"},
+    "recording_recovered": {"rows_dropped": 0},
 }
 
 
@@ -123,7 +125,8 @@ def test_each_event_kind_arrives_once_with_retries(webhook: Any) -> None:
         assert isinstance(body["text"], str) and "chat" in body["text"]
         assert body["details"] == DETAILS[body["event"]]
     assert delivered[0]["text"] == "Rollout on chat: v1 → v2 captured (run run-rollout_opened)"
-    assert "-12.0%" in delivered[-1]["text"]
+    by_kind = {b["event"]: b["text"] for b in delivered}
+    assert "-12.0%" in by_kind["regression"]
     assert [(r[0], r[3]) for r in records.rows] == [(k, "sent") for k in EVENTS]
     assert records.rows[0][4] == "oncall: HTTP 200, attempt 3"
     assert records.rows[1][4] == "oncall: HTTP 200, attempt 1"
@@ -220,6 +223,44 @@ def test_message_of_every_kind() -> None:
     assert message("run_missed", None, None, DETAILS["run_missed"]) == (
         "Schedule nightly missed its run due at 2026-12-02T02:00:00Z"
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "details", "text"),
+    [
+        # issue 21: the service's own details carry versions, reasons and times; no "?"
+        ("rollout_opened",
+         {"reason": "version v1 answering again (after v2)", "from_version": "v2",
+          "to_version": "v1", "at": "2026-12-07T03:00:00Z"},
+         "Rollout on chat: v2 → v1 captured at 2026-12-07T03:00:00Z"
+         " (version v1 answering again (after v2)) (run r1)"),
+        ("rollout_opened", {"reason": "flagger prod/chat Progressing"},
+         "Rollout on chat: version change captured (flagger prod/chat Progressing) (run r1)"),
+        ("rollout_closed", {"outcome": "completed", "verdict": "fail", "baseline": "v1",
+                            "candidate": "v2", "reason": "error rate"},
+         "Rollout on chat completed: v1 → v2, verdict fail (error rate) (run r1)"),
+        ("run_failed", {"run_kind": "load", "schedule": None, "trigger": "api",
+                        "result": "error", "failure": "locust exited 1"},
+         "API-started load run on chat failed: locust exited 1 (run r1)"),
+        ("run_failed", {"run_kind": "capacity", "schedule": "nightly", "trigger": "schedule",
+                        "result": "fail", "failure": None},
+         "Scheduled capacity run of nightly on chat failed: fail (run r1)"),
+        ("run_missed", {"schedule": "nightly", "fire_at": "2026-12-02T02:00:00Z",
+                        "reason": "deadline passed"},
+         "Schedule nightly on chat missed its run due at 2026-12-02T02:00:00Z"
+         " (deadline passed)"),
+        ("recording_failed", {"step": "canary segment", "reason": "No space left on device",
+                              "at": "2026-12-07T03:00:00Z"},
+         "Recording on chat stopped at 2026-12-07T03:00:00Z: canary segment failed"
+         " (No space left on device); retrying, rows held in memory"),
+    ],
+)  # fmt: skip
+def test_messages_say_versions_reasons_times_and_who_started_a_run(
+    kind: str, details: dict[str, Any], text: str
+) -> None:
+    got = message(kind, "chat", "r1", details)
+    assert got == text
+    assert "?" not in got
 
 
 # -- config ---------------------------------------------------------------------------------

@@ -106,6 +106,58 @@ def test_finisher_closes_reports_and_indexes_a_run(
     assert index.ids() == {"a-canary-1"}
 
 
+class Recorder:
+    """A target's recording health as ``RunFinisher`` sees it: what failed, what works."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def recording_failed(self, step: str, exc: BaseException) -> float:
+        self.said.append(f"failed {step}: {exc}")
+        return 0.05
+
+    def recording_works(self, step: str) -> None:
+        self.said.append(f"works {step}")
+
+
+def test_finisher_retries_a_close_the_disk_refused_and_tells_the_target(
+    tmp_path: Path, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from probes.serve import finishing
+
+    runs = tmp_path / "runs"
+    run = Run.create(runs, "a-canary-2", "canary", target={}, settings={}, trigger="continuous")
+    writer = run.shard_writer("probe", background=False)
+    writer.add_many([sample(time.time() + k / 10) for k in range(5)])
+    refusals = [OSError(28, "No space left on device")] * 2
+    close = finishing._close_run
+
+    def full_then_freed(*args: Any) -> None:
+        if refusals:
+            raise refusals.pop()
+        close(*args)
+
+    monkeypatch.setattr(finishing, "_close_run", full_then_freed)
+    recorder, tasks = Recorder(), Tasks()
+    finisher = RunFinisher(
+        runs, FakeIndex(), pool, pool, tasks,  # type: ignore[arg-type]
+        recorders={"a": recorder}.get,
+    )  # fmt: skip
+
+    async def main() -> None:
+        finisher.finish(OpenRun(run, writer), figures=False, target="a")
+        await finisher.drain()
+
+    asyncio.run(main())
+    assert recorder.said == [
+        "failed closing a run: [Errno 28] No space left on device",
+        "failed closing a run: [Errno 28] No space left on device",
+        "works closing a run",
+    ]
+    assert read_manifest(run.path)["ended_ts"] is not None
+    assert len(read_samples(run.path)) == 5
+
+
 def test_finisher_recovers_only_the_service_runs(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
     runs = tmp_path / "runs"
     crashed = Run.create(runs, "a-canary-x", "canary", target={}, settings={}, trigger="continuous")
@@ -383,7 +435,9 @@ def test_recent_rollouts_judge_the_open_run_else_the_latest_with_the_asked_versi
         Open.samples.add(sample(k, "v3" if k % 2 else "v4"))
     body = recent.verdict(Open(), None, None)
     assert (body["run_id"], body["baseline"], body["candidate"]) == ("open", "v3", "v4")
-    assert recent.verdict(Open(), "v1", None)["run_id"] == "old"  # the open run lacks v1
+    assert recent.verdict(Open(), None, "v1")["run_id"] == "old"  # the open run lacks v1
+    # asked for candidate v1, no rollout judges it (old's baseline is v1: never "v1 -> v1")
+    assert recent.verdict(Open(), "v1", None)["reason"] == "no rollout known"
     assert recent.kept_versions(Open()) == ["v1", "v2", "v3", "v4"]
 
 
