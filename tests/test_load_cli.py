@@ -156,7 +156,12 @@ def test_replacement_under_load_on_the_simulator(tmp_path: Path) -> None:
             [PROBES, "load", "--api", sim.api_url, "--workload", sim.workload_id,
              "--replace-with", sim.candidate_artifact_id, "--replace-at", "2",
              "--duration", "10", "--users", "4", "--workers", "2", "--probe-rate", "20",
-             "--token-env", "SIM_TOKEN", "--runs-dir", str(tmp_path), "--run-id", "r", "-q"],
+             "--token-env", "SIM_TOKEN", "--runs-dir", str(tmp_path), "--run-id", "r", "-q",
+             # the healthy protons answer in ~1 ms: their p50/p99 are the machine's, which a
+             # busy CI moves by 10x between before and after; the test is the replacement's
+             # mechanics, so the latency guardrails get margins no machine noise reaches
+             "--slo", "comparison.latency_p50_ratio=100",
+             "--slo", "comparison.latency_p99_ratio=100"],
             capture_output=True, text=True, env=env, timeout=120,
         )  # fmt: skip
         per_proton = sim.proton_request_counts()

@@ -65,13 +65,32 @@ def probe_settings(rate: float, spec: RequestSpec) -> ProbeSettings:
     )
 
 
+#: A rollout capture's check when its target names no ``slo``: the error rate of the version
+#: being judged. The run-wide ``error_rate<0.01`` of a canary would count the baseline's rows
+#: of the pre-roll too: a rollback from a failing version to a healthy one failed by the
+#: failing version's own errors (10.2 % over the capture, 0 of 1,419 for the candidate).
+ROLLOUT_DEFAULT_SLOS = ("candidate.error_rate<0.01",)
+
+
+def rollout_slos(cfg: TargetConfig) -> tuple[str, ...]:
+    """The checks a rollout capture of ``cfg`` is judged by (its ``slo``, else the default)."""
+    return tuple(cfg.slos) or ROLLOUT_DEFAULT_SLOS
+
+
 def manifest_settings(
-    cfg: TargetConfig, spec: RequestSpec, rate: float, segment_s: float, **extra: Any
+    cfg: TargetConfig,
+    spec: RequestSpec,
+    rate: float,
+    segment_s: float,
+    *,
+    slos: tuple[str, ...] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The manifest's ``settings`` of a probe run of ``cfg`` at ``rate``."""
+    """The manifest's ``settings`` of a probe run of ``cfg`` at ``rate`` (``slos``: the
+    checks, default the target's)."""
     probe = probe_settings(rate, spec)
     return {
-        "slos": list(cfg.slos),
+        "slos": list(cfg.slos if slos is None else slos),
         "bucket_s": BUCKET_S,
         "rate": rate,
         "canary_rate": cfg.canary_rate,

@@ -43,7 +43,12 @@ from probes.serve.finishing import OpenRun
 from probes.serve.platform_watch import PlatformWatch
 from probes.serve.recent import ClosedRollout, RecentRollouts
 from probes.serve.rollout_run import RolloutRun, make_rollout_run
-from probes.serve.segments import create_segment, manifest_settings, probe_settings
+from probes.serve.segments import (
+    create_segment,
+    manifest_settings,
+    probe_settings,
+    rollout_slos,
+)
 from probes.settings import RequestSpec
 
 log = logging.getLogger(__name__)
@@ -89,13 +94,15 @@ class TargetMonitor:
         #: The open rollout capture, if any.
         self.capture: RolloutRun | None = None
         #: The last closed rollouts, for the verdict.
-        self.recent = RecentRollouts(cfg.name, cfg.slos)
+        self.recent = RecentRollouts(cfg.name, rollout_slos(cfg))
         #: Captures whose ``verdict_fail`` was told already (during the capture, or at close).
         self._fail_told: set[str] = set()
         #: (ts, version, ok, latency_ms) of the last ``WINDOW_S``.
         self.window: deque[tuple[float, str, bool, float]] = deque()
         #: Full rows of the last ``PREROLL_S``: a new capture starts with them (its before).
-        self.preroll: deque[Sample] = deque(maxlen=PREROLL_ROWS)
+        #: Plain tuples, not Samples: the collector untracks a tuple of plain values, and
+        #: 500 targets x 600 rows of tracked NamedTuples would lengthen every full collection.
+        self.preroll: deque[tuple[Any, ...]] = deque(maxlen=PREROLL_ROWS)
         self.started = False
         self.last_error: str | None = None
         self._rate_changed = asyncio.Event()
@@ -196,8 +203,8 @@ class TargetMonitor:
         while window and window[0][0] < horizon:
             window.popleft()
         preroll = self.preroll
-        preroll.append(sample)
-        while preroll and preroll[0].ts < sample.ts - PREROLL_S:
+        preroll.append(tuple(sample))
+        while preroll and preroll[0][0] < sample.ts - PREROLL_S:  # [0]: ts
             preroll.popleft()
         if self.segment is not None:
             self.segment.writer.add(sample)
@@ -248,7 +255,7 @@ class TargetMonitor:
         if spec is None:
             return
         now = time.time()
-        before = list(self.preroll)
+        before = [Sample._make(row) for row in self.preroll]
         if not self.cfg.is_api:  # a rollback's run starts with its baseline alone (issue 21)
             before = before[cap.preroll_start([r.version for r in before], self.state.baseline) :]
         start = min([now, ts, *(row.ts for row in before[:1])])
@@ -273,7 +280,12 @@ class TargetMonitor:
             rid,
             target=spec.describe(),
             settings=manifest_settings(
-                self.cfg, spec, self.cfg.capture_rate, ctx.serve.segment_s, reason=reason
+                self.cfg,
+                spec,
+                self.cfg.capture_rate,
+                ctx.serve.segment_s,
+                slos=rollout_slos(self.cfg),
+                reason=reason,
             ),
             started_at=start,
             fields=fields,

@@ -140,6 +140,25 @@ def test_a_ttft_only_regression_fails_by_the_ttft_guardrail() -> None:
     assert "ttft_p50_ratio" not in {g["metric"] for g in none["guardrails"]}
 
 
+def test_a_rollback_from_a_failing_version_is_judged_by_the_candidates_errors() -> None:
+    """v2 answered 20 % errors, then the rollback to v1 answers none: the run-wide default
+    would fail v1 by v2's errors; a rollout capture's default check is the candidate's."""
+    from probes.serve.segments import ROLLOUT_DEFAULT_SLOS
+
+    rng = np.random.default_rng(7)
+    versions = np.array(["v2"] * 1500 + ["v1"] * 1500, dtype=object)
+    latency = rng.lognormal(3.0, 0.3, versions.size)
+    ok = np.ones(versions.size, dtype=bool)
+    ok[:1500] = rng.random(1500) >= 0.2
+    args = {"baseline": "v2", "candidate": "v1"}
+    run_wide = body(versions, latency, ok, slos=["error_rate<0.01"], run_id="r-wide", **args)
+    assert run_wide["verdict"] == "fail"  # the old default: v2's errors fail v1
+    judged = body(versions, latency, ok, slos=ROLLOUT_DEFAULT_SLOS, run_id="r-cand", **args)
+    assert judged["verdict"] != "fail" and judged["decision"] != "fail", judged["reason"]
+    (check,) = [c for c in judged["checks"] if c["name"].endswith("error_rate")]
+    assert check["passed"] and check["value"] == 0
+
+
 def test_no_candidate_request_after_the_switch_fails_with_no_evidence() -> None:
     v, lat, ok = samples(400, 0)
     ts = 1000.0 + np.arange(v.size) * 0.5  # 200 s of baseline answers only
