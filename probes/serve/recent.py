@@ -72,6 +72,7 @@ class ClosedRollout:
     seen: set[str] = field(default_factory=set)
     ts: np.ndarray | None = None  # send times (None: loaded from a run dir without them)
     ttft: np.ndarray | None = None  # ms to the first token, NaN where no stream
+    opened_ts: float | None = None  # when the capture opened (None: loaded from a run dir)
 
     def __post_init__(self) -> None:
         self.seen = set(self.seen) | {str(v) for v in set(self.versions.tolist())}

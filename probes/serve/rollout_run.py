@@ -66,6 +66,9 @@ class RolloutRun:
     outcome: str | None = None
     #: Rows refused while its directory could not be made (memory bound reached).
     dropped: int = 0
+    #: When the capture opened (the change was seen); ``started_ts`` is its first row's, the
+    #: pre-roll's, minutes earlier.
+    opened_ts: float | None = None
     _rows: list[Sample] = field(default_factory=list)
 
     def add(self, sample: Sample) -> None:

@@ -262,7 +262,7 @@ class TargetMonitor:
         rid = fresh_run_id(ctx.runs_dir, f"{self.name}-rollout-{default_run_id(now)}")
         loop = asyncio.get_running_loop()
         capture = RolloutRun(
-            run_id=rid, started_ts=start, reason=reason, ready=loop.create_future()
+            run_id=rid, started_ts=start, reason=reason, ready=loop.create_future(), opened_ts=now
         )
         capture.sync(self.state)
         self.capture = capture
@@ -360,6 +360,7 @@ class TargetMonitor:
             capture.run_id, baseline, candidate, versions, latency, ok, capture.started_ts, now,
             outcome, ts=np.asarray(capture.samples.ts, dtype=float),
             ttft=np.asarray(capture.samples.ttft, dtype=float),
+            opened_ts=capture.opened_ts,
         )  # fmt: skip
         self.recent.add(rollout)
         log.info(
@@ -601,7 +602,8 @@ class TargetMonitor:
                 "run_id": self.capture.run_id,
                 "from_version": baseline,
                 "to_version": candidate,
-                "started_at": iso(self.capture.started_ts),
+                # when the change was seen, not the pre-roll's first row
+                "started_at": iso(self.capture.opened_ts or self.capture.started_ts),
                 "status": status,
             }
         if self.recent:
@@ -610,7 +612,7 @@ class TargetMonitor:
                 "run_id": last.run_id,
                 "from_version": last.baseline,
                 "to_version": last.candidate,
-                "started_at": iso(last.started_ts),
+                "started_at": iso(last.opened_ts or last.started_ts),
                 "status": last.outcome or "incomplete",
             }
         return None

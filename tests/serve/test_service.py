@@ -390,6 +390,11 @@ def test_url_target_switch_captured_cutover_within_one_capture_interval(tmp_path
         svc = run_service(cfg, body)
     assert seen["during"]["state"] == "capturing"
     assert seen["during"]["rollout"]["to_version"] == "v2"
+    # started_at is when the capture opened (its run id's second), not its pre-roll's first row
+    rollout = seen["during"]["rollout"]
+    stamp = rollout["run_id"].rsplit("-", 1)[-1]  # web-rollout-20261207T044903Z
+    opened = f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
+    assert rollout["started_at"][:19] == opened, rollout
     assert seen["verdict"]["verdict"] == "pending"  # a handful of v2 answers so far
     (rollout,) = runs_of(cfg.serve.runs_dir, "rollout")
     manifest = read_manifest(rollout)
