@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from reports.render import fmt as report_fmt
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
@@ -87,22 +89,13 @@ def color(label: str) -> str:
 
 
 def fmt(value: Any, kind: str = "") -> str:
-    """Numbers for people: ``pct`` percentages, ``ms`` milliseconds; ``—`` for null."""
+    """Numbers for people: the report's ``reports.render.fmt`` (``pct`` percentages, counts,
+    ``—`` for null), plus ``ms`` milliseconds and ``—`` for a non-finite float."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if kind == "pct" and isinstance(value, int | float):
-        return f"{100 * value:.3g}%" if value else "0%"
-    if kind == "ms" and isinstance(value, int | float):
+    if kind == "ms" and isinstance(value, int | float) and not isinstance(value, bool):
         return f"{value:,.1f} ms" if value < 1000 else f"{value / 1000:,.2f} s"
-    if kind == "p" and isinstance(value, int | float):
-        return f"{value:.2g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.3g}"
-    return str(value)
+    return report_fmt(value, kind)
 
 
 def when(value: Any) -> str:
