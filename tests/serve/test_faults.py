@@ -810,9 +810,13 @@ def test_a_real_disk_that_fills_and_frees(tmp_path: Path, small_tmpfs: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fail_every", [2, 1], ids=["half-errors", "only-errors"])
 def test_flagger_rollback_judges_the_capture_tied_to_the_checksum_after_it_closed(
-    tmp_path: Path,
+    tmp_path: Path, fail_every: int
 ) -> None:
+    """A candidate answering half, or only, errors: the capture closes with ``fail`` while
+    Flagger's canary still analyses, and ``rollback`` with its checksum answers 200 (an
+    only-errors candidate has no successful sample: its error guardrail decides)."""
     from aiohttp.test_utils import TestClient, TestServer
 
     from probes.serve.http import make_app
@@ -837,7 +841,7 @@ def test_flagger_rollback_judges_the_capture_tied_to_the_checksum_after_it_close
                 status, text = await hook("event", "rev-2")
                 assert status == 200 and '"capturing"' in text
                 tied = worker.capture.run_id
-                srv.version, srv.fail_every = "v2", 2  # the candidate answers half errors
+                srv.version, srv.fail_every = "v2", fail_every  # half, or only, errors
                 await until(lambda: worker.capture is None and worker.recent, 60)
                 seen["verdict"] = worker.verdict(None, None)["verdict"]
                 seen["status"] = svc.target_status("web")
