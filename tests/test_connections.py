@@ -286,7 +286,9 @@ def test_sticky_reused_connections_stay_on_the_old_proton_new_ones_switch_at_onc
     assert first_cand <= switched + interval + 0.01
     # The pinned connection saw the old version only, and is listed with its pin.
     top = c["per_connection"][0]
-    assert top["mode"] == "reused" and top["versions"] == [baseline]
+    # ("unknown": a request in flight on it when the old proton was retired is an error row
+    # and reveals no version; a busy machine makes that likely, a quiet one rare)
+    assert top["mode"] == "reused" and set(top["versions"]) - {"unknown"} == {baseline}
     assert top["pinned_s"] == c["longest_pin_s"]
     # The report shows the pin; the per-mode figure exists.
     html = (run_dir / "report.html").read_text()
