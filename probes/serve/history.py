@@ -10,7 +10,8 @@ that order, so a bucket is complete once a row of a later bucket arrived, and la
 no bookkeeping. Three tiers bound the memory of a long-running service: 5 s buckets for the
 last hour, 60 s for 6 hours, 300 s for 24 hours (a window uses the finest tier that covers
 it). Raw latencies are kept only while a bucket is open; a closed bucket keeps its counts and
-percentiles (exact over its own rows) in one flat tuple of a few hundred bytes.
+percentiles (exact over its own rows) in one flat tuple of a few hundred bytes. Streamed
+answers add their time to first token (``ttft_p50_ms`` per bucket and per version).
 """
 
 from __future__ import annotations
@@ -37,22 +38,28 @@ class _Open:
     errors: int = 0
     versions: Counter[str] = field(default_factory=Counter)
     latency: dict[str, list[float]] = field(default_factory=dict)
+    ttft: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, version: str, ok: bool, latency_ms: float) -> None:
+    def add(self, version: str, ok: bool, latency_ms: float, ttft_ms: float | None) -> None:
         self.requests += 1
         self.versions[version] += 1
         if ok:
             self.latency.setdefault(version, []).append(latency_ms)
+            if ttft_ms is not None:
+                self.ttft.setdefault(version, []).append(ttft_ms)
         else:
             self.errors += 1
 
     def closed(self) -> tuple[Any, ...]:
         """One flat tuple (a few hundred bytes: a day of buckets per target stays small):
-        ``(t, requests, errors, p50, p99, version, n, p99, version, n, p99, ...)``."""
+        ``(t, requests, errors, p50, p99, ttft p50, version, n, p99, ttft p50, ...)``."""
         every = sorted(x for values in self.latency.values() for x in values)
+        first = sorted(x for values in self.ttft.values() for x in values)
         out: list[Any] = [self.start, self.requests, self.errors, _pct(every, 50), _pct(every, 99)]
+        out.append(_pct(first, 50))
         for version, n in sorted(self.versions.items()):
             out += (version, n, _pct(sorted(self.latency.get(version, ())), 99))
+            out.append(_pct(sorted(self.ttft.get(version, ())), 50))
         return tuple(out)
 
 
@@ -75,7 +82,9 @@ class _Tier:
         self.closed: deque[tuple[Any, ...]] = deque(maxlen=keep)
         self.open: _Open | None = None
 
-    def add(self, at: float, version: str, ok: bool, latency_ms: float) -> None:
+    def add(
+        self, at: float, version: str, ok: bool, latency_ms: float, ttft_ms: float | None
+    ) -> None:
         start = math.floor(at / self.width) * self.width
         current = self.open
         if current is None or start > current.start:
@@ -83,7 +92,7 @@ class _Tier:
                 self.closed.append(current.closed())
             current = self.open = _Open(start)
         # a row answered in an earlier bucket than the open one (a clock step): counted here
-        current.add(version, ok, latency_ms)
+        current.add(version, ok, latency_ms, ttft_ms)
 
     def since(self, t0: float) -> list[tuple[Any, ...]]:
         out = [b for b in self.closed if b[0] + self.width > t0]
@@ -93,16 +102,19 @@ class _Tier:
 
 
 def _item(bucket: tuple[Any, ...]) -> dict[str, Any]:
-    t, requests, errors, p50, p99 = bucket[:5]
-    triples = [bucket[i : i + 3] for i in range(5, len(bucket), 3)]
+    t, requests, errors, p50, p99, ttft = bucket[:6]
+    rows = [bucket[i : i + 4] for i in range(6, len(bucket), 4)]
     return {
         "t": t,
         "requests": requests,
         "errors": errors,
         "p50_ms": p50,
         "p99_ms": p99,
-        "versions": {v: n / requests for v, n, _ in triples} if requests else {},
-        "p99_by_version": {v: q for v, _, q in triples if q is not None},
+        "versions": {v: n / requests for v, n, _, _ in rows} if requests else {},
+        "p99_by_version": {v: q for v, _, q, _ in rows if q is not None},
+        # streamed answers only (null / absent for a target that does not stream)
+        "ttft_p50_ms": ttft,
+        "ttft_p50_by_version": {v: f for v, _, _, f in rows if f is not None},
     }
 
 
@@ -118,14 +130,23 @@ class History:
     def __init__(self) -> None:
         self._targets: dict[str, _Target] = {}
 
-    def add(self, target: str, ts: float, version: str, ok: bool, latency_ms: float) -> None:
-        """One row: sent at ``ts`` (epoch s), answered ``latency_ms`` later."""
+    def add(
+        self,
+        target: str,
+        ts: float,
+        version: str,
+        ok: bool,
+        latency_ms: float,
+        ttft_ms: float | None = None,
+    ) -> None:
+        """One row: sent at ``ts`` (epoch s), answered ``latency_ms`` later (its first token
+        ``ttft_ms`` after sending, for a streamed answer)."""
         at = ts + max(0.0, latency_ms) / 1000.0
         state = self._targets.get(target)
         if state is None:
             state = self._targets[target] = _Target()
         for tier in state.tiers:
-            tier.add(at, version, ok, latency_ms)
+            tier.add(at, version, ok, latency_ms, ttft_ms)
         recent = state.recent
         recent.append((at, version))
         while recent and recent[0][0] < at - CURRENT_S:

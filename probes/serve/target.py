@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -98,7 +99,8 @@ class TargetMonitor:
         #: Captures whose ``verdict_fail`` was told already (during the capture, or at close).
         self._fail_told: set[str] = set()
         #: (ts, version, ok, latency_ms) of the last ``WINDOW_S``.
-        self.window: deque[tuple[float, str, bool, float]] = deque()
+        #: (ts, version, ok, latency_ms, ttft_ms or NaN) of the last ``WINDOW_S``.
+        self.window: deque[tuple[float, str, bool, float, float]] = deque()
         #: Full rows of the last ``PREROLL_S``: a new capture starts with them (its before).
         #: Plain tuples, not Samples: the collector untracks a tuple of plain values, and
         #: 500 targets x 600 rows of tracked NamedTuples would lengthen every full collection.
@@ -198,7 +200,8 @@ class TargetMonitor:
         """Every canary row (on the loop): window, runs, metrics, capture policy."""
         ok = sample.error is None
         window = self.window
-        window.append((sample.ts, sample.version, ok, sample.latency_ms))
+        ttft_ms = math.nan if sample.ttft_ms is None else sample.ttft_ms
+        window.append((sample.ts, sample.version, ok, sample.latency_ms, ttft_ms))
         horizon = sample.ts - WINDOW_S
         while window and window[0][0] < horizon:
             window.popleft()
@@ -212,7 +215,9 @@ class TargetMonitor:
             self.held.add(sample)
         if self.capture is not None:
             self.capture.add(sample)
-        self.ctx.history.add(self.name, sample.ts, sample.version, ok, sample.latency_ms)
+        self.ctx.history.add(
+            self.name, sample.ts, sample.version, ok, sample.latency_ms, sample.ttft_ms
+        )
         metrics = self.ctx.metrics
         outcome = "ok" if ok else str(sample.error)
         ttft = None if sample.ttft_ms is None else sample.ttft_ms / 1000
@@ -553,13 +558,13 @@ class TargetMonitor:
 
     # -- views ----------------------------------------------------------------------------
 
-    def _live(self, now: float) -> list[tuple[float, str, bool, float]]:
+    def _live(self, now: float) -> list[tuple[float, str, bool, float, float]]:
         return [row for row in self.window if row[0] >= now - WINDOW_S]
 
     def shares(self, now: float) -> dict[str, float]:
         rows = self._live(now)
         counts: dict[str, int] = {}
-        for _, version, _, _ in rows:
+        for _, version, *_ in rows:
             counts[version] = counts.get(version, 0) + 1
         total = len(rows)
         return {v: n / total for v, n in counts.items()} if total else {}
@@ -573,6 +578,7 @@ class TargetMonitor:
         known = {v: s for v, s in shares.items() if v != "unknown"}
         current = max(known or shares, key=lambda v: (known or shares)[v]) if shares else None
         ok_lat = np.asarray([r[3] for r in rows if r[2]], dtype=float)
+        ttft = np.asarray([r[4] for r in rows if r[2] and r[4] == r[4]], dtype=float)
         errors = sum(1 for r in rows if not r[2])
         # "running" (a scheduled or API-started run) is the service's to add: it knows the jobs
         state = "capturing" if self.capture is not None else "idle"
@@ -587,6 +593,9 @@ class TargetMonitor:
             "error_rate": errors / len(rows) if rows else None,
             "p50_ms": float(np.percentile(ok_lat, 50)) if ok_lat.size else None,
             "p99_ms": float(np.percentile(ok_lat, 99)) if ok_lat.size else None,
+            # streamed answers' time to first token (null for a target that does not stream)
+            "ttft_p50_ms": float(np.percentile(ttft, 50)) if ttft.size else None,
+            "ttft_p99_ms": float(np.percentile(ttft, 99)) if ttft.size else None,
             "rollout": self._rollout_view(),
         }
 

@@ -57,6 +57,26 @@ def test_buckets_count_share_and_exact_percentiles_per_bucket() -> None:
     assert history.buckets("nobody", 15, T0)["buckets"] == []
 
 
+def test_streamed_answers_carry_their_ttft_per_bucket_and_version() -> None:
+    """A streaming target: each bucket's TTFT p50 (whole and per version) is exact over its
+    successful streamed rows; a target that does not stream has none."""
+    history = History()
+    ttfts = {"v1": [], "v2": []}
+    for i in range(100):  # 10 s at 10 req/s, v1 then v2 whose first token is 5x later
+        version = "v1" if i < 50 else "v2"
+        ttft = (20.0 if version == "v1" else 100.0) + i % 7
+        ok = i % 10 != 3
+        history.add("llm", T0 + i / 10, version, ok, 200.0, ttft)
+        if ok and i < 40:  # the first bucket's rows (answered 200 ms after sending)
+            ttfts[version].append(ttft)
+    buckets = history.buckets("llm", 15, T0 + 20)["buckets"]
+    assert buckets[0]["ttft_p50_ms"] == pytest.approx(float(np.percentile(ttfts["v1"], 50)))
+    assert buckets[0]["ttft_p50_by_version"] == {"v1": buckets[0]["ttft_p50_ms"]}
+    assert buckets[-1]["ttft_p50_by_version"]["v2"] >= 100.0
+    plain = fed([(T0, "v1", True, 10.0)]).buckets("web", 15, T0 + 1)["buckets"][0]
+    assert plain["ttft_p50_ms"] is None and plain["ttft_p50_by_version"] == {}
+
+
 def test_long_windows_use_minute_buckets() -> None:
     history = fed([(T0 + 30 * i, "v1", True, 5.0) for i in range(10)])  # 5 minutes
     answer = history.buckets("web", 120, T0 + 300)

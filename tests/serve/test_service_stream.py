@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,11 +51,16 @@ def test_a_streaming_targets_canary_carries_ttft(tmp_path: Path, proton: str) ->
               "body_file": str(body), "canary_rate": 10}  # fmt: skip
     cfg = config(tmp_path, [target], serve={"segment_s": 2})
 
+    seen: dict[str, object] = {}
+
     async def wait(svc: Service) -> None:
         def reported() -> bool:
             return any(read_summary(p) for p in runs_of(cfg.serve.runs_dir, "canary"))
 
         await wait_until(reported, 20)
+        # the live view and the history carry the streamed answers' TTFT
+        seen["status"] = svc.target_status("llm")
+        seen["history"] = svc.history.buckets("llm", 15, time.time())
 
     svc = run_service(cfg, wait)
     segments = [p for p in runs_of(cfg.serve.runs_dir, "canary") if read_summary(p)]
@@ -65,6 +71,13 @@ def test_a_streaming_targets_canary_carries_ttft(tmp_path: Path, proton: str) ->
     assert stream["ttft_ms"]["p50"] >= FIRST_MS and stream["tokens"]["max"] == 4
     rows = read_samples(segments[0])
     assert (rows["ttft_ms"] >= FIRST_MS).all() and set(rows["tokens"]) == {4}
+    status = seen["status"]
+    assert isinstance(status, dict) and status["ttft_p50_ms"] >= FIRST_MS
+    assert status["ttft_p99_ms"] >= status["ttft_p50_ms"]
+    history = seen["history"]
+    assert isinstance(history, dict)
+    by_version = [b["ttft_p50_by_version"] for b in history["buckets"] if b["requests"]]
+    assert by_version and all(b["m:3"] >= FIRST_MS for b in by_version)
     # Every request's metrics call carried its TTFT (seconds).
     calls = svc.metrics.named("request")
     assert calls and all(args[5] is not None and args[5] >= FIRST_MS / 1000 for args in calls)
