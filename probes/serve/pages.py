@@ -59,6 +59,17 @@ def run_file(run_dir: Path, name: str) -> Path | None:
     return path if root in path.parents and path.is_file() else None
 
 
+def _open_run(item: dict[str, Any]) -> dict[str, Any]:
+    """The Run page's data of a run not reported yet: its index row, marked open."""
+    return {
+        "kind": item["kind"],
+        "started_at": item["started_at"],
+        "ended_at": item["ended_at"],
+        "open": item["ended_at"] is None,
+        "unreported": True,
+    }
+
+
 def run_summary(runs_dir: Path, run_dir: Path) -> dict[str, Any] | None:
     """A run's summary.json, unless its directory is a link out of runs_dir (the service
     never follows one: it could point at another service's runs, or ``/``)."""
@@ -140,9 +151,15 @@ def routes(
         summary = (
             None if run_dir is None else await off_loop(request, run_summary, runs_dir, run_dir)
         )
-        if run_dir is None or summary is None:
+        if run_dir is None:
             raise web.HTTPNotFound(text=f"run: no report for {request.match_info['run_id']!r}")
         row = await off_loop(request, view_of(request).index.get, run_dir.name)
+        if summary is None:
+            if row is None:
+                raise web.HTTPNotFound(text=f"run: no report for {run_dir.name!r}")
+            # an open run (a canary segment, a capture, a job) is linked from every list:
+            # its page says what is known and that the report comes when it closes
+            summary = {**_open_run(row.as_api()), "run_id": run_dir.name}
         files = await off_loop(request, _files, run_dir)
         figures = [f for f in files if f.startswith("figures/") and f.endswith((".png", ".svg"))]
         extra = {"row": row.as_api() if row is not None else None, "files": files}

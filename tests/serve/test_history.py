@@ -175,6 +175,25 @@ def test_run_file_route(view: FakeView) -> None:
     run(view, go)
 
 
+def test_an_open_runs_page_says_it_is_open_not_404(view: FakeView) -> None:
+    """Every list links an open run (a canary segment, a capture): its page answers 200 with
+    what the index knows and says the report comes when it closes; an unknown run is 404."""
+    from probes.run import Run
+
+    run_dir = Run.create(view.runs_dir, "web-canary-1", "canary", target={}, settings={}).path
+    view.index.put_run_dir(run_dir)
+    view.index.flush(30.0)
+
+    async def go(c: TestClient) -> None:
+        resp = await c.get("/runs/web-canary-1")
+        page = await resp.text()
+        assert resp.status == 200, page
+        assert "Open: still recording." in page and "Full report" not in page
+        assert (await c.get("/runs/nobody-1")).status == 404
+
+    run(view, go)
+
+
 def test_a_scheduled_run_carries_its_target(tmp_path: Path) -> None:
     """The real runner (probes.recording), not a fake: the manifest names the target, so
     the index lists the run under it."""
