@@ -131,16 +131,25 @@
     });
     o.lines.forEach(function (line) {
       if (!line.points.length) return;
-      var pts = line.points.map(function (p) { return x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1); });
-      var attrs = {points: pts.join(" "), fill: "none", "stroke-width": 1.8, stroke: line.color};
-      if (line.dashed) attrs["stroke-dasharray"] = "5 3";
-      var poly = svgEl("polyline", attrs);
-      poly.appendChild(svgEl("title", {}, line.label));
-      nodes.push(poly);
-      if (line.points.length === 1) {
-        nodes.push(svgEl("circle", {cx: x(line.points[0][0]), cy: y(line.points[0][1]), r: 2.5,
-                                    fill: line.color}));
-      }
+      // a line breaks where its series has no bucket (a version that served nothing for a
+      // while): never drawn straight across minutes it did not answer
+      var runs = [[]];
+      line.points.forEach(function (p, i) {
+        if (i && o.gap && p[0] - line.points[i - 1][0] > o.gap) runs.push([]);
+        runs[runs.length - 1].push(p);
+      });
+      runs.forEach(function (run) {
+        var pts = run.map(function (p) { return x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1); });
+        var attrs = {points: pts.join(" "), fill: "none", "stroke-width": 1.8, stroke: line.color};
+        if (line.dashed) attrs["stroke-dasharray"] = "5 3";
+        var poly = svgEl("polyline", attrs);
+        poly.appendChild(svgEl("title", {}, line.label));
+        nodes.push(poly);
+        if (run.length === 1) {
+          nodes.push(svgEl("circle", {cx: x(run[0][0]), cy: y(run[0][1]), r: 2.5,
+                                      fill: line.color}));
+        }
+      });
     });
     svg.replaceChildren.apply(svg, nodes);
     svg.setAttribute("aria-label", o.title);
@@ -155,16 +164,17 @@
       return s;
     }));
   }
-  function switchMark(buckets) {  /* the first bucket where a new version answered most */
-    var first = null;
+  function switchMarks(buckets) {  /* every bucket where another version began to answer most
+                                      (a rollout, and a rollback after it) */
+    var last = null, marks = [];
     for (var i = 0; i < buckets.length; i++) {
       var v = buckets[i].versions || {}, top = null;
       Object.keys(v).forEach(function (k) { if (top === null || v[k] > v[top]) top = k; });
       if (top === null) continue;
-      if (first === null) first = top;
-      else if (top !== first) return {t: buckets[i].t, label: "switch to " + top};
+      if (last !== null && top !== last) marks.push({t: buckets[i].t, label: "switch to " + top});
+      last = top;
     }
-    return null;
+    return marks;
   }
   function drawHistory(box, h, target) {
     var now = Date.now() / 1000, b = h.buckets || [];
@@ -180,8 +190,7 @@
     if (target && target.rollout && target.rollout.started_at) {
       marks.push({t: Date.parse(target.rollout.started_at) / 1000, label: "rollout", dashed: true});
     }
-    var sw = switchMark(b);
-    if (sw) marks.push(sw);
+    marks = marks.concat(switchMarks(b));
     var share = names.map(function (k) {
       return {label: k, color: color(k),
               points: b.map(function (x) { return [x.t + mid, (x.versions || {})[k] || 0]; })};
@@ -214,7 +223,7 @@
     box.querySelectorAll("svg[data-chart]").forEach(function (svg) {
       var name = svg.getAttribute("data-chart"), c = charts[name];
       if (!c) return;
-      c.t0 = t0; c.t1 = now; c.marks = marks;
+      c.t0 = t0; c.t1 = now; c.marks = marks; c.gap = 1.5 * (h.bucket_s || 5);
       drawChart(svg, c);
       legend(box.querySelector("[data-legend=" + name + "]"), c.lines);
     });
