@@ -302,6 +302,12 @@ def _yield_cpu(thread: threading.Thread, nice: int = WRITER_NICE) -> bool:
     tid = thread.native_id
     if tid is None or not hasattr(os, "setpriority"):
         return False
+    if tid in (threading.get_native_id(), threading.main_thread().native_id):
+        # not a thread of its own: under gevent's monkey-patching (Locust) a Thread is a
+        # greenlet on the calling thread, and lowering "its" priority niced the whole Locust
+        # process (+10 per writer) and every process it started after: under load its
+        # subprocesses starved (tests/locust timed out beside a CPU hog)
+        return False
     try:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
     except OSError:

@@ -281,3 +281,18 @@ def test_a_worker_reports_its_rows_every_second_so_a_crash_loses_at_most_one(
     with pytest.raises(Done):
         worker.stats_reporter()
     assert slept == [1.0, 1.0] and len(sends) == 2
+
+
+def test_a_shard_writer_under_gevent_leaves_the_process_priority_alone(tmp_path: Path) -> None:
+    """Under Locust's monkey-patching a writer's timer "thread" is a greenlet on this thread:
+    lowering its priority niced the whole process (and every process it started after)."""
+    import os
+
+    from probes.records import ShardWriter
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    writer = ShardWriter(tmp_path / "run", "locust", background=True)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, 0) == before
+    finally:
+        writer.close()
