@@ -33,7 +33,7 @@ import numpy as np
 
 from probes.canary import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from probes.errors import ConfigError, ProbesError
-from probes.recording.finish import outcome, report
+from probes.recording.finish import finish_capacity, outcome, report
 from probes.recording.load import BUCKET_S, MAX_SPAWN_RATE, MAX_USERS
 from probes.recording.locustproc import (
     DEFAULT_MASTER_BIND,
@@ -473,21 +473,8 @@ def _capacity(
         progress.finished()
     interrupted = stop_reason(stop)
     broken = watch.broken
-    run.update(
-        capacity={
-            "stopped_ts": result.stopped_ts,
-            "stopped_at_users": broken["users"] if broken else None,
-            "interrupted": interrupted,
-        }
-    )
-    run.finish(locust=result.counts, interrupted=interrupted)
-    return outcome(
-        run.path,
-        interrupted=interrupted,
-        warnings=result.warnings,
-        failure=result.failure(run.path),
-        recorded=int((result.counts or {}).get("samples", watch.rows)),
-    )
+    block = {"stopped_at_users": broken["users"] if broken else None}
+    return finish_capacity(run, result, interrupted, block, watch.rows)
 
 
 def _rate_capacity(

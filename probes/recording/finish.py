@@ -89,3 +89,20 @@ def outcome(
         recorded=recorded,
         details=extra,
     )
+
+
+def finish_capacity(
+    run: Any, result: Any, interrupted: str | None, capacity: dict[str, Any], rows: int
+) -> Outcome:
+    """End a Locust-driven capacity run (users or rate steps): its manifest's ``capacity``
+    block (``capacity`` plus when Locust stopped and why), Locust's counts, then the report.
+    ``result`` is the ``LocustRun``; ``rows`` the samples seen when Locust counted none."""
+    run.update(capacity={**capacity, "stopped_ts": result.stopped_ts, "interrupted": interrupted})
+    run.finish(locust=result.counts, interrupted=interrupted)
+    return outcome(
+        run.path,
+        interrupted=interrupted,
+        warnings=result.warnings,
+        failure=result.failure(run.path),
+        recorded=int((result.counts or {}).get("samples", rows)),
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 from probes.locustglue.ratepace import RATE_LEAD_S
 from probes.locustglue.workers import RATE_T0
-from probes.recording.finish import outcome
+from probes.recording.finish import finish_capacity
 from probes.recording.locustproc import LocustSettings, ShardFollower, run_locust
 from probes.recording.ratesteps import GRACE_S, RateStepWatch
 from probes.recording.types import Outcome, Progress, stop_reason
@@ -147,19 +147,8 @@ def rate_capacity_locust(
         progress.finished()
     interrupted = stop_reason(stop)
     broken = follower.watch.broken if follower.watch is not None else None
-    run.update(
-        capacity={
-            "t0": follower.t0 if follower.t0 is not None else marked_t0(run),
-            "stopped_ts": result.stopped_ts,
-            "stopped_at_offered_rps": broken["offered_rps"] if broken else None,
-            "interrupted": interrupted,
-        }
-    )
-    run.finish(locust=result.counts, interrupted=interrupted)
-    return outcome(
-        run.path,
-        interrupted=interrupted,
-        warnings=result.warnings,
-        failure=result.failure(run.path),
-        recorded=int((result.counts or {}).get("samples", follower.rows)),
-    )
+    block = {
+        "t0": follower.t0 if follower.t0 is not None else marked_t0(run),
+        "stopped_at_offered_rps": broken["offered_rps"] if broken else None,
+    }
+    return finish_capacity(run, result, interrupted, block, follower.rows)
