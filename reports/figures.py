@@ -534,13 +534,22 @@ def guardrails(analysis: Analysis, colors: dict[str, str]) -> Figure:
                         alpha=0.25, label="bounds")  # fmt: skip
         ax.step(x, estimate, where="post", color="#1f77b4", lw=1.2, label="estimate")
         ax.axhline(margin, color="#d62728", ls="--", lw=1.1, label="margin")
+        floor = rows[0].get("margin_ms") if rows else None
+        if floor:  # a latency guardrail is also within while the difference is under its floor
+            under = np.array([(r.get("delta_upper_ms") or math.inf) <= floor for r in rows])
+            ax.fill_between(x, bottom, top, where=under, step="post", color="#2ca02c",
+                            alpha=0.12, label=f"within the +{floor:g} ms floor")  # fmt: skip
         if q.get("decided_at_s") is not None:
             ax.axvline(q["decided_at_s"], color="#444", ls=":", lw=1.1, label="decided")
         ax.set_ylim(bottom, top)
         ax.set_ylabel(metric.replace("_", " "), fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("seconds from the run's start")
-    axes[0].legend(loc="upper right", fontsize=7, ncol=4)
+    shown: dict[str, Any] = {}  # one legend over every panel's kinds (the floor: latency ones)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            shown.setdefault(label, handle)
+    axes[0].legend(list(shown.values()), list(shown), loc="upper right", fontsize=7, ncol=5)
     return fig
 
 

@@ -320,11 +320,27 @@ def sequential_line(s: Mapping[str, Any]) -> str | None:
     )
 
 
-def _bounds(g: Mapping[str, Any] | None) -> str:
+def _signed_ms(value: Any) -> str:
+    return "—" if value is None else f"{value:+,.1f}"
+
+
+def guardrail_bounds(g: Mapping[str, Any] | None) -> str:
+    """``1.02 [0.81, 1.9]``, and a latency guardrail's difference: ``; +0.4 ms [-9.1, +3.5]``."""
     if not g:
         return "—"
     lower, upper = g.get("lower"), g.get("upper")
-    return f"{fmt(g.get('estimate'))} [{fmt(lower)}, {'∞' if upper is None else fmt(upper)}]"
+    text = f"{fmt(g.get('estimate'))} [{fmt(lower)}, {'∞' if upper is None else fmt(upper)}]"
+    if "delta_lower_ms" in g:
+        hi = g.get("delta_upper_ms")
+        text += (f"; {_signed_ms(g.get('delta_ms'))} ms [{_signed_ms(g.get('delta_lower_ms'))}, "
+                 f"{'∞' if hi is None else _signed_ms(hi)}]")  # fmt: skip
+    return text
+
+
+def guardrail_margin(g: Mapping[str, Any]) -> str:
+    """``≤ 1.25 or +20 ms`` (a latency guardrail with its floor), ``≤ 0.005``."""
+    floor = g.get("margin_ms")
+    return f"≤ {fmt(g['margin'])}" + (f" or +{fmt(float(floor))} ms" if floor else "")
 
 
 def _guardrail_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -335,8 +351,8 @@ def _guardrail_rows(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for g in q.get("guardrails") or []:
         at = g.get("at_decision")
-        rows.append([g["metric"], f"≤ {fmt(g['margin'])}", _bounds(at),
-                     (at or {}).get("state") or "—", _bounds(g), g["state"]])  # fmt: skip
+        rows.append([g["metric"], guardrail_margin(g), guardrail_bounds(at),
+                     (at or {}).get("state") or "—", guardrail_bounds(g), g["state"]])  # fmt: skip
     return head, rows
 
 
@@ -345,7 +361,10 @@ SEQUENTIAL_NOTE = (
     "decision can be read at any time without raising its false-fail rate: fail as soon as one "
     "lies wholly beyond its margin (lower bound > margin), pass once all lie within (upper "
     "bound ≤ margin). Ratios are candidate over baseline; error_rate_delta is the candidate's "
-    "error rate minus the baseline's, on requests."
+    "error rate minus the baseline's, on requests. A latency guardrail's margin has a floor "
+    "(today's materiality rule: a ratio beyond its margin is material only when the difference "
+    "is beyond its ms too): beyond needs both lower bounds past, within either upper bound "
+    "under (the second pair of bounds is the difference, ms)."
 )
 
 

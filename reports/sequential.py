@@ -10,9 +10,14 @@ every sample size with probability ≥ 1 - α, so they can be read after every s
 
 Guardrails (``metric``: what "not worse" allows by default, ``MARGINS``):
 
-- ``latency_p50_ratio`` (candidate p50 / baseline p50 ≤ 1.10), ``latency_p99_ratio`` (≤ 1.25),
-  on successful answers, and ``ttft_p50_ratio`` (≤ 1.10) when both versions have streamed
-  answers (a non-null ``ttft_ms``);
+- ``latency_p50_ratio`` (candidate p50 / baseline p50 ≤ 1.10, or at most 5 ms more),
+  ``latency_p99_ratio`` (≤ 1.25, or at most 20 ms more), on successful answers, and
+  ``ttft_p50_ratio`` (≤ 1.10, or 5 ms) when both versions have streamed answers (a non-null
+  ``ttft_ms``). The floors (``MARGINS_MS``) are today's materiality rule (``reports.stats``:
+  material is the ratio *and* the difference): a 2 ms service's p99 is scheduling noise whose
+  ratio's bounds stay around [0.3, 3.5] for thousands of samples, and without a floor a healthy
+  candidate never passes. ``beyond`` needs both the ratio's and the difference's lower bounds
+  past their limits, ``within`` either upper bound under its own;
 - ``error_rate_delta`` (candidate error rate - baseline's ≤ +0.005, i.e. +0.5 percentage
   point), on requests. An absolute margin because at the 0.1-1 % rates healthy services run,
   +0.5 pp is material (×1.5 at 1 %, ×6 at 0.1 %) yet decidable in a rollout: proving a
@@ -55,7 +60,9 @@ platform reported the switch fails with reason ``no evidence``.
 Settings ride on the SLO list, so a run (``--slo``) and a service target (``slo = [...]``) set
 them the same way: ``comparison=off`` drops the comparison check from the verdict;
 ``comparison.alpha=0.05``, ``comparison.latency_p99_ratio=1.5``, ``comparison.error_rate_delta=
-0.01`` (any guardrail's margin), ``comparison.bucket_s=5``, ``comparison.look_s=1``.
+0.01`` (any guardrail's margin), ``comparison.latency_p99_ms=0`` (a latency guardrail's floor,
+``latency_p50_ms``, ``latency_p99_ms``, ``ttft_p50_ms``; 0: the ratio alone),
+``comparison.bucket_s=5``, ``comparison.look_s=1``.
 """
 
 from __future__ import annotations
@@ -78,6 +85,19 @@ MARGINS: dict[str, float] = {
     "error_rate_delta": 0.005,
     "ttft_p50_ratio": 1.10,
 }
+#: The absolute floor of each latency guardrail, ms: a difference this small is within whatever
+#: the ratio (today's materiality rule, ``reports.stats.MIN_DELTA``: material is 10 % *and* 5 ms
+#: at p50, 25 % *and* 20 ms at p99). Without it, a fast service's p99 (a few ms of scheduling
+#: noise, or a slow tail's knee) keeps its ratio's bounds around [0.3, 3.5] for thousands of
+#: samples and a healthy candidate never passes.
+MARGINS_MS: dict[str, float] = {
+    "latency_p50_ratio": 5.0,
+    "latency_p99_ratio": 20.0,
+    "ttft_p50_ratio": 5.0,
+}
+#: The setting key of each floor (``comparison.latency_p99_ms=50``).
+FLOOR_KEYS = {"latency_p50_ms": "latency_p50_ratio", "latency_p99_ms": "latency_p99_ratio",
+              "ttft_p50_ms": "ttft_p50_ratio"}  # fmt: skip
 #: The quantile each ratio guardrail compares.
 QUANTILES = {"latency_p50_ratio": 0.5, "latency_p99_ratio": 0.99, "ttft_p50_ratio": 0.5}
 LOOK_S = 5.0
@@ -101,10 +121,10 @@ _QUANTILE_PRIOR = 20.0
 #: 0.02 after 10 requests). Any fixed prior keeps the sequence valid; it only moves the width.
 _RATE_PRIOR = (0.5, 20.0)
 _SETTING_RE = re.compile(r"^comparison(?:\.(?P<key>[a-z0-9_]+))?=(?P<value>[^=<>]+)$")
-_NUMERIC_KEYS = ("alpha", "look_s", "bucket_s", *MARGINS)
+_NUMERIC_KEYS = ("alpha", "look_s", "bucket_s", *MARGINS, *FLOOR_KEYS)
 SETTING_EXAMPLES = (
     "comparison=off, comparison.alpha=0.05, comparison.latency_p99_ratio=1.5, "
-    "comparison.error_rate_delta=0.01, comparison.bucket_s=5"
+    "comparison.error_rate_delta=0.01, comparison.latency_p99_ms=0, comparison.bucket_s=5"
 )
 
 
@@ -114,6 +134,7 @@ class SeqSettings:
 
     alpha: float = ALPHA
     margins: Mapping[str, float] = field(default_factory=lambda: dict(MARGINS))
+    margins_ms: Mapping[str, float] = field(default_factory=lambda: dict(MARGINS_MS))
     look_s: float = LOOK_S
     bucket_s: float = BUCKET_S
     enabled: bool = True
@@ -150,6 +171,10 @@ def parse_setting(expr: str) -> tuple[str, float | bool]:
         number = float(value)
     except ValueError:
         raise _bad(expr, f"{value!r} is not a number") from None
+    if key in FLOOR_KEYS:  # a floor may be 0: the ratio alone decides
+        if not math.isfinite(number) or number < 0:
+            raise _bad(expr, f"{key} must be a finite number >= 0 (ms)")
+        return key, number
     if not math.isfinite(number) or number <= 0 or (key == "alpha" and number >= 1):
         raise _bad(expr, f"{key} must be a finite number > 0" + (" and < 1" * (key == "alpha")))
     return key, number
@@ -158,16 +183,18 @@ def parse_setting(expr: str) -> tuple[str, float | bool]:
 def settings_from_slos(slos: Sequence[str] | None) -> SeqSettings:
     """The comparison's settings from an SLO list (later entries win)."""
     settings = SeqSettings()
-    margins = dict(MARGINS)
+    margins, floors = dict(MARGINS), dict(MARGINS_MS)
     for expr in slos or ():
         if not is_setting(expr):
             continue
         key, value = parse_setting(expr)
         if key in MARGINS:
             margins[key] = float(value)
+        elif key in FLOOR_KEYS:
+            floors[FLOOR_KEYS[key]] = float(value)
         else:
             settings = replace(settings, **{key: value})  # type: ignore[arg-type]
-    return replace(settings, margins=margins)
+    return replace(settings, margins=margins, margins_ms=floors)
 
 
 # -- the confidence sequences ------------------------------------------------------------------
@@ -363,13 +390,56 @@ def _state(lower: float, upper: float, margin: float) -> str:
     return "within" if upper <= margin else "open"
 
 
-def _ratio(b: tuple[float, float, float], c: tuple[float, float, float]) -> tuple[float, ...]:
+def _latency_state(ratio: Sequence[float], delta: Sequence[float], margin: float,
+                   floor_ms: float) -> str:  # fmt: skip
+    """A latency guardrail's state: material is the ratio beyond ``margin`` *and* the
+    difference beyond ``floor_ms`` (today's rule), so ``beyond`` needs both lower bounds past
+    their limits and ``within`` either upper bound under its own. Valid as the bounds are: the
+    candidate's quantile is at most ``max(margin × q_b, q_b + floor)`` when either upper bound
+    holds, at least that when both lower bounds do."""
+    if ratio[1] > margin and delta[1] > floor_ms:
+        return "beyond"
+    return "within" if ratio[2] <= margin or delta[2] <= floor_ms else "open"
+
+
+Bounds = tuple[float, float, float]  # (estimate, lower, upper)
+
+
+def _ratio(b: Bounds, c: Bounds) -> Bounds:
     """(estimate, lower, upper) of the candidate's quantile over the baseline's."""
     (eb, lb, ub), (ec, lc, uc) = b, c
     est = ec / eb if eb > 0 and math.isfinite(eb) and math.isfinite(ec) else math.nan
     lower = lc / ub if ub > 0 and math.isfinite(ub) else 0.0
     upper = uc / lb if lb > 0 else math.inf
     return est, lower, upper
+
+
+def _difference(b: Bounds, c: Bounds) -> Bounds:
+    """(estimate, lower, upper) of the candidate's quantile minus the baseline's, ms."""
+    (eb, lb, ub), (ec, lc, uc) = b, c
+    return ec - eb, lc - ub, uc - lb
+
+
+class _Ordered:
+    """One version's values of one kind (latency, TTFT) sorted, for the first ``raw.size`` of
+    them: a poll's order statistics are read by index, the samples since the last poll merged
+    in (O(n) copies) instead of a partition of all of them per look (a few ms at 100k)."""
+
+    def __init__(self) -> None:
+        self.raw = np.zeros(0)
+        self.ordered = np.zeros(0)
+
+    def first(self, values: np.ndarray, n: int) -> np.ndarray:
+        """``values[:n]`` sorted; extended when ``values`` starts with what was seen."""
+        m = self.raw.size
+        if m <= n and np.array_equal(values[:m], self.raw):
+            new = np.sort(values[m:n])
+            if new.size:
+                self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, new), new)
+                self.raw = values[:n].copy()
+        else:  # the samples changed under it (a row kept or dropped before the end): again
+            self.raw, self.ordered = values[:n].copy(), np.sort(values[:n])
+        return self.ordered
 
 
 class Looks:
@@ -379,10 +449,12 @@ class Looks:
 
     def __init__(
         self, base: Side, cand: Side, times: np.ndarray, settings: SeqSettings,
-        metrics: Sequence[str],
+        metrics: Sequence[str], ordered: dict[tuple[str, int], _Ordered] | None = None,
     ) -> None:  # fmt: skip
         self.base, self.cand, self.times, self.metrics = base, cand, times, list(metrics)
         self.settings = settings
+        #: each version's sorted values per kind, kept by the caller between looks and polls
+        self.ordered = ordered if ordered is not None else {}
         alpha = settings.alpha / (2 * len(self.metrics))
         self.n: dict[tuple[str, int], np.ndarray] = {}
         self.ranks: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -405,33 +477,32 @@ class Looks:
         m = times.size
         self.rates = (lo[:m], hi[:m]), (lo[m:], hi[m:])
 
-    def _quantiles(self, i: int) -> dict[str, tuple[float, ...]]:
-        """(estimate, lower, upper) of every ratio guardrail at look ``i``: one partition per
-        version and kind of value (latency, TTFT) for all the ranks it needs."""
-        out: dict[str, list[tuple[float, float, float]]] = {}
-        for kind in ("latency", "ttft"):
-            metrics = [m for m in self.metrics if m in QUANTILES and m.startswith("ttft") == (
-                kind == "ttft")]  # fmt: skip
-            if not metrics:
+    def _quantiles(self, i: int) -> dict[str, tuple[Bounds, Bounds]]:
+        """Per ratio guardrail at look ``i``: (baseline, candidate) quantile (estimate,
+        lower, upper), read from each version's sorted values."""
+        out: dict[str, tuple[Bounds, Bounds]] = {}
+        for m in self.metrics:
+            if m not in QUANTILES:
                 continue
+            kind = "ttft" if m.startswith("ttft") else "latency"
+            found = []
             for v, side in enumerate((self.base, self.cand)):
-                n = int(self.n[metrics[0], v][i])
-                values = (side.ttft if kind == "ttft" else side.latency)[:n]
-                ranks = {}
-                for m in metrics:
-                    lo, hi = self.ranks[m, v]
-                    est = min(n, max(1, math.ceil(QUANTILES[m] * n)))
-                    ranks[m] = (int(lo[i]), int(hi[i]), est)
-                kth = sorted({r - 1 for t in ranks.values() for r in t if 1 <= r <= n})
-                part = np.partition(values, kth) if kth else values
-                for m, (lo_r, hi_r, est) in ranks.items():
-                    if n == 0:
-                        out.setdefault(m, []).append((math.nan, 0.0, math.inf))
-                        continue
-                    lower = float(part[lo_r - 1]) if lo_r >= 1 else 0.0
-                    upper = float(part[hi_r - 1]) if hi_r <= n else math.inf
-                    out.setdefault(m, []).append((float(part[est - 1]), lower, upper))
-        return {m: _ratio(b, c) for m, (b, c) in out.items()}
+                n = int(self.n[m, v][i])
+                if n == 0:
+                    found.append((math.nan, 0.0, math.inf))
+                    continue
+                values = self.ordered.setdefault((kind, v), _Ordered()).first(
+                    side.ttft if kind == "ttft" else side.latency, n
+                )
+                lo, hi = (int(r[i]) for r in self.ranks[m, v])
+                est = min(n, max(1, math.ceil(QUANTILES[m] * n)))
+                found.append((
+                    float(values[est - 1]),
+                    float(values[lo - 1]) if lo >= 1 else 0.0,
+                    float(values[hi - 1]) if hi <= n else math.inf,
+                ))  # fmt: skip
+            out[m] = (found[0], found[1])
+        return out
 
     def _delta(self, i: int) -> tuple[float, ...]:
         (nb, nc), (eb, ec) = (int(n[i]) for n in self.requests), (int(e[i]) for e in self.errors)
@@ -445,15 +516,25 @@ class Looks:
 
     def rows(self, i: int) -> list[dict[str, Any]]:
         """Every guardrail's ``{metric, estimate, lower, upper, margin, state}`` at look ``i``
-        (unrounded; infinite bounds where a sequence is still open)."""
+        (unrounded; infinite bounds where a sequence is still open); a latency guardrail adds
+        its floor ``margin_ms`` and the difference's ``delta_ms``, ``delta_lower_ms``,
+        ``delta_upper_ms``."""
         rows = []
-        ratios = self._quantiles(i)
+        quantiles = self._quantiles(i)
         for metric in self.metrics:
-            est, lower, upper = self._delta(i) if metric == "error_rate_delta" else ratios[metric]
             margin = float(self.settings.margins.get(metric, MARGINS[metric]))
+            if metric == "error_rate_delta":
+                est, lower, upper = self._delta(i)
+                rows.append({"metric": metric, "estimate": est, "lower": lower, "upper": upper,
+                             "margin": margin, "state": _state(lower, upper, margin)})  # fmt: skip
+                continue
+            ratio, delta = _ratio(*quantiles[metric]), _difference(*quantiles[metric])
+            floor = float(self.settings.margins_ms.get(metric, MARGINS_MS[metric]))
             rows.append(
-                {"metric": metric, "estimate": est, "lower": lower, "upper": upper,
-                 "margin": margin, "state": _state(lower, upper, margin)}
+                {"metric": metric, "estimate": ratio[0], "lower": ratio[1], "upper": ratio[2],
+                 "margin": margin, "state": _latency_state(ratio, delta, margin, floor),
+                 "margin_ms": floor, "delta_ms": delta[0], "delta_lower_ms": delta[1],
+                 "delta_upper_ms": delta[2]}
             )  # fmt: skip
         return rows
 
@@ -484,6 +565,8 @@ class Decider:
     counts: tuple[int, int] = (0, 0)
     #: (time, guardrail rows) of every look taken, for the figure of the bounds over time.
     history: list[tuple[float, list[dict[str, Any]]]] = field(default_factory=list)
+    #: each version's sorted values, merged poll to poll (``_Ordered``)
+    ordered: dict[tuple[str, int], _Ordered] = field(default_factory=dict, repr=False)
 
     def _decide(self, decision: str, at: float, counts: tuple[int, int], rows: Any) -> None:
         self.decision, self.decided_at_s = decision, at
@@ -520,7 +603,7 @@ class Decider:
         """Take every look from the last one up to ``end`` (send-time seconds) until decided;
         return the guardrails at ``end`` (the current bounds)."""
         times = self._looks(base, cand, start, end)
-        looks = Looks(base, cand, times, self.settings, metrics)
+        looks = Looks(base, cand, times, self.settings, metrics, self.ordered)
         last, current = times.size - 1, None
         for i in range(times.size if self.decision == "pending" else 0):
             rows = looks.rows(i)
@@ -548,11 +631,12 @@ def _num(value: float) -> float | None:
     return float(f"{value:.6g}")
 
 
+#: A guardrail's numbers rounded by ``_num`` (the ``delta_*`` ones: latency guardrails only).
+_BOUND_KEYS = ("estimate", "lower", "upper", "delta_ms", "delta_lower_ms", "delta_upper_ms")
+
+
 def _rounded(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**r, **{k: _num(r[k]) for k in ("estimate", "lower", "upper")}, "margin": r["margin"]}
-        for r in rows
-    ]
+    return [{**r, **{k: _num(r[k]) for k in _BOUND_KEYS if k in r}} for r in rows]
 
 
 def block(decider: Decider, current: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -561,8 +645,9 @@ def block(decider: Decider, current: Sequence[Mapping[str, Any]]) -> dict[str, A
     guardrails = []
     for row in _rounded(current):
         found = at.get(row["metric"])
-        decided = None if found is None else {k: found[k] for k in ("estimate", "lower",
-                                                                     "upper", "state")}  # fmt: skip
+        decided = (
+            None if found is None else {k: found[k] for k in (*_BOUND_KEYS, "state") if k in found}
+        )
         guardrails.append({**row, "at_decision": decided})
     return {
         "method": METHOD,

@@ -184,3 +184,70 @@ def test_ttft_is_a_guardrail_only_when_both_versions_stream():
     d = seq.decide(t, code, latency, ok, ttft=ttft, settings=POLLED)
     assert d["guardrails"][-1]["metric"] == "ttft_p50_ratio"
     assert d["decision"] == "fail" and d["guardrails"][-1]["at_decision"]["state"] == "beyond"
+
+
+# -- the latency guardrails' floors ---------------------------------------------------------------
+
+
+def fast(seed: int, *, slower: float = 1.0, rate: float = 20.0, post_s: float = 300.0):
+    """A service answering in ~2 ms whose p99 is scheduling noise (2 % of answers 5-30 ms
+    late), identical versions unless ``slower``; no errors."""
+    rng = np.random.default_rng(seed)
+    n1, n2 = int(300 * rate), int(post_s * rate)
+    t = np.r_[np.sort(rng.uniform(0, 300, n1)), np.sort(rng.uniform(300, 300 + post_s, n2))]
+    code = np.r_[np.zeros(n1, np.int8), np.ones(n2, np.int8)]
+    latency = np.exp(rng.normal(np.log(2.0), 0.4, t.size))
+    late = rng.random(t.size) < 0.02
+    latency[late] += rng.uniform(5, 30, late.sum())
+    latency[code == 1] *= slower
+    return t, code, latency, np.ones(t.size, bool)
+
+
+def test_a_fast_healthy_service_passes_by_its_floors():
+    """p99 ratio bounds of a 2 ms service stay wide ([0.3, 3+]) for thousands of samples; its
+    difference's do not: within the 20 ms floor, every rollout passes, in minutes."""
+    found = [seq.decide(*fast(s), settings=POLLED) for s in range(10)]
+    assert [d["decision"] for d in found] == ["pass"] * 10
+    # measured: 90 s after the switch in 9 of 10 (when ~1,800 clean requests bound the error
+    # rate under +0.5 pp), 210 s in one (its p99's difference bound near the floor longer)
+    assert max(d["decided_at_s"] - 300.0 for d in found) <= 300.0
+    p99 = found[0]["guardrails"][1]
+    assert p99["metric"] == "latency_p99_ratio" and p99["at_decision"]["upper"] > 1.25
+    assert p99["at_decision"]["delta_upper_ms"] <= p99["margin_ms"] == 20.0
+    # the ratio alone (floor 0): the same rollouts never pass
+    ratio_only = seq.SeqSettings(look_s=30.0, margins_ms={k: 0.0 for k in seq.MARGINS_MS})
+    assert {seq.decide(*fast(s), settings=ratio_only)["decision"] for s in range(10)} == {"pending"}
+
+
+def test_a_slowdown_under_the_floor_is_not_material_unless_asked():
+    """2 -> 3 ms at p50 (+50 %, +1 ms) is immaterial by today's rule (10 % and 5 ms): never
+    failed with the floors; with ``comparison.latency_p50_ms=0`` the ratio alone fails it."""
+    found = [seq.decide(*fast(s, slower=1.5), settings=POLLED) for s in range(10)]
+    assert "fail" not in {d["decision"] for d in found}
+    strict = seq.settings_from_slos(["comparison.latency_p50_ms=0", "comparison.look_s=30"])
+    assert strict.margins_ms["latency_p50_ratio"] == 0.0
+    failed = [seq.decide(*fast(s, slower=1.5), settings=strict) for s in range(10)]
+    assert [d["decision"] for d in failed] == ["fail"] * 10
+    assert {d["guardrails"][0]["at_decision"]["state"] for d in failed} == {"beyond"}
+    with pytest.raises(ValueError, match="latency_p99_ms must be a finite number >= 0"):
+        seq.settings_from_slos(["comparison.latency_p99_ms=-1"])
+
+
+def test_a_poll_reads_the_bounds_a_replay_reads():
+    """The decider keeps each version's values sorted between polls (merged, not re-sorted):
+    at every poll its current guardrails are the ones a fresh replay finds at that time, in a
+    weighted canary too (kept rows change within the newest bucket)."""
+    rng = np.random.default_rng(12)
+    t = np.sort(rng.uniform(0, 600, 12_000))
+    code = (rng.random(t.size) < t / 600).astype(np.int8)
+    latency = np.exp(rng.normal(np.log(40.0), 0.3, t.size))
+    ok = rng.random(t.size) > 0.01
+    decider = seq.Decider(POLLED)
+    for end in np.arange(7.0, 600.0, 13.0):
+        rows = t <= end
+        args = (t[rows], code[rows], latency[rows], ok[rows])
+        polled = seq.evaluate(decider, *args, end=end)
+        fresh = seq.evaluate(seq.Decider(POLLED), *args, end=end)
+        strip = [{k: v for k, v in g.items() if k != "at_decision"} for g in polled["guardrails"]]
+        assert strip == [{k: v for k, v in g.items() if k != "at_decision"}
+                         for g in fresh["guardrails"]]  # fmt: skip

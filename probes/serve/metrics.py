@@ -81,6 +81,8 @@ TTFT_BUCKETS_S = (
 VERDICTS = ("pass", "fail", "pending")
 #: The values exported per guardrail (``verdict_guardrail_bound``'s ``bound`` label).
 BOUNDS = ("lower", "upper", "estimate", "margin")
+#: A latency guardrail's too: its floor and the difference's bounds (ms).
+BOUNDS_MS = ("margin_ms", "delta_lower_ms", "delta_upper_ms")
 MAX_VERSIONS_PER_TARGET = 20
 OTHER_VERSION = "other"
 
@@ -156,7 +158,9 @@ class Metrics:
             PREFIX + "verdict_guardrail_bound",
             "Each guardrail of the sequential comparison: its confidence sequence's lower and "
             "upper bound, its estimate and its margin (a ratio, or a difference of error "
-            "rates); +Inf where a bound is still open, NaN where nothing is estimated yet.",
+            "rates); a latency guardrail also its margin's floor (margin_ms) and the "
+            "difference's bounds (delta_lower_ms, delta_upper_ms), ms; +Inf (-Inf) where a "
+            "bound is still open, NaN where nothing is estimated yet.",
             ["target", "metric", "bound"],
             registry=reg,
         )
@@ -274,13 +278,16 @@ class Metrics:
             shown = {str(g.get("metric")): g for g in guardrails}
             old = self._guardrails.setdefault(target, set())
             for metric in old - set(shown):
-                for bound in BOUNDS:
+                for bound in (*BOUNDS, *BOUNDS_MS):
                     _remove(self._bound, target, metric, bound)
             for metric, g in shown.items():
-                for bound in BOUNDS:
+                for bound in (*BOUNDS, *BOUNDS_MS):
+                    if bound in BOUNDS_MS and bound not in g:
+                        continue  # the error guardrail has no floor
                     value = g.get(bound)
-                    if value is None:  # an open upper bound is +Inf; no estimate is NaN
-                        value = math.inf if bound == "upper" else math.nan
+                    if value is None:  # an open bound is +-Inf; no estimate is NaN
+                        value = {"upper": math.inf, "delta_upper_ms": math.inf,
+                                 "delta_lower_ms": -math.inf}.get(bound, math.nan)  # fmt: skip
                     self._bound.labels(target, metric, bound).set(float(value))
             self._guardrails[target] = set(shown)
 

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from reports.render import fmt as report_fmt
+from reports.render import guardrail_bounds, guardrail_margin
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -190,6 +191,8 @@ def _environment() -> Any:
         when=lambda v: when(defined(v)),
         color=color,
         urlquote=lambda s: quote(str(s), safe=""),
+        guardrail_bounds=lambda g: guardrail_bounds(defined(g)),
+        guardrail_margin=guardrail_margin,
     )
     env.globals.update(split=split, chart=chart, KINDS=KINDS, TRIGGERS=TRIGGERS, VERDICTS=VERDICTS)
     return env

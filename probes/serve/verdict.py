@@ -288,10 +288,13 @@ def _guardrail_text(sequential: dict[str, Any]) -> str:
         at = g.get("at_decision") or {}
         if at.get("state") != want:
             continue
-        parts.append(
-            f"{g['metric']} {_fmt(at.get('estimate'))} in [{_fmt(at.get('lower'))}, "
-            f"{_fmt(at.get('upper'))}] {want} margin {g['margin']:g}"
-        )
+        text = (f"{g['metric']} {_fmt(at.get('estimate'))} in [{_fmt(at.get('lower'))}, "
+                f"{_fmt(at.get('upper'))}]")  # fmt: skip
+        if g.get("margin_ms"):  # a latency guardrail: its difference, and the floor
+            text += (f", {_fmt(at.get('delta_ms'))} ms in [{_fmt(at.get('delta_lower_ms'))}, "
+                     f"{_fmt(at.get('delta_upper_ms'))}]")  # fmt: skip
+        floor = f" or {g['margin_ms']:g} ms" if g.get("margin_ms") else ""
+        parts.append(f"{text} {want} margin {g['margin']:g}{floor}")
         if want == "beyond":
             break
     return "; ".join(parts) + f" ({samples} candidate samples)"
@@ -496,7 +499,8 @@ def _sequential(
     poll takes only the looks since the last one and the first decision is never lost)
     advanced to the newest sample. Samples that shrank (another rollout under the same key)
     start a new decider."""
-    dkey = (*key, settings.alpha, tuple(sorted(settings.margins.items())), settings.look_s,
+    dkey = (*key, settings.alpha, tuple(sorted(settings.margins.items())),
+             tuple(sorted(settings.margins_ms.items())), settings.look_s,
             settings.bucket_s)  # fmt: skip
     with _memo_lock:
         found = _deciders.get(dkey)
