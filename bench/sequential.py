@@ -3,8 +3,9 @@
 Synthetic rollouts with known truth (the issue-26 set-up): ``--baseline-s`` (300) of the
 baseline, then ``--candidate-s`` (1200) of the candidate alone, lognormal latencies (median
 40 ms, sigma 0.3) with a 1 % tail five times slower, errors at 0.5 % unless the scenario says
-otherwise (two rows without the tail and the errors show what a pass needs); at 2 and
-20 req/s (``--rates``), ``--seeds`` rollouts (default 40) per row.
+otherwise (two rows without the tail and the errors show what a pass needs; two more, a 2 ms
+service whose p99 is scheduling noise, 2 % of answers 5-30 ms late, show the latency
+guardrails' floors); at 2 and 20 req/s (``--rates``), ``--seeds`` rollouts (default 40) per row.
 
 - **old**: ``reports.stats.compare`` (Mann–Whitney U + Fisher, the 10 %/5 ms, 25 %/20 ms and
   0.1 pp materiality rule) on the samples so far, polled every 30 s after the switch as the
@@ -28,18 +29,22 @@ from reports import sequential as seq
 from reports.stats import Side, compare, latency_block
 
 POLL_S = 30.0
-#: name -> (latency factor of the candidate, its error-rate factor, slow tail, base error rate)
-SCENARIOS: dict[str, tuple[float, float, float, float]] = {
-    "A/A": (1.0, 1.0, 0.01, 0.005),
-    "+3 % latency": (1.03, 1.0, 0.01, 0.005),
-    "+5 % latency": (1.05, 1.0, 0.01, 0.005),
-    "+10 % latency": (1.10, 1.0, 0.01, 0.005),
-    "+25 % latency": (1.25, 1.0, 0.01, 0.005),
-    "errors x2": (1.0, 2.0, 0.01, 0.005),
-    "errors x4": (1.0, 4.0, 0.01, 0.005),
+#: name -> (latency factor of the candidate, its error-rate factor, slow tail, base error rate,
+#: median ms, scheduling noise: the share of answers 5-30 ms late)
+SCENARIOS: dict[str, tuple[float, float, float, float, float, float]] = {
+    "A/A": (1.0, 1.0, 0.01, 0.005, 40.0, 0.0),
+    "+3 % latency": (1.03, 1.0, 0.01, 0.005, 40.0, 0.0),
+    "+5 % latency": (1.05, 1.0, 0.01, 0.005, 40.0, 0.0),
+    "+10 % latency": (1.10, 1.0, 0.01, 0.005, 40.0, 0.0),
+    "+25 % latency": (1.25, 1.0, 0.01, 0.005, 40.0, 0.0),
+    "errors x2": (1.0, 2.0, 0.01, 0.005, 40.0, 0.0),
+    "errors x4": (1.0, 4.0, 0.01, 0.005, 40.0, 0.0),
     # what a pass needs: no 1 % tail sitting on the p99, no errors to bound
-    "A/A, no slow tail, no errors": (1.0, 1.0, 0.0, 0.0),
-    "+5 %, no slow tail, no errors": (1.05, 1.0, 0.0, 0.0),
+    "A/A, no slow tail, no errors": (1.0, 1.0, 0.0, 0.0, 40.0, 0.0),
+    "+5 %, no slow tail, no errors": (1.05, 1.0, 0.0, 0.0, 40.0, 0.0),
+    # a 2 ms service whose p99 is scheduling noise: the latency guardrails' floors at work
+    "A/A, 2 ms service, noisy p99, no errors": (1.0, 1.0, 0.0, 0.0, 2.0, 0.02),
+    "+50 % (+1 ms), 2 ms service, noisy p99": (1.5, 1.0, 0.0, 0.0, 2.0, 0.02),
 }
 #: old-judge outcomes that fail a rollout
 WORSE = "worse"
@@ -49,13 +54,16 @@ def rollout(
     seed: int, rate: float, pre_s: float, post_s: float, scenario: tuple[float, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(send times, version code, latency ms, ok) of one synthetic rollout."""
-    shift, err_factor, tail, base_error = scenario
+    shift, err_factor, tail, base_error, median, noise = scenario
     rng = np.random.default_rng(seed)
     n1, n2 = int(pre_s * rate), int(post_s * rate)
     t = np.r_[np.sort(rng.uniform(0, pre_s, n1)), np.sort(rng.uniform(pre_s, pre_s + post_s, n2))]
     code = np.r_[np.zeros(n1, np.int8), np.ones(n2, np.int8)]
-    latency = np.exp(rng.normal(np.log(40.0), 0.3, n1 + n2))
+    latency = np.exp(rng.normal(np.log(median), 0.3, n1 + n2))
     latency[rng.random(n1 + n2) < tail] *= 5.0
+    if noise:  # drawn only here, so the other rows' draws stay what they were
+        late = rng.random(n1 + n2) < noise
+        latency[late] += rng.uniform(5.0, 30.0, int(late.sum()))
     latency[code == 1] *= shift
     errors = rng.random(n1 + n2) < np.where(code == 1, base_error * err_factor, base_error)
     return t, code, latency, ~errors
