@@ -476,10 +476,13 @@ class RunIndex:
                 conn = self._repair()  # now, not at the next write: reads use it meanwhile
                 self._damaged = False
             elif committed and self._lost and not stop:
-                # writes a full disk refused: the run dirs still have them; catch up once
+                # writes a full disk refused: the run dirs still have them; catch up. A commit
+                # can work while writes are still refused (an empty one on a full disk), so the
+                # catch-up counts only if its own writes and commit do: else ``_lost`` stays
+                # set (by ``_run_job``/``_commit``) and the next commit that works tries again
+                self._lost = False
                 self._run_job(conn, self._reconcile)
-                if self._commit(conn):
-                    self._lost = False
+                if self._commit(conn) and not self._lost:
                     log.info("run index: writes lost while the disk refused them caught up")
             if stop:
                 conn.close()
