@@ -291,7 +291,7 @@ def _guardrail_text(sequential: dict[str, Any]) -> str:
         text = (f"{g['metric']} {_fmt(at.get('estimate'))} in [{_fmt(at.get('lower'))}, "
                 f"{_fmt(at.get('upper'))}]")  # fmt: skip
         if g.get("margin_ms"):  # a latency guardrail: its difference, and the floor
-            text += (f", {_fmt(at.get('delta_ms'))} ms in [{_fmt(at.get('delta_lower_ms'))}, "
+            text += (f", {_fmt(at.get('delta_ms'))} ms in [{_fmt(at.get('delta_lower_ms'), '-')}, "
                      f"{_fmt(at.get('delta_upper_ms'))}]")  # fmt: skip
         floor = f" or {g['margin_ms']:g} ms" if g.get("margin_ms") else ""
         parts.append(f"{text} {want} margin {g['margin']:g}{floor}")
@@ -300,8 +300,9 @@ def _guardrail_text(sequential: dict[str, Any]) -> str:
     return "; ".join(parts) + f" ({samples} candidate samples)"
 
 
-def _fmt(value: Any) -> str:
-    return "inf" if value is None else f"{value:.4g}"
+def _fmt(value: Any, sign: str = "") -> str:
+    """4 significant digits; a bound still open (None) is ``inf`` (``-inf`` for a lower one)."""
+    return f"{sign}inf" if value is None else f"{value:.4g}"
 
 
 def _check_text(check: dict[str, Any]) -> str:
@@ -467,8 +468,9 @@ def _times(ts: np.ndarray | None, n: int, started_ts: float | None) -> np.ndarra
     return (started_ts or 0.0) + np.arange(n, dtype=np.float64)
 
 
-#: Rollouts whose sequential decider is kept between polls (a few kB each).
-_DECIDERS_SIZE = 1024
+#: Rollouts whose sequential decider is kept between polls: its looks' history (up to
+#: ``seq.HISTORY_MAX``) and each version's sorted values (8 bytes a sample: 0.8 MB at 100k).
+_DECIDERS_SIZE = 128
 _deciders: OrderedDict[tuple[Any, ...], tuple[seq.Decider, tuple[float, ...]]] = OrderedDict()
 
 
