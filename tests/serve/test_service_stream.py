@@ -17,8 +17,12 @@ import pytest
 
 from probes.records import read_samples
 from probes.run import read_summary
+from probes.serve.config import parse_config
 from probes.serve.service import Service
 from tests.serve.test_service import config, run_service, runs_of, wait_until
+from tests.serve.test_service_e2e import Running
+from tests.serve.test_web import BROWSER_ARGS, CHROMIUM
+from tests.serve.test_web_operator import _chromium
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +85,30 @@ def test_a_streaming_targets_canary_carries_ttft(tmp_path: Path, proton: str) ->
     # Every request's metrics call carried its TTFT (seconds).
     calls = svc.metrics.named("request")
     assert calls and all(args[5] is not None and args[5] >= FIRST_MS / 1000 for args in calls)
+
+
+def test_a_streaming_targets_page_draws_its_ttft(tmp_path: Path, proton: str) -> None:
+    """The target page in Chromium: a streaming target's live charts add the time to first
+    token per version (hidden for a target whose answers do not stream)."""
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"stream": True, "messages": [{"role": "user", "content": "x"}]}))
+    target = {"name": "llm", "url": proton, "path": "/v1/chat/completions", "method": "POST",
+              "body_file": str(body), "canary_rate": 10}  # fmt: skip
+    cfg = parse_config(
+        {"serve": {"runs_dir": "runs", "listen": "127.0.0.1:0"}, "targets": [target]},
+        tmp_path, env={},
+    )  # fmt: skip
+    shots = Path(os.environ.get("PROBES_SHOTS_DIR") or tmp_path)
+    with Running(cfg) as svc, _chromium() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(svc.url + "/targets/llm", timeout=20_000)
+            line = "figure[data-only=ttft]:not([hidden]) svg[data-chart=ttft] polyline"
+            page.wait_for_selector(line, timeout=30_000)
+            assert page.text_content(f"{line} >> title") == "TTFT p50 m:3"
+            legend = page.inner_text("[data-legend=ttft]")
+            assert "TTFT p50 m:3" in legend
+            page.screenshot(path=str(shots / "target-stream-1280.png"), full_page=True)
+        finally:
+            browser.close()

@@ -111,7 +111,10 @@ def test_target_page_with_schedules_recent_runs_and_trends() -> None:
     no_external_resources(page)
     assert "<h1>chat " in page and 'data-live-one="/api/v1/targets/chat"' in page
     assert "<code>0 2 * * *</code>" in page and "2025-12-03 02:00:00Z" in page
-    assert 'href="/runs/nightly-37">nightly-37</a> <span class="badge pinned"' in page and "badge open" in page
+    assert (
+        'href="/runs/nightly-37">nightly-37</a> <span class="badge pinned"' in page
+        and "badge open" in page
+    )
     assert page.count('class="cp regression"') == 1  # the drop from 300 to 265 req/s
     assert 'Regression at run <a href="/runs/nightly-30">nightly-30</a>' in page
     assert "<noscript>" in page
@@ -174,7 +177,10 @@ def test_rollouts_page(tmp_path: Path) -> None:
     assert item["rollout"]["flips"] == summary["rollout"]["flips"]
     page = render("rollouts", [item], now=NOW)
     no_external_resources(page)
-    assert 'href="/runs/chat-rollout-1">chat-rollout-1</a> <span class="badge pinned"' in page and "badge fail" in page
+    assert (
+        'href="/runs/chat-rollout-1">chat-rollout-1</a> <span class="badge pinned"' in page
+        and "badge fail" in page
+    )
     assert f">{summary['rollout']['errors_during_switch']} (" in page
     assert "No rollout captured yet." in render("rollouts", [], now=NOW)
 

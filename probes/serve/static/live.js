@@ -177,8 +177,11 @@
     return marks;
   }
   function drawHistory(box, h, target) {
-    var now = Date.now() / 1000, b = h.buckets || [];
-    var mid = (h.bucket_s || 5) / 2;
+    var now = Date.now() / 1000, step = h.bucket_s || 5;
+    var mid = step / 2;
+    /* the bucket still filling is left out: its few rows read as a drop in traffic (and its
+       middle is in the future); it is drawn once it is whole, a refresh or two later */
+    var b = (h.buckets || []).filter(function (x) { return x.t + step <= now; });
     /* the asked-for window, or from the first bucket when the service is younger (2 min at
        least), so a fresh start does not squeeze everything against the right edge */
     var t0 = now - 60 * (h.minutes || 15);
@@ -207,6 +210,11 @@
                 points: b.filter(function (x) { return (x.p99_by_version || {})[k] != null; })
                          .map(function (x) { return [x.t + mid, x.p99_by_version[k]]; })});
     });
+    var ttft = names.map(function (k) {
+      return {label: "TTFT p50 " + k, color: color(k),
+              points: b.filter(function (x) { return (x.ttft_p50_by_version || {})[k] != null; })
+                       .map(function (x) { return [x.t + mid, x.ttft_p50_by_version[k]]; })};
+    }).filter(function (line) { return line.points.length; });
     var maxOf = function (lines) {
       var m = 0;
       lines.forEach(function (l) { l.points.forEach(function (p) { if (p[1] > m) m = p[1]; }); });
@@ -218,8 +226,12 @@
       requests: {lines: counts, ymax: maxOf(counts), yfmt: function (v) { return fmt(Math.round(v)); },
                  title: "requests and errors per bucket"},
       latency: {lines: lat, ymax: maxOf(lat), yfmt: function (v) { return v ? fmt(v, "ms") : "0"; },
-                title: "latency p50 and p99 per version"}
+                title: "latency p50 and p99 per version"},
+      ttft: {lines: ttft, ymax: maxOf(ttft), yfmt: function (v) { return v ? fmt(v, "ms") : "0"; },
+             title: "time to first token p50 per version"}
     };
+    /* a figure for streamed answers only once some bucket has them */
+    box.querySelectorAll("[data-only=ttft]").forEach(function (f) { f.hidden = !ttft.length; });
     box.querySelectorAll("svg[data-chart]").forEach(function (svg) {
       var name = svg.getAttribute("data-chart"), c = charts[name];
       if (!c) return;
