@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ import aiohttp
 from probes.canary import ProbeSettings, run_probe
 from probes.records import Sample
 from probes.settings import build_request
+from probes.sim.protons import standalone
 
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -52,22 +52,10 @@ BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "
 @contextmanager
 def proton(first_ms: float, gap_ms: float, tokens: int) -> Iterator[str]:
     """The simulator's proton app streaming with these delays; yields its chat URL."""
-    env = {**os.environ, "SIM_VERSION": "bench:1", "SIM_FIRST_TOKEN_MS": str(first_ms),
+    env = {"SIM_VERSION": "bench:1", "SIM_FIRST_TOKEN_MS": str(first_ms),
            "SIM_INTER_TOKEN_MS": str(gap_ms), "SIM_TOKENS": str(tokens)}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probes.sim.app", "--port", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"proton app did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1/chat/completions"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
+    with standalone(env) as url:
+        yield f"{url}/v1/chat/completions"
 
 
 async def _probe(url: str, rate: float, duration: float) -> list[tuple[float | None, bool]]:

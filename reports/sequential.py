@@ -72,7 +72,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -678,24 +678,33 @@ def no_evidence_at(t: np.ndarray, code: np.ndarray, switched_at_s: float | None)
     return float(after[NO_EVIDENCE_REQUESTS - 1]) if after.size >= NO_EVIDENCE_REQUESTS else None
 
 
+class Span(TypedDict, total=False):
+    """What ``evaluate`` and ``decide`` read beside the samples: ``ttft`` (ms per row, NaN when
+    the answer did not stream), the first look's base ``start`` and the last look ``end``
+    (send-time seconds; default the first and the newest send time), and when the platform
+    reported the switch (``switched_at_s``, for the no-evidence rule)."""
+
+    ttft: np.ndarray | None
+    start: float
+    end: float | None
+    switched_at_s: float | None
+
+
 def evaluate(
     decider: Decider,
     t: np.ndarray,
     code: np.ndarray,
     latency: np.ndarray,
     ok: np.ndarray,
-    *,
-    ttft: np.ndarray | None = None,
-    start: float = 0.0,
-    end: float | None = None,
-    switched_at_s: float | None = None,
+    **span: Unpack[Span],
 ) -> dict[str, Any]:
     """Advance ``decider`` over the samples (send times ``t`` sorted, seconds; ``code`` 0
     baseline, 1 candidate, other values ignored) up to ``end`` and return its block."""
+    start, end = span.get("start", 0.0), span.get("end")
     end = float(t[-1]) if end is None and t.size else (start if end is None else end)
-    base, cand = sides(t, code, latency, ok, ttft, decider.settings.bucket_s)
+    base, cand = sides(t, code, latency, ok, span.get("ttft"), decider.settings.bucket_s)
     metrics = metrics_of(base, cand)
-    missing = no_evidence_at(t, code, switched_at_s)
+    missing = no_evidence_at(t, code, span.get("switched_at_s"))
     if missing is not None:
         decider.no_evidence(missing)
     return block(decider, decider.advance(base, cand, start, end, metrics))
@@ -707,20 +716,14 @@ def decide(
     latency: np.ndarray,
     ok: np.ndarray,
     *,
-    ttft: np.ndarray | None = None,
-    start: float = 0.0,
-    end: float | None = None,
-    switched_at_s: float | None = None,
     settings: SeqSettings | None = None,
     history: list[tuple[float, list[dict[str, Any]]]] | None = None,
+    **span: Unpack[Span],
 ) -> dict[str, Any]:
     """The ``comparison.sequential`` block of a whole run, replayed look by look; ``history``
     (a list) receives ``(look time, guardrail rows)`` of every look taken, for a figure."""
     decider = Decider(settings or SeqSettings())
-    found = evaluate(
-        decider, t, code, latency, ok, ttft=ttft, start=start, end=end,
-        switched_at_s=switched_at_s,
-    )  # fmt: skip
+    found = evaluate(decider, t, code, latency, ok, **span)
     if history is not None:
         history.extend(decider.history)
     return found

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 SPAWN_TIMEOUT_S = 30.0
@@ -112,3 +114,28 @@ async def stop(proc: asyncio.subprocess.Process | None, grace_s: float = 3.0) ->
                 await proc.wait()
     else:
         await proc.wait()
+
+
+@contextlib.contextmanager
+def standalone(env: Mapping[str, str]) -> Iterator[str]:
+    """One proton app process outside a simulator (a bench's or a test's endpoint, e.g. a
+    streaming one: ``SIM_FIRST_TOKEN_MS``…): yields its base URL ``http://127.0.0.1:PORT``;
+    on exit its stdin closes and it exits (killed after 10 s)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probes.sim.app", "--port", "0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env}, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"proton app did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

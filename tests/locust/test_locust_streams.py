@@ -7,14 +7,12 @@ equal to samples."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from probes.sim.protons import standalone
 from tests.locust.conftest import counts, locust_samples, only_run, run_locust
 
 pytestmark = pytest.mark.slow
@@ -27,7 +25,6 @@ MARGIN_MS = 500.0
 @pytest.fixture()
 def proton() -> Iterator[str]:
     env = {
-        **os.environ,
         "SIM_VERSION": "m:7",
         "SIM_REVEAL_VERSION": "body",  # no header: the version is the chunks' model field
         "SIM_FIRST_TOKEN_MS": str(FIRST_MS),
@@ -36,19 +33,8 @@ def proton() -> Iterator[str]:
         "SIM_ABORT_SHARE": "0.5",
         "SIM_SEED": "3",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probes.sim.app", "--port", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()  # the app exits when its stdin closes
-        proc.wait(timeout=10)
+    with standalone(env) as url:
+        yield url
 
 
 def test_locust_records_streams_and_shows_a_ttft_row(tmp_path: Path, proton: str) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from probes.records import read_samples
 from probes.run import read_summary
 from probes.serve.config import parse_config
 from probes.serve.service import Service
+from probes.sim.protons import standalone
 from tests.serve.test_service import config, run_service, runs_of, wait_until
 from tests.serve.test_service_e2e import Running
 from tests.serve.test_web import BROWSER_ARGS, CHROMIUM
@@ -31,21 +30,10 @@ FIRST_MS = 40.0
 
 @pytest.fixture()
 def proton() -> Iterator[str]:
-    env = {**os.environ, "SIM_VERSION": "m:3", "SIM_FIRST_TOKEN_MS": str(FIRST_MS),
+    env = {"SIM_VERSION": "m:3", "SIM_FIRST_TOKEN_MS": str(FIRST_MS),
            "SIM_INTER_TOKEN_MS": "2", "SIM_TOKENS": "4"}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probes.sim.app", "--port", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
+    with standalone(env) as url:
+        yield url
 
 
 def test_a_streaming_targets_canary_carries_ttft(tmp_path: Path, proton: str) -> None:
