@@ -251,3 +251,22 @@ def test_a_poll_reads_the_bounds_a_replay_reads():
         strip = [{k: v for k, v in g.items() if k != "at_decision"} for g in polled["guardrails"]]
         assert strip == [{k: v for k, v in g.items() if k != "at_decision"}
                          for g in fresh["guardrails"]]  # fmt: skip
+
+
+def test_a_cold_start_is_not_judged_as_latency_but_its_errors_are():
+    """A healthy new process answers its first 2 s slowly (150-250 ms against ~2 ms): with
+    the 10 s warm-up it is not failed for it (and passes); without a warm-up its p99 guardrail
+    fails it at the first look. Errors in the warm-up still count (see the only-errors test)."""
+    cold = []
+    for s in range(5):
+        t, code, latency, ok = fast(s)
+        start = t[code == 1][0]
+        first = (code == 1) & (t < start + 2.0)
+        latency[first] = np.random.default_rng(s).uniform(150.0, 250.0, first.sum())
+        cold.append((t, code, latency, ok))
+    assert {seq.decide(*c, settings=POLLED)["decision"] for c in cold} == {"pass"}
+    no_warmup = seq.settings_from_slos(["comparison.warmup_s=0", "comparison.look_s=30"])
+    failed = [seq.decide(*c, settings=no_warmup) for c in cold]
+    assert {d["decision"] for d in failed} == {"fail"}
+    assert {d["guardrails"][1]["at_decision"]["state"] for d in failed} == {"beyond"}
+    assert failed[0]["warmup_s"] == 0.0 and seq.decide(*cold[0])["warmup_s"] == seq.WARMUP_S

@@ -502,7 +502,7 @@ def _sequential(
     advanced to the newest sample. Samples that shrank (another rollout under the same key)
     start a new decider."""
     dkey = (*key, settings.alpha, tuple(sorted(settings.margins.items())),
-             tuple(sorted(settings.margins_ms.items())), settings.look_s,
+             tuple(sorted(settings.margins_ms.items())), settings.warmup_s, settings.look_s,
             settings.bucket_s)  # fmt: skip
     with _memo_lock:
         found = _deciders.get(dkey)
