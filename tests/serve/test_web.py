@@ -158,7 +158,8 @@ def test_run_page_from_a_real_summary(tmp_path: Path) -> None:
     no_external_resources(page)
     assert '<h1>Run chat-rollout-1 <span class="badge fail">fail</span>' in page
     assert 'href="/api/v1/runs/chat-rollout-1/report">Full report' in page
-    assert "comparison.sequential.error_rate_delta" in page and "error_rate" in page  # warm-up: errors decide first
+    # the candidate's first 10 s are its warm-up for latency: its errors decide first
+    assert "comparison.sequential.error_rate_delta" in page and "error_rate" in page
     # why: the decision, when, on how many samples, and each guardrail's bounds and margin
     q = summary["comparison"]["sequential"]
     assert q["decision"] == "fail" and f"at {q['decided_at_s']:g} s" in page.replace(",", "")
