@@ -255,7 +255,7 @@ def test_a_poll_reads_the_bounds_a_replay_reads():
 
 def test_a_cold_start_is_not_judged_as_latency_but_its_errors_are():
     """A healthy new process answers its first 2 s slowly (150-250 ms against ~2 ms): with
-    the 10 s warm-up it is not failed for it (and passes); without a warm-up its p99 guardrail
+    the 5 s warm-up it is not failed for it (and passes); without a warm-up its p99 guardrail
     fails it at the first look. Errors in the warm-up still count (see the only-errors test)."""
     cold = []
     for s in range(5):
