@@ -68,6 +68,10 @@ __all__ = [
 
 #: How long Locust may take to quit after SIGINT before its process group is killed.
 LOCUST_QUIT_TIMEOUT_S = 60.0
+#: A stop asked for this close to Locust's own end (or after it) waits for that end instead of
+#: interrupting it: a SIGINT inside Locust's own shutdown aborts it before it writes its counts
+#: (seen beside a CPU hog: a rate step judged broken 2 s after its end, as Locust quit by itself).
+OWN_END_MARGIN_S = 1.0
 MAX_WORKERS = 256
 POLL_S = 0.25
 #: Where a master waiting for workers from elsewhere listens, unless told otherwise.
@@ -392,6 +396,13 @@ def run_locust(
                 if time.monotonic() > deadline:
                     result.warnings.append("Locust did not finish in time; stopping it")
                     break
+            if time.monotonic() <= deadline and waiting.ending(locust.run_time_s):
+                # Locust is ending by itself (its --run-time is up): a SIGINT now lands in its
+                # own shutdown, aborts it before it writes its counts, and the run loses them
+                while proc.poll() is None and time.monotonic() <= deadline:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(POLL_S)
+                    follower.poll()
             if proc.poll() is None:
                 result.stopped_ts = time.time()
             stop_locust(proc)
@@ -433,15 +444,21 @@ class _LoadStart:
         self.on_start = on_start
         self.wait = wait
         self.started = False
+        self.started_at = math.inf
 
     def poll(self) -> None:
         if self.started:
             return
         if self.wait and not _marked(self.run_dir, LOAD_STARTED):
             return
-        self.started = True
+        self.started, self.started_at = True, time.monotonic()
         if self.on_start is not None:
             self.on_start()
+
+    def ending(self, duration: float) -> bool:
+        """Whether Locust's own end (``duration`` after the load started, less
+        ``OWN_END_MARGIN_S``) has come: it then stops by itself and is not interrupted."""
+        return time.monotonic() >= self.started_at + duration - OWN_END_MARGIN_S
 
 
 def _marked(run_dir: Path, status: str) -> bool:
