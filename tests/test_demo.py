@@ -90,5 +90,6 @@ def test_demo_stream_catches_a_ttft_only_regression(tmp_path, capsys, monkeypatc
     guardrails = {g["metric"]: g for g in summary["comparison"]["sequential"]["guardrails"]}
     assert guardrails["ttft_p50_ratio"]["state"] == "beyond"
     assert guardrails["latency_p50_ratio"]["state"] != "beyond"  # total latency: no regression
-    assert summary["comparison"]["judgement"] != "worse"  # total latency: no regression seen
+    # (the fixed-horizon ``judgement`` is reported, not asserted: beside a CPU hog it read the
+    # machine's noise in the total latency as "worse", the false fail the decision replaces)
     assert (tmp_path / "s1" / "figures" / "ttft_over_time.png").exists()
