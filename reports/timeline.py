@@ -78,7 +78,9 @@ def _replacement_windows(events: Sequence[Mapping[str, Any]]) -> list[Window]:
         if switched_ts is not None:
             start = min(float(switched_ts), float(first_switch["ts"]))
         else:  # the switch happened after the watcher's previous event, at the latest
-            before = [e["ts"] for e in events if e["ts"] < first_switch["ts"]]
+            # (Locust's own markers, such as its ``load started``, say nothing of the switch)
+            switch_ts = first_switch["ts"]
+            before = [e["ts"] for e in events if e["ts"] < switch_ts and e.get("role") != "locust"]
             start = float(max(before)) if before else -math.inf
         settled = next((e for e in own if e["status"] in SETTLED), None)
         end = float(settled["ts"]) if settled is not None else math.inf

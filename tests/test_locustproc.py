@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from probes.locustglue.workers import LOAD_STARTED
 from probes.recording import locustproc
 from probes.recording.locustproc import LocustRun, LocustSettings, run_locust
 from probes.run import LOCUST_COUNTS_FILE, LOCUST_LOG_FILE
@@ -24,12 +26,15 @@ from probes.shapes import Shape
 
 FAKE_LOCUST = r"""
 import json, os, signal, sys, time
-run_dir, run_time = sys.argv[1], float(sys.argv[2])
+run_dir, run_time, startup = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 stopped = False
 def on_int(*_):
     global stopped
     stopped = True
 signal.signal(signal.SIGINT, on_int)  # while the test runs: the glue ends it cleanly
+time.sleep(startup)  # Locust imports itself and opens the run
+from probes.records import EventLog
+EventLog(run_dir).write("marker", "load started", role="locust", detail={"workers": 0})
 end = time.monotonic() + run_time
 while not stopped and time.monotonic() < end:
     time.sleep(0.02)
@@ -47,10 +52,15 @@ class _Follower:
 
 
 def _run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duration: float, until: Callable[[], bool]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    duration: float,
+    until: Callable[[], bool],
+    startup: float = 0.0,
 ) -> LocustRun:
     def fake(spec: RequestSpec, locust: LocustSettings, run_dir: Path) -> list[str]:
-        return [sys.executable, "-c", FAKE_LOCUST, str(run_dir), str(locust.run_time_s)]
+        run_time = str(locust.run_time_s)
+        return [sys.executable, "-c", FAKE_LOCUST, str(run_dir), run_time, str(startup)]
 
     monkeypatch.setattr(locustproc, "locust_command", fake)
     settings = LocustSettings(shape=Shape(duration=duration))
@@ -76,6 +86,24 @@ def test_a_stop_asked_before_the_end_still_stops_locust(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = _run(tmp_path, monkeypatch, 300.0, lambda: True)
+    assert result.returncode == 0, (tmp_path / LOCUST_LOG_FILE).read_text()
+    assert result.counts == {"requests": 3, "stopped": True}
+    assert result.stopped_ts is not None
+
+
+def test_a_stop_asked_seconds_before_a_slow_starting_locust_ends_still_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locust takes a second or more to import itself and open the run before its load (and
+    its clock) starts. Its end is timed from its ``load started`` marker: a stop asked 2 s
+    before that end stops it. Timed from the process's start, the stop waited for Locust's
+    own end, and a capacity run went on into the step after the one that broke its SLO."""
+
+    def two_seconds_before_its_end() -> bool:  # the load runs 4 s; asked 1 s into it
+        started = locustproc._marker_ts(tmp_path, LOAD_STARTED)
+        return started is not None and time.time() >= started + 1.0
+
+    result = _run(tmp_path, monkeypatch, 4.0, two_seconds_before_its_end, startup=4.0)
     assert result.returncode == 0, (tmp_path / LOCUST_LOG_FILE).read_text()
     assert result.counts == {"requests": 3, "stopped": True}
     assert result.stopped_ts is not None

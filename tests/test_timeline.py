@@ -176,6 +176,11 @@ def test_windows_and_segments():
     assert segs == [(-math.inf, 19.5, "app:1"), (22.5, 30.0, "app:2")]
     assert switch_windows(NO_SWITCH_TIME, 0.5) == [(11.5, 22.5)]
     assert switch_windows(NEVER_READY, 0.5) == []
+    # Locust's own markers (its load started 15 s in) say nothing of when the switch came
+    load = {**marker(15.0, "load started", workers=0), "role": "locust"}
+    assert switch_windows(sorted([*NO_SWITCH_TIME, load], key=lambda e: e["ts"]), 0.5) == [
+        (11.5, 22.5)
+    ]
 
 
 def test_attribute_many_rows_keeps_dtypes_and_counts():

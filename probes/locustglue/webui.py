@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, jsonify, request
 from locust.env import Environment
 
-from probes.lifecycle import fold
+from probes.lifecycle import REQUESTED, fold
 from probes.live import DEFAULT_WINDOW_S, table_rows
 from probes.locustglue.options import _opt
 from probes.records import read_events
@@ -37,6 +37,9 @@ def versions_payload(state: ProbesState) -> dict[str, Any]:
         }
     )
     events = read_events(state.run.path) if state.run is not None else []
+    # The rollout's events: the run's own markers (``load started``, a rate plan's clock) are not
+    # a rollout, and a run without one shows none
+    events = [e for e in events if e.get("kind") != "marker" or e.get("status") == REQUESTED]
     rollout = fold(events).as_dict() if events else None
     stats = state.environment.stats
     return {

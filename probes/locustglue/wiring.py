@@ -351,18 +351,20 @@ def _on_test_start(state: ProbesState) -> None:
     spec = state.spec_for(env.host)  # validates the options on every node, early
     if state.recorder is not None:
         state.recorder.rules = spec.tag_rules
-    if not isinstance(env.runner, WorkerRunner):
-        state.open_store()
-    if not isinstance(env.runner, WorkerRunner) and _opt(state.options, "rate_plan"):
+    if isinstance(env.runner, WorkerRunner):
+        return
+    # The load starts now (a master first waits for its workers; a shape's clock starts here):
+    # the recording starts its rollout driver on this marker when it waited for workers, and
+    # times Locust's own end from it. Held until the run directory is open.
+    workers = env.runner.worker_count if isinstance(env.runner, MasterRunner) else 0
+    _marker(state, LOAD_STARTED, {"workers": workers})
+    state.open_store()
+    if _opt(state.options, "rate_plan"):
         # Open-model rate steps: one clock for every worker, set before the users spawn
         # (a master fires test_start before it sends its spawn messages, with these options).
         t0 = time.time() + RATE_LEAD_S
         state.options.probes_rate_t0 = t0
         _marker(state, RATE_T0, {"t0": t0})
-    if isinstance(env.runner, MasterRunner):
-        # The load starts now (a master first waits for its workers): the recording starts
-        # its rollout driver on this marker.
-        _marker(state, LOAD_STARTED, {"workers": env.runner.worker_count})
 
 
 def _on_quitting(state: ProbesState) -> None:

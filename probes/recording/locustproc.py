@@ -396,7 +396,7 @@ def run_locust(
                 if time.monotonic() > deadline:
                     result.warnings.append("Locust did not finish in time; stopping it")
                     break
-            if time.monotonic() <= deadline and waiting.ending(locust.run_time_s):
+            if time.monotonic() <= deadline and waiting.ending(locust.shape.duration):
                 # Locust is ending by itself (its --run-time is up): a SIGINT now lands in its
                 # own shutdown, aborts it before it writes its counts, and the run loses them
                 while proc.poll() is None and time.monotonic() <= deadline:
@@ -444,21 +444,39 @@ class _LoadStart:
         self.on_start = on_start
         self.wait = wait
         self.started = False
-        self.started_at = math.inf
 
     def poll(self) -> None:
         if self.started:
             return
         if self.wait and not _marked(self.run_dir, LOAD_STARTED):
             return
-        self.started, self.started_at = True, time.monotonic()
+        self.started = True
         if self.on_start is not None:
             self.on_start()
 
     def ending(self, duration: float) -> bool:
-        """Whether Locust's own end (``duration`` after the load started, less
-        ``OWN_END_MARGIN_S``) has come: it then stops by itself and is not interrupted."""
-        return time.monotonic() >= self.started_at + duration - OWN_END_MARGIN_S
+        """Whether Locust's own end (``duration`` after its load started, less
+        ``OWN_END_MARGIN_S``) has come: it then stops by itself and is not interrupted.
+
+        Timed from the glue's ``load started`` marker (Locust's ``test_start``, where its
+        shape's clock starts), not from the process's start: Locust takes a second or more to
+        import and open the run, and a stop asked that long before its end must still stop it.
+        """
+        started = _marker_ts(self.run_dir, LOAD_STARTED)
+        return started is not None and time.time() >= started + duration - OWN_END_MARGIN_S
+
+
+def _marker_ts(run_dir: Path, status: str) -> float | None:
+    """When the first ``marker`` event of ``status`` was written (epoch seconds), or None."""
+    try:
+        events = read_events(run_dir)
+    except ProbesError:
+        return None
+    for event in events:
+        if event.get("kind") == "marker" and event.get("status") == status:
+            ts = event.get("ts")
+            return float(ts) if isinstance(ts, (int, float)) else None
+    return None
 
 
 def _marked(run_dir: Path, status: str) -> bool:
