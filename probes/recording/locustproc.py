@@ -41,7 +41,7 @@ from probes.locustglue import BODY_ENV, HEADERS_ENV
 from probes.locustglue.workers import CONNECTED, LOAD_STARTED
 from probes.recording.types import Progress
 from probes.records import read_events
-from probes.run import EVENTS_FILE, LOCUST_COUNTS_FILE, LOCUST_LOG_FILE
+from probes.run import LOCUST_COUNTS_FILE, LOCUST_LOG_FILE
 from probes.settings import RequestSpec
 from probes.shapes import Shape
 
@@ -448,7 +448,7 @@ class _LoadStart:
     def poll(self) -> None:
         if self.started:
             return
-        if self.wait and not _marked(self.run_dir, LOAD_STARTED):
+        if self.wait and _marker_ts(self.run_dir, LOAD_STARTED) is None:
             return
         self.started = True
         if self.on_start is not None:
@@ -469,19 +469,10 @@ class _LoadStart:
 def _marker_ts(run_dir: Path, status: str) -> float | None:
     """When the first ``marker`` event of ``status`` was written (epoch seconds), or None."""
     try:
-        events = read_events(run_dir)
+        events = read_events(run_dir)  # every row it returns has a ts in epoch seconds
     except ProbesError:
         return None
     for event in events:
         if event.get("kind") == "marker" and event.get("status") == status:
-            ts = event.get("ts")
-            return float(ts) if isinstance(ts, (int, float)) else None
+            return float(event["ts"])
     return None
-
-
-def _marked(run_dir: Path, status: str) -> bool:
-    try:
-        text = (run_dir / EVENTS_FILE).read_text("utf-8", errors="replace")
-    except OSError:
-        return False
-    return f'"status":"{status}"' in text
